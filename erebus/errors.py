@@ -1,0 +1,32 @@
+"""Typed errors, named after what the user did or what the peer sent."""
+
+
+class ErebusError(Exception):
+    """Base class of every error erebus raises on purpose."""
+
+
+class ParseError(ErebusError, ValueError):
+    """Bytes from a peer (or a file) that do not parse. Always dropped and counted, never fatal."""
+
+
+class ConfigError(ErebusError):
+    """A profile problem; the message names file, line and option."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 option: str | None = None):
+        self.path, self.line, self.option = path, line, option
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        if option is not None:
+            where += f"{option}: "
+        super().__init__(where + message)
+
+
+class SessionError(ErebusError):
+    """A session that failed; `stage` says what failed (unreachable, tls, certificate,
+    auth, push-timeout, halted, ...)."""
+
+    def __init__(self, stage: str, message: str):
+        self.stage = stage
+        super().__init__(message)

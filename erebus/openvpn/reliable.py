@@ -1,0 +1,128 @@
+"""The control channel's reliability layer (OpenVPN's reliable.c), sans-IO.
+
+Each key state has one :class:`ReliableSend` and one :class:`ReliableReceive`.
+Message packet ids start at 0 per key and per direction.  The sender keeps at
+most ``window`` messages in flight, retransmits each after a timeout that
+doubles up to a cap, and forgets a message once it is ACKed.  The receiver
+delivers messages in order, buffers up to ``window`` ahead, suppresses
+duplicates and ACKs everything it accepts (duplicates too, since the peer's
+copy of our ACK may have been lost).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+SEND_WINDOW = 6      # TLS_RELIABLE_N_SEND_BUFFERS
+RECEIVE_WINDOW = 12  # TLS_RELIABLE_N_REC_BUFFERS
+INITIAL_TIMEOUT = 2.0
+MAX_TIMEOUT = 16.0
+
+
+@dataclass(slots=True)
+class _InFlight:
+    packet_id: int
+    opcode: int
+    payload: bytes
+    deadline: float
+    timeout: float
+    sends: int = 0
+
+
+class ReliableSend:
+    """Outgoing messages: ids, window, retransmission with backoff."""
+
+    def __init__(self, window: int = SEND_WINDOW, initial_timeout: float = INITIAL_TIMEOUT,
+                 max_timeout: float = MAX_TIMEOUT):
+        self.window = window
+        self.initial_timeout = initial_timeout
+        self.max_timeout = max_timeout
+        self.next_packet_id = 0
+        self._queue: deque[tuple[int, bytes]] = deque()   # not yet given an id
+        self._inflight: dict[int, _InFlight] = {}
+        self.retransmissions = 0
+
+    def push(self, opcode: int, payload: bytes) -> None:
+        self._queue.append((opcode, payload))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing waiting for an ACK."""
+        return not self._queue and not self._inflight
+
+    def ack(self, packet_id: int) -> bool:
+        """Forget an ACKed message; False if it was not in flight (old or bogus ACK)."""
+        return self._inflight.pop(packet_id, None) is not None
+
+    def _oldest(self) -> int:
+        return min(self._inflight) if self._inflight else self.next_packet_id
+
+    def due(self, now: float) -> list[tuple[int, int, bytes]]:
+        """Messages to put on the wire now: (packet_id, opcode, payload), oldest first."""
+        out: list[tuple[int, int, bytes]] = []
+        for entry in sorted(self._inflight.values(), key=lambda e: e.packet_id):
+            if entry.deadline <= now:
+                if entry.sends:
+                    self.retransmissions += 1
+                    entry.timeout = min(entry.timeout * 2, self.max_timeout)
+                entry.sends += 1
+                entry.deadline = now + entry.timeout
+                out.append((entry.packet_id, entry.opcode, entry.payload))
+        while self._queue and self.next_packet_id - self._oldest() < self.window:
+            opcode, payload = self._queue.popleft()
+            pid = self.next_packet_id
+            self.next_packet_id += 1
+            self._inflight[pid] = _InFlight(pid, opcode, payload, now + self.initial_timeout,
+                                            self.initial_timeout, 1)
+            out.append((pid, opcode, payload))
+        return out
+
+    def next_deadline(self) -> float | None:
+        if not self._inflight:
+            return None
+        return min(e.deadline for e in self._inflight.values())
+
+
+class ReliableReceive:
+    """Incoming messages: in-order delivery, duplicate suppression, ACKs to send."""
+
+    def __init__(self, window: int = RECEIVE_WINDOW):
+        self.window = window
+        self.next_packet_id = 0
+        self._buffer: dict[int, tuple[int, bytes]] = {}
+        self._acks: list[int] = []
+        self.duplicates = 0
+        self.out_of_window = 0
+
+    def receive(self, packet_id: int, opcode: int, payload: bytes) -> None:
+        if packet_id < self.next_packet_id or packet_id in self._buffer:
+            self.duplicates += 1
+            self._queue_ack(packet_id)   # our earlier ACK may have been lost
+            return
+        if packet_id >= self.next_packet_id + self.window:
+            self.out_of_window += 1      # no room: no ACK, the peer will resend
+            return
+        self._buffer[packet_id] = (opcode, payload)
+        self._queue_ack(packet_id)
+
+    def _queue_ack(self, packet_id: int) -> None:
+        if packet_id not in self._acks:
+            self._acks.append(packet_id)
+
+    def ready(self) -> list[tuple[int, int, bytes]]:
+        """Messages now deliverable in order: (packet_id, opcode, payload)."""
+        out = []
+        while self.next_packet_id in self._buffer:
+            opcode, payload = self._buffer.pop(self.next_packet_id)
+            out.append((self.next_packet_id, opcode, payload))
+            self.next_packet_id += 1
+        return out
+
+    @property
+    def has_acks(self) -> bool:
+        return bool(self._acks)
+
+    def take_acks(self, limit: int) -> list[int]:
+        taken, self._acks = self._acks[:limit], self._acks[limit:]
+        return taken

@@ -1,0 +1,508 @@
+"""The OpenVPN client session: a sans-IO state machine.
+
+Bytes and the current time go in; datagrams to send, events and the next
+timer deadline come out (in the manner of aioquic's ``QuicConnection``)::
+
+    s = ClientSession(settings, now)
+    s.receive_datagram(data, now)   -> list of inbound IP packets (data channel)
+    s.datagrams_to_send(now)        -> list of datagrams for the transport
+    s.get_timer()                   -> the next deadline, or None
+    s.handle_timer(now)
+    s.next_event()                  -> Connected / Failed / Closed / ... or None
+    s.send_ip(packet)               -> one datagram (after Connected)
+    s.close(now)                    -> exit notification, then Closed
+
+Stages: hard reset, TLS handshake, key method 2, PUSH_REQUEST / PUSH_REPLY,
+established.  No data packet is sent or accepted before the session is
+established.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..crypto.prf import openvpn_key_block
+from ..errors import ParseError, SessionError
+from ..wire import openvpn as w
+from . import keymethod
+from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, normalize_cipher, \
+    supported_cipher
+from .push import PushedOptions, parse_push_reply
+from .reliable import ReliableReceive, ReliableSend
+from .tls import TlsClient, TlsSettings
+
+log = logging.getLogger("erebus.openvpn")
+
+CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
+PUSH_REQUEST_INTERVAL = 2.0
+EXIT_GRACE = 2.0
+
+
+class State(enum.Enum):
+    INITIAL = "initial"
+    HARD_RESET_SENT = "hard-reset-sent"
+    TLS_HANDSHAKE = "tls-handshake"
+    KEY_EXCHANGE = "key-exchange"
+    PUSH_REQUEST_SENT = "push-request-sent"
+    ESTABLISHED = "established"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+# -- events --------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class TlsEstablished:
+    version: str | None
+    cipher: str | None
+    peer_subject: str
+
+
+@dataclass(slots=True)
+class Connected:
+    options: PushedOptions
+    cipher: str
+    setup_time: float
+
+
+@dataclass(slots=True)
+class Failed:
+    """The session is over: ``stage`` names what failed (tls, certificate, auth, ...)."""
+
+    stage: str
+    message: str
+
+
+@dataclass(slots=True)
+class Closed:
+    reason: str
+
+
+@dataclass(slots=True)
+class ServerMessage:
+    """A control message the session does not act on (INFO, ...)."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class SessionSettings:
+    tls: TlsSettings
+    data_ciphers: list[str] = field(default_factory=lambda: ["AES-256-GCM", "AES-128-GCM",
+                                                               "CHACHA20-POLY1305"])
+    fallback_cipher: str | None = None
+    auth: str = "SHA1"
+    username: str | None = None
+    password: str | None = None
+    proto: str = "udp"
+    tun_mtu: int = 1500
+    hand_window: float = 60.0
+    tls_timeout: float = 2.0
+    push_timeout: float | None = None   # defaults to hand_window
+    ping: int | None = None              # profile values; pushed values win
+    ping_restart: int | None = None
+    replay_window: int = 64
+
+
+@dataclass(slots=True)
+class Counters:
+    dropped_malformed: int = 0
+    dropped_session: int = 0
+    dropped_data_auth: int = 0
+    dropped_replay: int = 0
+    dropped_before_established: int = 0
+    control_retransmits: int = 0
+    keepalives_in: int = 0
+    keepalives_out: int = 0
+
+
+class _KeyState:
+    """One key id: its reliable channel and TLS session (ssl.c's ``key_state``)."""
+
+    def __init__(self, key_id: int, settings: SessionSettings):
+        self.key_id = key_id
+        self.send = ReliableSend(initial_timeout=settings.tls_timeout)
+        self.recv = ReliableReceive()
+        self.tls: TlsClient | None = None
+        self.key_source: keymethod.ClientKeySource | None = None
+        self.key_block: bytes | None = None
+        self.app_buffer = b""
+        self.key_method_done = False
+
+
+class ClientSession:
+    def __init__(self, settings: SessionSettings, now: float, *, rng=os.urandom):
+        self.settings = settings
+        self.rng = rng
+        self.state = State.INITIAL
+        self.session_id = rng(8)
+        self.remote_session_id: bytes | None = None
+        self.counters = Counters()
+        self.started = now
+        self._events: deque = deque()
+        self._keys: dict[int, _KeyState] = {}
+        self._primary: _KeyState | None = None
+        self.data_key: DataKey | None = None
+        self.pushed = PushedOptions()
+        self.cipher: str | None = None
+        self._push_deadline: float | None = None
+        self._push_request_at: float | None = None
+        self._handshake_deadline = now + settings.hand_window
+        self._last_in = now
+        self._last_out = now
+        self._ping_interval: float | None = None
+        self._ping_restart: float | None = None
+        self._exit_deadline: float | None = None
+        self._cc_exit = False
+        self.tls_info: TlsEstablished | None = None
+        self._start(now)
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        return self.state is State.ESTABLISHED
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (State.CLOSED, State.FAILED)
+
+    def next_event(self):
+        return self._events.popleft() if self._events else None
+
+    def receive_datagram(self, data: bytes | memoryview, now: float) -> list[bytes]:
+        """Process one datagram from the server; returns inbound IP packets, if any."""
+        if self.finished:
+            return []
+        try:
+            packet = w.parse_packet(data)
+        except ParseError as exc:
+            self.counters.dropped_malformed += 1
+            log.debug("dropped malformed packet: %s", exc)
+            return []
+        if isinstance(packet, w.DataPacket):
+            return self._receive_data(packet, now)
+        try:
+            self._receive_control(packet, now)
+        except SessionError as exc:
+            self._fail(exc.stage, str(exc))
+        except ParseError as exc:
+            self.counters.dropped_malformed += 1
+            log.debug("dropped malformed control message: %s", exc)
+        return []
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        out: list[bytes] = []
+        if self.state is State.FAILED:
+            return out
+        for ks in self._keys.values():
+            for pid, opcode, payload in ks.send.due(now):
+                acks = ks.recv.take_acks(4) if self.remote_session_id else []
+                out.append(w.build_control(opcode, ks.key_id, self.session_id, acks,
+                                           self.remote_session_id if acks else None,
+                                           pid, payload))
+            while ks.recv.has_acks and self.remote_session_id is not None:
+                acks = ks.recv.take_acks(w.MAX_ACKS)
+                out.append(w.build_control(w.P_ACK_V1, ks.key_id, self.session_id, acks,
+                                           self.remote_session_id))
+            self.counters.control_retransmits = sum(k.send.retransmissions
+                                                    for k in self._keys.values())
+        if out:
+            self._last_out = now
+        return out
+
+    def get_timer(self) -> float | None:
+        if self.finished:
+            return None
+        deadlines = [k.send.next_deadline() for k in self._keys.values()]
+        if self.state in (State.HARD_RESET_SENT, State.TLS_HANDSHAKE, State.KEY_EXCHANGE):
+            deadlines.append(self._handshake_deadline)
+        if self.state is State.PUSH_REQUEST_SENT:
+            deadlines += [self._push_request_at, self._push_deadline]
+        if self.state is State.ESTABLISHED:
+            if self._ping_interval:
+                deadlines.append(self._last_out + self._ping_interval)
+            if self._ping_restart:
+                deadlines.append(self._last_in + self._ping_restart)
+        if self.state is State.CLOSING:
+            deadlines.append(self._exit_deadline)
+        deadlines = [d for d in deadlines if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> list[bytes]:
+        """Deadlines that passed; returns data-channel datagrams (keepalives) to send."""
+        out: list[bytes] = []
+        st = self.state
+        if st in (State.HARD_RESET_SENT, State.TLS_HANDSHAKE, State.KEY_EXCHANGE):
+            if now >= self._handshake_deadline:
+                what = {State.HARD_RESET_SENT: ("unreachable", "no answer from the server "
+                                                "(hard reset not acknowledged)"),
+                        State.TLS_HANDSHAKE: ("tls", "TLS handshake did not complete in time"),
+                        State.KEY_EXCHANGE: ("tls", "key exchange did not complete in time")}
+                self._fail(*what[st])
+                return out
+        elif st is State.PUSH_REQUEST_SENT:
+            if now >= self._push_deadline:
+                self._fail("push-timeout", "no PUSH_REPLY from the server in time")
+                return out
+            if now >= self._push_request_at:
+                self._send_app(self._primary, b"PUSH_REQUEST\x00")
+                self._push_request_at = now + PUSH_REQUEST_INTERVAL
+        elif st is State.ESTABLISHED:
+            if self._ping_restart and now >= self._last_in + self._ping_restart:
+                self._fail("ping-restart", f"no packet from the server for "
+                           f"{self._ping_restart:.0f} s (ping-restart)")
+                return out
+            if self._ping_interval and now >= self._last_out + self._ping_interval:
+                out.append(self.data_key.encrypt(KEEPALIVE))
+                self.counters.keepalives_out += 1
+                self._last_out = now
+        elif st is State.CLOSING:
+            if now >= self._exit_deadline or all(k.send.idle for k in self._keys.values()):
+                self._finish("closed by us")
+        return out
+
+    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes:
+        """Encrypt one IP packet into a data-channel datagram."""
+        if self.state is not State.ESTABLISHED:
+            raise SessionError("state", f"no data before the session is established "
+                               f"(state {self.state.value})")
+        if now is not None:
+            self._last_out = now
+        return self.data_key.encrypt(packet)
+
+    def close(self, now: float) -> list[bytes]:
+        """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.
+
+        Returns data-channel datagrams to send (the OCC exit); control packets
+        come from :meth:`datagrams_to_send` as usual.
+        """
+        if self.finished or self.state is State.CLOSING:
+            return []
+        out: list[bytes] = []
+        if self.state is State.ESTABLISHED:
+            if self._cc_exit:
+                self._send_app(self._primary, b"EXIT\x00")
+            else:
+                out.append(self.data_key.encrypt(OCC_MAGIC + bytes((OCC_EXIT,))))
+            self.state = State.CLOSING
+            self._exit_deadline = now + EXIT_GRACE
+            if not self._cc_exit:
+                self._finish("closed by us")
+        else:
+            self._finish("closed by us before the session was established")
+        return out
+
+    def control_idle(self) -> bool:
+        return all(k.send.idle for k in self._keys.values())
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _start(self, now: float) -> None:
+        ks = _KeyState(0, self.settings)
+        self._keys[0] = ks
+        self._primary = ks
+        ks.send.push(w.P_CONTROL_HARD_RESET_CLIENT_V2, b"")
+        self.state = State.HARD_RESET_SENT
+
+    def _fail(self, stage: str, message: str) -> None:
+        if self.finished:
+            return
+        log.debug("session failed (%s): %s", stage, message)
+        self.state = State.FAILED
+        self._events.append(Failed(stage, message))
+
+    def _finish(self, reason: str) -> None:
+        if self.finished:
+            return
+        self.state = State.CLOSED
+        self._events.append(Closed(reason))
+
+    def _receive_data(self, packet: w.DataPacket, now: float) -> list[bytes]:
+        dk = self.data_key
+        if dk is None or self.state not in (State.ESTABLISHED, State.CLOSING):
+            self.counters.dropped_before_established += 1
+            return []
+        if packet.key_id != dk.key_id:
+            self.counters.dropped_session += 1
+            return []
+        try:
+            payload = dk.decrypt(packet.body)
+        except DataError as exc:
+            if "replay" in str(exc):
+                self.counters.dropped_replay += 1
+            else:
+                self.counters.dropped_data_auth += 1
+            log.debug("dropped data packet: %s", exc)
+            return []
+        self._last_in = now
+        if payload == KEEPALIVE:
+            self.counters.keepalives_in += 1
+            return []
+        if payload[:16] == OCC_MAGIC:
+            log.debug("OCC message %s from the server", payload[16:17].hex())
+            return []
+        return [payload]
+
+    def _receive_control(self, p: w.ControlPacket, now: float) -> None:
+        if p.opcode == w.P_CONTROL_HARD_RESET_SERVER_V2:
+            if self.remote_session_id is None:
+                self.remote_session_id = p.session_id
+                log.debug("server session id %s", p.session_id.hex())
+        if self.remote_session_id is None or p.session_id != self.remote_session_id:
+            self.counters.dropped_session += 1
+            log.debug("dropped %s from unknown session %s", p.name, p.session_id.hex())
+            return
+        if p.acks and p.remote_session_id != self.session_id:
+            self.counters.dropped_session += 1
+            log.debug("dropped %s acknowledging another session", p.name)
+            return
+        ks = self._keys.get(p.key_id)
+        if ks is None:
+            if p.opcode == w.P_CONTROL_SOFT_RESET_V1:
+                raise SessionError("renegotiation", "the server started a renegotiation "
+                                   "(soft reset), which this version does not support yet")
+            self.counters.dropped_session += 1
+            return
+        self._last_in = now
+        for pid in p.acks:
+            ks.send.ack(pid)
+        if p.packet_id is None:
+            return
+        ks.recv.receive(p.packet_id, p.opcode, p.payload)
+        for _pid, opcode, payload in ks.recv.ready():
+            self._deliver(ks, opcode, payload, now)
+
+    def _deliver(self, ks: _KeyState, opcode: int, payload: bytes, now: float) -> None:
+        if opcode == w.P_CONTROL_HARD_RESET_SERVER_V2:
+            if self.state is State.HARD_RESET_SENT:
+                self.state = State.TLS_HANDSHAKE
+                ks.tls = TlsClient(self.settings.tls)
+                self._pump_tls(ks, now)
+            return
+        if opcode != w.P_CONTROL_V1:
+            log.debug("ignored %s in order on the control channel", w.opcode_name(opcode))
+            return
+        if ks.tls is None:
+            raise SessionError("protocol", "TLS data before the server's hard reset")
+        ks.tls.feed(payload)
+        self._pump_tls(ks, now)
+
+    def _pump_tls(self, ks: _KeyState, now: float) -> None:
+        tls = ks.tls
+        if not tls.established:
+            done = tls.handshake()
+            self._flush_tls(ks)
+            if not done:
+                return
+            subject = tls.peer_certificate.subject.rfc4514_string()
+            self.tls_info = TlsEstablished(tls.version, tls.cipher, subject)
+            self._events.append(self.tls_info)
+            log.info("TLS established (%s, %s), server %s", tls.version, tls.cipher, subject)
+            self.state = State.KEY_EXCHANGE
+            self._send_key_method(ks)
+        for record in tls.read_records():
+            self._receive_app(ks, record, now)
+        self._flush_tls(ks)
+
+    def _flush_tls(self, ks: _KeyState) -> None:
+        data = ks.tls.take_output()
+        for i in range(0, len(data), CONTROL_PAYLOAD_MAX):
+            ks.send.push(w.P_CONTROL_V1, data[i:i + CONTROL_PAYLOAD_MAX])
+
+    def _send_app(self, ks: _KeyState, data: bytes) -> None:
+        ks.tls.write(data)
+        self._flush_tls(ks)
+
+    def _send_key_method(self, ks: _KeyState) -> None:
+        st = self.settings
+        ks.key_source = keymethod.ClientKeySource(self.rng(48), self.rng(32), self.rng(32))
+        ciphers = [normalize_cipher(c) for c in st.data_ciphers if supported_cipher(c)]
+        ciphers = ["none" if c == "none" else c for c in ciphers]
+        options = keymethod.options_string(cipher=st.fallback_cipher or ciphers[0],
+                                           proto="TCPv4_CLIENT" if st.proto != "udp"
+                                           else "UDPv4", tun_mtu=st.tun_mtu)
+        message = keymethod.build_client_message(
+            ks.key_source, options, keymethod.peer_info(ciphers), st.username, st.password)
+        self._send_app(ks, message)
+
+    def _receive_app(self, ks: _KeyState, record: bytes, now: float) -> None:
+        if not ks.key_method_done:
+            server = keymethod.parse_server_message(record)
+            src = ks.key_source
+            ks.key_block = openvpn_key_block(src.pre_master, src.random1, server.random1,
+                                             src.random2, server.random2,
+                                             self.session_id, self.remote_session_id)
+            ks.key_method_done = True
+            log.debug("server options string: %s", server.options)
+            if ks is self._primary:
+                self.state = State.PUSH_REQUEST_SENT
+                self._send_app(ks, b"PUSH_REQUEST\x00")
+                self._push_request_at = now + PUSH_REQUEST_INTERVAL
+                self._push_deadline = now + (self.settings.push_timeout
+                                             or self.settings.hand_window)
+            return
+        ks.app_buffer += record
+        while b"\x00" in ks.app_buffer:
+            raw, _, ks.app_buffer = ks.app_buffer.partition(b"\x00")
+            self._control_message(raw.decode("utf-8", "replace"), now)
+        if len(ks.app_buffer) > 65536:
+            raise SessionError("protocol", "control message without terminator")
+
+    def _control_message(self, text: str, now: float) -> None:
+        log.debug("control message: %s", text)
+        if text.startswith("PUSH_REPLY"):
+            if self.state is not State.PUSH_REQUEST_SENT:
+                return   # a duplicate answer to a repeated PUSH_REQUEST
+            if parse_push_reply(text, self.pushed):
+                self._establish(now)
+        elif text.startswith("AUTH_FAILED"):
+            reason = text[len("AUTH_FAILED"):].lstrip(",") or "no reason given"
+            self._fail("auth", f"authentication failed: {reason}")
+        elif text.startswith("RESTART"):
+            reason = text[len("RESTART"):].lstrip(",") or "no reason given"
+            self._fail("restart", f"the server asked for a restart: {reason}")
+        elif text.startswith("HALT"):
+            reason = text[len("HALT"):].lstrip(",") or "no reason given"
+            self._fail("halted", f"the server halted the session: {reason}")
+        else:
+            self._events.append(ServerMessage(text))
+
+    def _establish(self, now: float) -> None:
+        p = self.pushed
+        cipher = p.cipher or self.settings.fallback_cipher
+        if cipher is None:
+            cipher = self.settings.data_ciphers[0] if len(self.settings.data_ciphers) == 1 \
+                else None
+        if cipher is None:
+            raise SessionError("cipher", "the server pushed no data cipher and the profile "
+                               "has no data-ciphers-fallback")
+        cipher = normalize_cipher(cipher)
+        if not supported_cipher(cipher):
+            raise SessionError("cipher", f"the server chose data cipher {cipher}, "
+                               "which erebus does not support")
+        if p.compression and p.compression not in ("comp-lzo no",):
+            raise SessionError("compression", f"the server pushed '{p.compression}', "
+                               "which this version does not support")
+        if p.virtual_ip is None:
+            raise SessionError("push", "the server pushed no ifconfig (no virtual IP)")
+        ks = self._primary
+        self.data_key = DataKey(ks.key_id, cipher, ks.key_block,
+                                auth=p.auth or self.settings.auth, peer_id=p.peer_id,
+                                replay_window=self.settings.replay_window)
+        self.cipher = cipher
+        self._cc_exit = "cc-exit" in p.protocol_flags
+        ping = p.ping if p.ping is not None else self.settings.ping
+        restart = p.ping_restart if p.ping_restart is not None else self.settings.ping_restart
+        self._ping_interval = float(ping) if ping else None
+        self._ping_restart = float(restart) if restart else None
+        self._last_in = self._last_out = now
+        self.state = State.ESTABLISHED
+        self._events.append(Connected(p, cipher, now - self.started))
+        log.info("session established: virtual IP %s/%s, cipher %s, peer-id %s",
+                 p.virtual_ip, p.netmask, cipher, p.peer_id)
