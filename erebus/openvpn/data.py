@@ -15,7 +15,10 @@ CBC + HMAC, and ``cipher none`` with an HMAC::
     header | HMAC(IV || ciphertext) | IV | CBC(packet_id || payload)
     header | HMAC(packet_id || payload) | packet_id | payload
 
-``cipher none`` with ``auth none`` carries the payload alone.
+``cipher none`` with ``auth none`` still carries the packet id (TLS mode always
+initialises the packet-id state, crypto.c's "No Encryption" branch writes it)::
+
+    header | packet_id(4) | payload
 
 Packet ids start at 1 per key and direction and are never reused; received
 ids go through a sliding replay window.  Anything that does not authenticate
@@ -127,7 +130,7 @@ class DataKey:
             sealed = self._enc.encrypt(pid + self._enc_iv, payload, aad)
             return b"".join((self.header, pid, sealed[-TAG_LEN:], sealed[:-TAG_LEN]))
         if mode == "none":
-            return self.header + payload
+            return b"".join((self.header, self._take_pid(), payload))
         if mode == "hmac":
             body = self._take_pid() + payload
             return b"".join((self.header, hmac.digest(self._enc_hmac, body, self._digest), body))
@@ -145,8 +148,14 @@ class DataKey:
         if not self.replay.check(pid):
             raise DataError(f"replayed or too old packet id {pid}")
 
-    def decrypt(self, body: memoryview) -> bytes:
-        """The payload of a data packet whose header has been stripped (``body``)."""
+    def decrypt(self, body: memoryview, header: bytes | None = None) -> bytes:
+        """The payload of a data packet whose header has been stripped (``body``).
+
+        ``header`` is the packet's header as received (``DataPacket.header``).  For
+        P_DATA_V2 with an AEAD cipher OpenVPN authenticates the received header
+        (ssl.c sets ad_start before the opcode), so pass it to detect a tampered
+        peer id; without it this key's own header is assumed.
+        """
         mode = self.mode
         if mode == "aead":
             if len(body) < 4 + TAG_LEN:
@@ -154,7 +163,10 @@ class DataKey:
             pid_bytes = bytes(body[:4])
             (pid,) = _PID.unpack(pid_bytes)
             self._accept_pid(pid)
-            aad = self.header + pid_bytes if self._v2 else pid_bytes
+            if self._v2:
+                aad = (self.header if header is None else bytes(header)) + pid_bytes
+            else:
+                aad = pid_bytes
             try:
                 payload = self._dec.decrypt(pid_bytes + self._dec_iv,
                                             bytes(body[4 + TAG_LEN:]) + bytes(body[4:4 + TAG_LEN]),
@@ -162,10 +174,11 @@ class DataKey:
             except InvalidTag:
                 raise DataError("AEAD tag mismatch") from None
         elif mode == "none":
-            payload = bytes(body)
-            self.packets_in += 1
-            self.bytes_in += len(payload)
-            return payload
+            if len(body) < 4:
+                raise DataError("data packet without packet id")
+            (pid,) = _PID.unpack_from(body, 0)
+            self._accept_pid(pid)
+            payload = bytes(body[4:])
         else:
             hlen = self._hlen
             if len(body) < hlen:

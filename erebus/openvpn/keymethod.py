@@ -9,8 +9,11 @@ Server to client::
 
     u32 0 | u8 2 | random1(32) | random2(32) | options string [| ...]
 
-Strings are ``u16 length | bytes | NUL`` with the length counting the NUL;
-an empty string is just ``u16 0``.
+Strings are ``u16 length | bytes | NUL`` with the length counting the NUL
+(ssl.c ``write_string``; an empty string is ``00 01 00``); an absent string
+(no username/password) is just ``u16 0`` (``write_empty_string``).  A 2.6
+server reads the options string, username and password with ``read_string``,
+which treats length 0 as "not provided".
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ _U16 = struct.Struct("!H")
 
 
 def write_string(value: str | bytes | None) -> bytes:
-    if value is None or value == "" or value == b"":
+    """``None`` is an absent string (``u16 0``); anything else, even empty, is
+    ``u16 len+1 | bytes | NUL`` exactly as OpenVPN's write_string sends it."""
+    if value is None:
         return _U16.pack(0)
     raw = value.encode() if isinstance(value, str) else value
     if b"\x00" in raw:

@@ -71,6 +71,17 @@ def _ip(value: str, what: str) -> str:
         raise ParseError(f"PUSH_REPLY: {what}: bad IPv4 address {value!r}") from None
 
 
+def _netmask(value: str, what: str) -> str:
+    """A contiguous IPv4 netmask.  Anything else would make ``Route.cidr`` raise
+    (or, for a host-mask-looking value such as 0.0.0.255, silently mean another
+    prefix) long after the PUSH_REPLY was accepted."""
+    mask = _ip(value, what)
+    inverted = ~int(ipaddress.IPv4Address(mask)) & 0xFFFFFFFF
+    if inverted & (inverted + 1):
+        raise ParseError(f"PUSH_REPLY: {what}: bad netmask {value!r}")
+    return mask
+
+
 def _int(value: str, what: str) -> int:
     try:
         return int(value)
@@ -97,7 +108,7 @@ def apply_push_option(opts: PushedOptions, text: str) -> None:
     elif name == "route" and args:
         mask = args[1] if len(args) > 1 and args[1] != "default" else "255.255.255.255"
         gw = args[2] if len(args) > 2 and args[2] not in ("default", "vpn_gateway") else None
-        opts.routes.append(Route(_ip(args[0], name), _ip(mask, name),
+        opts.routes.append(Route(_ip(args[0], name), _netmask(mask, name),
                                  _ip(gw, name) if gw else None))
     elif name == "dhcp-option" and len(args) >= 2:
         kind = args[0].upper()

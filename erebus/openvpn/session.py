@@ -332,7 +332,7 @@ class ClientSession:
             self.counters.dropped_session += 1
             return []
         try:
-            payload = dk.decrypt(packet.body)
+            payload = dk.decrypt(packet.body, packet.header)
         except DataError as exc:
             if "replay" in str(exc):
                 self.counters.dropped_replay += 1
@@ -372,6 +372,9 @@ class ClientSession:
         self._last_in = now
         for pid in p.acks:
             ks.send.ack(pid)
+        if self.state is State.CLOSING and self.control_idle():
+            self._finish("closed by us")      # the server has our EXIT
+            return
         if p.packet_id is None:
             return
         ks.recv.receive(p.packet_id, p.opcode, p.payload)

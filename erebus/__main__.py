@@ -1,0 +1,5 @@
+"""python -m erebus"""
+
+from .cli import run
+
+run()

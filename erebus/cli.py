@@ -1,0 +1,82 @@
+"""Command line: argument parsing and logging setup; the work is done elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from . import __version__
+from .errors import ConfigError, ErebusError, SessionError
+
+
+def _setup_logging(verbosity: int, quiet_default: bool) -> None:
+    if verbosity >= 2:
+        level = logging.DEBUG
+    elif verbosity == 1 or not quiet_default:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="erebus", description="A user-space VPN client: no root, no TUN, no routing "
+        "changes.")
+    parser.add_argument("--version", action="version", version=f"erebus {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, dest="verbose_top",
+                        help="more log output (-v: info, -vv: debug)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-v: info, -vv: debug)")
+    common.add_argument("--pcap", metavar="FILE",
+                        help="write the outer datagrams and the inner IPv4 packets to a "
+                        "pcapng file (Wireshark, tshark)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    probe = sub.add_parser("probe", parents=[common],
+                           help="connect, report what the server gave us, disconnect")
+    probe.add_argument("profile", help="an OpenVPN profile (.ovpn)")
+    probe.add_argument("--ping", metavar="ADDR",
+                       help="ping this IPv4 address through the tunnel")
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    probe.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                       help="give up after S seconds (default 30)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose + args.verbose_top, quiet_default=args.command == "probe")
+    if args.command == "probe":
+        from .probe import probe, render
+        try:
+            report = asyncio.run(probe(args.profile, ping=args.ping, timeout=args.timeout,
+                                       pcap_path=args.pcap))
+        except KeyboardInterrupt:
+            return 130
+        print(json.dumps(report, indent=2) if args.json else render(report))
+        if not report["ok"]:
+            if args.json:
+                print(f"erebus: {report['error']}", file=sys.stderr)
+            return 2 if report["stage"] == "config" else 1
+        return 0
+    return 2
+
+
+def run() -> None:
+    try:
+        sys.exit(main())
+    except ConfigError as exc:
+        print(f"erebus: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (SessionError, ErebusError) as exc:
+        print(f"erebus: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

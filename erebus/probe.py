@@ -1,0 +1,124 @@
+"""``erebus probe``: does this profile work, and if not, why not."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+
+from .errors import ConfigError, ErebusError, ParseError, SessionError
+from .openvpn.config import load_profile
+from .runtime.openvpn import OpenVPNTunnel
+from .wire import icmp, ipv4
+
+log = logging.getLogger("erebus.probe")
+
+PING_TRIES = 3
+PING_WAIT = 2.0
+
+
+def _failure(stage: str, message: str) -> dict:
+    return {"ok": False, "stage": stage, "error": message}
+
+
+async def ping_through(tunnel: OpenVPNTunnel, address: str, *, tries: int = PING_TRIES,
+               wait: float = PING_WAIT) -> float | None:
+    """Round-trip time in ms of an ICMP echo to ``address`` through the tunnel."""
+    loop = asyncio.get_running_loop()
+    src = ipv4.ip_from_str(tunnel.info.virtual_ip)
+    dst = ipv4.ip_from_str(address)
+    ident = int.from_bytes(os.urandom(2), "big")
+    replies: dict[int, float] = {}
+    got = asyncio.Event()
+
+    def receive(packet: bytes) -> None:
+        try:
+            header, payload = ipv4.parse_ipv4(packet)
+            if header.protocol != ipv4.PROTO_ICMP or header.src != dst:
+                return
+            message = icmp.parse_icmp(payload)
+        except ParseError as exc:
+            log.debug("dropped inbound packet: %s", exc)
+            return
+        if isinstance(message, icmp.IcmpEcho) and message.type == icmp.ECHO_REPLY \
+                and message.ident == ident:
+            replies.setdefault(message.seq, loop.time())
+            got.set()
+
+    tunnel.set_receiver(receive)
+    for seq in range(1, tries + 1):
+        sent = loop.time()
+        request = icmp.build_echo_request(ident, seq, b"erebus probe " + bytes(16))
+        tunnel.send_packet(ipv4.build_ipv4(src, dst, ipv4.PROTO_ICMP, request))
+        try:
+            await asyncio.wait_for(got.wait(), wait)
+        except asyncio.TimeoutError:
+            log.info("ping %s: no reply to seq %d", address, seq)
+            continue
+        if seq in replies:
+            return round((replies[seq] - sent) * 1000, 2)
+        got.clear()
+    return None
+
+
+async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 30.0,
+                pcap_path: str | None = None) -> dict:
+    """Connect, report, disconnect.  Never raises for a failure it can name."""
+    ping_addr = ping
+    try:
+        profile = load_profile(profile_path)
+        if ping_addr:
+            try:
+                ipaddress.IPv4Address(ping_addr)
+            except ValueError:
+                raise ConfigError(f"--ping needs an IPv4 address, not {ping_addr!r}") \
+                    from None
+    except ConfigError as exc:
+        return _failure("config", str(exc))
+    pcap = None
+    if pcap_path:
+        from .runtime.pcap import PcapWriter
+        pcap = PcapWriter(pcap_path)
+    tunnel = OpenVPNTunnel(profile, pcap=pcap)
+    try:
+        try:
+            info = await tunnel.connect(timeout=timeout)
+        except SessionError as exc:
+            return _failure(exc.stage, str(exc))
+        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None}
+        if ping_addr:
+            rtt = await ping_through(tunnel, ping_addr)
+            report["ping"] = ping_addr
+            report["ping_ms"] = rtt
+            if rtt is None:
+                report.update(ok=False, stage="ping", error=f"no reply from {ping_addr} "
+                              f"through the tunnel ({PING_TRIES} echo requests)")
+        return report
+    except ErebusError as exc:
+        return _failure(getattr(exc, "stage", "error"), str(exc))
+    finally:
+        await tunnel.close()
+        if pcap:
+            pcap.close()
+
+
+def render(report: dict) -> str:
+    if not report["ok"] and report["stage"] != "ping":
+        return f"FAILED ({report['stage']}): {report['error']}"
+    lines = [f"connected to {report['server']} in {report['setup_ms']:.0f} ms",
+             f"  virtual IP  {report['virtual_ip']}",
+             f"  netmask     {report['netmask']}",
+             f"  gateway     {report['gateway'] or '-'}",
+             f"  routes      {', '.join(report['routes']) or '-'}",
+             f"  MTU         {report['mtu']}",
+             f"  cipher      {report['cipher']}",
+             f"  DNS         {', '.join(report['dns']) or '-'}"]
+    if "ping" in report:
+        rtt = report["ping_ms"]
+        lines.append(f"  ping        {report['ping']}: "
+                     + (f"{rtt:.1f} ms" if rtt is not None else "no reply"))
+    if not report["ok"]:
+        lines.append(f"FAILED ({report['stage']}): {report['error']}")
+    return "\n".join(lines)
+

@@ -1,0 +1,855 @@
+"""A network-namespace lab with stock OpenVPN servers, for interop tests and demos.
+
+Topology (all addresses in the 198.18.0.0/15 benchmarking range)::
+
+    ebs-cli-<id>                 ebs-srv-<id>                    ebs-web-<id>
+    198.18.1.2/24 [to-srv] ---- [to-cli] 198.18.1.1/24
+                                 openvpn servers (one per mode)
+                                 tun<N> 198.19.N.1/24
+                                 ip_forward=1
+                                 [to-web] 198.18.2.1/24 ---- [to-srv] 198.18.2.2/24
+                                                              http.server :80
+                                                              route 198.19.0.0/16 via .2.1
+
+The VPN client (erebus, or the stock ``openvpn`` for :mod:`tests.interop.test_lab`)
+runs in ``ebs-cli-<id>``, which has no route anywhere but its own link: only traffic
+carried by the tunnel can reach the web host.
+
+Usage, from pytest (see ``tests/conftest.py``) or standalone::
+
+    from tests.lab import Lab
+    with Lab() as lab:
+        server = lab.start_server("gcm")
+        proc = lab.run_client([lab.python, "-m", "erebus", "--config", str(server.profile)])
+
+Everything is created as root and torn down by :meth:`Lab.close` (also run at exit,
+on Ctrl-C and on SIGTERM). Set ``EREBUS_KEEP_LAB=1`` to keep the lab directory (PKI,
+configs, logs) for inspection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import fcntl
+import hashlib
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_PYTHON = "/usr/bin/python3"
+UNPRIVILEGED_USER = "nobody"
+
+# Addresses. Everything lives in 198.18.0.0/15 (RFC 2544 benchmarking range).
+SERVER_LINK_ADDR = "198.18.1.1"      # server end of the client <-> server link
+CLIENT_LINK_ADDR = "198.18.1.2"      # client end
+WEB_GATEWAY_ADDR = "198.18.2.1"      # server end of the server <-> web link
+WEB_ADDR = "198.18.2.2"              # the host behind the VPN
+LINK_PREFIXLEN = 24
+VPN_POOLS_NET = "198.19.0.0/16"      # the union of all VPN pools (198.19.N.0/24)
+BASE_PORT = 1194                     # mode N listens on BASE_PORT + N
+
+BLOB_SIZE = 1 << 20                  # size of www/blob.bin
+
+_READY_LINE = "Initialization Sequence Completed"
+
+
+class LabError(RuntimeError):
+    """The lab could not be set up or a lab operation failed."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+def tail(path: Path | str, lines: int = 40) -> str:
+    """The last *lines* lines of a text file ("" if it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * lines))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def _run(argv: list[str], *, timeout: float = 30, check: bool = True,
+         **kwargs) -> subprocess.CompletedProcess:
+    """Run a setup command; raise :class:`LabError` with its output if it fails."""
+    try:
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from exc
+    if check and cp.returncode != 0:
+        raise LabError(f"command failed (rc={cp.returncode}): {' '.join(argv)}\n"
+                       f"{cp.stdout}{cp.stderr}".rstrip())
+    return cp
+
+
+def _wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:
+    """Poll *predicate* until it returns true or *timeout* seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def wait_for_log(path: Path, needle: str, *, timeout: float,
+                 process: subprocess.Popen | None = None, what: str = "process") -> None:
+    """Wait until *needle* appears in the log file *path*.
+
+    Fails early if *process* exits. Raises :class:`LabError` carrying the log's tail.
+    """
+    def seen() -> bool:
+        try:
+            if needle in path.read_text(errors="replace"):
+                return True
+        except FileNotFoundError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise LabError(f"{what} exited with rc={process.returncode} before "
+                           f"{needle!r}; {path} ends with:\n{tail(path)}")
+        return False
+
+    if not _wait_until(seen, timeout=timeout, interval=0.1):
+        raise LabError(f"{what}: no {needle!r} within {timeout}s; {path} ends with:\n"
+                       f"{tail(path)}")
+
+
+def _terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop a process started with ``start_new_session=True``: TERM its group, then KILL."""
+    if proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _ns_argv(ns: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *map(str, argv)]
+
+
+def _run_in_session(argv: list[str], *, timeout: float, check: bool, text: bool,
+                    input=None, **popen_kwargs) -> subprocess.CompletedProcess:
+    """Like ``subprocess.run`` but a timeout kills the whole process group.
+
+    (``runuser`` forks: killing only the direct child would orphan the real command.)
+    """
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text,
+                          start_new_session=True, **popen_kwargs) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _terminate(proc, grace=1.0)
+            proc.communicate()
+            raise
+    cp = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    if check:
+        cp.check_returncode()
+    return cp
+
+
+def missing_prerequisites() -> list[str]:
+    """Why the lab cannot run here (an empty list if it can)."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the lab needs root (network namespaces, tun devices)")
+    for tool in ("ip", "openvpn", "tc", "ss", "runuser", "curl"):
+        if shutil.which(tool) is None:
+            problems.append(f"{tool!r} is not installed")
+    if not os.path.exists("/dev/net/tun"):
+        problems.append("/dev/net/tun is missing")
+    if not os.path.exists(SYSTEM_PYTHON):
+        problems.append(f"{SYSTEM_PYTHON} is missing")
+    return problems
+
+
+# --------------------------------------------------------------------------- PKI
+
+@dataclass(frozen=True)
+class Pki:
+    """PEM files of the lab's PKI, all in one directory.
+
+    Identities (each has ``<name>.crt`` and ``<name>.key``): ``ca`` ("erebus-lab-ca"),
+    ``server`` and ``client`` (signed by it), ``rogue-ca`` and ``rogue-server``
+    (signed by the rogue CA: a server the client must refuse).
+    """
+
+    dir: Path
+
+    def cert(self, name: str) -> Path:
+        return self.dir / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.dir / f"{name}.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.cert("ca")
+
+    @classmethod
+    def generate(cls, directory: Path) -> "Pki":
+        """Create the CAs and leaf certificates (EC P-256) in *directory*."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        pki = cls(directory)
+        now = datetime.datetime.now(datetime.timezone.utc)
+
+        def key_usage(**on: bool) -> x509.KeyUsage:
+            flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment",
+                                   "data_encipherment", "key_agreement", "key_cert_sign",
+                                   "crl_sign", "encipher_only", "decipher_only"), False)
+            flags.update(on)
+            return x509.KeyUsage(**flags)
+
+        def issue(name: str, cn: str, issuer: tuple | None, extensions: list) -> tuple:
+            key = ec.generate_private_key(ec.SECP256R1())
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+            issuer_name, issuer_key = issuer if issuer else (subject, key)
+            builder = (x509.CertificateBuilder()
+                       .subject_name(subject).issuer_name(issuer_name)
+                       .public_key(key.public_key())
+                       .serial_number(x509.random_serial_number())
+                       .not_valid_before(now - datetime.timedelta(days=1))
+                       .not_valid_after(now + datetime.timedelta(days=30))
+                       .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                                      critical=False))
+            for ext, critical in extensions:
+                builder = builder.add_extension(ext, critical=critical)
+            cert = builder.sign(issuer_key, hashes.SHA256())
+            pki.cert(name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            pki.key(name).write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+            # World-readable on purpose: the client under test runs as "nobody".
+            os.chmod(pki.key(name), 0o644)
+            return subject, key
+
+        def ca_exts():
+            return [(x509.BasicConstraints(ca=True, path_length=None), True),
+                    (key_usage(key_cert_sign=True, crl_sign=True), True)]
+
+        def leaf_exts(eku, **usage):
+            return [(x509.BasicConstraints(ca=False, path_length=None), True),
+                    (key_usage(**usage), True),
+                    (x509.ExtendedKeyUsage([eku]), False)]
+
+        server_exts = leaf_exts(ExtendedKeyUsageOID.SERVER_AUTH,
+                                digital_signature=True, key_encipherment=True)
+        ca = issue("ca", "erebus-lab-ca", None, ca_exts())
+        issue("server", "server", ca, server_exts)
+        issue("client", "client", ca,
+              leaf_exts(ExtendedKeyUsageOID.CLIENT_AUTH, digital_signature=True))
+        rogue = issue("rogue-ca", "rogue-ca", None, ca_exts())
+        issue("rogue-server", "rogue-server", rogue, server_exts)
+        return pki
+
+
+# --------------------------------------------------------------------------- modes
+
+@dataclass(frozen=True)
+class Mode:
+    """How one lab OpenVPN server (and the matching client profile) is configured.
+
+    ``index`` N gives the pool 198.19.N.0/24, the port ``BASE_PORT + N`` and the
+    device ``tunN``; it must be unique among :data:`MODES`.
+
+    ``server_lines`` / ``client_lines`` are extra config lines; they are formatted
+    with ``str.format`` and may use ``{lab_dir}``, ``{static_key}`` (path of an OpenVPN
+    static key, generated on first use with ``openvpn --genkey secret``) and
+    ``{static_key_text}`` (its contents, for inline blocks in the client profile).
+    For example a tls-crypt mode would be::
+
+        Mode(3, server_lines=("tls-crypt {static_key}",),
+             client_lines=("<tls-crypt>\\n{static_key_text}</tls-crypt>",))
+    """
+
+    index: int
+    data_ciphers: str = "AES-256-GCM"
+    server_lines: tuple[str, ...] = ()
+    client_lines: tuple[str, ...] = ()
+    proto: str = "udp"                 # "udp" or "tcp" (the same word serves both ends)
+    server_identity: str = "server"    # PKI identity the server presents
+
+
+MODES: dict[str, Mode] = {
+    # No encryption and no HMAC on the data channel. The client announces
+    # IV_CIPHERS=none and the server picks "none" from its data-ciphers; the
+    # fallback covers a client that sends no IV_CIPHERS. "auth" is not
+    # negotiated, so both ends must say "auth none".
+    "none": Mode(0, data_ciphers="none",
+                 server_lines=("data-ciphers-fallback none", "auth none"),
+                 client_lines=("data-ciphers-fallback none", "auth none")),
+    "gcm": Mode(1, data_ciphers="AES-256-GCM"),
+    # The server's certificate comes from an unrelated CA: the client must refuse it.
+    "rogue": Mode(2, data_ciphers="AES-256-GCM", server_identity="rogue-server"),
+}
+
+
+@dataclass
+class OvpnServer:
+    """A running stock OpenVPN server in the lab's server namespace."""
+
+    mode: str
+    proto: str
+    host: str              # address the server listens on (198.18.1.1)
+    port: int
+    pool: str              # e.g. "198.19.1.0/24"
+    vpn_address: str       # the server's own address in the pool, e.g. "198.19.1.1"
+    device: str            # tun device in the server namespace
+    profile: Path          # client .ovpn profile (inline PKI) for this server
+    config: Path
+    log: Path
+    pidfile: Path
+    process: subprocess.Popen = field(repr=False)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail(self.log, lines)
+
+    def describe(self, lines: int = 40) -> str:
+        """A header plus the log's tail, for assertion messages."""
+        return f"--- openvpn server {self.mode!r} ({self.log}) ---\n{self.log_tail(lines)}"
+
+
+# --------------------------------------------------------------------------- unprivileged python
+
+class UnprivilegedPython(NamedTuple):
+    """An interpreter and a PYTHONPATH with which user ``nobody`` can import erebus."""
+
+    python: str
+    pythonpath: str
+
+
+_unpriv_cache: dict[tuple[Path, Path], UnprivilegedPython] = {}
+
+
+def _default_venv() -> Path:
+    """The running interpreter's venv (under pytest), else ``<repo>/.venv``."""
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix)
+    return REPO_ROOT / ".venv"
+
+
+def _nobody_can_import(python: str, pythonpath: str) -> subprocess.CompletedProcess:
+    return _run(["runuser", "-u", UNPRIVILEGED_USER, "--", "env", f"PYTHONPATH={pythonpath}",
+                 python, "-c", "import erebus, cryptography"], check=False, cwd="/", timeout=60)
+
+
+def _make_world_readable(root: Path) -> None:
+    """``chmod -R a+rX root``."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, os.stat(dirpath).st_mode | 0o555)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                mode = os.stat(p).st_mode
+                os.chmod(p, mode | 0o444 | (0o111 if mode & 0o100 else 0))
+
+
+def _build_unprivileged_copy(repo: Path) -> UnprivilegedPython:
+    """Create (or refresh) a world-readable venv + erebus copy under /tmp."""
+    tag = hashlib.sha256(str(repo).encode()).hexdigest()[:10]
+    root = Path(f"/tmp/erebus-unpriv-{os.getuid()}-{tag}")
+    with open(f"{root}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        root.mkdir(mode=0o755, exist_ok=True)
+        st = root.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise LabError(f"{root} exists but is not ours or is group/world-writable")
+        os.chmod(root, 0o755)
+
+        venv = root / "venv"
+        deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+        stamp = root / "deps.txt"
+        wanted = "\n".join(deps)
+        if not (venv / "bin" / "python").exists() or \
+                (stamp.read_text() if stamp.exists() else None) != wanted:
+            _run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], timeout=300)
+            _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                  "--disable-pip-version-check", *deps], timeout=600)
+            stamp.write_text(wanted)
+
+        site = root / "site"
+        staging = root / "site.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(repo / "erebus", staging / "erebus",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.rmtree(site, ignore_errors=True)
+        staging.rename(site)
+        _make_world_readable(root)
+    return UnprivilegedPython(str(venv / "bin" / "python"), str(site))
+
+
+def ensure_unprivileged_python(repo: Path = REPO_ROOT,
+                               venv: Path | None = None) -> UnprivilegedPython:
+    """Find a Python that user ``nobody`` can run to ``import erebus, cryptography``.
+
+    First try the repo's venv (``venv``, by default the running interpreter's venv or
+    ``<repo>/.venv``) with ``PYTHONPATH=<repo>``. If ``nobody`` cannot use it (e.g. the
+    repo lives under a directory only root can traverse), build a world-readable copy
+    in ``/tmp/erebus-unpriv-<uid>-<hash of repo path>``: a venv from
+    ``/usr/bin/python3`` with the runtime dependencies of ``pyproject.toml``
+    installed by pip, plus a fresh copy of the ``erebus`` package on PYTHONPATH.
+    The result is cached for the process.
+    """
+    repo = Path(repo).resolve()
+    venv = Path(venv) if venv is not None else _default_venv()
+    key = (repo, venv)
+    if key in _unpriv_cache:
+        return _unpriv_cache[key]
+    candidate = UnprivilegedPython(str(venv / "bin" / "python"), str(repo))
+    if _nobody_can_import(*candidate).returncode != 0:
+        candidate = _build_unprivileged_copy(repo)
+        check = _nobody_can_import(*candidate)
+        if check.returncode != 0:
+            raise LabError(f"user {UNPRIVILEGED_USER} cannot import erebus with {candidate}:\n"
+                           f"{check.stdout}{check.stderr}")
+    _unpriv_cache[key] = candidate
+    return candidate
+
+
+# --------------------------------------------------------------------------- the lab
+
+_lab_ids = itertools.count()
+_sigterm_installed = False
+
+
+def _install_sigterm_handler() -> None:
+    """Turn SIGTERM into SystemExit so that ``with Lab()`` and atexit clean up."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def on_sigterm(signum, frame):
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, on_sigterm)
+    _sigterm_installed = True
+
+
+class Lab:
+    """The namespaces, PKI, web host and OpenVPN servers; a context manager.
+
+    Attributes (after :meth:`start`): ``id``, ``ns_srv``, ``ns_cli``, ``ns_web``,
+    ``dir`` (the lab's world-readable temp dir), ``pki`` (:class:`Pki`),
+    ``blob_sha256`` / ``blob_size`` / ``blob_url`` (the 1 MiB random file served by
+    the web host), ``web_url``, ``servers`` (mode -> :class:`OvpnServer`),
+    ``loss_backend``; lazily: ``python`` / ``pythonpath`` (see
+    :func:`ensure_unprivileged_python`).
+    """
+
+    server_link_addr = SERVER_LINK_ADDR
+    client_link_addr = CLIENT_LINK_ADDR
+    web_addr = WEB_ADDR
+
+    def __init__(self, *, keep: bool | None = None) -> None:
+        n = next(_lab_ids)
+        self.id = f"{os.getpid()}" + (f"-{n}" if n else "")
+        self.ns_srv = f"ebs-srv-{self.id}"
+        self.ns_cli = f"ebs-cli-{self.id}"
+        self.ns_web = f"ebs-web-{self.id}"
+        self.keep = os.environ.get("EREBUS_KEEP_LAB") == "1" if keep is None else keep
+        self.dir: Path | None = None
+        self.pki: Pki | None = None
+        self.blob_sha256 = ""
+        self.blob_size = BLOB_SIZE
+        self.web_url = f"http://{WEB_ADDR}/"
+        self.blob_url = f"{self.web_url}blob.bin"
+        self.servers: dict[str, OvpnServer] = {}
+        self.loss_backend: str | None = None     # "netem" or "bpf", once set_loss ran
+        self._namespaces: list[str] = []
+        self._procs: list[subprocess.Popen] = []
+        self._http: subprocess.Popen | None = None
+        self._static_key: Path | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> "Lab":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> "Lab":
+        """Create the directory, PKI, namespaces and web host. Cleans up if it fails."""
+        atexit.register(self.close)
+        _install_sigterm_handler()
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix=f"erebus-lab-{self.id}-", dir="/tmp"))
+            os.chmod(self.dir, 0o755)        # the client runs as nobody
+            self.pki = Pki.generate(self.dir)
+            self._create_network()
+            self._start_web()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop every process, delete the namespaces and (unless kept) the directory."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for proc in self._procs:
+            _terminate(proc)
+        for ns in self._namespaces:
+            self._kill_namespace_processes(ns)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if self.dir is not None:
+            if self.keep:
+                print(f"[lab] kept {self.dir}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    @staticmethod
+    def _kill_namespace_processes(ns: str) -> None:
+        """Kill whatever still runs in *ns* (e.g. children the lab did not track)."""
+        def pids() -> list[int]:
+            cp = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            return [int(p) for p in cp.stdout.split()]
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if _wait_until(lambda: not pids(), timeout=3):
+                return
+
+    # ----------------------------------------------------------------- network
+
+    def _ip(self, ns: str, *args: str) -> None:
+        _run(["ip", "-n", ns, *args])
+
+    def _create_network(self) -> None:
+        for ns in (self.ns_srv, self.ns_cli, self.ns_web):
+            _run(["ip", "netns", "add", ns])
+            self._namespaces.append(ns)
+            self._ip(ns, "link", "set", "lo", "up")
+        links = [  # (ns, device, peer ns, peer device, address, peer address)
+            (self.ns_srv, "to-cli", self.ns_cli, "to-srv", SERVER_LINK_ADDR, CLIENT_LINK_ADDR),
+            (self.ns_srv, "to-web", self.ns_web, "to-srv", WEB_GATEWAY_ADDR, WEB_ADDR),
+        ]
+        for ns, dev, peer_ns, peer_dev, addr, peer_addr in links:
+            self._ip(ns, "link", "add", "name", dev, "type", "veth",
+                     "peer", "name", peer_dev, "netns", peer_ns)
+            for n, d, a in ((ns, dev, addr), (peer_ns, peer_dev, peer_addr)):
+                self._ip(n, "addr", "add", f"{a}/{LINK_PREFIXLEN}", "dev", d)
+                self._ip(n, "link", "set", d, "up")
+        self._ip(self.ns_web, "route", "add", VPN_POOLS_NET, "via", WEB_GATEWAY_ADDR)
+        _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+
+    def _start_web(self) -> None:
+        www = self.dir / "www"
+        www.mkdir(mode=0o755)
+        blob = os.urandom(BLOB_SIZE)
+        (www / "blob.bin").write_bytes(blob)
+        (www / "index.html").write_text(
+            "<!doctype html><title>erebus lab</title><p>erebus lab web host</p>\n")
+        self.blob_sha256 = hashlib.sha256(blob).hexdigest()
+        self._http = self.spawn_ns(
+            self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80", "--bind", WEB_ADDR,
+                          "--directory", str(www)],
+            output=self.dir / "http.log")
+
+        def listening() -> bool:
+            if self._http.poll() is not None:
+                raise LabError(f"http.server exited:\n{tail(self.dir / 'http.log')}")
+            out = _run(_ns_argv(self.ns_web, ["ss", "-Htln"])).stdout
+            return f"{WEB_ADDR}:80 " in out
+        if not _wait_until(listening, timeout=10, interval=0.1):
+            raise LabError(f"http.server not listening:\n{tail(self.dir / 'http.log')}")
+
+    # ----------------------------------------------------------------- packet loss
+
+    @property
+    def _loss_links(self) -> tuple[tuple[str, str], ...]:
+        """(namespace, device) of both ends of the client <-> server link."""
+        return (self.ns_srv, "to-cli"), (self.ns_cli, "to-srv")
+
+    def set_loss(self, percent: float) -> None:
+        """Drop *percent* % of packets in each direction of the client <-> server link.
+
+        Uses ``tc ... netem loss`` on both veth ends when the kernel has netem. Kernels
+        without it (like this project's Firecracker VMs) get an equivalent: an htb root
+        whose second class ends in ``pfifo limit 0`` (drops all) and a classic-BPF
+        ``cls_bpf`` filter sending IPv4 packets there when a random u32 is below the
+        threshold. ``set_loss(0)`` removes the qdiscs.
+        """
+        if not 0 <= percent <= 100:
+            raise ValueError(f"loss percent out of range: {percent}")
+        for ns, dev in self._loss_links:
+            subprocess.run(_ns_argv(ns, ["tc", "qdisc", "del", "dev", dev, "root"]),
+                           capture_output=True)
+            if percent:
+                self._apply_loss(ns, dev, percent)
+
+    def clear_loss(self) -> None:
+        self.set_loss(0)
+
+    def _apply_loss(self, ns: str, dev: str, percent: float) -> None:
+        tc = ["ip", "netns", "exec", ns, "tc"]
+        if self.loss_backend in (None, "netem"):
+            cp = _run([*tc, "qdisc", "replace", "dev", dev, "root", "netem", "loss",
+                       f"{percent}%"], check=False)
+            if cp.returncode == 0:
+                self.loss_backend = "netem"
+                return
+            if self.loss_backend == "netem" or "unknown" not in cp.stderr.lower():
+                raise LabError(f"tc netem failed on {ns}/{dev}: {cp.stderr}")
+            self.loss_backend = "bpf"
+        threshold = min(int(percent / 100 * 2**32), 2**32 - 1)
+        # cBPF: A = random u32 (SKF_AD_OFF + SKF_AD_RANDOM); A >= threshold ? no match : match
+        bytecode = f"4,32 0 0 {2**32 - 0x1000 + 56},53 1 0 {threshold},6 0 0 {2**32 - 1},6 0 0 0"
+        for args in (
+            ["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
+            ["class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+             "rate", "10gbit", "quantum", "1514"],
+            ["class", "add", "dev", dev, "parent", "1:", "classid", "1:2", "htb",
+             "rate", "10gbit", "quantum", "1514"],
+            ["qdisc", "add", "dev", dev, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"],
+            ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
+             "bpf", "bytecode", bytecode, "classid", "1:2"],
+        ):
+            _run([*tc, *args])
+
+    # ----------------------------------------------------------------- running things
+
+    def run_ns(self, ns: str, argv: list[str], *, timeout: float = 60, check: bool = False,
+               text: bool = True, input=None, **kwargs) -> subprocess.CompletedProcess:
+        """Run *argv* as root in namespace *ns*; capture output."""
+        return _run_in_session(_ns_argv(ns, argv), timeout=timeout, check=check, text=text,
+                               input=input, **kwargs)
+
+    def spawn_ns(self, ns: str, argv: list[str], *, output: Path | None = None,
+                 **popen_kwargs) -> subprocess.Popen:
+        """Start *argv* as root in namespace *ns*; the lab stops it on close.
+
+        *output*: a file that receives stdout and stderr (else *popen_kwargs* decide).
+        """
+        popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+        if output is not None:
+            with open(output, "wb") as out:
+                proc = subprocess.Popen(_ns_argv(ns, argv), start_new_session=True,
+                                        stdout=out, stderr=subprocess.STDOUT, **popen_kwargs)
+        else:
+            proc = subprocess.Popen(_ns_argv(ns, argv), start_new_session=True, **popen_kwargs)
+        self._procs.append(proc)
+        return proc
+
+    @property
+    def python(self) -> str:
+        """Interpreter for ``[lab.python, "-m", "erebus", ...]`` in :meth:`run_client`."""
+        return ensure_unprivileged_python().python
+
+    @property
+    def pythonpath(self) -> str:
+        return ensure_unprivileged_python().pythonpath
+
+    def _client_argv(self, argv: list[str], env: dict[str, str] | None) -> list[str]:
+        assignments = {"PYTHONPATH": self.pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
+                       **(env or {})}
+        return ["runuser", "-u", UNPRIVILEGED_USER, "--", "env",
+                *(f"{k}={v}" for k, v in assignments.items()), *map(str, argv)]
+
+    def run_client(self, argv: list[str], *, timeout: float = 60, check: bool = False,
+                   env: dict[str, str] | None = None, input=None, text: bool = True,
+                   **kwargs) -> subprocess.CompletedProcess:
+        """Run *argv* in the client namespace as user ``nobody`` (cwd: the lab dir).
+
+        PYTHONPATH is set so that ``[lab.python, "-m", "erebus", ...]`` works; *env*
+        adds variables.
+        """
+        kwargs.setdefault("cwd", self.dir)
+        return self.run_ns(self.ns_cli, self._client_argv(argv, env), timeout=timeout,
+                           check=check, input=input, text=text, **kwargs)
+
+    def spawn_client(self, argv: list[str], *, env: dict[str, str] | None = None,
+                     output: Path | None = None, **popen_kwargs) -> subprocess.Popen:
+        """Start a long-running *argv* in the client namespace as ``nobody``.
+
+        Pass *output* (a file for stdout + stderr) or your own ``stdout=``/``stderr=``;
+        with pipes, read them, or a chatty process blocks.
+        """
+        popen_kwargs.setdefault("cwd", self.dir)
+        return self.spawn_ns(self.ns_cli, self._client_argv(argv, env), output=output,
+                             **popen_kwargs)
+
+    def ping(self, ns: str, address: str, *, count: int = 3, timeout: float = 2.0) -> int:
+        """ICMP echo from *ns* to *address*; the number of replies (no ping binary needed)."""
+        cp = self.run_ns(ns, [sys.executable, "-c", _PING_SCRIPT, address, str(count),
+                              str(timeout)], timeout=count * timeout + 10, check=True)
+        return int(cp.stdout.strip())
+
+    # ----------------------------------------------------------------- openvpn servers
+
+    def start_server(self, mode: str, *, timeout: float = 20) -> OvpnServer:
+        """Start (once) the stock OpenVPN server for *mode*; see :data:`MODES`."""
+        if mode in self.servers:
+            return self.servers[mode]
+        m = MODES[mode]
+        n = m.index
+        port = BASE_PORT + n
+        files = {k: self.dir / f"{k}-{mode}.{ext}" for k, ext in
+                 (("server", "conf"), ("log", "log"), ("pid", "pid"), ("out", "out"))}
+        fmt = self._format_vars(m)
+        ident = m.server_identity
+        server_conf = [
+            f"server 198.19.{n}.0 255.255.255.0",
+            "topology subnet",
+            f"dev tun{n}",
+            "dev-type tun",
+            f"proto {m.proto}",
+            f"local {SERVER_LINK_ADDR}",
+            f"port {port}",
+            f"ca {self.pki.ca_cert}",
+            f"cert {self.pki.cert(ident)}",
+            f"key {self.pki.key(ident)}",
+            "dh none",
+            "keepalive 10 60",
+            f"push \"route {WEB_ADDR.rsplit('.', 1)[0]}.0 255.255.255.0\"",
+            f"push \"dhcp-option DNS {WEB_ADDR}\"",
+            f"data-ciphers {m.data_ciphers}",
+            "disable-dco",
+            "verb 4",
+            f"log {files['log']}",
+            f"writepid {files['pid']}",
+            *(line.format(**fmt) for line in m.server_lines),
+        ]
+        files["server"].write_text("\n".join(server_conf) + "\n")
+        profile = self.dir / f"client-{mode}.ovpn"
+        profile.write_text(self._client_profile(m, port, fmt))
+
+        proc = self.spawn_ns(self.ns_srv, ["openvpn", "--config", str(files["server"])],
+                             output=files["out"])
+        server = OvpnServer(mode=mode, proto=m.proto, host=SERVER_LINK_ADDR, port=port,
+                            pool=f"198.19.{n}.0/24", vpn_address=f"198.19.{n}.1",
+                            device=f"tun{n}", profile=profile, config=files["server"],
+                            log=files["log"], pidfile=files["pid"], process=proc)
+        try:
+            wait_for_log(files["log"], _READY_LINE, timeout=timeout, process=proc,
+                         what=f"openvpn server {mode!r}")
+        except LabError as exc:
+            _terminate(proc)
+            raise LabError(f"{exc}\n{tail(files['out'])}".rstrip()) from None
+        self.servers[mode] = server
+        return server
+
+    def stop_server(self, mode: str) -> None:
+        server = self.servers.pop(mode, None)
+        if server is not None:
+            _terminate(server.process)
+
+    def _client_profile(self, m: Mode, port: int, fmt: dict[str, str]) -> str:
+        def inline(tag: str, path: Path) -> str:
+            return f"<{tag}>\n{path.read_text().strip()}\n</{tag}>"
+        lines = [
+            "client",
+            "dev tun",
+            f"proto {m.proto}",
+            f"remote {SERVER_LINK_ADDR} {port}",
+            "nobind",
+            "remote-cert-tls server",
+            "verb 3",
+            f"data-ciphers {m.data_ciphers}",
+            *(line.format(**fmt) for line in m.client_lines),
+            inline("ca", self.pki.ca_cert),
+            inline("cert", self.pki.cert("client")),
+            inline("key", self.pki.key("client")),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _format_vars(self, m: Mode) -> dict[str, str]:
+        """Values for the ``{placeholders}`` of a mode's extra lines."""
+        fmt = {"lab_dir": str(self.dir)}
+        if any("{static_key" in line for line in (*m.server_lines, *m.client_lines)):
+            key = self.static_key()
+            fmt.update(static_key=str(key), static_key_text=key.read_text())
+        return fmt
+
+    def static_key(self) -> Path:
+        """An OpenVPN static key (tls-auth / tls-crypt / secret), generated once."""
+        if self._static_key is None:
+            path = self.dir / "static.key"
+            _run(["openvpn", "--genkey", "secret", str(path)])
+            os.chmod(path, 0o644)
+            self._static_key = path
+        return self._static_key
+
+    # ----------------------------------------------------------------- diagnostics
+
+    def logs_tail(self, lines: int = 40) -> str:
+        """Tails of every server log and the web host's log, for failure reports."""
+        parts = [s.describe(lines) for s in self.servers.values()]
+        if self.dir is not None:
+            parts.append(f"--- http.server ---\n{tail(self.dir / 'http.log', lines)}")
+        return "\n".join(parts)
+
+
+_PING_SCRIPT = r"""
+import os, socket, struct, sys, time
+dst, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+
+def checksum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF)
+    return ~(s + (s >> 16)) & 0xFFFF
+
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+ident, replies = os.getpid() & 0xFFFF, 0
+for seq in range(count):
+    payload = b"erebus-lab-ping!"
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    header = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq)
+    sock.sendto(header + payload, (dst, 0))
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data, (src, _) = sock.recvfrom(2048)
+        except socket.timeout:
+            break
+        ihl = (data[0] & 0x0F) * 4
+        kind, _, _, rid, rseq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+        if kind == 0 and rid == ident and rseq == seq and src == dst:
+            replies += 1
+            break
+print(replies)
+"""
+
+
+if __name__ == "__main__":        # a quick manual check: python -m tests.lab [mode ...]
+    with Lab() as lab:
+        for name in sys.argv[1:] or ["gcm"]:
+            s = lab.start_server(name)
+            print(f"{name}: {s.host}:{s.port}/{s.proto} pool {s.pool} profile {s.profile}")
+        print(f"lab dir {lab.dir}; blob sha256 {lab.blob_sha256}")
+        if sys.stdin.isatty():
+            input("press Enter to tear the lab down ")

@@ -1,0 +1,268 @@
+"""The data channel: client and server views interoperate, tampering and replays are
+refused, and the bytes on the wire are what OpenVPN 2.6 (crypto.c) puts there."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import random
+import struct
+
+import pytest
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from erebus.errors import ParseError
+from erebus.openvpn.data import (KEEPALIVE, DataError, DataKey, is_aead, normalize_cipher,
+                                 supported_cipher)
+from erebus.wire.openvpn import DataPacket, P_DATA_V1, P_DATA_V2, parse_packet
+
+KEY_BLOCK = random.Random(99).randbytes(256)
+
+# (cipher, auth) as negotiated; AEAD ignores auth.
+MODES = [("AES-128-GCM", "SHA1"), ("AES-256-GCM", "SHA1"), ("CHACHA20-POLY1305", "SHA1"),
+         ("AES-256-CBC", "SHA256"), ("none", "none")]
+AUTHENTICATED = [m for m in MODES if m != ("none", "none")]
+
+
+def server_view(kb: bytes) -> bytes:
+    """The server encrypts with slots 2/3 and decrypts with 0/1: swap the halves."""
+    return kb[128:256] + kb[0:128]
+
+
+def pair(cipher, auth, *, key_id=0, peer_id=7):
+    client = DataKey(key_id, cipher, KEY_BLOCK, auth=auth, peer_id=peer_id)
+    server = DataKey(key_id, cipher, server_view(KEY_BLOCK), auth=auth, peer_id=peer_id)
+    return client, server
+
+
+def receive(key: DataKey, wire: bytes) -> bytes:
+    pkt = parse_packet(wire)
+    assert isinstance(pkt, DataPacket)
+    assert pkt.key_id == key.key_id
+    return key.decrypt(pkt.body, pkt.header)
+
+
+def ids(m):
+    return f"{m[0]}+{m[1]}"
+
+
+# --- interoperation -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES, ids=ids)
+@pytest.mark.parametrize("peer_id", [None, 0x00ABCD])
+def test_round_trip_both_directions(mode, peer_id):
+    client, server = pair(*mode, key_id=1, peer_id=peer_id)
+    for payload in (b"", b"x", KEEPALIVE, os.urandom(1400), bytes(range(256)) * 3):
+        wire = client.encrypt(payload)
+        pkt = parse_packet(wire)
+        assert pkt.opcode == (P_DATA_V1 if peer_id is None else P_DATA_V2)
+        assert pkt.peer_id == peer_id
+        assert receive(server, wire) == payload
+        assert receive(client, server.encrypt(payload)) == payload
+    assert client.packets_in == server.packets_in == 5
+
+
+@pytest.mark.parametrize("mode", AUTHENTICATED, ids=ids)
+def test_wrong_direction_does_not_decrypt(mode):
+    # A packet the client sent must not be accepted back by the client (reflection).
+    client, _ = pair(*mode)
+    with pytest.raises(DataError):
+        receive(client, client.encrypt(b"reflected"))
+
+
+@pytest.mark.parametrize("mode", AUTHENTICATED, ids=ids)
+def test_tamper_any_byte_is_refused(mode):
+    client, server = pair(*mode)
+    wire = client.encrypt(b"the quick brown fox jumps over the lazy dog")
+    # AEAD over P_DATA_V2 authenticates the 4 header bytes too; CBC+HMAC does not
+    # (OpenVPN's HMAC starts after the header), so tamper the body there.
+    first = 1 if is_aead(mode[0]) else 4
+    for i in range(first, len(wire)):
+        for bit in (0x01, 0x80):
+            bad = bytearray(wire)
+            bad[i] ^= bit
+            with pytest.raises(DataError):
+                receive(server, bytes(bad))
+    assert receive(server, wire) == b"the quick brown fox jumps over the lazy dog"
+
+
+@pytest.mark.parametrize("mode", AUTHENTICATED, ids=ids)
+def test_truncated_or_extended_packets_are_refused(mode):
+    client, server = pair(*mode)
+    wire = client.encrypt(b"payload bytes")
+    for n in range(4, len(wire)):
+        with pytest.raises(DataError):
+            receive(server, wire[:n])
+    with pytest.raises(DataError):
+        receive(server, wire + b"\x00")
+
+
+@pytest.mark.parametrize("mode", MODES, ids=ids)
+def test_replay_is_refused(mode):
+    client, server = pair(*mode)
+    wire = client.encrypt(b"once")
+    assert receive(server, wire) == b"once"
+    with pytest.raises(DataError):
+        receive(server, wire)
+    assert receive(server, client.encrypt(b"next")) == b"next"
+
+
+@pytest.mark.parametrize("mode", MODES, ids=ids)
+def test_reordering_within_window_accepted_and_old_refused(mode):
+    client, server = pair(*mode)
+    packets = [client.encrypt(b"%d" % i) for i in range(1, 71)]   # packet ids 1..70
+    for i in (10, 3, 9, 1, 2):                                    # out of order
+        assert receive(server, packets[i - 1]) == b"%d" % i
+    assert receive(server, packets[69]) == b"70"                  # jump ahead
+    assert receive(server, packets[69 - 63]) == b"7"              # 63 behind: inside
+    with pytest.raises(DataError):
+        receive(server, packets[69 - 64])                         # 64 behind: outside
+    with pytest.raises(DataError):
+        receive(server, packets[2])                               # old and seen
+
+
+@pytest.mark.parametrize("mode", AUTHENTICATED, ids=ids)
+def test_forged_packet_does_not_move_the_replay_window(mode):
+    client, server = pair(*mode)
+    early = client.encrypt(b"early")
+    for _ in range(200):
+        late = client.encrypt(b"late")                            # packet id 201
+    forged = bytearray(late)
+    forged[-1] ^= 1
+    with pytest.raises(DataError):
+        receive(server, bytes(forged))
+    assert receive(server, early) == b"early"                     # window not moved
+    assert receive(server, late) == b"late"
+
+
+def test_key_id_and_peer_id_in_header():
+    key = DataKey(5, "AES-256-GCM", KEY_BLOCK, peer_id=0x123456)
+    assert key.encrypt(b"x")[:4] == bytes.fromhex("4d123456")
+    key = DataKey(2, "AES-256-GCM", KEY_BLOCK)
+    assert key.encrypt(b"x")[:1] == b"\x32"
+
+
+def test_data_error_is_a_parse_error():
+    assert issubclass(DataError, ParseError)
+
+
+def test_cipher_names():
+    assert normalize_cipher("aes-256-gcm") == "AES-256-GCM"
+    assert normalize_cipher("[null-cipher]") == normalize_cipher("NONE") == "none"
+    assert supported_cipher("chacha20-poly1305") and supported_cipher("AES-128-CBC")
+    assert not supported_cipher("BF-CBC")
+    with pytest.raises(ValueError):
+        DataKey(0, "BF-CBC", KEY_BLOCK)
+    with pytest.raises(ValueError):
+        DataKey(0, "AES-256-GCM", KEY_BLOCK[:255])
+
+
+# --- independent constructions ------------------------------------------------------------
+
+AEAD_IMPL = {"AES-128-GCM": (AESGCM, 16), "AES-256-GCM": (AESGCM, 32),
+             "CHACHA20-POLY1305": (ChaCha20Poly1305, 32)}
+
+
+@pytest.mark.parametrize("cipher", sorted(AEAD_IMPL))
+def test_aead_layout_matches_independent_construction(cipher):
+    ctor, klen = AEAD_IMPL[cipher]
+    key_id, peer_id = 1, 0x0A0B0C
+    client = DataKey(key_id, cipher, KEY_BLOCK, peer_id=peer_id)
+    header = bytes([(P_DATA_V2 << 3) | key_id]) + peer_id.to_bytes(3, "big")
+    assert header == bytes.fromhex("490a0b0c")
+
+    # client -> server: cipher key from slot 0, implicit IV from slot 1 (the c2s HMAC slot)
+    c2s = ctor(KEY_BLOCK[0:klen])
+    c2s_iv = KEY_BLOCK[64:72]
+    for pid in (1, 2, 3):
+        payload = b"payload %d" % pid
+        wire = client.encrypt(payload)
+        pid_bytes = struct.pack("!I", pid)
+        sealed = c2s.encrypt(pid_bytes + c2s_iv, payload, header + pid_bytes)
+        assert wire == header + pid_bytes + sealed[-16:] + sealed[:-16]
+
+    # server -> client: slot 2 key, slot 3 implicit IV; the client must accept it
+    s2c = ctor(KEY_BLOCK[128:128 + klen])
+    s2c_iv = KEY_BLOCK[192:200]
+    pid_bytes = struct.pack("!I", 1)
+    sealed = s2c.encrypt(pid_bytes + s2c_iv, b"from the server", header + pid_bytes)
+    wire = header + pid_bytes + sealed[-16:] + sealed[:-16]
+    assert receive(client, wire) == b"from the server"
+
+
+def test_aead_p_data_v1_authenticates_packet_id_only():
+    # ssl.c sets ad_start after the opcode byte for P_DATA_V1.
+    client = DataKey(3, "AES-256-GCM", KEY_BLOCK)
+    wire = client.encrypt(b"v1")
+    pid = struct.pack("!I", 1)
+    sealed = AESGCM(KEY_BLOCK[0:32]).encrypt(pid + KEY_BLOCK[64:72], b"v1", pid)
+    assert wire == b"\x33" + pid + sealed[-16:] + sealed[:-16]
+
+
+def test_aead_packet_id_zero_is_refused():
+    client = DataKey(0, "AES-256-GCM", KEY_BLOCK, peer_id=1)
+    header, pid = bytes.fromhex("48000001"), bytes(4)
+    sealed = AESGCM(KEY_BLOCK[128:160]).encrypt(pid + KEY_BLOCK[192:200], b"zero", header + pid)
+    with pytest.raises(DataError):
+        receive(client, header + pid + sealed[-16:] + sealed[:-16])
+
+
+def test_cbc_hmac_layout_matches_independent_construction():
+    client = DataKey(0, "AES-256-CBC", KEY_BLOCK, auth="SHA256", peer_id=3)
+    header = bytes.fromhex("48000003")
+    # server -> client, built by hand: HMAC-SHA256(slot 3) over IV || CBC(slot 2, pid||payload)
+    iv = bytes(range(16))
+    padder = padding.PKCS7(128).padder()
+    plain = padder.update(struct.pack("!I", 1) + b"hello over CBC") + padder.finalize()
+    enc = Cipher(algorithms.AES(KEY_BLOCK[128:160]), modes.CBC(iv)).encryptor()
+    body = iv + enc.update(plain) + enc.finalize()
+    mac = hmac.digest(KEY_BLOCK[192:224], body, "sha256")
+    assert receive(client, header + mac + body) == b"hello over CBC"
+
+    # client -> server, taken apart by hand with slots 0/1
+    wire = client.encrypt(b"hello back")
+    assert wire[:4] == header
+    mac, body = wire[4:36], wire[36:]
+    assert hmac.compare_digest(mac, hmac.digest(KEY_BLOCK[64:96], body, hashlib.sha256))
+    dec = Cipher(algorithms.AES(KEY_BLOCK[0:32]), modes.CBC(body[:16])).decryptor()
+    unpadder = padding.PKCS7(128).unpadder()
+    plain = unpadder.update(dec.update(body[16:]) + dec.finalize()) + unpadder.finalize()
+    assert plain == struct.pack("!I", 1) + b"hello back"
+
+
+# --- cipher none, auth none ---------------------------------------------------------------
+# crypto.c (2.6) openvpn_encrypt_v1, "No Encryption" branch: if the packet-id state is
+# initialised -- ssl.c does so for every TLS key state unless --no-replay -- the 4-byte
+# packet id is written before the payload; openvpn_decrypt_v1 reads it and runs the
+# replay check.
+
+def test_cipher_none_writes_packet_id_before_payload():
+    client = DataKey(0, "none", KEY_BLOCK, auth="none", peer_id=5)
+    assert client.encrypt(b"abc") == bytes.fromhex("48000005" "00000001") + b"abc"
+    assert client.encrypt(b"") == bytes.fromhex("48000005" "00000002")
+    v1 = DataKey(1, "none", KEY_BLOCK, auth="none")
+    assert v1.encrypt(KEEPALIVE) == b"\x31\x00\x00\x00\x01" + KEEPALIVE
+
+
+def test_cipher_none_reads_packet_id_and_checks_replay():
+    client = DataKey(0, "none", KEY_BLOCK, auth="none", peer_id=5)
+    header = bytes.fromhex("48000005")
+    assert receive(client, header + bytes.fromhex("00000002") + b"two") == b"two"
+    assert receive(client, header + bytes.fromhex("00000001") + b"one") == b"one"
+    with pytest.raises(DataError):
+        receive(client, header + bytes.fromhex("00000002") + b"two again")
+    with pytest.raises(DataError):
+        receive(client, header + bytes.fromhex("00000000") + b"id zero")
+    for n in range(4):
+        with pytest.raises(DataError):
+            client.decrypt(memoryview(bytes(n)))
+
+
+def test_cipher_none_with_hmac_layout():
+    client = DataKey(0, "none", KEY_BLOCK, auth="SHA1", peer_id=5)
+    wire = client.encrypt(b"signed")
+    body = struct.pack("!I", 1) + b"signed"
+    assert wire == bytes.fromhex("48000005") + hmac.digest(KEY_BLOCK[64:84], body, "sha1") + body
