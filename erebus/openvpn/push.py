@@ -112,7 +112,15 @@ def apply_push_option(opts: PushedOptions, text: str) -> None:
                                  _ip(gw, name) if gw else None))
     elif name == "dhcp-option" and len(args) >= 2:
         kind = args[0].upper()
-        if kind == "DNS":
+        if kind == "DNS" and ":" in args[1]:
+            # 2.6 options.c: a DNS value with a colon is an IPv6 server (as DNS6);
+            # the IPv4-only stack cannot use it, but it is valid and must not fail the reply.
+            try:
+                ipaddress.IPv6Address(args[1])
+            except ValueError:
+                raise ParseError(f"PUSH_REPLY: dhcp-option DNS: bad address {args[1]!r}") from None
+            opts.ignored.append(text)
+        elif kind == "DNS":
             opts.dns.append(_ip(args[1], "dhcp-option DNS"))
         elif kind == "DOMAIN":
             opts.domain = args[1]

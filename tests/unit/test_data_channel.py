@@ -65,6 +65,12 @@ def test_round_trip_both_directions(mode, peer_id):
     assert client.packets_in == server.packets_in == 5
 
 
+def test_decrypt_without_received_header_assumes_own_header():
+    client, server = pair("AES-256-GCM", "SHA1", peer_id=9)
+    wire = client.encrypt(b"no header passed")
+    assert server.decrypt(memoryview(wire)[4:]) == b"no header passed"
+
+
 @pytest.mark.parametrize("mode", AUTHENTICATED, ids=ids)
 def test_wrong_direction_does_not_decrypt(mode):
     # A packet the client sent must not be accepted back by the client (reflection).

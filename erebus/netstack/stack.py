@@ -1,0 +1,410 @@
+"""The network stack of one virtual IP: IPv4 demultiplexing to TCP connections,
+listeners and UDP sockets, ICMP echo and errors, RST for closed ports.  Sans-IO.
+
+    stack = NetStack("198.19.1.2", mtu=1500)
+    stack.receive(ip_packet, now)        # from the tunnel
+    stack.output(now) -> [ip_packet]     # to the tunnel
+    stack.timer() / stack.handle_timer(now)
+    stack.take_changed() -> connections, listeners and sockets the application
+                            should look at (data to read, room to write, closed ...)
+
+It never sends a fragment: TCP segments fit the MTU by their MSS, and a UDP
+datagram that would not fit is refused.  Inbound fragments are reassembled
+within limits (see :class:`erebus.wire.ipv4.Reassembler`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import logging
+import os
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..errors import ParseError
+from ..wire import icmp
+from ..wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reassembler, build_ipv4, \
+    ip_to_str, parse_ipv4, to_ip
+from ..wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp
+from ..wire.udp import build_udp, parse_udp
+from .tcp import DEFAULT_RCV_BUF, DEFAULT_SND_BUF, State, TcpConnection
+
+log = logging.getLogger("erebus.netstack")
+
+EPHEMERAL = (49152, 65535)
+UDP_QUEUE_LIMIT = 256
+SYN_BACKLOG = 128
+
+_ICMP_MESSAGES = {
+    (icmp.DEST_UNREACH, icmp.UNREACH_NET): "network unreachable",
+    (icmp.DEST_UNREACH, icmp.UNREACH_HOST): "host unreachable",
+    (icmp.DEST_UNREACH, icmp.UNREACH_PROTOCOL): "protocol unreachable",
+    (icmp.DEST_UNREACH, icmp.UNREACH_PORT): "connection refused",
+    (icmp.DEST_UNREACH, icmp.UNREACH_ADMIN_PROHIBITED): "administratively prohibited",
+    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): "TTL expired in transit",
+}
+
+
+@dataclass(slots=True)
+class Counters:
+    packets_in: int = 0
+    packets_out: int = 0
+    malformed: int = 0
+    not_for_us: int = 0
+    unknown_protocol: int = 0
+    rst_sent: int = 0
+    echo_replies: int = 0
+    icmp_errors: int = 0
+    udp_dropped: int = 0
+    syn_dropped: int = 0
+
+
+@dataclass(slots=True)
+class PendingSyn:
+    """A SYN waiting for the application to accept or refuse it (deferred listeners:
+    dial the local target first, then answer)."""
+
+    listener: "Listener"
+    remote_ip: int
+    remote_port: int
+    segment: TcpSegment
+    received: float
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        return ip_to_str(self.remote_ip), self.remote_port
+
+
+@dataclass(eq=False)
+class Listener:
+    port: int
+    defer: bool = False
+    backlog: int = SYN_BACKLOG
+    accepted: deque = field(default_factory=deque)       # established connections
+    pending: deque = field(default_factory=deque)        # PendingSyn (defer mode)
+    closed: bool = False
+
+
+@dataclass(eq=False)
+class UdpSocket:
+    port: int
+    queue: deque = field(default_factory=deque)          # (payload, (ip_str, port))
+    errors: deque = field(default_factory=deque)         # (message, (ip_str, port))
+    closed: bool = False
+
+
+class NetStack:
+    def __init__(self, local_ip, mtu: int = 1500, *, rng=os.urandom,
+                 rcv_buf: int = DEFAULT_RCV_BUF, snd_buf: int = DEFAULT_SND_BUF):
+        self.local_ip = to_ip(local_ip)
+        self.mtu = mtu
+        self.mss = mtu - 40
+        self.rcv_buf = rcv_buf
+        self.snd_buf = snd_buf
+        self.conns: dict[tuple[int, int, int, int], TcpConnection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self.udp: dict[int, UdpSocket] = {}
+        self.counters = Counters()
+        self._secret = rng(32)
+        self._rand = random.Random(rng(16))
+        self._out: list[bytes] = []
+        self._dirty: set[TcpConnection] = set()
+        self._changed: set = set()
+        self._heap: list = []
+        self._tick = itertools.count()
+        self._reasm = Reassembler()
+
+    # -- application calls ---------------------------------------------------------------
+
+    def connect(self, remote_ip, remote_port: int, now: float, **kw) -> TcpConnection:
+        rip = to_ip(remote_ip)
+        port = self._ephemeral(lambda p: (rip, remote_port, self.local_ip, p) not in self.conns)
+        conn = self._new_conn(port, rip, remote_port, now, **kw)
+        conn.open_active(now)
+        self._touch(conn)
+        return conn
+
+    def listen(self, port: int, *, defer: bool = False, backlog: int = SYN_BACKLOG) -> Listener:
+        if port in self.listeners:
+            raise OSError(f"TCP port {port} is already listened on")
+        listener = Listener(port, defer, backlog)
+        self.listeners[port] = listener
+        return listener
+
+    def unlisten(self, listener: Listener) -> None:
+        listener.closed = True
+        if self.listeners.get(listener.port) is listener:
+            del self.listeners[listener.port]
+        for syn in listener.pending:
+            self.refuse(syn)
+        listener.pending.clear()
+
+    def accept(self, syn: PendingSyn, now: float) -> TcpConnection:
+        """Answer a deferred SYN with SYN-ACK; the connection comes to ``accepted``."""
+        conn = self._new_conn(syn.listener.port, syn.remote_ip, syn.remote_port, now)
+        conn.listener = syn.listener
+        conn.open_passive(syn.segment, now)
+        self._touch(conn)
+        return conn
+
+    def refuse(self, syn: PendingSyn) -> None:
+        """Answer a deferred SYN with RST (the peer sees "connection refused")."""
+        seg = syn.segment
+        self._send_rst(syn.remote_ip, seg.dst_port, seg.src_port, 0,
+                       (seg.seq + 1) % (1 << 32), RST | ACK)
+
+    def udp_bind(self, port: int = 0) -> UdpSocket:
+        if port == 0:
+            port = self._ephemeral(lambda p: p not in self.udp)
+        elif port in self.udp:
+            raise OSError(f"UDP port {port} is in use")
+        sock = UdpSocket(port)
+        self.udp[port] = sock
+        return sock
+
+    def udp_close(self, sock: UdpSocket) -> None:
+        sock.closed = True
+        if self.udp.get(sock.port) is sock:
+            del self.udp[sock.port]
+
+    def udp_send(self, sock: UdpSocket, payload: bytes, remote_ip, remote_port: int) -> None:
+        if len(payload) + 28 > self.mtu:
+            raise OSError(f"UDP datagram of {len(payload)} bytes does not fit the tunnel MTU "
+                          f"{self.mtu}")
+        rip = to_ip(remote_ip)
+        self._emit(rip, PROTO_UDP, build_udp(self.local_ip, rip, sock.port, remote_port,
+                                             payload))
+
+    def touch(self, conn: TcpConnection) -> None:
+        """The application changed something (sent, read, shut down): output is due."""
+        self._touch(conn)
+
+    def abort(self, conn: TcpConnection, now: float) -> None:
+        rst = conn.abort(now)
+        if rst is not None:
+            self._emit(conn.remote_ip, PROTO_TCP, rst)
+            self.counters.rst_sent += 1
+        self._forget(conn)
+
+    def take_changed(self) -> set:
+        changed, self._changed = self._changed, set()
+        return changed
+
+    # -- input ---------------------------------------------------------------------------
+
+    def receive(self, packet, now: float) -> None:
+        c = self.counters
+        c.packets_in += 1
+        try:
+            header, payload = parse_ipv4(packet)
+        except ParseError as exc:
+            c.malformed += 1
+            log.debug("dropped packet: %s", exc)
+            return
+        if header.dst != self.local_ip:
+            c.not_for_us += 1
+            return
+        if header.is_fragment:
+            whole = self._reasm.add(header, payload, now)
+            if whole is None:
+                return
+            payload = memoryview(whole)
+        proto = header.protocol
+        try:
+            if proto == PROTO_TCP:
+                self._receive_tcp(header.src, parse_tcp(payload, header.src, header.dst), now)
+            elif proto == PROTO_UDP:
+                self._receive_udp(header.src, payload, packet)
+            elif proto == PROTO_ICMP:
+                self._receive_icmp(header.src, payload)
+            else:
+                c.unknown_protocol += 1
+        except ParseError as exc:
+            c.malformed += 1
+            log.debug("dropped %s segment from %s: %s", proto, ip_to_str(header.src), exc)
+
+    def _receive_tcp(self, src: int, seg: TcpSegment, now: float) -> None:
+        key = (src, seg.src_port, self.local_ip, seg.dst_port)
+        conn = self.conns.get(key)
+        if conn is not None:
+            was = conn.state
+            rst = conn.receive(seg, now)
+            if rst is not None:
+                self._emit(src, PROTO_TCP, rst)
+                self.counters.rst_sent += 1
+            if conn.state is State.ESTABLISHED and was is State.SYN_RECEIVED:
+                listener = getattr(conn, "listener", None)
+                if listener is not None and not listener.closed:
+                    listener.accepted.append(conn)
+                    self._changed.add(listener)
+            self._touch(conn)
+            if conn.state is State.CLOSED:
+                self._forget(conn)
+            return
+        flags = seg.flags
+        if flags & RST:
+            return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None and flags & SYN and not flags & ACK:
+            self._receive_syn(listener, src, seg, now)
+            return
+        # no such connection: RST (RFC 9293 3.10.7.1), so the peer sees "refused"
+        if flags & ACK:
+            self._send_rst(src, seg.dst_port, seg.src_port, seg.ack, 0, RST)
+        else:
+            self._send_rst(src, seg.dst_port, seg.src_port, 0,
+                           (seg.seq + seg.seg_len) % (1 << 32), RST | ACK)
+
+    def _receive_syn(self, listener: Listener, src: int, seg: TcpSegment, now: float) -> None:
+        if listener.defer:
+            for p in listener.pending:
+                if p.remote_ip == src and p.remote_port == seg.src_port:
+                    return                     # a retransmitted SYN: still deciding
+            if len(listener.pending) >= listener.backlog:
+                self.counters.syn_dropped += 1
+                return
+            held = TcpSegment(seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags,
+                              seg.window, mss=seg.mss, wscale=seg.wscale,
+                              sack_permitted=seg.sack_permitted, ts_val=seg.ts_val,
+                              ts_ecr=seg.ts_ecr)
+            listener.pending.append(PendingSyn(listener, src, seg.src_port, held, now))
+            self._changed.add(listener)
+            return
+        if len(listener.accepted) >= listener.backlog:
+            self.counters.syn_dropped += 1
+            return
+        conn = self._new_conn(listener.port, src, seg.src_port, now)
+        conn.listener = listener
+        conn.open_passive(seg, now)
+        self._touch(conn)
+
+    def _receive_udp(self, src: int, payload, packet) -> None:
+        dgram = parse_udp(payload, src, self.local_ip)
+        sock = self.udp.get(dgram.dst_port)
+        if sock is None:
+            # like a kernel: port unreachable, quoting the datagram
+            self._emit(src, PROTO_ICMP, icmp.build_icmp_error(
+                icmp.DEST_UNREACH, icmp.UNREACH_PORT, packet))
+            return
+        if len(sock.queue) >= UDP_QUEUE_LIMIT:
+            self.counters.udp_dropped += 1
+            return
+        sock.queue.append((bytes(dgram.payload), (ip_to_str(src), dgram.src_port)))
+        self._changed.add(sock)
+
+    def _receive_icmp(self, src: int, payload) -> None:
+        message = icmp.parse_icmp(payload)
+        if isinstance(message, icmp.IcmpEcho):
+            if message.type == icmp.ECHO_REQUEST:
+                self.counters.echo_replies += 1
+                self._emit(src, PROTO_ICMP, icmp.build_echo_reply(message))
+            return
+        if not isinstance(message, icmp.IcmpError):
+            return
+        self.counters.icmp_errors += 1
+        orig = message.original
+        if orig.src != self.local_ip or orig.src_port is None:
+            return
+        text = _ICMP_MESSAGES.get((message.type, message.code),
+                                  f"ICMP type {message.type} code {message.code}")
+        text = f"{text} (from {ip_to_str(src)})"
+        if orig.protocol == PROTO_TCP:
+            conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
+            if conn is not None:
+                conn.icmp_unreachable(text)
+                self._touch(conn)
+        elif orig.protocol == PROTO_UDP:
+            sock = self.udp.get(orig.src_port)
+            if sock is not None:
+                sock.errors.append((text, (ip_to_str(orig.dst), orig.dst_port)))
+                self._changed.add(sock)
+
+    # -- output and timers ---------------------------------------------------------------
+
+    def output(self, now: float) -> list[bytes]:
+        dirty, self._dirty = self._dirty, set()
+        emit = self._emit
+        for conn in dirty:
+            for seg in conn.output(now):
+                emit(conn.remote_ip, PROTO_TCP, seg)
+            self._schedule(conn)
+            if conn.state is State.CLOSED:
+                self._forget(conn)
+        out, self._out = self._out, []
+        self.counters.packets_out += len(out)
+        return out
+
+    def timer(self) -> float | None:
+        heap = self._heap
+        while heap:
+            deadline, _, conn = heap[0]
+            if conn.timer() == deadline:
+                return deadline
+            heapq.heappop(heap)            # stale entry
+        return self._reasm.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if conn.timer() != deadline:
+                continue
+            conn.handle_timer(now)
+            self._touch(conn)
+            if conn.state is State.CLOSED:
+                self._forget(conn)
+        self._reasm.expire(now)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _touch(self, conn: TcpConnection) -> None:
+        self._dirty.add(conn)
+        self._changed.add(conn)
+
+    def _schedule(self, conn: TcpConnection) -> None:
+        deadline = conn.timer()
+        if deadline is not None:
+            heapq.heappush(self._heap, (deadline, next(self._tick), conn))
+            if len(self._heap) > 4 * len(self.conns) + 64:
+                self._heap = [e for e in self._heap if e[2].timer() == e[0]]
+                heapq.heapify(self._heap)
+
+    def _forget(self, conn: TcpConnection) -> None:
+        if self.conns.get(conn.key) is conn:
+            del self.conns[conn.key]
+        self._changed.add(conn)
+
+    def _emit(self, dst: int, proto: int, payload: bytes) -> None:
+        self._out.append(build_ipv4(self.local_ip, dst, proto, payload))
+
+    def _send_rst(self, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int):
+        self.counters.rst_sent += 1
+        self._emit(dst, PROTO_TCP, build_tcp(self.local_ip, dst, sport, dport, seq, ack,
+                                             flags, 0))
+
+    def _new_conn(self, local_port: int, rip: int, rport: int, now: float,
+                  **kw) -> TcpConnection:
+        conn = TcpConnection(self.local_ip, local_port, rip, rport,
+                             iss=self._isn(local_port, rip, rport, now), mss=self.mss,
+                             now=now, rcv_buf=kw.pop("rcv_buf", self.rcv_buf),
+                             snd_buf=kw.pop("snd_buf", self.snd_buf), **kw)
+        self.conns[conn.key] = conn
+        return conn
+
+    def _isn(self, lport: int, rip: int, rport: int, now: float) -> int:
+        """RFC 6528: a 4-microsecond clock plus a keyed hash of the connection's ids."""
+        h = hashlib.blake2s(f"{self.local_ip},{lport},{rip},{rport}".encode(),
+                            key=self._secret, digest_size=4).digest()
+        return (int(now * 250_000) + int.from_bytes(h, "big")) % (1 << 32)
+
+    def _ephemeral(self, free) -> int:
+        lo, hi = EPHEMERAL
+        start = self._rand.randint(lo, hi)
+        for i in range(hi - lo + 1):
+            port = lo + (start - lo + i) % (hi - lo + 1)
+            if free(port) and port not in self.listeners:
+                return port
+        raise OSError("no free ephemeral port")

@@ -1,0 +1,978 @@
+"""One TCP connection (RFC 9293) as an explicit, sans-IO state machine.
+
+Segments and the current time go in (:meth:`TcpConnection.receive`); TCP
+segments to send come out (:meth:`TcpConnection.output`), with the next
+deadline (:meth:`TcpConnection.timer`) and :meth:`TcpConnection.handle_timer`.
+The application side is plain calls: :meth:`send` (bounded send buffer),
+:meth:`read` (bounded receive buffer: the advertised window is what the reader
+has room for, so a slow reader slows the sender), :meth:`shutdown` (FIN after
+the queued data), :meth:`abort` (RST).
+
+Inside, sequence numbers are turned into unbounded stream offsets at the
+edge, so no comparison in here has to think about the 2**32 wrap:
+``snd_una``/``snd_nxt`` count data bytes of our stream, ``rcv_nxt`` bytes of
+theirs.  SYN and FIN take their sequence numbers just before and after the
+data.
+
+What is implemented: active and passive open (the listener lives in the
+stack), MSS from the MTU, window scaling and timestamps (RFC 7323),
+SACK-permitted and SACK blocks for the peer (RFC 2018) and a SACK scoreboard
+that steers our retransmissions, RFC 6298 retransmission timer with Karn's
+rule, slow start and congestion avoidance (RFC 5681), fast retransmit and
+NewReno fast recovery (RFC 6582), an out-of-order queue bounded by the
+window, zero-window probes, FIN and half-close both ways, RST handling with
+RFC 5961 challenge ACKs, TIME_WAIT, and no keepalive unless asked for.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, build_tcp, seq_diff
+
+MOD = 1 << 32
+
+
+class State(enum.Enum):
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+SYNCHRONIZED = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                          State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
+# States in which we may still send data.
+CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+# States in which data from the peer is still accepted.
+CAN_RECEIVE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+# RFC 6298 (with Linux's 200 ms floor: a 1 s floor makes every tail loss cost a second)
+RTO_INITIAL = 1.0
+RTO_MIN = 0.2
+RTO_MAX = 60.0
+CLOCK_G = 0.001
+MAX_RETRIES = 15          # like Linux's tcp_retries2: then the connection is given up
+MAX_SYN_RETRIES = 6
+MAX_KEEPALIVE_PROBES = 9
+MSL = 30.0                # TIME_WAIT lasts 2 * MSL
+DUPACK_THRESHOLD = 3
+INITIAL_CWND_SEGMENTS = 10   # RFC 6928
+
+DEFAULT_RCV_BUF = 1 << 20
+DEFAULT_SND_BUF = 1 << 20
+RCV_WSCALE_MAX = 14
+
+
+class TcpError(Exception):
+    """Why a connection ended abnormally: refused, reset, timed out, unreachable."""
+
+
+class TcpConnection:
+    """A transmission control block and everything it does."""
+
+    def __init__(self, local_ip: int, local_port: int, remote_ip: int, remote_port: int, *,
+                 iss: int, mss: int, now: float, rcv_buf: int = DEFAULT_RCV_BUF,
+                 snd_buf: int = DEFAULT_SND_BUF, keepalive: float | None = None):
+        self.local_ip, self.local_port = local_ip, local_port
+        self.remote_ip, self.remote_port = remote_ip, remote_port
+        self.state = State.CLOSED
+        self.error: str | None = None     # set when the connection ended abnormally
+        self.listener = None              # the listener that accepted it (passive open)
+        self.last_icmp_error: str | None = None
+        self.created = now
+        # -- send side (offsets into our byte stream) --
+        self.iss = iss
+        self.snd_una = 0                 # oldest unacknowledged data byte
+        self.snd_nxt = 0                 # next data byte to send
+        self.snd_max = 0                 # highest data offset ever sent
+        self._sbuf = bytearray()         # data from snd_una on (unacked + unsent)
+        self.snd_buf_limit = snd_buf
+        self.snd_wnd = 0                 # peer's window (bytes, scaled)
+        self._snd_wl1 = 0                # their seq (offset) of the last window update
+        self._snd_wl2 = 0                # our ack offset of the last window update
+        self._syn_acked = False
+        self._syn_sent = False
+        self._fin_queued = False         # shutdown() called: FIN after the data
+        self._fin_sent = False
+        self._fin_acked = False
+        # -- receive side --
+        self.irs = 0
+        self.rcv_nxt = 0                 # next data offset expected from the peer
+        self._rbuf: deque[bytes] = deque()   # in-order data not yet read
+        self._rbuf_len = 0
+        self.rcv_buf = rcv_buf
+        self._rcv_adv = 0                # right edge (offset) we advertised
+        self._ooo: dict[int, bytes] = {}  # out-of-order segments by data offset
+        self._ooo_bytes = 0
+        self._sack_recent: list[int] = []   # offsets of recently queued OOO segments
+        self.fin_received = False
+        self._fin_offset: int | None = None  # their FIN's offset once seen (even OOO)
+        # -- options --
+        self.mss_local = mss             # what we announce (from our MTU)
+        self.mss = min(mss, 536)         # what we send until the peer announces
+        self.rcv_wscale = 0
+        self.snd_wscale = 0
+        self._wscale_ok = False
+        self.sack_ok = False
+        self.ts_ok = False
+        self._ts_recent = 0
+        self._ts_base = now
+        # -- timers, RTT, congestion --
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = RTO_INITIAL
+        self._rtx_deadline: float | None = None
+        self._retries = 0
+        self._timed_off: int | None = None     # offset whose ACK times an RTT (no TS)
+        self._timed_at = 0.0
+        self._persist_deadline: float | None = None
+        self._persist_backoff = 0
+        self._time_wait_deadline: float | None = None
+        self.keepalive = keepalive                  # idle seconds before probing; None: off
+        self.keepalive_interval = 75.0
+        self._keepalive_retries = 0
+        self._last_recv = now
+        self._keepalive_deadline: float | None = None
+        self.cwnd = INITIAL_CWND_SEGMENTS * self.mss
+        self.ssthresh = 1 << 30
+        self._dupacks = 0
+        self._recover: int | None = None       # NewReno: snd_max when recovery began
+        self._rexmit_from: int | None = None   # next offset to retransmit in recovery
+        self._sacked: list[list[int]] = []     # scoreboard: merged [start, end) offsets
+        self._ack_pending = False
+        self._challenge_acks = 0
+        # -- bookkeeping --
+        self.bytes_in = self.bytes_out = 0
+        self.retransmits = 0
+        self.segments_in = self.segments_out = 0
+        self.dropped = 0
+
+    # -- naming --------------------------------------------------------------------------
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.remote_ip, self.remote_port, self.local_ip, self.local_port)
+
+    def __repr__(self) -> str:
+        from ..wire.ipv4 import ip_to_str
+        return (f"<TCP {ip_to_str(self.local_ip)}:{self.local_port} -> "
+                f"{ip_to_str(self.remote_ip)}:{self.remote_port} {self.state.value}>")
+
+    # -- sequence numbers <-> offsets -----------------------------------------------------
+
+    def _snd_seq(self, off: int) -> int:
+        return (self.iss + 1 + off) % MOD
+
+    def _rcv_seq(self, off: int) -> int:
+        return (self.irs + 1 + off) % MOD
+
+    def _ack_off(self, ack: int) -> int:
+        """Offset in our stream that an ACK number points at (relative to snd_una)."""
+        return self.snd_una + seq_diff(ack, self._snd_seq(self.snd_una))
+
+    def _seq_off(self, seq: int) -> int:
+        return self.rcv_nxt + seq_diff(seq, self._rcv_seq(self.rcv_nxt))
+
+    def _ts_now(self, now: float) -> int:
+        return int((now - self._ts_base) * 1000) % MOD
+
+    # -- opening -------------------------------------------------------------------------
+
+    def open_active(self, now: float) -> None:
+        """Connect: send SYN (RFC 9293 OPEN call, active)."""
+        self.state = State.SYN_SENT
+        self._arm_rtx(now)
+
+    def open_passive(self, syn: TcpSegment, now: float) -> None:
+        """Answer a SYN that a listener accepted: SYN-RECEIVED, SYN-ACK to send."""
+        self.irs = syn.seq
+        self._take_syn_options(syn)
+        self.snd_wnd = syn.window         # never scaled in a SYN
+        self.state = State.SYN_RECEIVED
+        self._last_recv = now
+        self._arm_rtx(now)
+
+    def _take_syn_options(self, syn: TcpSegment) -> None:
+        if syn.mss:
+            self.mss = max(64, min(syn.mss, self.mss_local))
+        else:
+            self.mss = min(536, self.mss_local)
+        self.cwnd = INITIAL_CWND_SEGMENTS * self.mss
+        if syn.wscale is not None and (self.state is State.CLOSED or self._wscale_ok
+                                       or self.state is State.SYN_SENT):
+            self._wscale_ok = True
+            self.snd_wscale = min(syn.wscale, RCV_WSCALE_MAX)
+            self.rcv_wscale = self._our_wscale()
+        else:
+            self._wscale_ok = False
+            self.snd_wscale = self.rcv_wscale = 0
+        self.sack_ok = bool(syn.sack_permitted)
+        if syn.ts_val is not None:
+            self.ts_ok = True
+            self._ts_recent = syn.ts_val
+        else:
+            self.ts_ok = False
+
+    def _our_wscale(self) -> int:
+        shift = 0
+        while (self.rcv_buf >> shift) > 0xFFFF and shift < RCV_WSCALE_MAX:
+            shift += 1
+        return shift
+
+    # -- application side ----------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue data; returns how much fit in the send buffer (may be 0)."""
+        if self.state not in CAN_SEND and self.state not in (State.SYN_SENT,
+                                                             State.SYN_RECEIVED):
+            raise TcpError(self.error or f"cannot send in state {self.state.value}")
+        if self._fin_queued:
+            raise TcpError("cannot send after shutdown")
+        room = self.snd_buf_limit - len(self._sbuf)
+        if room <= 0:
+            return 0
+        n = min(room, len(data))
+        self._sbuf += data[:n] if n < len(data) else data
+        return n
+
+    @property
+    def send_space(self) -> int:
+        return max(0, self.snd_buf_limit - len(self._sbuf))
+
+    @property
+    def unacked(self) -> int:
+        """Bytes queued or in flight that the peer has not acknowledged."""
+        return len(self._sbuf)
+
+    @property
+    def readable(self) -> int:
+        return self._rbuf_len
+
+    def read(self, limit: int = -1) -> list[bytes]:
+        """Take in-order data (chunks as they arrived) up to ``limit`` bytes."""
+        out: list[bytes] = []
+        if limit < 0:
+            out = list(self._rbuf)
+            self._rbuf.clear()
+            self._rbuf_len = 0
+        else:
+            taken = 0
+            while self._rbuf and taken < limit:
+                chunk = self._rbuf[0]
+                if taken + len(chunk) <= limit:
+                    self._rbuf.popleft()
+                    out.append(chunk)
+                    taken += len(chunk)
+                else:
+                    cut = limit - taken
+                    out.append(chunk[:cut])
+                    self._rbuf[0] = chunk[cut:]
+                    taken = limit
+            self._rbuf_len -= taken
+        if out and self.state in SYNCHRONIZED:
+            # window update when the reader opened a worthwhile amount of room
+            if self._window_now() - (self._rcv_adv - self.rcv_nxt) >= min(
+                    self.rcv_buf // 2, 2 * self.mss_local):
+                self._ack_pending = True
+        return out
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer sent FIN and every byte before it has been read."""
+        return self.fin_received and not self._rbuf
+
+    def shutdown(self) -> None:
+        """Half-close: FIN once the queued data is out (RFC 9293 CLOSE call)."""
+        if self._fin_queued or self.state in (State.CLOSED, State.TIME_WAIT):
+            return
+        if self.state is State.SYN_SENT:
+            self._enter_closed(None)
+            return
+        self._fin_queued = True
+
+    def abort(self, now: float) -> bytes | None:
+        """RST to the peer (unless it never heard of us) and forget the connection."""
+        seg = None
+        if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
+            if self.state is not State.TIME_WAIT:
+                seg = self._build(self._snd_seq(self.snd_nxt) if self._syn_acked
+                                  else (self.iss + 1) % MOD, RST | ACK, now, b"")
+        self._enter_closed(None)
+        return seg
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    # -- timers --------------------------------------------------------------------------
+
+    def timer(self) -> float | None:
+        deadlines = [d for d in (self._rtx_deadline, self._persist_deadline,
+                                 self._time_wait_deadline, self._keepalive_deadline)
+                     if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def _arm_rtx(self, now: float) -> None:
+        self._rtx_deadline = now + self.rto
+
+    def handle_timer(self, now: float) -> None:
+        if self._time_wait_deadline is not None and now >= self._time_wait_deadline:
+            self._time_wait_deadline = None
+            self._enter_closed(None)
+            return
+        if self._rtx_deadline is not None and now >= self._rtx_deadline:
+            self._on_rto(now)
+        if self._persist_deadline is not None and now >= self._persist_deadline:
+            self._persist_deadline = None
+            self._send_probe = True
+            self._persist_backoff += 1
+        if self._keepalive_deadline is not None and now >= self._keepalive_deadline:
+            self._keepalive_retries += 1
+            if self._keepalive_retries > MAX_KEEPALIVE_PROBES:
+                self._enter_closed("connection timed out (keepalive)")
+                return
+            self._keepalive_probe = True
+            self._keepalive_deadline = now + self.keepalive_interval
+
+    def _on_rto(self, now: float) -> None:
+        self._retries += 1
+        limit = MAX_SYN_RETRIES if self.state in (State.SYN_SENT, State.SYN_RECEIVED) \
+            else MAX_RETRIES
+        if self._retries > limit:
+            self._enter_closed("connection timed out")
+            return
+        self.rto = min(self.rto * 2, RTO_MAX)
+        self._timed_off = None                     # Karn: no sample from a resend
+        if self.state in SYNCHRONIZED and self.snd_wnd == 0 and \
+                self.snd_una == self.snd_nxt:
+            # nothing in flight but a probe: the persist timer's business
+            self._rtx_deadline = None
+            self._persist_deadline = now
+            return
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self._syn_sent = False                  # send the SYN (or SYN-ACK) again
+            if self.state is State.SYN_SENT:
+                self.cwnd = self.mss
+        else:
+            flight = self.snd_max - self.snd_una
+            self.ssthresh = max(flight // 2, 2 * self.mss)
+            self.cwnd = self.mss
+            self._recover = self.snd_max   # losses before this point don't start recovery
+            self._rexmit_from = None
+            self._dupacks = 0
+            self._sacked.clear()            # RFC 2018: SACK info is only advisory
+            self.snd_nxt = self.snd_una     # go back: resend from the first hole
+            if self._fin_sent and not self._fin_acked:
+                self._fin_sent = False
+        self._rtx_deadline = now + self.rto
+
+    # -- input ---------------------------------------------------------------------------
+
+    def receive(self, seg: TcpSegment, now: float) -> bytes | None:
+        """Process one segment.  Returns a RST to send at once, if the segment calls
+        for one outside the connection's normal output (RFC 9293 3.10.7)."""
+        self.segments_in += 1
+        st = self.state
+        if st is State.CLOSED:
+            return None
+        if st is State.SYN_SENT:
+            return self._receive_syn_sent(seg, now)
+        flags = seg.flags
+        if st is State.TIME_WAIT and flags & RST:
+            return None                     # RFC 1337: TIME-WAIT ignores RST
+        seq_off = self._seq_off(seg.seq)
+        seg_len = len(seg.payload) + (1 if flags & FIN else 0)
+        # 1. sequence check (acceptability test)
+        wnd = max(self._rcv_adv - self.rcv_nxt, 0)
+        if flags & SYN and st is State.SYN_RECEIVED and seg.seq == self.irs:
+            self._ack_pending = True        # our SYN-ACK was lost: it is resent by the timer
+            return None
+        acceptable = self._acceptable(seq_off, seg_len, wnd)
+        if not acceptable:
+            if not flags & RST:
+                self._ack_pending = True
+            self.dropped += 1
+            return None
+        self._last_recv = now
+        if self.keepalive:
+            self._keepalive_deadline = now + self.keepalive
+            self._keepalive_retries = 0
+        # 2. RST (RFC 5961: exact match resets, otherwise a challenge ACK)
+        if flags & RST:
+            if seq_off == self.rcv_nxt + self.fin_received:
+                self._enter_closed("connection reset by peer")
+            else:
+                self._challenge_ack()
+            return None
+        # 4. SYN in a synchronized state: challenge ACK
+        if flags & SYN:
+            self._challenge_ack()
+            return None
+        # 5. ACK
+        if not flags & ACK:
+            return None
+        if self.ts_ok and seg.ts_val is not None and seq_off <= self.rcv_nxt:
+            self._ts_recent = seg.ts_val
+        if st is State.SYN_RECEIVED:
+            ack_off = self._ack_off_syn(seg.ack)
+            if ack_off != 0:
+                return self._rst_for(seg)
+            self._syn_acked = True
+            self.state = st = State.ESTABLISHED
+            self._retries = 0
+            self._rtx_deadline = None
+            self._sample_rtt_syn(now)
+            self._update_window(seg, seq_off, 0, force=True)
+        else:
+            self._process_ack(seg, seq_off, now)
+            if self.state is State.CLOSED:
+                return None
+            st = self.state
+        # 7. data
+        if seg.payload and st in CAN_RECEIVE:
+            self._receive_data(seq_off, seg.payload)
+        elif seg.payload:
+            self.dropped += 1
+        # 8. FIN
+        if flags & FIN:
+            fin_off = seq_off + len(seg.payload)
+            if self._fin_offset is None:
+                self._fin_offset = fin_off
+        self._check_fin(now)
+        return None
+
+    def _acceptable(self, seq_off: int, seg_len: int, wnd: int) -> bool:
+        rn = self.rcv_nxt + self.fin_received     # their FIN takes one sequence number
+        if self.fin_received and wnd == 0:
+            wnd = 1
+        if seg_len == 0:
+            if wnd == 0:
+                return seq_off == rn
+            return rn <= seq_off < rn + wnd or seq_off == rn
+        if wnd == 0:
+            return False
+        end = seq_off + seg_len - 1
+        return (rn <= seq_off < rn + wnd) or (rn <= end < rn + wnd) or \
+            (seq_off < rn and end >= rn + wnd - 1)
+
+    def _ack_off_syn(self, ack: int) -> int:
+        """In SYN states our SYN is at offset -1: acking it gives offset 0."""
+        return seq_diff(ack, (self.iss + 1) % MOD)
+
+    def _challenge_ack(self) -> None:
+        self._challenge_acks += 1
+        self._ack_pending = True
+
+    def _rst_for(self, seg: TcpSegment) -> bytes:
+        return build_tcp(self.local_ip, self.remote_ip, self.local_port, self.remote_port,
+                         seg.ack, 0, RST, 0)
+
+    def _receive_syn_sent(self, seg: TcpSegment, now: float) -> bytes | None:
+        flags = seg.flags
+        if flags & ACK:
+            ack_ok = self._ack_off_syn(seg.ack) == 0
+            if not ack_ok:
+                if flags & RST:
+                    return None
+                return self._rst_for(seg)
+            if flags & RST:
+                self._enter_closed("connection refused")
+                return None
+        elif flags & RST:
+            return None
+        if not flags & SYN:
+            return None
+        self.irs = seg.seq
+        self._take_syn_options(seg)
+        self._last_recv = now
+        if flags & ACK:
+            self._syn_acked = True
+            self._retries = 0
+            self._rtx_deadline = None
+            self._sample_rtt_syn(now)
+            self.snd_wnd = seg.window        # a SYN's window is never scaled
+            self._snd_wl1 = 0
+            self._snd_wl2 = 0
+            self.state = State.ESTABLISHED
+            self._ack_pending = True
+            if seg.payload:
+                self._receive_data(0, seg.payload)
+            if flags & FIN:
+                self._fin_offset = len(seg.payload)
+                self._check_fin(now)
+        else:
+            # simultaneous open: SYN-RECEIVED, answer with SYN-ACK
+            self.snd_wnd = seg.window
+            self.state = State.SYN_RECEIVED
+            self._syn_sent = False
+            self._arm_rtx(now)
+        return None
+
+    def _sample_rtt_syn(self, now: float) -> None:
+        if self._retries == 0 and self.retransmits == 0:
+            self._rtt_sample(now - self.created)
+
+    def _rtt_sample(self, r: float) -> None:
+        if r < 0:
+            return
+        if self.srtt is None:
+            self.srtt = r
+            self.rttvar = r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+            self.srtt = 0.875 * self.srtt + 0.125 * r
+        self.rto = min(max(self.srtt + max(CLOCK_G, 4 * self.rttvar), RTO_MIN), RTO_MAX)
+
+    def _process_ack(self, seg: TcpSegment, seq_off: int, now: float) -> None:
+        ack_off = self._ack_off(seg.ack)
+        fin_extra = 1 if self._fin_sent else 0
+        top = self.snd_max + fin_extra
+        if ack_off > top:
+            self._ack_pending = True      # acks something never sent: ACK and drop
+            self.dropped += 1
+            return
+        if self.sack_ok and seg.sack_blocks:
+            self._take_sack(seg.sack_blocks)
+        acked = ack_off - self.snd_una
+        if ack_off > self.snd_una or (self._fin_sent and not self._fin_acked
+                                      and ack_off == self.snd_max + 1):
+            data_acked = min(ack_off, self.snd_max) - self.snd_una
+            if data_acked > 0:
+                del self._sbuf[:data_acked]
+                self.snd_una += data_acked
+                if self.snd_nxt < self.snd_una:
+                    self.snd_nxt = self.snd_una
+                self._prune_sack()
+            if self._fin_sent and ack_off == self.snd_max + 1:
+                self._fin_acked = True
+            # RTT: timestamps when we have them, else the one timed segment (Karn)
+            if self.ts_ok and seg.ts_ecr:
+                self._rtt_sample(((self._ts_now(now) - seg.ts_ecr) % MOD) / 1000.0)
+            elif self._timed_off is not None and ack_off > self._timed_off:
+                self._rtt_sample(now - self._timed_at)
+                self._timed_off = None
+            self._retries = 0
+            self._persist_backoff = 0
+            self._on_new_ack(ack_off, acked, now)
+            if self.snd_una == self.snd_max and (not self._fin_sent or self._fin_acked):
+                self._rtx_deadline = None
+            else:
+                self._arm_rtx(now)
+        elif ack_off == self.snd_una and not seg.payload and not seg.flags & FIN \
+                and self.snd_max > self.snd_una \
+                and (seg.window << self.snd_wscale) == self.snd_wnd:
+            self._on_dupack(now)
+        self._update_window(seg, seq_off, ack_off)
+        if self.snd_wnd == 0:
+            self._retries = 0              # a peer that answers probes is alive
+        # state changes driven by the ACK of our FIN
+        if self._fin_acked:
+            st = self.state
+            if st is State.FIN_WAIT_1:
+                self.state = State.FIN_WAIT_2
+            elif st is State.CLOSING:
+                self._enter_time_wait(now)
+            elif st is State.LAST_ACK:
+                self._enter_closed(None)
+
+    def _on_new_ack(self, ack_off: int, acked: int, now: float) -> None:
+        mss = self.mss
+        if self._recover is not None and self._rexmit_from is not None:
+            if ack_off >= self._recover:
+                # full ACK: leave fast recovery (RFC 6582 3.2 step 3)
+                flight = self.snd_max - self.snd_una
+                self.cwnd = min(self.ssthresh, max(flight, mss) + mss)
+                self._recover = None
+                self._rexmit_from = None
+                self._dupacks = 0
+            else:
+                # partial ACK: retransmit the next hole, deflate the window
+                self._rexmit_from = max(self._rexmit_from, self.snd_una)
+                self.cwnd = max(self.cwnd - acked + mss, mss)
+                self._arm_rtx(now)
+            return
+        if self._recover is not None and ack_off >= self._recover:
+            self._recover = None
+        self._dupacks = 0
+        if self.cwnd < self.ssthresh:
+            self.cwnd += min(acked, mss)                        # slow start
+        else:
+            self.cwnd += max(1, mss * mss // self.cwnd)        # congestion avoidance
+
+    def _on_dupack(self, now: float) -> None:
+        self._dupacks += 1
+        mss = self.mss
+        if self._rexmit_from is not None:
+            self.cwnd += mss                      # inflate: a segment has left the network
+            return
+        if self._dupacks >= DUPACK_THRESHOLD or (self.sack_ok and self._sacked and
+                                                 self._sacked_bytes() >= 3 * mss):
+            if self._recover is not None and self.snd_una < self._recover:
+                return                            # still inside the last recovery's window
+            flight = self.snd_max - self.snd_una
+            self.ssthresh = max(flight // 2, 2 * mss)
+            self.cwnd = self.ssthresh + DUPACK_THRESHOLD * mss
+            self._recover = self.snd_max
+            self._rexmit_from = self.snd_una
+            self._timed_off = None
+            self._arm_rtx(now)
+
+    def _update_window(self, seg: TcpSegment, seq_off: int, ack_off: int, *,
+                       force: bool = False) -> None:
+        if force or self._snd_wl1 < seq_off or (self._snd_wl1 == seq_off
+                                                and self._snd_wl2 <= ack_off):
+            self.snd_wnd = seg.window << self.snd_wscale
+            self._snd_wl1 = seq_off
+            self._snd_wl2 = ack_off
+        if self.snd_wnd == 0 and len(self._sbuf) > self.snd_nxt - self.snd_una:
+            if self._persist_deadline is None and self.snd_una == self.snd_nxt:
+                self._rtx_deadline = None
+                self._persist_deadline = self._last_recv + min(
+                    self.rto * (1 << min(self._persist_backoff, 6)), RTO_MAX)
+        elif self.snd_wnd:
+            self._persist_deadline = None
+            self._persist_backoff = 0
+
+    # SACK scoreboard -----------------------------------------------------------------
+
+    def _take_sack(self, blocks) -> None:
+        base = self._snd_seq(self.snd_una)
+        for left, right in blocks:
+            start = self.snd_una + seq_diff(left, base)
+            end = self.snd_una + seq_diff(right, base)
+            if start >= end or end <= self.snd_una or end > self.snd_max:
+                continue
+            start = max(start, self.snd_una)
+            self._sacked.append([start, end])
+        if self._sacked:
+            self._sacked.sort()
+            merged = [self._sacked[0]]
+            for s, e in self._sacked[1:]:
+                if s <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], e)
+                else:
+                    merged.append([s, e])
+            self._sacked = merged
+
+    def _prune_sack(self) -> None:
+        una = self.snd_una
+        self._sacked = [[max(s, una), e] for s, e in self._sacked if e > una]
+
+    def _sacked_bytes(self) -> int:
+        return sum(e - s for s, e in self._sacked)
+
+    def _next_hole(self, frm: int) -> tuple[int, int] | None:
+        """The first unsacked range at or after ``frm`` below the highest SACKed byte
+        (or, without SACK, the segment at ``frm``)."""
+        if not self._sacked:
+            return (frm, min(frm + self._eff_mss, self.snd_max)) if frm < self.snd_max \
+                else None
+        for s, e in self._sacked:
+            if frm < s:
+                return frm, min(s, frm + self._eff_mss)
+            if frm < e:
+                frm = e
+        return None
+
+    # receiving data ---------------------------------------------------------------------
+
+    def _window_now(self) -> int:
+        return max(0, self.rcv_buf - self._rbuf_len - self._ooo_bytes)
+
+    def _receive_data(self, off: int, payload) -> None:
+        rn = self.rcv_nxt
+        end = off + len(payload)
+        if end <= rn:
+            self._ack_pending = True              # all old: a duplicate
+            return
+        if off < rn:
+            payload = payload[rn - off:]
+            off = rn
+        limit = self._rcv_adv if self._rcv_adv > rn else rn + self._window_now()
+        if end > limit:                          # beyond the window: keep what fits
+            payload = payload[:max(0, limit - off)]
+            end = off + len(payload)
+            if not payload:
+                self._ack_pending = True
+                return
+        self._ack_pending = True
+        if off == rn:
+            chunk = bytes(payload)
+            self._rbuf.append(chunk)
+            self._rbuf_len += len(chunk)
+            self.rcv_nxt = end
+            self.bytes_in += len(chunk)
+            if self._ooo:
+                self._drain_ooo()
+        else:
+            if off in self._ooo and len(self._ooo[off]) >= len(payload):
+                return
+            old = self._ooo.get(off)
+            if old is not None:
+                self._ooo_bytes -= len(old)
+            chunk = bytes(payload)
+            self._ooo[off] = chunk
+            self._ooo_bytes += len(chunk)
+            if off in self._sack_recent:
+                self._sack_recent.remove(off)
+            self._sack_recent.insert(0, off)
+            del self._sack_recent[8:]
+
+    def _drain_ooo(self) -> None:
+        while True:
+            rn = self.rcv_nxt
+            best = None
+            for off in [o for o in self._ooo if o <= rn]:
+                chunk = self._ooo.pop(off)
+                self._ooo_bytes -= len(chunk)
+                end = off + len(chunk)
+                if end > rn and (best is None or end > best[0] + len(best[1])):
+                    best = (off, chunk)
+            if best is None:
+                break
+            off, chunk = best
+            piece = chunk[rn - off:]
+            self._rbuf.append(piece)
+            self._rbuf_len += len(piece)
+            self.rcv_nxt = rn + len(piece)
+            self.bytes_in += len(piece)
+        self._sack_recent = [o for o in self._sack_recent if o in self._ooo]
+
+    def _sack_blocks(self) -> list[tuple[int, int]]:
+        """Up to 3 (4 without timestamps) SACK blocks, most recent first (RFC 2018)."""
+        if not self._ooo:
+            return []
+        ranges = []
+        for off in sorted(self._ooo):
+            end = off + len(self._ooo[off])
+            if ranges and off <= ranges[-1][1]:
+                ranges[-1][1] = max(ranges[-1][1], end)
+            else:
+                ranges.append([off, end])
+        order = []
+        for off in self._sack_recent:
+            for r in ranges:
+                if r[0] <= off < r[1] and r not in order:
+                    order.append(r)
+        for r in ranges:
+            if r not in order:
+                order.append(r)
+        limit = 3 if self.ts_ok else 4
+        return [(self._rcv_seq(s), self._rcv_seq(e)) for s, e in order[:limit]]
+
+    def _check_fin(self, now: float) -> None:
+        if self._fin_offset is None or self.fin_received or self.rcv_nxt != self._fin_offset:
+            return
+        self.fin_received = True
+        self._ack_pending = True
+        st = self.state
+        if st in (State.ESTABLISHED, State.SYN_RECEIVED):
+            self.state = State.CLOSE_WAIT
+        elif st is State.FIN_WAIT_1:
+            if self._fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self.state = State.CLOSING
+        elif st is State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = State.TIME_WAIT
+        self._rtx_deadline = None
+        self._persist_deadline = None
+        self._keepalive_deadline = None
+        self._time_wait_deadline = now + 2 * MSL
+        self._sbuf = bytearray()
+        self._ooo.clear()
+        self._ooo_bytes = 0
+
+    def _enter_closed(self, error: str | None) -> None:
+        if error and self.error is None:
+            self.error = error
+        self.state = State.CLOSED
+        self._rtx_deadline = self._persist_deadline = None
+        self._time_wait_deadline = self._keepalive_deadline = None
+        self._sbuf = bytearray()
+        self._ooo.clear()
+        self._ooo_bytes = 0
+        self._ack_pending = False
+
+    def icmp_unreachable(self, message: str) -> None:
+        """An ICMP error about this connection: fatal while connecting (RFC 1122 4.2.3.9
+        calls it soft later on; then it is only remembered)."""
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self._enter_closed(message)
+        else:
+            self.last_icmp_error = message
+
+    # -- output --------------------------------------------------------------------------
+
+    def _build(self, seq: int, flags: int, now: float, payload, *, syn_opts=False) -> bytes:
+        self.segments_out += 1
+        window = self._advertise()
+        if syn_opts:
+            # SYN or SYN-ACK: offer what we support (SYN) or echo what the peer offered
+            active = self.state is State.SYN_SENT
+            return build_tcp(
+                self.local_ip, self.remote_ip, self.local_port, self.remote_port, seq,
+                0 if active else (self.irs + 1) % MOD, flags, min(window, 0xFFFF), payload,
+                mss=self.mss_local,
+                wscale=self._our_wscale() if active or self._wscale_ok else None,
+                sack_permitted=active or self.sack_ok,
+                ts=(self._ts_now(now), 0 if active else self._ts_recent)
+                if active or self.ts_ok else None)
+        return build_tcp(self.local_ip, self.remote_ip, self.local_port, self.remote_port,
+                         seq, self._rcv_seq(self.rcv_nxt + (1 if self.fin_received else 0)),
+                         flags, window >> self.rcv_wscale, payload,
+                         sack_blocks=self._sack_blocks() if self.sack_ok and self._ooo else (),
+                         ts=(self._ts_now(now), self._ts_recent) if self.ts_ok else None)
+
+    def _advertise(self) -> int:
+        """The window to advertise, never shrinking the right edge we offered."""
+        wnd = self._window_now()
+        if wnd < min(self.rcv_buf // 4, self.mss_local) and wnd < self._rcv_adv - self.rcv_nxt:
+            wnd = 0                                # receiver-side SWS avoidance
+        right = max(self._rcv_adv, self.rcv_nxt + wnd)
+        max_wnd = 0xFFFF << self.rcv_wscale
+        if right - self.rcv_nxt > max_wnd:
+            right = self.rcv_nxt + max_wnd
+        self._rcv_adv = max(self._rcv_adv, right)
+        return right - self.rcv_nxt
+
+    def output(self, now: float) -> list[bytes]:
+        """Segments to send now."""
+        st = self.state
+        out: list[bytes] = []
+        if st is State.CLOSED or st is State.LISTEN:
+            return out
+        if st is State.SYN_SENT:
+            if not self._syn_sent:
+                self._syn_sent = True
+                out.append(self._build(self.iss, SYN, now, b"", syn_opts=True))
+                if self._rtx_deadline is None:
+                    self._arm_rtx(now)
+            return out
+        if st is State.SYN_RECEIVED:
+            if not self._syn_sent:
+                self._syn_sent = True
+                out.append(self._build(self.iss, SYN | ACK, now, b"", syn_opts=True))
+                if self._rtx_deadline is None:
+                    self._arm_rtx(now)
+            if self._ack_pending:
+                self._ack_pending = False
+            return out
+        # payload per segment: the MSS less the options every segment carries (RFC 9293
+        # 3.7.1), so that no packet exceeds the MTU
+        opts = 12 if self.ts_ok else 0
+        if self.sack_ok and self._ooo:
+            opts += 4 + 8 * (3 if self.ts_ok else 4)
+        mss = self._eff_mss = self.mss - opts
+        # retransmissions in fast recovery (holes first, one per call per hole budget)
+        if self._rexmit_from is not None:
+            budget = max(1, (self.cwnd - self._pipe()) // mss) if self._sacked else 1
+            while budget > 0:
+                hole = self._next_hole(max(self._rexmit_from, self.snd_una))
+                if hole is None or hole[0] >= self.snd_max:
+                    break
+                start, end = hole
+                out.append(self._data_segment(start, end, now, retransmit=True))
+                self._rexmit_from = end
+                budget -= 1
+                if not self._sacked:
+                    break
+        # new data (or go-back-N resend after an RTO)
+        total = self.snd_una + len(self._sbuf)
+        while self.snd_nxt < total:
+            flight = self.snd_nxt - self.snd_una if self._rexmit_from is None else \
+                self._pipe()
+            window = min(self.snd_wnd, self.cwnd)
+            usable = window - flight
+            remaining = total - self.snd_nxt
+            size = min(mss, remaining)
+            if usable < size:
+                if usable <= 0 or (usable < mss and remaining > usable
+                                   and usable < self.snd_wnd // 2):
+                    break                               # sender-side SWS avoidance
+                size = usable
+            if self.snd_nxt < self.snd_max and self._sacked:
+                # resending after an RTO: skip what the peer already SACKed
+                hole = self._next_hole(self.snd_nxt)
+                if hole is None:
+                    self.snd_nxt = self.snd_max
+                    continue
+                if hole[0] > self.snd_nxt:
+                    self.snd_nxt = hole[0]
+                    continue
+                size = min(size, hole[1] - self.snd_nxt)
+            start = self.snd_nxt
+            out.append(self._data_segment(start, start + size, now,
+                                          retransmit=start < self.snd_max))
+            self.snd_nxt = start + size
+            if self.snd_nxt > self.snd_max:
+                self.snd_max = self.snd_nxt
+        # zero-window probe: the next byte, sent past the window without advancing
+        # snd_nxt; if the peer takes it, its ACK moves snd_una past snd_nxt
+        if self._send_probe:
+            self._send_probe = False
+            if self.snd_wnd == 0 and self.snd_nxt < total:
+                out.append(self._data_segment(self.snd_nxt, self.snd_nxt + 1, now,
+                                              retransmit=False, probe=True))
+                self.snd_max = max(self.snd_max, self.snd_nxt + 1)
+                self._persist_deadline = now + min(
+                    self.rto * (1 << min(self._persist_backoff, 6)), RTO_MAX)
+        # FIN once everything is sent (again after an RTO that rewound snd_nxt)
+        if self._fin_queued and not self._fin_sent and self.snd_nxt == total:
+            self._fin_sent = True
+            out.append(self._build(self._snd_seq(total), FIN | ACK, now, b""))
+            if self.state is State.ESTABLISHED:
+                self.state = State.FIN_WAIT_1
+            elif self.state is State.CLOSE_WAIT:
+                self.state = State.LAST_ACK
+            if self._rtx_deadline is None:
+                self._arm_rtx(now)
+        if self._keepalive_probe:
+            # an old sequence number the peer must answer with an ACK (RFC 9293 3.8.4)
+            self._keepalive_probe = False
+            out.append(self._build(self._snd_seq(self.snd_una - 1), ACK, now, b""))
+        if self._ack_pending and not out:
+            # a pure ACK carries the highest sequence number sent: after an RTO rewound
+            # snd_nxt, an older one would be outside the peer's window and ignored
+            out.append(self._build(self._snd_seq(total + 1 if self._fin_sent
+                                                 else self.snd_max), ACK, now, b""))
+        self._ack_pending = False
+        return out
+
+    _send_probe = False
+    _keepalive_probe = False
+
+    _eff_mss = 536
+
+    def _pipe(self) -> int:
+        """Bytes believed in flight: sent, not acked, not SACKed (RFC 6675, simplified)."""
+        return max(0, self.snd_max - self.snd_una - self._sacked_bytes())
+
+    def _data_segment(self, start: int, end: int, now: float, *, retransmit: bool,
+                      probe: bool = False) -> bytes:
+        base = self.snd_una
+        payload = memoryview(self._sbuf)[start - base:end - base]
+        if retransmit:
+            self.retransmits += 1
+        elif self._timed_off is None and not self.ts_ok:
+            self._timed_off = start
+            self._timed_at = now
+        self.bytes_out += end - start
+        flags = ACK | (PSH if end == base + len(self._sbuf) else 0)
+        seg = self._build(self._snd_seq(start), flags, now, payload)
+        payload.release()
+        if self._rtx_deadline is None and not probe:
+            self._arm_rtx(now)
+        return seg

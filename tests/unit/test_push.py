@@ -1,0 +1,171 @@
+"""PUSH_REPLY parsing (push.c / options.c as a 2.6 server sends them)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from erebus.errors import ParseError
+from erebus.openvpn.push import PushedOptions, Route, apply_push_option, parse_push_reply
+
+REPLY = ("PUSH_REPLY,route 198.18.2.0 255.255.255.0,route-gateway 198.19.1.1,topology subnet,"
+         "ping 10,ping-restart 60,dhcp-option DNS 198.18.2.2,"
+         "ifconfig 198.19.1.2 255.255.255.0,peer-id 0,cipher AES-256-GCM,"
+         "protocol-flags cc-exit tls-ekm dyn-tls-crypt,tun-mtu 1500")
+
+
+def parse(*messages: str) -> PushedOptions:
+    opts = PushedOptions()
+    for m in messages:
+        parse_push_reply(m, opts)
+    return opts
+
+
+def test_realistic_openvpn_26_reply():
+    opts = PushedOptions()
+    assert parse_push_reply(REPLY, opts) is True
+    assert opts.routes == [Route("198.18.2.0", "255.255.255.0", None)]
+    assert [r.cidr for r in opts.routes] == ["198.18.2.0/24"]
+    assert opts.route_gateway == "198.19.1.1" and opts.gateway == "198.19.1.1"
+    assert opts.topology == "subnet"
+    assert (opts.ping, opts.ping_restart) == (10, 60)
+    assert opts.dns == ["198.18.2.2"]
+    assert opts.ifconfig == ("198.19.1.2", "255.255.255.0")
+    assert opts.virtual_ip == "198.19.1.2" and opts.netmask == "255.255.255.0"
+    assert opts.peer_id == 0
+    assert opts.cipher == "AES-256-GCM"
+    assert opts.protocol_flags == {"cc-exit", "tls-ekm", "dyn-tls-crypt"}
+    assert opts.tun_mtu == 1500
+    assert opts.ignored == []
+    assert len(opts.raw) == 11
+
+
+def test_push_continuation_merges_replies():
+    opts = PushedOptions()
+    first = ("PUSH_REPLY,route 198.18.10.0 255.255.255.0,dhcp-option DNS 198.18.0.53,"
+             "topology subnet,push-continuation 2")
+    second = ("PUSH_REPLY,route 198.18.11.0 255.255.255.0,dhcp-option DNS 198.18.0.54,"
+              "ifconfig 198.18.1.5 255.255.255.0,peer-id 3,push-continuation 1")
+    assert parse_push_reply(first, opts) is False
+    assert opts.ifconfig is None                     # not there yet
+    assert parse_push_reply(second, opts) is True
+    assert [r.cidr for r in opts.routes] == ["198.18.10.0/24", "198.18.11.0/24"]
+    assert opts.dns == ["198.18.0.53", "198.18.0.54"]
+    assert opts.virtual_ip == "198.18.1.5" and opts.peer_id == 3
+    assert opts.topology == "subnet"                 # survives from the first part
+    assert not any("push-continuation" in r for r in opts.raw)
+
+
+def test_net30_topology_uses_peer_address():
+    opts = parse("PUSH_REPLY,ifconfig 198.18.0.6 198.18.0.5")
+    assert opts.topology == "net30"
+    assert opts.netmask == "255.255.255.255" and opts.gateway == "198.18.0.5"
+
+
+def test_route_variants():
+    opts = parse("PUSH_REPLY,route 198.18.5.5,route 198.18.6.0 255.255.254.0 198.18.0.1,"
+                 "route 198.18.7.0 255.255.255.0 vpn_gateway,"
+                 "route 198.18.8.0 default default,route-gateway dhcp")
+    assert opts.routes == [Route("198.18.5.5", "255.255.255.255"),
+                           Route("198.18.6.0", "255.255.254.0", "198.18.0.1"),
+                           Route("198.18.7.0", "255.255.255.0"),
+                           Route("198.18.8.0", "255.255.255.255")]
+    assert [r.cidr for r in opts.routes] == ["198.18.5.5/32", "198.18.6.0/23",
+                                             "198.18.7.0/24", "198.18.8.0/32"]
+    assert opts.route_gateway is None
+
+
+def test_other_options():
+    opts = parse('PUSH_REPLY,dhcp-option DOMAIN corp.example,dhcp-option NTP 198.18.0.9,'
+                 'auth-token "SESS_ID_abc=",key-derivation tls-ekm,cipher aes-128-gcm,'
+                 'auth SHA256,comp-lzo no,explicit-exit-notify 3,redirect-gateway def1')
+    assert opts.domain == "corp.example"
+    assert opts.auth_token == "SESS_ID_abc="
+    assert opts.key_derivation == "tls-ekm"
+    assert opts.cipher == "AES-128-GCM" and opts.auth == "SHA256"
+    assert opts.compression == "comp-lzo no"
+    assert opts.ignored == ["dhcp-option NTP 198.18.0.9", "explicit-exit-notify 3",
+                            "redirect-gateway def1"]
+
+
+def test_empty_items_and_whitespace_tolerated():
+    opts = parse("PUSH_REPLY,,ping 5, ,  ping-restart 30 ,")
+    assert (opts.ping, opts.ping_restart) == (5, 30)
+
+
+@pytest.mark.parametrize("message", [
+    "PUSH_REQUEST",
+    "AUTH_FAILED,bad password",
+    "",
+    "push_reply,ping 10",
+])
+def test_not_a_push_reply(message):
+    with pytest.raises(ParseError):
+        parse(message)
+
+
+@pytest.mark.parametrize("option", [
+    "ifconfig 198.18.0.300 255.255.255.0",
+    "ifconfig 198.18.0.2 netmask",
+    "route 198.18.0.0 255.0.255.0",          # non-contiguous netmask
+    "route 198.18.0.0 0.0.0.255",            # a host mask, not a netmask
+    "route nowhere",
+    "route 198.18.0.0 255.255.255.0 gw",
+    "route-gateway 198.18.1",
+    "dhcp-option DNS 2001:db8::1x",
+    "peer-id abc",
+    "peer-id 16777216",
+    "peer-id -1",
+    "ping ten",
+    "ping-restart 6O",
+    "tun-mtu 1500.5",
+    'route "198.18.0.0',                     # unbalanced quote
+])
+def test_malformed_values_raise_parse_error(option):
+    with pytest.raises(ParseError):
+        parse("PUSH_REPLY,ping 10," + option)
+
+
+def test_ipv6_dns_server_is_valid_but_unused():
+    # 2.6 options.c: "dhcp-option DNS" with a colon in the value is an IPv6 server.
+    opts = parse("PUSH_REPLY,dhcp-option DNS 2001:db8::53,dhcp-option DNS6 2001:db8::54,"
+                 "dhcp-option DNS 198.18.0.53")
+    assert opts.dns == ["198.18.0.53"]
+    assert opts.ignored == ["dhcp-option DNS 2001:db8::53", "dhcp-option DNS6 2001:db8::54"]
+
+
+def test_peer_id_range_edges():
+    assert parse("PUSH_REPLY,peer-id 16777215").peer_id == 0xFFFFFF
+
+
+VOCAB = ["route", "route-gateway", "ifconfig", "dhcp-option", "DNS", "DOMAIN", "peer-id",
+         "ping", "ping-restart", "tun-mtu", "cipher", "auth", "topology", "protocol-flags",
+         "push-continuation", "198.18.0.1", "255.255.255.0", "255.0.255.0", "default",
+         "vpn_gateway", "dhcp", "-1", "2", "99999999", "'", '"', "\\", "x"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.text(max_size=120),
+    st.builds(lambda t: "PUSH_REPLY" + t, st.text(max_size=120)),
+    st.lists(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=5).map(" ".join),
+             max_size=8).map(lambda items: "PUSH_REPLY," + ",".join(items)),
+))
+def test_arbitrary_text_raises_only_parse_error(text):
+    opts = PushedOptions()
+    try:
+        last = parse_push_reply(text, opts)
+    except ParseError:
+        return
+    assert isinstance(last, bool)
+    for route in opts.routes:                 # whatever was accepted is usable later
+        assert route.cidr
+    if opts.peer_id is not None:
+        assert 0 <= opts.peer_id <= 0xFFFFFF
+
+
+def test_apply_push_option_directly():
+    opts = PushedOptions()
+    apply_push_option(opts, "ping 15")
+    assert opts.ping == 15 and opts.raw == ["ping 15"]
