@@ -45,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.add_argument("--timeout", type=float, default=30.0, metavar="S",
                        help="give up after S seconds (default 30)")
+    up = sub.add_parser("up", parents=[common],
+                        help="bring the tunnel up and serve local access until SIGINT/SIGTERM")
+    up.add_argument("profile", help="an OpenVPN profile (.ovpn)")
+    up.add_argument("-L", dest="local_forwards", action="append", default=[],
+                    metavar="[BIND:]PORT:HOST:HOSTPORT",
+                    help="forward a local TCP port through the VPN to HOST:HOSTPORT "
+                    "(repeatable; BIND defaults to 127.0.0.1)")
+    up.add_argument("--timeout", type=float, default=None, metavar="S",
+                    help="give up connecting after S seconds (default: the profile's "
+                    "connect-timeout, 120)")
     return parser
 
 
@@ -64,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"erebus: {report['error']}", file=sys.stderr)
             return 2 if report["stage"] == "config" else 1
         return 0
+    if args.command == "up":
+        from .up import run_up
+        return asyncio.run(run_up(args.profile, local_forwards=args.local_forwards,
+                                  pcap_path=args.pcap, timeout=args.timeout))
     return 2
 
 

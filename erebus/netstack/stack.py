@@ -189,6 +189,10 @@ class NetStack:
             self.counters.rst_sent += 1
         self._forget(conn)
 
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._changed)
+
     def take_changed(self) -> set:
         changed, self._changed = self._changed, set()
         return changed

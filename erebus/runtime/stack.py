@@ -1,0 +1,489 @@
+"""The asyncio shell of the network stack: connections through the VPN as ordinary
+asyncio transports and streams.
+
+    vpn = VpnStack(tunnel)                         # tunnel: any erebus.tunnel.Tunnel
+    reader, writer = await vpn.open_connection("198.18.2.2", 80)
+    server = await vpn.start_server(handler, 8080) # on the virtual IP
+
+Each TCP connection is an :class:`asyncio.Transport` (:class:`TcpTransport`), so
+any :class:`asyncio.Protocol` runs over it, and asyncio's own StreamReader and
+StreamWriter give the stream API with their usual flow control: a reader that
+does not read pauses the transport, which stops taking data from the TCP
+receive buffer, which closes the advertised window.
+
+Batching: packets from the tunnel go into the stack as they come; the stack's
+output is produced once per event-loop pass (``call_soon``), so a burst of
+segments is answered by one ACK and writes made in one pass share segments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from ..netstack.stack import Listener, NetStack, PendingSyn, UdpSocket
+from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
+from ..wire.ipv4 import ip_to_str
+
+log = logging.getLogger("erebus.stack")
+
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
+
+
+def _error_for(message: str) -> OSError:
+    if "refused" in message:
+        return ConnectionRefusedError(message)
+    if "reset" in message:
+        return ConnectionResetError(message)
+    if "timed out" in message:
+        return TimeoutError(message)
+    return OSError(message)
+
+
+class TcpTransport(asyncio.Transport):
+    """One TCP connection of the stack, seen as an asyncio transport."""
+
+    def __init__(self, vpn: "VpnStack", conn: TcpConnection):
+        super().__init__()
+        self._vpn = vpn
+        self._conn = conn
+        self._protocol: asyncio.BaseProtocol | None = None
+        self._wbuf = bytearray()        # written but not yet taken by the send buffer
+        self._write_paused = False
+        self._read_paused = False
+        self._eof_wanted = False        # write_eof() or close(): FIN after the data
+        self._closing = False
+        self._eof_delivered = False
+        self._lost = False
+        self._connected = False
+        self._waiter: asyncio.Future | None = None
+
+    # -- asyncio.Transport ---------------------------------------------------------------
+
+    def get_extra_info(self, name, default=None):
+        c = self._conn
+        if name == "peername":
+            return ip_to_str(c.remote_ip), c.remote_port
+        if name == "sockname":
+            return ip_to_str(c.local_ip), c.local_port
+        if name == "tcp":
+            return c
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def set_protocol(self, protocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_reading(self) -> bool:
+        return not self._read_paused and not self._lost
+
+    def pause_reading(self) -> None:
+        self._read_paused = True
+
+    def resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            self._vpn._changed(self)
+
+    def write(self, data) -> None:
+        if self._eof_wanted or self._lost:
+            if self._lost:
+                return                   # like asyncio: writes after loss are dropped
+            raise RuntimeError("write after write_eof() or close()")
+        if not data:
+            return
+        conn = self._conn
+        if not self._wbuf and conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            n = conn.send(data)
+            if n < len(data):
+                self._wbuf += memoryview(data)[n:]
+        else:
+            self._wbuf += data
+        self._vpn._touch(conn)
+        self._check_write_pause()
+
+    def writelines(self, list_of_data) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._eof_wanted:
+            return
+        self._eof_wanted = True
+        self._push_writes()
+
+    def close(self) -> None:
+        """Send what is buffered, then FIN; stop delivering data."""
+        if self._closing:
+            return
+        self._closing = True
+        self._read_paused = False
+        self.write_eof()
+        self._vpn._changed(self)
+
+    def abort(self) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        self._vpn._abort(self)
+        self._connection_lost(None)
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._wbuf)
+
+    def get_write_buffer_limits(self):
+        return WRITE_LOW, WRITE_HIGH
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    # -- driven by the VpnStack ----------------------------------------------------------
+
+    def _check_write_pause(self) -> None:
+        if not self._write_paused and len(self._wbuf) > WRITE_HIGH:
+            self._write_paused = True
+            try:
+                self._protocol.pause_writing()
+            except Exception:                      # noqa: BLE001 - a protocol's bug
+                log.exception("pause_writing failed")
+
+    def _push_writes(self) -> None:
+        conn = self._conn
+        if self._wbuf and conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            n = conn.send(self._wbuf)
+            if n:
+                del self._wbuf[:n]
+                self._vpn._touch(conn)
+        if self._write_paused and len(self._wbuf) <= WRITE_LOW:
+            self._write_paused = False
+            try:
+                self._protocol.resume_writing()
+            except Exception:                      # noqa: BLE001
+                log.exception("resume_writing failed")
+        if self._eof_wanted and not self._wbuf and conn.state in (State.ESTABLISHED,
+                                                                  State.CLOSE_WAIT):
+            conn.shutdown()
+            self._vpn._touch(conn)
+
+    def _update(self) -> None:
+        """The connection changed: deliver data, EOF, room to write, loss."""
+        conn = self._conn
+        if self._lost:
+            return
+        if not self._connected:
+            if conn.state in SYNCHRONIZED:
+                self._connected = True
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_result(None)
+            elif conn.state is State.CLOSED:
+                error = _error_for(conn.error or "connection failed")
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_exception(error)
+                self._lost = True
+                self._vpn._forget(self)
+                return
+            else:
+                return
+        proto = self._protocol
+        if proto is None:
+            return
+        if conn.readable:
+            if self._closing:
+                conn.read()                      # closed for reading: discard
+                self._vpn._touch(conn)
+            elif not self._read_paused:
+                chunks = conn.read()
+                self._vpn._touch(conn)
+                for chunk in chunks:
+                    proto.data_received(chunk)
+                    if self._lost:
+                        return
+        if conn.at_eof and not self._eof_delivered and not self._read_paused:
+            self._eof_delivered = True
+            keep_open = False
+            if not self._closing:
+                keep_open = proto.eof_received()
+            if not keep_open:
+                self.close()
+        self._push_writes()
+        if conn.state is State.CLOSED:
+            self._connection_lost(_error_for(conn.error) if conn.error else None)
+        elif self._closing and self._eof_delivered and conn.state in (
+                State.TIME_WAIT, State.LAST_ACK, State.CLOSING) and not self._wbuf:
+            self._connection_lost(None)
+        elif self._closing and conn.state is State.FIN_WAIT_2:
+            # we are done; the peer's FIN is the stack's business now (orphan)
+            self._connection_lost(None)
+
+    def _connection_lost(self, exc) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._vpn._forget(self)
+        if self._protocol is not None:
+            try:
+                self._protocol.connection_lost(exc)
+            except Exception:                      # noqa: BLE001
+                log.exception("connection_lost failed")
+
+
+class VpnServer:
+    """What :meth:`VpnStack.start_server` returns (like asyncio.Server, smaller)."""
+
+    def __init__(self, vpn: "VpnStack", listener: Listener, protocol_factory):
+        self._vpn = vpn
+        self.listener = listener
+        self._factory = protocol_factory
+        self.sockets = ()
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def close(self) -> None:
+        self._vpn.stack.unlisten(self.listener)
+        self._vpn._servers.pop(self.listener.port, None)
+
+    async def wait_closed(self) -> None:
+        return None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+
+class VpnStack:
+    """A NetStack bound to a tunnel and an event loop."""
+
+    def __init__(self, tunnel, *, stack: NetStack | None = None):
+        self.tunnel = tunnel
+        info = tunnel.info
+        self.stack = stack or NetStack(info.virtual_ip, info.mtu)
+        self.loop = asyncio.get_running_loop()
+        self._transports: dict[TcpConnection, TcpTransport] = {}
+        self._servers: dict[int, tuple[VpnServer, object]] = {}
+        self._deferred: dict[int, object] = {}
+        self._udp_waiters: dict[UdpSocket, asyncio.Future] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._app_changed: set[TcpTransport] = set()
+        tunnel.set_receiver(self._on_packet)
+
+    # -- public API ----------------------------------------------------------------------
+
+    async def create_connection(self, protocol_factory, host: str, port: int, *,
+                                timeout: float | None = None):
+        """Like loop.create_connection, through the VPN; ``host`` is an IPv4 address."""
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            raise ValueError(f"{host!r} is not an IPv4 address (resolve names first)") \
+                from None
+        conn = self.stack.connect(host, port, self.loop.time())
+        transport = TcpTransport(self, conn)
+        transport._waiter = self.loop.create_future()
+        self._transports[conn] = transport
+        self._schedule_flush()
+        try:
+            await asyncio.wait_for(asyncio.shield(transport._waiter), timeout)
+        except BaseException:
+            if not transport._lost:
+                transport.abort()
+            raise
+        protocol = protocol_factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        self._changed(transport)
+        return transport, protocol
+
+    async def open_connection(self, host: str, port: int, *, limit: int = 2 ** 16,
+                              timeout: float | None = None):
+        reader = asyncio.StreamReader(limit=limit, loop=self.loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=self.loop)
+        transport, _ = await self.create_connection(lambda: protocol, host, port,
+                                                    timeout=timeout)
+        writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
+        return reader, writer
+
+    async def create_server(self, protocol_factory, port: int) -> VpnServer:
+        listener = self.stack.listen(port)
+        server = VpnServer(self, listener, protocol_factory)
+        self._servers[port] = (server, protocol_factory)
+        return server
+
+    async def start_server(self, client_connected_cb, port: int, *, limit: int = 2 ** 16):
+        def factory():
+            reader = asyncio.StreamReader(limit=limit, loop=self.loop)
+            return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=self.loop)
+        return await self.create_server(factory, port)
+
+    def listen_deferred(self, port: int, on_syn) -> Listener:
+        """SYNs to ``port`` go to ``on_syn(pending)``; answer with :meth:`accept` or
+        :meth:`refuse` (e.g. after dialling a local target first)."""
+        listener = self.stack.listen(port, defer=True)
+        self._deferred[port] = on_syn
+        return listener
+
+    def accept(self, pending: PendingSyn, protocol_factory) -> TcpTransport:
+        conn = self.stack.accept(pending, self.loop.time())
+        transport = TcpTransport(self, conn)
+        self._transports[conn] = transport
+        transport._accept_factory = protocol_factory
+        self._schedule_flush()
+        return transport
+
+    def refuse(self, pending: PendingSyn) -> None:
+        self.stack.refuse(pending)
+        self._schedule_flush()
+
+    def close(self) -> None:
+        """Reset every connection (the tunnel is going away)."""
+        for transport in list(self._transports.values()):
+            transport.abort()
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+
+    # -- UDP (for DNS through the tunnel) -------------------------------------------------
+
+    async def udp_exchange(self, payload: bytes, host: str, port: int, *,
+                           timeout: float) -> bytes:
+        """Send one datagram, return the first answer from (host, port)."""
+        sock = self.stack.udp_bind()
+        fut = self.loop.create_future()
+        self._udp_waiters[sock] = fut
+        try:
+            self.stack.udp_send(sock, payload, host, port)
+            self._schedule_flush()
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._udp_waiters.pop(sock, None)
+            self.stack.udp_close(sock)
+
+    # -- the pump ------------------------------------------------------------------------
+
+    def _on_packet(self, packet: bytes) -> None:
+        self.stack.receive(packet, self.loop.time())
+        self._schedule_flush()
+
+    def _touch(self, conn: TcpConnection) -> None:
+        self.stack.touch(conn)
+        self._schedule_flush()
+
+    def _changed(self, transport: TcpTransport) -> None:
+        self._app_changed.add(transport)
+        self._schedule_flush()
+
+    def _abort(self, transport: TcpTransport) -> None:
+        self.stack.abort(transport._conn, self.loop.time())
+        self._schedule_flush()
+
+    def _forget(self, transport: TcpTransport) -> None:
+        if self._transports.get(transport._conn) is transport:
+            del self._transports[transport._conn]
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        now = self.loop.time()
+        stack = self.stack
+        for _ in range(8):           # app callbacks may change more connections
+            changed = stack.take_changed()
+            if self._app_changed:
+                changed |= self._app_changed
+                self._app_changed = set()
+            if not changed:
+                break
+            for item in changed:
+                self._dispatch(item, now)
+        send = self.tunnel.send_packet
+        for packet in stack.output(now):
+            send(packet)
+        if stack.has_changes:
+            self._schedule_flush()              # connections the output closed
+        self._arm_timer()
+
+    def _dispatch(self, item, now: float) -> None:
+        if isinstance(item, TcpTransport):
+            item._update()
+        elif isinstance(item, TcpConnection):
+            transport = self._transports.get(item)
+            if transport is not None:
+                if transport._protocol is None and transport._connected is False \
+                        and hasattr(transport, "_accept_factory") \
+                        and item.state in SYNCHRONIZED:
+                    self._start_accepted(transport)
+                transport._update()
+        elif isinstance(item, Listener):
+            self._serve(item, now)
+        elif isinstance(item, UdpSocket):
+            fut = self._udp_waiters.get(item)
+            if fut is not None and not fut.done():
+                if item.queue:
+                    fut.set_result(item.queue.popleft()[0])
+                elif item.errors:
+                    fut.set_exception(_error_for(item.errors.popleft()[0]))
+
+    def _serve(self, listener: Listener, now: float) -> None:
+        if listener.defer:
+            on_syn = self._deferred.get(listener.port)
+            while listener.pending:
+                pending = listener.pending.popleft()
+                if on_syn is None:
+                    self.stack.refuse(pending)
+                else:
+                    on_syn(pending)
+            # connections it accepted show up established; nothing queued for them
+            listener.accepted.clear()
+            return
+        entry = self._servers.get(listener.port)
+        while listener.accepted:
+            conn = listener.accepted.popleft()
+            if entry is None:
+                self.stack.abort(conn, now)
+                continue
+            transport = TcpTransport(self, conn)
+            transport._connected = True
+            self._transports[conn] = transport
+            protocol = entry[1]()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            transport._update()
+
+    def _start_accepted(self, transport: TcpTransport) -> None:
+        transport._connected = True
+        protocol = transport._accept_factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    def _arm_timer(self) -> None:
+        deadline = self.stack.timer()
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() == deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.stack.handle_timer(self.loop.time())
+        self._flush()
