@@ -1,0 +1,214 @@
+"""Our TCP against the Linux kernel's TCP, both roles, clean and impaired.
+
+The stack is attached to a TUN device in a test namespace (tests/tun.py): the kernel
+owns 198.18.200.1, our stack 198.18.200.2.  This kernel has no netem, so loss,
+duplication, delay and reordering are applied on both directions in Python, between
+the TUN device and our stack (``impair``/``impair_rx``).  Every transfer is checked
+by SHA-256 on both ends.  Needs root (skipped without, fails under CI=true).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+
+import pytest
+
+from erebus.runtime.stack import VpnStack
+from tests.tun import KernelPeer, missing_prerequisites
+
+pytestmark = pytest.mark.interop
+
+KERNEL_SERVER = r"""
+import hashlib, random, socket, sys
+port, size, seed, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.200.1", port))
+s.listen(4)
+c, _ = s.accept()
+c.settimeout(120)
+if mode == "send":
+    data = random.Random(seed).randbytes(size)
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    while c.recv(65536):
+        pass
+    print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+else:
+    h, n = hashlib.sha256(), 0
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        h.update(b)
+        n += len(b)
+    print(n, h.hexdigest(), flush=True)
+c.close()
+"""
+
+KERNEL_CLIENT = r"""
+import hashlib, random, socket, sys, threading
+host, port, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data = random.Random(seed).randbytes(size)
+c = socket.create_connection((host, port), timeout=120)
+def send():
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+t.join()
+print(n, h.hexdigest(), hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+IMPAIRED = dict(loss=0.02, duplicate=0.01, reorder=0.05, delay=0.004, jitter=0.002)
+
+
+@pytest.fixture(autouse=True)
+def _prerequisites() -> None:
+    problems = missing_prerequisites()
+    if problems:
+        reason = "TUN kernel peer unavailable: " + "; ".join(problems)
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def _impair(tunnel, seed):
+    tunnel.impair(seed=seed, **IMPAIRED)
+    tunnel.impair_rx(seed=seed + 1, **IMPAIRED)
+
+
+async def _download(impaired: bool, size: int, seed: int):
+    async with KernelPeer() as peer:
+        tunnel = peer.tunnel()
+        if impaired:
+            _impair(tunnel, seed)
+        vpn = VpnStack(tunnel)
+        proc = peer.spawn_python(KERNEL_SERVER, 5001, size, seed, "send")
+        await peer.await_listening(5001)
+        reader, writer = await vpn.open_connection(peer.kernel_ip, 5001, timeout=10)
+        h, n = hashlib.sha256(), 0
+        while chunk := await asyncio.wait_for(reader.read(1 << 16), 60):
+            h.update(chunk)
+            n += len(chunk)
+        writer.close()
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        conn = writer.get_extra_info("tcp")
+        vpn.close()
+        await tunnel.close()
+        return n, h.hexdigest(), out, err, conn, tunnel
+
+
+async def _upload(impaired: bool, size: int, seed: int):
+    data = random.Random(seed).randbytes(size)
+    async with KernelPeer() as peer:
+        tunnel = peer.tunnel()
+        if impaired:
+            _impair(tunnel, seed)
+        vpn = VpnStack(tunnel)
+        proc = peer.spawn_python(KERNEL_SERVER, 5001, size, seed, "recv")
+        await peer.await_listening(5001)
+        reader, writer = await vpn.open_connection(peer.kernel_ip, 5001, timeout=10)
+        view = memoryview(data)
+        for i in range(0, len(data), 256 * 1024):
+            writer.write(view[i:i + 256 * 1024])
+            await asyncio.wait_for(writer.drain(), 60)
+        writer.write_eof()
+        out, err = await asyncio.to_thread(proc.communicate, timeout=90)
+        assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()
+        vpn.close()
+        await tunnel.close()
+        return hashlib.sha256(data).hexdigest(), out, err
+
+
+async def _echo_server(impaired: bool, size: int, seed: int):
+    """The kernel connects to our listener; we echo; the kernel checks both ways."""
+    async with KernelPeer() as peer:
+        tunnel = peer.tunnel()
+        if impaired:
+            _impair(tunnel, seed)
+        vpn = VpnStack(tunnel)
+        served = []
+
+        async def echo(reader, writer):
+            n = 0
+            while chunk := await reader.read(1 << 16):
+                writer.write(chunk)
+                await writer.drain()
+                n += len(chunk)
+            writer.close()
+            served.append(n)
+
+        await vpn.start_server(echo, 5002)
+        proc = peer.spawn_python(KERNEL_CLIENT, peer.our_ip, 5002, size, seed)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=120)
+        await asyncio.sleep(0.2)
+        vpn.close()
+        await tunnel.close()
+        return out, err, served
+
+
+@pytest.mark.parametrize("impaired", [False, True], ids=["clean", "impaired"])
+def test_download_from_a_kernel_server(impaired):
+    size = 8_000_000 if not impaired else 3_000_000
+    n, digest, out, err, conn, tunnel = asyncio.run(_download(impaired, size, seed=11))
+    assert out.split() == [str(size), digest], err
+    assert n == size
+    if impaired:
+        assert tunnel.stats.tx_imp.lost + tunnel.stats.rx_imp.lost > 0
+
+
+@pytest.mark.parametrize("impaired", [False, True], ids=["clean", "impaired"])
+def test_upload_to_a_kernel_server(impaired):
+    size = 8_000_000 if not impaired else 3_000_000
+    digest, out, err = asyncio.run(_upload(impaired, size, seed=12))
+    assert out.split() == [str(size), digest], err
+
+
+@pytest.mark.parametrize("impaired", [False, True], ids=["clean", "impaired"])
+def test_kernel_client_to_our_server_echo(impaired):
+    size = 4_000_000 if not impaired else 1_500_000
+    out, err, served = asyncio.run(_echo_server(impaired, size, seed=13))
+    n, echoed, sent = out.split()
+    assert int(n) == size and echoed == sent, err
+    assert served == [size]
+
+
+def test_kernel_connect_to_a_closed_port_is_refused():
+    async def main():
+        async with KernelPeer() as peer:
+            tunnel = peer.tunnel()
+            vpn = VpnStack(tunnel)
+            code = ("import socket\ntry:\n    socket.create_connection(('198.18.200.2', 9),"
+                    " timeout=5)\nexcept ConnectionRefusedError:\n    print('refused')\n")
+            cp = await peer.arun(["/usr/bin/python3", "-c", code], timeout=20)
+            vpn.close()
+            await tunnel.close()
+            return cp
+    cp = asyncio.run(main())
+    assert cp.stdout.strip() == "refused", cp.stderr
+
+
+def test_connect_to_a_kernel_port_nobody_listens_on_is_refused():
+    async def main():
+        async with KernelPeer() as peer:
+            tunnel = peer.tunnel()
+            vpn = VpnStack(tunnel)
+            try:
+                await vpn.open_connection(peer.kernel_ip, 9, timeout=10)
+            finally:
+                vpn.close()
+                await tunnel.close()
+    with pytest.raises(ConnectionRefusedError):
+        asyncio.run(main())
