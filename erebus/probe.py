@@ -86,7 +86,8 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             info = await tunnel.connect(timeout=timeout)
         except SessionError as exc:
             return _failure(exc.stage, str(exc))
-        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None}
+        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None,
+                  "control_retransmits": tunnel.session.counters.control_retransmits}
         if ping_addr:
             rtt = await ping_through(tunnel, ping_addr)
             report["ping"] = ping_addr

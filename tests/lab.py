@@ -76,7 +76,7 @@ def tail(path: Path | str, lines: int = 40) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 256 * lines))
+            f.seek(max(0, f.tell() - 512 * lines))
             data = f.read()
     except FileNotFoundError:
         return ""
@@ -107,12 +107,13 @@ def _wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:
         time.sleep(interval)
 
 
-def wait_for_log(path: Path, needle: str, *, timeout: float,
+def wait_for_log(path: Path | str, needle: str, *, timeout: float,
                  process: subprocess.Popen | None = None, what: str = "process") -> None:
     """Wait until *needle* appears in the log file *path*.
 
     Fails early if *process* exits. Raises :class:`LabError` carrying the log's tail.
     """
+    path = Path(path)
     def seen() -> bool:
         try:
             if needle in path.read_text(errors="replace"):
@@ -129,45 +130,64 @@ def wait_for_log(path: Path, needle: str, *, timeout: float,
                        f"{tail(path)}")
 
 
-def _terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """Stop a process started with ``start_new_session=True``: TERM its group, then KILL."""
-    if proc.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+class NsProcess(subprocess.Popen):
+    """A process started by the lab: in its own session (process group), and with
+    signals that reach the real command even through ``runuser``.
+
+    ``runuser`` (used for commands run as ``nobody``) forks the command and waits for
+    it; it ignores SIGINT and, on SIGTERM, forwards it but then sleeps 2 s before
+    SIGKILLing the child. So for a wrapped command :meth:`send_signal` (and hence
+    :meth:`terminate`) signals runuser's child directly: runuser then just exits with
+    the command's status. :meth:`kill` SIGKILLs the whole process group.
+    """
+
+    wrapped = False      # set when argv goes through runuser
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is not None:
+            return
+        for pid in self._signal_targets():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+
+    def _signal_targets(self) -> list[int]:
+        if self.wrapped:
+            try:
+                children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            except OSError:
+                children = []
+            if children:
+                return [int(c) for c in children]
+        return [self.pid]
+
+
+def send_signal(proc: subprocess.Popen, sig: int) -> None:
+    """Deliver *sig* to the command *proc* runs (through runuser too: see :class:`NsProcess`)."""
+    proc.send_signal(sig)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """``terminate()``, wait up to *grace* seconds, then ``kill()``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _ns_argv(ns: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *map(str, argv)]
-
-
-def _run_in_session(argv: list[str], *, timeout: float, check: bool, text: bool,
-                    input=None, **popen_kwargs) -> subprocess.CompletedProcess:
-    """Like ``subprocess.run`` but a timeout kills the whole process group.
-
-    (``runuser`` forks: killing only the direct child would orphan the real command.)
-    """
-    with subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text,
-                          start_new_session=True, **popen_kwargs) as proc:
-        try:
-            out, err = proc.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _terminate(proc, grace=1.0)
-            proc.communicate()
-            raise
-    cp = subprocess.CompletedProcess(argv, proc.returncode, out, err)
-    if check:
-        cp.check_returncode()
-    return cp
 
 
 def missing_prerequisites() -> list[str]:
@@ -297,13 +317,17 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {
-    # No encryption and no HMAC on the data channel. The client announces
-    # IV_CIPHERS=none and the server picks "none" from its data-ciphers; the
-    # fallback covers a client that sends no IV_CIPHERS. "auth" is not
-    # negotiated, so both ends must say "auth none".
+    # No encryption and no HMAC on the data channel (OpenVPN 2.6, found by experiment):
+    # - "data-ciphers none": the client announces IV_CIPHERS=none and the server must
+    #   have "none" in its own data-ciphers to pick it (else AUTH_FAILED, "no shared
+    #   cipher"). A 2.6 client ignores a bare "cipher none" for negotiation.
+    # - "data-ciphers-fallback none": for a client that sends no IV_CIPHERS/IV_NCP.
+    # - "auth none" on BOTH ends: auth is not negotiated. Without it the server keeps
+    #   HMAC-SHA1 on the null cipher; the session still comes up (PUSH_REPLY works),
+    #   but every data packet fails with "packet HMAC authentication failed".
     "none": Mode(0, data_ciphers="none",
                  server_lines=("data-ciphers-fallback none", "auth none"),
-                 client_lines=("data-ciphers-fallback none", "auth none")),
+                 client_lines=("cipher none", "auth none")),
     "gcm": Mode(1, data_ciphers="AES-256-GCM"),
     # The server's certificate comes from an unrelated CA: the client must refuse it.
     "rogue": Mode(2, data_ciphers="AES-256-GCM", server_identity="rogue-server"),
@@ -481,8 +505,8 @@ class Lab:
         self.servers: dict[str, OvpnServer] = {}
         self.loss_backend: str | None = None     # "netem" or "bpf", once set_loss ran
         self._namespaces: list[str] = []
-        self._procs: list[subprocess.Popen] = []
-        self._http: subprocess.Popen | None = None
+        self._procs: list[NsProcess] = []
+        self._http: NsProcess | None = None
         self._static_key: Path | None = None
         self._closed = False
 
@@ -517,7 +541,7 @@ class Lab:
         self._closed = True
         atexit.unregister(self.close)
         for proc in self._procs:
-            _terminate(proc)
+            stop_process(proc)
         for ns in self._namespaces:
             self._kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -642,65 +666,94 @@ class Lab:
 
     # ----------------------------------------------------------------- running things
 
-    def run_ns(self, ns: str, argv: list[str], *, timeout: float = 60, check: bool = False,
-               text: bool = True, input=None, **kwargs) -> subprocess.CompletedProcess:
-        """Run *argv* as root in namespace *ns*; capture output."""
-        return _run_in_session(_ns_argv(ns, argv), timeout=timeout, check=check, text=text,
-                               input=input, **kwargs)
+    def _command(self, ns: str, argv: list[str], user: str | None,
+                 env: dict[str, str] | None) -> list[str]:
+        """``ip netns exec ns [runuser -u user --] [env K=V ...] argv``.
 
-    def spawn_ns(self, ns: str, argv: list[str], *, output: Path | None = None,
-                 **popen_kwargs) -> subprocess.Popen:
-        """Start *argv* as root in namespace *ns*; the lab stops it on close.
+        As a non-root *user*, PYTHONPATH is set so that ``[lab.python, "-m", "erebus"]``
+        works.
+        """
+        env = dict(env or {})
+        prefix: list[str] = []
+        if user is not None:
+            env = {"PYTHONPATH": self.pythonpath, "PYTHONDONTWRITEBYTECODE": "1", **env}
+            prefix = ["runuser", "-u", user, "--"]
+        if env:
+            prefix += ["env", *(f"{k}={v}" for k, v in env.items())]
+        return _ns_argv(ns, [*prefix, *argv])
 
-        *output*: a file that receives stdout and stderr (else *popen_kwargs* decide).
+    def run_ns(self, ns: str, argv: list[str], *, user: str | None = None,
+               env: dict[str, str] | None = None, timeout: float = 60, check: bool = False,
+               text: bool = True, input=None, **popen_kwargs) -> subprocess.CompletedProcess:
+        """Run *argv* in namespace *ns* (as root, or as *user*) and capture its output.
+
+        Like ``subprocess.run``; on timeout the command is stopped (:func:`stop_process`:
+        TERM, then KILL of its process group) and ``TimeoutExpired`` raised.
+        """
+        popen_kwargs["stdin"] = subprocess.PIPE if input is not None else subprocess.DEVNULL
+        with self._popen(ns, argv, user, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=text, **popen_kwargs) as proc:
+            try:
+                out, err = proc.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_process(proc, grace=1.0)
+                proc.communicate()
+                raise
+        cp = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        if check:
+            cp.check_returncode()
+        return cp
+
+    def spawn_ns(self, ns: str, argv: list[str], *, user: str | None = None,
+                 env: dict[str, str] | None = None, output: Path | None = None,
+                 **popen_kwargs) -> NsProcess:
+        """Start *argv* in namespace *ns* (as root, or as *user*); stopped on close.
+
+        *output*: a file that receives stdout and stderr; otherwise pass your own
+        ``stdout=``/``stderr=`` (and read pipes, or a chatty process blocks).
         """
         popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
-        if output is not None:
-            with open(output, "wb") as out:
-                proc = subprocess.Popen(_ns_argv(ns, argv), start_new_session=True,
-                                        stdout=out, stderr=subprocess.STDOUT, **popen_kwargs)
+        if output is None:
+            proc = self._popen(ns, argv, user, env, **popen_kwargs)
         else:
-            proc = subprocess.Popen(_ns_argv(ns, argv), start_new_session=True, **popen_kwargs)
+            with open(output, "wb") as out:
+                proc = self._popen(ns, argv, user, env, stdout=out, stderr=subprocess.STDOUT,
+                                   **popen_kwargs)
         self._procs.append(proc)
         return proc
 
+    def _popen(self, ns: str, argv: list[str], user: str | None,
+               env: dict[str, str] | None, **popen_kwargs) -> NsProcess:
+        proc = NsProcess(self._command(ns, argv, user, env), start_new_session=True,
+                         **popen_kwargs)
+        proc.wrapped = user is not None
+        return proc
+
+    def run_client(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """:meth:`run_ns` in the client namespace as ``nobody``, cwd the lab dir.
+
+        E.g. ``lab.run_client([lab.python, "-m", "erebus", ...], timeout=30)``.
+        """
+        kwargs.setdefault("cwd", self.dir)
+        return self.run_ns(self.ns_cli, argv, user=UNPRIVILEGED_USER, **kwargs)
+
+    def spawn_client(self, argv: list[str], **kwargs) -> NsProcess:
+        """:meth:`spawn_ns` in the client namespace as ``nobody``, cwd the lab dir.
+
+        ``proc.terminate()`` / ``proc.send_signal(SIGINT)`` reach the command itself
+        (see :class:`NsProcess`).
+        """
+        kwargs.setdefault("cwd", self.dir)
+        return self.spawn_ns(self.ns_cli, argv, user=UNPRIVILEGED_USER, **kwargs)
+
     @property
     def python(self) -> str:
-        """Interpreter for ``[lab.python, "-m", "erebus", ...]`` in :meth:`run_client`."""
+        """Interpreter for ``[lab.python, "-m", "erebus", ...]`` run as ``nobody``."""
         return ensure_unprivileged_python().python
 
     @property
     def pythonpath(self) -> str:
         return ensure_unprivileged_python().pythonpath
-
-    def _client_argv(self, argv: list[str], env: dict[str, str] | None) -> list[str]:
-        assignments = {"PYTHONPATH": self.pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
-                       **(env or {})}
-        return ["runuser", "-u", UNPRIVILEGED_USER, "--", "env",
-                *(f"{k}={v}" for k, v in assignments.items()), *map(str, argv)]
-
-    def run_client(self, argv: list[str], *, timeout: float = 60, check: bool = False,
-                   env: dict[str, str] | None = None, input=None, text: bool = True,
-                   **kwargs) -> subprocess.CompletedProcess:
-        """Run *argv* in the client namespace as user ``nobody`` (cwd: the lab dir).
-
-        PYTHONPATH is set so that ``[lab.python, "-m", "erebus", ...]`` works; *env*
-        adds variables.
-        """
-        kwargs.setdefault("cwd", self.dir)
-        return self.run_ns(self.ns_cli, self._client_argv(argv, env), timeout=timeout,
-                           check=check, input=input, text=text, **kwargs)
-
-    def spawn_client(self, argv: list[str], *, env: dict[str, str] | None = None,
-                     output: Path | None = None, **popen_kwargs) -> subprocess.Popen:
-        """Start a long-running *argv* in the client namespace as ``nobody``.
-
-        Pass *output* (a file for stdout + stderr) or your own ``stdout=``/``stderr=``;
-        with pipes, read them, or a chatty process blocks.
-        """
-        popen_kwargs.setdefault("cwd", self.dir)
-        return self.spawn_ns(self.ns_cli, self._client_argv(argv, env), output=output,
-                             **popen_kwargs)
 
     def ping(self, ns: str, address: str, *, count: int = 3, timeout: float = 2.0) -> int:
         """ICMP echo from *ns* to *address*; the number of replies (no ping binary needed)."""
@@ -717,8 +770,7 @@ class Lab:
         m = MODES[mode]
         n = m.index
         port = BASE_PORT + n
-        files = {k: self.dir / f"{k}-{mode}.{ext}" for k, ext in
-                 (("server", "conf"), ("log", "log"), ("pid", "pid"), ("out", "out"))}
+        files = {ext: self.dir / f"server-{mode}.{ext}" for ext in ("conf", "log", "pid", "out")}
         fmt = self._format_vars(m)
         ident = m.server_identity
         server_conf = [
@@ -743,21 +795,21 @@ class Lab:
             f"writepid {files['pid']}",
             *(line.format(**fmt) for line in m.server_lines),
         ]
-        files["server"].write_text("\n".join(server_conf) + "\n")
+        files["conf"].write_text("\n".join(server_conf) + "\n")
         profile = self.dir / f"client-{mode}.ovpn"
         profile.write_text(self._client_profile(m, port, fmt))
 
-        proc = self.spawn_ns(self.ns_srv, ["openvpn", "--config", str(files["server"])],
+        proc = self.spawn_ns(self.ns_srv, ["openvpn", "--config", str(files["conf"])],
                              output=files["out"])
         server = OvpnServer(mode=mode, proto=m.proto, host=SERVER_LINK_ADDR, port=port,
                             pool=f"198.19.{n}.0/24", vpn_address=f"198.19.{n}.1",
-                            device=f"tun{n}", profile=profile, config=files["server"],
+                            device=f"tun{n}", profile=profile, config=files["conf"],
                             log=files["log"], pidfile=files["pid"], process=proc)
         try:
             wait_for_log(files["log"], _READY_LINE, timeout=timeout, process=proc,
                          what=f"openvpn server {mode!r}")
         except LabError as exc:
-            _terminate(proc)
+            stop_process(proc)
             raise LabError(f"{exc}\n{tail(files['out'])}".rstrip()) from None
         self.servers[mode] = server
         return server
@@ -765,7 +817,7 @@ class Lab:
     def stop_server(self, mode: str) -> None:
         server = self.servers.pop(mode, None)
         if server is not None:
-            _terminate(server.process)
+            stop_process(server.process)
 
     def _client_profile(self, m: Mode, port: int, fmt: dict[str, str]) -> str:
         def inline(tag: str, path: Path) -> str:

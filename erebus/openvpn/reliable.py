@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 SEND_WINDOW = 6      # TLS_RELIABLE_N_SEND_BUFFERS
 RECEIVE_WINDOW = 12  # TLS_RELIABLE_N_REC_BUFFERS
+ACK_HISTORY = 8      # RELIABLE_ACK_SIZE: how many sent ACKs are remembered for resending
 INITIAL_TIMEOUT = 2.0
 MAX_TIMEOUT = 16.0
 
@@ -92,6 +93,7 @@ class ReliableReceive:
         self.next_packet_id = 0
         self._buffer: dict[int, tuple[int, bytes]] = {}
         self._acks: list[int] = []
+        self._history: list[int] = []      # most recently ACKed first
         self.duplicates = 0
         self.out_of_window = 0
 
@@ -123,6 +125,24 @@ class ReliableReceive:
     def has_acks(self) -> bool:
         return bool(self._acks)
 
-    def take_acks(self, limit: int) -> list[int]:
+    def take_acks(self, limit: int, *, history: bool = False) -> list[int]:
+        """ACKs to put in one packet: the pending ones first; with ``history``, free
+        slots are filled with recently sent ACKs again (OpenVPN 2.6's ``lru_acks``).
+
+        The resent ACKs matter with a 2.6 server: it keeps no state after its
+        stateless HARD_RESET_SERVER_V2 until a packet ACKs it, so if the packet
+        carrying that ACK is lost, the retransmitted ones must carry it again.
+        """
         taken, self._acks = self._acks[:limit], self._acks[limit:]
+        for pid in taken:
+            if pid in self._history:
+                self._history.remove(pid)
+            self._history.insert(0, pid)
+        del self._history[ACK_HISTORY:]
+        if history:
+            for pid in self._history:
+                if len(taken) >= limit:
+                    break
+                if pid not in taken:
+                    taken.append(pid)
         return taken

@@ -202,7 +202,7 @@ class ClientSession:
             return out
         for ks in self._keys.values():
             for pid, opcode, payload in ks.send.due(now):
-                acks = ks.recv.take_acks(4) if self.remote_session_id else []
+                acks = ks.recv.take_acks(4, history=True) if self.remote_session_id else []
                 out.append(w.build_control(opcode, ks.key_id, self.session_id, acks,
                                            self.remote_session_id if acks else None,
                                            pid, payload))

@@ -9,6 +9,7 @@ outbound ones come in through :meth:`OpenVPNTunnel.send_packet`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -84,7 +85,7 @@ class OpenVPNTunnel:
             self.dropped_down += 1
             return
         if self.pcap:
-            self.pcap.write_inner(packet, time.time())
+            self.pcap.write_inner(packet, time.time(), inbound=False)
         self._send(s.send_ip(packet, self._loop.time()))
 
     async def close(self) -> None:
@@ -106,7 +107,7 @@ class OpenVPNTunnel:
     async def connect(self, timeout: float | None = None) -> TunnelInfo:
         """Try the profile's remotes in order; the first session that comes up wins."""
         errors: list[SessionError] = []
-        for remote in self.profile.remotes:
+        for i, remote in enumerate(self.profile.remotes):
             try:
                 return await asyncio.wait_for(self._connect_one(remote.host, remote.port),
                                               timeout)
@@ -120,7 +121,8 @@ class OpenVPNTunnel:
                 errors.append(exc)
                 if exc.stage not in ("unreachable", "resolve"):
                     raise        # a server answered and refused: another remote won't help
-            log.warning("%s", errors[-1])
+            if i + 1 < len(self.profile.remotes):
+                log.warning("%s; trying the next remote", errors[-1])
         raise errors[-1]
 
     def _timeout_stage(self) -> str:
@@ -158,7 +160,8 @@ class OpenVPNTunnel:
             return
         self.datagrams_out += 1
         if self.pcap:
-            self.pcap.write_outer(datagram, self._local, self._remote, time.time())
+            self.pcap.write_outer(datagram, self._local, self._remote, time.time(),
+                                  inbound=False)
         self._transport.sendto(datagram)
 
     def _on_datagram(self, data: bytes, addr) -> None:
@@ -167,14 +170,14 @@ class OpenVPNTunnel:
             return
         self.datagrams_in += 1
         if self.pcap:
-            self.pcap.write_outer(data, self._remote, self._local, time.time())
+            self.pcap.write_outer(data, self._remote, self._local, time.time(), inbound=True)
         now = self._loop.time()
         packets = s.receive_datagram(data, now)
         if packets:
             receiver = self._receiver
             for packet in packets:
                 if self.pcap:
-                    self.pcap.write_inner(packet, time.time())
+                    self.pcap.write_inner(packet, time.time(), inbound=True)
                 if receiver is not None:
                     receiver(packet)
         self._step(now)
@@ -182,6 +185,10 @@ class OpenVPNTunnel:
     def _on_socket_error(self, exc: Exception) -> None:
         s = self.session
         log.debug("socket error: %s", exc)
+        if not isinstance(exc, (ConnectionRefusedError, OSError)) or getattr(
+                exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                            errno.ENETUNREACH):
+            return                  # e.g. ENOBUFS: a lost datagram, retransmitted anyway
         if s is not None and s.remote_session_id is None and self._connected \
                 and not self._connected.done():
             self._connected.set_exception(SessionError(
@@ -229,7 +236,7 @@ class OpenVPNTunnel:
                 self._connected.set_result(self.info)
         elif isinstance(event, Failed):
             error = SessionError(event.stage, f"{self._server_name}: {event.message}")
-            log.error("%s", error)
+            log.info("%s", error)          # the caller reports it
             if not self._connected.done():
                 self._connected.set_exception(error)
             if not self._done.done():

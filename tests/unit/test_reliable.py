@@ -211,3 +211,20 @@ def test_lossy_link_carries_200_messages_in_order(seed):
     assert sender.idle
     assert sender.retransmissions > 0 and sent > len(messages)   # the link really was lossy
     assert now < 10_000
+
+
+def test_ack_history_refills_free_slots_for_a_stateless_2_6_server():
+    """A 2.6 server forgets its stateless HARD_RESET_SERVER_V2 until a packet ACKs it:
+    if the first packet carrying that ACK is lost, later packets must carry it again."""
+    from erebus.openvpn.reliable import ReliableReceive
+    r = ReliableReceive()
+    r.receive(0, 8, b"")
+    assert r.take_acks(4, history=True) == [0]          # first carrier (lost on the way)
+    assert not r.has_acks
+    assert r.take_acks(4, history=True) == [0]          # the retransmission carries it again
+    assert r.take_acks(4) == []                          # standalone ACKs: pending only
+    for pid in range(1, 12):
+        r.receive(pid, 4, b"x")
+    first = r.take_acks(4, history=True)
+    assert first == [1, 2, 3, 4]
+    assert r.take_acks(8, history=True)[:7] == [5, 6, 7, 8, 9, 10, 11]

@@ -1,0 +1,61 @@
+"""Shared pytest fixtures: the network-namespace lab (see ``tests/lab.py``).
+
+``lab`` is session-scoped: one set of namespaces, one PKI and one web host per run.
+``ovpn_server(mode)`` starts (once per session) the stock OpenVPN server of a mode.
+When the lab cannot run here (not root, ``openvpn`` or ``ip`` missing, ...) the
+tests that use it are skipped, except under CI (``CI=true``), where that is a failure.
+When a test that used the lab fails, the tails of the server logs are added to its
+report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.lab import Lab, OvpnServer, missing_prerequisites
+
+_active_lab: Lab | None = None
+
+
+def _running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The running lab; skipped (failed under CI) if the machine cannot host it."""
+    global _active_lab
+    problems = missing_prerequisites()
+    if problems:
+        reason = "network-namespace lab unavailable: " + "; ".join(problems)
+        if _running_in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    with Lab() as the_lab:
+        _active_lab = the_lab
+        try:
+            yield the_lab
+        finally:
+            _active_lab = None
+
+
+@pytest.fixture(scope="session")
+def ovpn_server(lab: Lab) -> Callable[[str], OvpnServer]:
+    """Factory: ``ovpn_server("gcm")`` -> the running server for that mode (cached)."""
+    return lab.start_server
+
+
+def server_logs(lines: int = 40) -> str:
+    """Tails of the lab's server (and web host) logs, for assertion messages."""
+    return _active_lab.logs_tail(lines) if _active_lab is not None else "(no lab running)"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and _active_lab is not None and "lab" in getattr(item, "fixturenames", ()):
+        report.sections.append(("lab server logs", server_logs()))
+    return report
