@@ -331,6 +331,8 @@ MODES: dict[str, Mode] = {
     "gcm": Mode(1, data_ciphers="AES-256-GCM"),
     # The server's certificate comes from an unrelated CA: the client must refuse it.
     "rogue": Mode(2, data_ciphers="AES-256-GCM", server_identity="rogue-server"),
+    # The server renegotiates (soft reset, new key id) every 4 seconds.
+    "reneg": Mode(3, data_ciphers="AES-256-GCM", server_lines=("reneg-sec 4",)),
 }
 
 

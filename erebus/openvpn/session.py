@@ -107,6 +107,7 @@ class SessionSettings:
     ping: int | None = None              # profile values; pushed values win
     ping_restart: int | None = None
     replay_window: int = 64
+    tran_window: float = 60.0
 
 
 @dataclass(slots=True)
@@ -148,6 +149,12 @@ class ClientSession:
         self._keys: dict[int, _KeyState] = {}
         self._primary: _KeyState | None = None
         self.data_key: DataKey | None = None
+        self._lame: DataKey | None = None          # the previous key, during tran-window
+        self._lame_until: float | None = None
+        self._lame_ks: _KeyState | None = None
+        self._reneg: _KeyState | None = None       # a renegotiation under way
+        self._reneg_deadline: float | None = None
+        self.renegotiations = 0
         self.pushed = PushedOptions()
         self.cipher: str | None = None
         self._push_deadline: float | None = None
@@ -225,6 +232,7 @@ class ClientSession:
         if self.state is State.PUSH_REQUEST_SENT:
             deadlines += [self._push_request_at, self._push_deadline]
         if self.state is State.ESTABLISHED:
+            deadlines += [self._lame_until, self._reneg_deadline]
             if self._ping_interval:
                 deadlines.append(self._last_out + self._ping_interval)
             if self._ping_restart:
@@ -254,6 +262,11 @@ class ClientSession:
                 self._send_app(self._primary, b"PUSH_REQUEST\x00")
                 self._push_request_at = now + PUSH_REQUEST_INTERVAL
         elif st is State.ESTABLISHED:
+            self._expire_lame(now)
+            if self._reneg_deadline is not None and now >= self._reneg_deadline:
+                self._fail("renegotiation", "the renegotiation started by the server did "
+                           f"not complete within {self.settings.hand_window:.0f} s")
+                return out
             if self._ping_restart and now >= self._last_in + self._ping_restart:
                 self._fail("ping-restart", f"no packet from the server for "
                            f"{self._ping_restart:.0f} s (ping-restart)")
@@ -329,8 +342,11 @@ class ClientSession:
             self.counters.dropped_before_established += 1
             return []
         if packet.key_id != dk.key_id:
-            self.counters.dropped_session += 1
-            return []
+            if self._lame is not None and packet.key_id == self._lame.key_id:
+                dk = self._lame              # the old key, inside the transition window
+            else:
+                self.counters.dropped_session += 1
+                return []
         try:
             payload = dk.decrypt(packet.body, packet.header)
         except DataError as exc:
@@ -364,11 +380,12 @@ class ClientSession:
             return
         ks = self._keys.get(p.key_id)
         if ks is None:
-            if p.opcode == w.P_CONTROL_SOFT_RESET_V1:
-                raise SessionError("renegotiation", "the server started a renegotiation "
-                                   "(soft reset), which this version does not support yet")
-            self.counters.dropped_session += 1
-            return
+            if p.opcode == w.P_CONTROL_SOFT_RESET_V1 and self.state is State.ESTABLISHED \
+                    and self._reneg is None and p.key_id != 0:
+                ks = self._start_renegotiation(p.key_id, now)
+            else:
+                self.counters.dropped_session += 1
+                return
         self._last_in = now
         for pid in p.acks:
             ks.send.ack(pid)
@@ -385,6 +402,11 @@ class ClientSession:
         if opcode == w.P_CONTROL_HARD_RESET_SERVER_V2:
             if self.state is State.HARD_RESET_SENT:
                 self.state = State.TLS_HANDSHAKE
+                ks.tls = TlsClient(self.settings.tls)
+                self._pump_tls(ks, now)
+            return
+        if opcode == w.P_CONTROL_SOFT_RESET_V1:
+            if ks is self._reneg and ks.tls is None:
                 ks.tls = TlsClient(self.settings.tls)
                 self._pump_tls(ks, now)
             return
@@ -405,9 +427,13 @@ class ClientSession:
                 return
             subject = tls.peer_certificate.subject.rfc4514_string()
             self.tls_info = TlsEstablished(tls.version, tls.cipher, subject)
-            self._events.append(self.tls_info)
-            log.info("TLS established (%s, %s), server %s", tls.version, tls.cipher, subject)
-            self.state = State.KEY_EXCHANGE
+            if ks is self._primary:
+                self._events.append(self.tls_info)
+                log.info("TLS established (%s, %s), server %s", tls.version, tls.cipher,
+                         subject)
+                self.state = State.KEY_EXCHANGE
+            else:
+                log.debug("renegotiation: TLS established for key id %d", ks.key_id)
             self._send_key_method(ks)
         for record in tls.read_records():
             self._receive_app(ks, record, now)
@@ -443,6 +469,9 @@ class ClientSession:
                                              self.session_id, self.remote_session_id)
             ks.key_method_done = True
             log.debug("server options string: %s", server.options)
+            if ks is self._reneg:
+                self._finish_renegotiation(ks, now)
+                return
             if ks is self._primary:
                 self.state = State.PUSH_REQUEST_SENT
                 self._send_app(ks, b"PUSH_REQUEST\x00")
@@ -476,6 +505,39 @@ class ClientSession:
         else:
             self._events.append(ServerMessage(text))
 
+    def _start_renegotiation(self, key_id: int, now: float) -> "_KeyState":
+        """The server's P_CONTROL_SOFT_RESET_V1: a new key state with a fresh TLS
+        session; the current key carries data until the new one is ready."""
+        log.info("renegotiation started by the server (key id %d)", key_id)
+        ks = _KeyState(key_id, self.settings)
+        ks.send.push(w.P_CONTROL_SOFT_RESET_V1, b"")
+        self._keys[key_id] = ks
+        self._reneg = ks
+        self._reneg_deadline = now + self.settings.hand_window
+        return ks
+
+    def _finish_renegotiation(self, ks: "_KeyState", now: float) -> None:
+        old_ks, old_key = self._primary, self.data_key
+        self.data_key = DataKey(ks.key_id, self.cipher, ks.key_block,
+                                auth=self._auth, peer_id=self.pushed.peer_id,
+                                replay_window=self.settings.replay_window)
+        self._lame = old_key
+        self._lame_ks = old_ks
+        self._lame_until = now + self.settings.tran_window
+        self._primary = ks
+        self._reneg = None
+        self._reneg_deadline = None
+        self.renegotiations += 1
+        log.info("renegotiation done: data now on key id %d (key id %d kept for %.0f s)",
+                 ks.key_id, old_key.key_id, self.settings.tran_window)
+
+    def _expire_lame(self, now: float) -> None:
+        if self._lame_until is not None and now >= self._lame_until:
+            if self._lame_ks is not None and self._keys.get(self._lame_ks.key_id) \
+                    is self._lame_ks:
+                del self._keys[self._lame_ks.key_id]
+            self._lame = self._lame_ks = self._lame_until = None
+
     def _establish(self, now: float) -> None:
         p = self.pushed
         cipher = p.cipher or self.settings.fallback_cipher
@@ -495,8 +557,9 @@ class ClientSession:
         if p.virtual_ip is None:
             raise SessionError("push", "the server pushed no ifconfig (no virtual IP)")
         ks = self._primary
+        self._auth = p.auth or self.settings.auth
         self.data_key = DataKey(ks.key_id, cipher, ks.key_block,
-                                auth=p.auth or self.settings.auth, peer_id=p.peer_id,
+                                auth=self._auth, peer_id=p.peer_id,
                                 replay_window=self.settings.replay_window)
         self.cipher = cipher
         self._cc_exit = "cc-exit" in p.protocol_flags
