@@ -52,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
                     metavar="[BIND:]PORT:HOST:HOSTPORT",
                     help="forward a local TCP port through the VPN to HOST:HOSTPORT "
                     "(repeatable; BIND defaults to 127.0.0.1)")
+    up.add_argument("-R", dest="remote_forwards", action="append", default=[],
+                    metavar="VPORT:LHOST:LPORT",
+                    help="expose the local LHOST:LPORT on port VPORT of the virtual IP "
+                    "(repeatable; every other port of the virtual IP answers RST)")
+    up.add_argument("--http-proxy", metavar="[HOST:]PORT",
+                    help="serve an HTTP proxy (absolute URIs and CONNECT) into the VPN "
+                    "(HOST defaults to 127.0.0.1)")
+    up.add_argument("--socks", metavar="[HOST:]PORT",
+                    help="serve a SOCKS5 proxy into the VPN (HOST defaults to 127.0.0.1)")
+    up.add_argument("--socks-auth", metavar="USER:PASSWORD",
+                    help="require this username/password from SOCKS clients (RFC 1929)")
     up.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="give up connecting after S seconds (default: the profile's "
                     "connect-timeout, 120)")
@@ -77,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from .up import run_up
         return asyncio.run(run_up(args.profile, local_forwards=args.local_forwards,
-                                  pcap_path=args.pcap, timeout=args.timeout))
+                                  remote_forwards=args.remote_forwards,
+                                  http_proxy=args.http_proxy, socks=args.socks,
+                                  socks_auth=args.socks_auth, pcap_path=args.pcap,
+                                  timeout=args.timeout))
     return 2
 
 

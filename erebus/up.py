@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 
 from .errors import ConfigError
-from .expose.forward import LocalForward, parse_local_forward
+from .expose.dns import VpnResolver
+from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
+                             parse_local_forward, parse_remote_forward)
+from .expose.http_proxy import HttpProxy
+from .expose.socks import SocksServer
 from .openvpn.config import load_profile
 from .runtime.openvpn import OpenVPNTunnel
 from .runtime.stack import VpnStack
@@ -16,16 +19,29 @@ from .runtime.stack import VpnStack
 log = logging.getLogger("erebus")
 
 
-async def run_up(profile_path: str, *, local_forwards: list[str], pcap_path: str | None = None,
-                 timeout: float | None = None) -> int:
-    specs = [parse_local_forward(s) for s in local_forwards]
-    for spec in specs:
-        try:
-            ipaddress.IPv4Address(spec.host)
-        except ValueError:
-            raise ConfigError(f"-L {spec}: {spec.host!r} is not an IPv4 address (host names "
-                              "need DNS through the tunnel, which is not implemented yet)") \
-                from None
+def _credentials(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or len(user) > 255 or len(password) > 255:
+        raise ConfigError("--socks-auth needs USER:PASSWORD (each at most 255 bytes)")
+    return user, password
+
+
+async def run_up(profile_path: str, *, local_forwards: list[str] = (),
+                 remote_forwards: list[str] = (), http_proxy: str | None = None,
+                 socks: str | None = None, socks_auth: str | None = None,
+                 pcap_path: str | None = None, timeout: float | None = None) -> int:
+    locals_ = [parse_local_forward(s) for s in local_forwards]
+    remotes = [parse_remote_forward(s) for s in remote_forwards]
+    http_listen = parse_listen(http_proxy, "--http-proxy") if http_proxy else None
+    socks_listen = parse_listen(socks, "--socks") if socks else None
+    credentials = _credentials(socks_auth)
+    if credentials and not socks_listen:
+        raise ConfigError("--socks-auth needs --socks")
+    ports = [r.vport for r in remotes]
+    if len(set(ports)) != len(ports):
+        raise ConfigError("-R: the same virtual port is given twice")
     profile = load_profile(profile_path)
     pcap = None
     if pcap_path:
@@ -36,18 +52,27 @@ async def run_up(profile_path: str, *, local_forwards: list[str], pcap_path: str
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    forwards: list[LocalForward] = []
+    services = []
     vpn = None
     try:
         info = await tunnel.connect(timeout=timeout or profile.connect_timeout)
         log.info("tunnel up: virtual IP %s/%s via %s, MTU %d, cipher %s, DNS %s",
                  info.virtual_ip, info.netmask, info.server, info.mtu, info.cipher,
-                 ", ".join(info.dns) or "none")
+                 ", ".join(info.dns) or "none pushed")
         vpn = VpnStack(tunnel)
-        for spec in specs:
-            fwd = LocalForward(vpn, spec)
-            await fwd.start()
-            forwards.append(fwd)
+        dialer = Dialer(vpn, VpnResolver(vpn, info.dns))
+        services += [LocalForward(dialer, spec) for spec in locals_]
+        services += [RemoteForward(vpn, spec) for spec in remotes]
+        if http_listen:
+            services.append(HttpProxy(dialer, *http_listen))
+        if socks_listen:
+            services.append(SocksServer(dialer, *socks_listen, credentials=credentials))
+        for service in services:
+            await service.start()
+        if not services:
+            log.info("no -L, -R, --http-proxy or --socks given: the tunnel only answers "
+                     "pings of %s", info.virtual_ip)
+        log.info("ready (%d service%s)", len(services), "" if len(services) == 1 else "s")
         stopped = asyncio.ensure_future(stop.wait())
         ended = asyncio.ensure_future(tunnel.wait_closed())
         done, _ = await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -63,13 +88,10 @@ async def run_up(profile_path: str, *, local_forwards: list[str], pcap_path: str
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        for fwd in forwards:
-            await fwd.close()
+        for service in services:
+            await service.close()
         if vpn is not None:
             vpn.close()
         await tunnel.close()
         if pcap:
             pcap.close()
-
-
-

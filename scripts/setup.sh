@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(openvpn tshark curl iproute2 iputils-ping openssl python3 python3-venv
-              python3-pip util-linux procps ca-certificates)
+              python3-pip util-linux procps ca-certificates dnsmasq-base)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -61,6 +61,7 @@ VPN_POOLS_NET = "198.19.0.0/16"      # the union of all VPN pools (198.19.N.0/24
 BASE_PORT = 1194                     # mode N listens on BASE_PORT + N
 
 BLOB_SIZE = 1 << 20                  # size of www/blob.bin
+DNS_NAMES = {"web.lab.test": WEB_ADDR}   # what the lab's DNS server (dnsmasq) answers
 
 _READY_LINE = "Initialization Sequence Completed"
 
@@ -195,7 +196,7 @@ def missing_prerequisites() -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("the lab needs root (network namespaces, tun devices)")
-    for tool in ("ip", "openvpn", "tc", "ss", "runuser", "curl"):
+    for tool in ("ip", "openvpn", "tc", "ss", "runuser", "curl", "dnsmasq"):
         if shutil.which(tool) is None:
             problems.append(f"{tool!r} is not installed")
     if not os.path.exists("/dev/net/tun"):
@@ -612,6 +613,25 @@ class Lab:
             return f"{WEB_ADDR}:80 " in out
         if not _wait_until(listening, timeout=10, interval=0.1):
             raise LabError(f"http.server not listening:\n{tail(self.dir / 'http.log')}")
+        self._start_dns()
+
+    def _start_dns(self) -> None:
+        """dnsmasq on the web host: the DNS server the OpenVPN servers push.  It knows
+        the lab's names (DNS_NAMES) and nothing else (no upstream, no /etc/hosts)."""
+        argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+                "--bind-interfaces", f"--listen-address={WEB_ADDR}", "--port=53",
+                "--user=root", "--group=root", f"--pid-file={self.dir / 'dnsmasq.pid'}",
+                "--log-queries", "--log-facility=-"]
+        argv += [f"--address=/{name}/{addr}" for name, addr in DNS_NAMES.items()]
+        self._dns = self.spawn_ns(self.ns_web, argv, output=self.dir / "dnsmasq.log")
+
+        def listening() -> bool:
+            if self._dns.poll() is not None:
+                raise LabError(f"dnsmasq exited:\n{tail(self.dir / 'dnsmasq.log')}")
+            out = _run(_ns_argv(self.ns_web, ["ss", "-Huln"])).stdout
+            return f"{WEB_ADDR}:53 " in out
+        if not _wait_until(listening, timeout=10, interval=0.1):
+            raise LabError(f"dnsmasq not listening:\n{tail(self.dir / 'dnsmasq.log')}")
 
     # ----------------------------------------------------------------- packet loss
 

@@ -59,6 +59,7 @@ class TcpTransport(asyncio.Transport):
         self._lost = False
         self._connected = False
         self._waiter: asyncio.Future | None = None
+        self._on_fail = None
 
     # -- asyncio.Transport ---------------------------------------------------------------
 
@@ -189,6 +190,8 @@ class TcpTransport(asyncio.Transport):
                 error = _error_for(conn.error or "connection failed")
                 if self._waiter is not None and not self._waiter.done():
                     self._waiter.set_exception(error)
+                if self._on_fail is not None:
+                    self._on_fail()
                 self._lost = True
                 self._vpn._forget(self)
                 return
@@ -275,7 +278,7 @@ class VpnStack:
         self._transports: dict[TcpConnection, TcpTransport] = {}
         self._servers: dict[int, tuple[VpnServer, object]] = {}
         self._deferred: dict[int, object] = {}
-        self._udp_waiters: dict[UdpSocket, asyncio.Future] = {}
+        self._udp_waiters: dict[UdpSocket, tuple] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._app_changed: set[TcpTransport] = set()
@@ -336,11 +339,14 @@ class VpnStack:
         self._deferred[port] = on_syn
         return listener
 
-    def accept(self, pending: PendingSyn, protocol_factory) -> TcpTransport:
+    def accept(self, pending: PendingSyn, protocol_factory, *, on_fail=None) -> TcpTransport:
+        """SYN-ACK a deferred SYN; ``protocol_factory()`` runs once the handshake is
+        complete, ``on_fail()`` if it never completes."""
         conn = self.stack.accept(pending, self.loop.time())
         transport = TcpTransport(self, conn)
         self._transports[conn] = transport
         transport._accept_factory = protocol_factory
+        transport._on_fail = on_fail
         self._schedule_flush()
         return transport
 
@@ -361,11 +367,12 @@ class VpnStack:
     # -- UDP (for DNS through the tunnel) -------------------------------------------------
 
     async def udp_exchange(self, payload: bytes, host: str, port: int, *,
-                           timeout: float) -> bytes:
-        """Send one datagram, return the first answer from (host, port)."""
+                           timeout: float, accept=None) -> bytes:
+        """Send one datagram; return the first answer from (host, port) that
+        ``accept(data)`` (if given) takes.  Datagrams from elsewhere are ignored."""
         sock = self.stack.udp_bind()
         fut = self.loop.create_future()
-        self._udp_waiters[sock] = fut
+        self._udp_waiters[sock] = (fut, (host, port), accept)
         try:
             self.stack.udp_send(sock, payload, host, port)
             self._schedule_flush()
@@ -434,12 +441,20 @@ class VpnStack:
         elif isinstance(item, Listener):
             self._serve(item, now)
         elif isinstance(item, UdpSocket):
-            fut = self._udp_waiters.get(item)
-            if fut is not None and not fut.done():
-                if item.queue:
-                    fut.set_result(item.queue.popleft()[0])
-                elif item.errors:
-                    fut.set_exception(_error_for(item.errors.popleft()[0]))
+            waiter = self._udp_waiters.get(item)
+            if waiter is None:
+                item.queue.clear()
+                item.errors.clear()
+                return
+            fut, peer, accept = waiter
+            while item.queue and not fut.done():
+                data, source = item.queue.popleft()
+                if source == peer and (accept is None or accept(data)):
+                    fut.set_result(data)
+            while item.errors and not fut.done():
+                message, dest = item.errors.popleft()
+                if dest == peer:
+                    fut.set_exception(_error_for(message))
 
     def _serve(self, listener: Listener, now: float) -> None:
         if listener.defer:
