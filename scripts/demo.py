@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,33 +62,62 @@ def main() -> int:
         print("\n".join(line for line in cp.stdout.splitlines()
                         if "OpenVPN" in line or "ICMP" in line)[:4000])
 
-        step(f"erebus up -L 8080:{WEB_ADDR}:80, then curl http://127.0.0.1:8080/ "
-             "in the client namespace")
+        step("erebus up: -L 8080:web.lab.test:80, --http-proxy 3128, --socks 1080, and "
+             "-R 8081:127.0.0.1:3000 (a local web server exposed on the virtual IP)")
+        (out / "hello.txt").write_text("hello from a local service on the erebus side\n")
+        local = lab.spawn_ns(lab.ns_cli, ["/usr/bin/python3", "-m", "http.server", "3000",
+                                          "--bind", "127.0.0.1", "--directory", str(out)],
+                             output=out / "local.log")
         log = out / "up.log"
-        up = lab.spawn_client([*erebus, "up", str(server.profile), "-L",
-                               f"8080:{WEB_ADDR}:80"], output=log)
+        up = lab.spawn_client([*erebus, "up", str(server.profile),
+                               "-L", "8080:web.lab.test:80", "--http-proxy", "3128",
+                               "--socks", "1080", "-R", "8081:127.0.0.1:3000"], output=log)
+        ok = True
         try:
             deadline = time.time() + 30
-            while "forwarding" not in (log.read_text() if log.exists() else ""):
+            while "ready (" not in (log.read_text() if log.exists() else ""):
                 if time.time() > deadline or up.poll() is not None:
                     print(tail(log), file=sys.stderr)
                     return 1
                 time.sleep(0.1)
-            got = lab.run_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", "30",
-                                          "http://127.0.0.1:8080/blob.bin"], text=False)
-            digest = hashlib.sha256(got.stdout).hexdigest()
-            print(f"fetched {len(got.stdout)} bytes through the VPN, sha256 {digest[:16]}... "
-                  + ("matches the web host's file" if digest == lab.blob_sha256
-                     else "DOES NOT MATCH"))
+            print(tail(log, 7))
+            vip = re.search(r"virtual IP ([\d.]+)/", log.read_text()).group(1)
+            for title, argv in (
+                ("-L to a name the VPN's DNS resolves",
+                 ["curl", "-sS", "http://127.0.0.1:8080/blob.bin"]),
+                ("HTTP proxy, absolute URI",
+                 ["curl", "-sS", "-x", "http://127.0.0.1:3128", lab.blob_url]),
+                ("HTTP proxy, CONNECT",
+                 ["curl", "-sS", "-p", "-x", "http://127.0.0.1:3128", lab.blob_url]),
+                ("SOCKS5, name resolved through the VPN",
+                 ["curl", "-sS", "--socks5-hostname", "127.0.0.1:1080",
+                  "http://web.lab.test/blob.bin"])):
+                got = lab.run_ns(lab.ns_cli, [*argv, "--max-time", "30"], text=False)
+                good = hashlib.sha256(got.stdout).hexdigest() == lab.blob_sha256
+                ok &= good
+                print(f"  $ {' '.join(argv)}\n    {len(got.stdout)} bytes, "
+                      + ("sha256 matches the web host's file" if good else
+                         f"WRONG ({got.stderr.decode().strip()})"))
+            got = lab.run_ns(lab.ns_srv, ["curl", "-sS", "--max-time", "10",
+                                          f"http://{vip}:8081/hello.txt"])
+            print(f"  from the server's side: $ curl http://{vip}:8081/hello.txt\n    "
+                  f"{got.stdout.strip() or got.stderr.strip()}")
+            ok &= got.returncode == 0
+            got = lab.run_ns(lab.ns_srv, ["curl", "-sS", "--max-time", "10",
+                                          f"http://{vip}:22/"])
+            print(f"  from the server's side: $ curl http://{vip}:22/  (no rule names it)\n"
+                  f"    exit {got.returncode}: {got.stderr.strip()}")
+            ok &= got.returncode == 7
         finally:
             send_signal(up, signal.SIGINT)
             try:
                 up.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 stop_process(up)
-        print(tail(log, 8))
+            stop_process(local)
+        print(tail(log, 2))
         step("done: the lab is removed")
-        return 0 if digest == lab.blob_sha256 else 1
+        return 0 if ok else 1
 
 
 if __name__ == "__main__":
