@@ -6,14 +6,14 @@ import asyncio
 import logging
 import signal
 
-from .errors import ConfigError
+from .errors import ConfigError, SessionError
 from .expose.dns import VpnResolver
 from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
                              parse_local_forward, parse_remote_forward)
 from .expose.http_proxy import HttpProxy
 from .expose.socks import SocksServer
 from .openvpn.config import load_profile
-from .runtime.openvpn import OpenVPNTunnel
+from .runtime.openvpn import RECOVERABLE, OpenVPNTunnel
 from .runtime.stack import VpnStack
 
 log = logging.getLogger("erebus")
@@ -74,17 +74,29 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                      "pings of %s", info.virtual_ip)
         log.info("ready (%d service%s)", len(services), "" if len(services) == 1 else "s")
         stopped = asyncio.ensure_future(stop.wait())
-        ended = asyncio.ensure_future(tunnel.wait_closed())
-        done, _ = await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
-        if ended in done:
-            stopped.cancel()
+        while True:
+            ended = asyncio.ensure_future(tunnel.wait_closed())
+            done, _ = await asyncio.wait({stopped, ended},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stopped in done:
+                ended.cancel()
+                log.info("signal received: closing connections and leaving the VPN")
+                return 0
             exc = ended.exception()
-            if exc is not None:
+            if exc is None:
+                return 1
+            if exc.stage not in RECOVERABLE:
                 raise exc
-            return 1
-        ended.cancel()
-        log.info("signal received: closing connections and leaving the VPN")
-        return 0
+            log.warning("tunnel down: %s; reconnecting (listeners stay up)", exc)
+            try:
+                info = await tunnel.reconnect(timeout=timeout or profile.connect_timeout,
+                                              stop=stop)
+            except SessionError as err:
+                if err.stage == "stopped":
+                    log.info("signal received while reconnecting")
+                    return 0
+                raise
+            vpn.rebind(info)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -315,6 +315,33 @@ class Mode:
     client_lines: tuple[str, ...] = ()
     proto: str = "udp"                 # "udp" or "tcp" (the same word serves both ends)
     server_identity: str = "server"    # PKI identity the server presents
+    # Static-key (pre-shared "secret") point-to-point mode: no TLS, no PKI, no pool;
+    # the server is "ifconfig 198.19.N.1 198.19.N.2" and the client is 198.19.N.2.
+    static_key_mode: bool = False
+
+
+class _LineWithScript(str):
+    """A config line that, when the lab formats it (at server start, once the lab dir
+    exists), first writes an executable ``/bin/sh`` script into the lab dir; the
+    line's ``{script}`` placeholder becomes the script's path."""
+
+    def __new__(cls, line: str, name: str, body: str) -> "_LineWithScript":
+        obj = super().__new__(cls, line)
+        obj.script_name, obj.script_body = name, body
+        return obj
+
+    def format(self, *args, **kwargs) -> str:
+        path = Path(kwargs["lab_dir"]) / self.script_name
+        path.write_text(self.script_body)
+        os.chmod(path, 0o755)
+        return str(self).format(*args, script=path, **kwargs)
+
+
+# auth-user-pass-verify ... via-file: $1 is a file with the username and the password,
+# one a line. Accepts only alice / s3cret.
+_CHECK_USER_SH = """#!/bin/sh
+{ read -r user && read -r pass; } < "$1" && [ "$user" = alice ] && [ "$pass" = s3cret ]
+"""
 
 
 MODES: dict[str, Mode] = {
@@ -334,6 +361,29 @@ MODES: dict[str, Mode] = {
     "rogue": Mode(2, data_ciphers="AES-256-GCM", server_identity="rogue-server"),
     # The server renegotiates (soft reset, new key id) every 4 seconds.
     "reneg": Mode(3, data_ciphers="AES-256-GCM", server_lines=("reneg-sec 4",)),
+    # OpenVPN over TCP (length-prefixed packets).
+    "tcp": Mode(9, data_ciphers="AES-256-GCM", proto="tcp"),
+    # Tells its clients RESTART when it stops (tests restart it to see them reconnect).
+    "restart": Mode(10, data_ciphers="AES-256-GCM", server_lines=("explicit-exit-notify 1",)),
+    # tls-auth: HMAC + replay id on every control packet; the server's key direction 0,
+    # the client's 1.
+    "tls-auth": Mode(4, data_ciphers="CHACHA20-POLY1305",
+                     server_lines=("tls-auth {static_key} 0",),
+                     client_lines=("key-direction 1",
+                                   "<tls-auth>\n{static_key_text}</tls-auth>")),
+    # tls-crypt (control channel encrypted) plus username/password: only alice / s3cret
+    # pass the server's check script; the server pushes an auth-token.
+    "tls-crypt": Mode(5, data_ciphers="AES-256-GCM",
+                      server_lines=("tls-crypt {static_key}",
+                                    "script-security 2",
+                                    _LineWithScript("auth-user-pass-verify {script} via-file",
+                                                    "check-user.sh", _CHECK_USER_SH),
+                                    "auth-gen-token"),
+                      client_lines=("<tls-crypt>\n{static_key_text}</tls-crypt>",
+                                    "<auth-user-pass>\nalice\ns3cret\n</auth-user-pass>")),
+    # Static-key mode (deprecated in 2.6, removed in 2.7): "secret <key> 0" on the server,
+    # the key inline with "key-direction 1" in the client profile; AES-256-CBC + SHA256.
+    "static": Mode(8, data_ciphers="AES-256-CBC", static_key_mode=True),
 }
 
 
@@ -817,6 +867,8 @@ class Lab:
             f"writepid {files['pid']}",
             *(line.format(**fmt) for line in m.server_lines),
         ]
+        if m.static_key_mode:
+            server_conf = self._static_server_conf(m, port, files, fmt)
         files["conf"].write_text("\n".join(server_conf) + "\n")
         profile = self.dir / f"client-{mode}.ovpn"
         profile.write_text(self._client_profile(m, port, fmt))
@@ -828,7 +880,10 @@ class Lab:
                             device=f"tun{n}", profile=profile, config=files["conf"],
                             log=files["log"], pidfile=files["pid"], process=proc)
         try:
-            wait_for_log(files["log"], _READY_LINE, timeout=timeout, process=proc,
+            # A static-key p2p server only completes its initialisation once a peer
+            # has sent an authentic packet: ready once its UDP socket is bound.
+            ready = "link local (bound)" if m.static_key_mode else _READY_LINE
+            wait_for_log(files["log"], ready, timeout=timeout, process=proc,
                          what=f"openvpn server {mode!r}")
         except LabError as exc:
             stop_process(proc)
@@ -841,7 +896,56 @@ class Lab:
         if server is not None:
             stop_process(server.process)
 
+    def _static_server_conf(self, m: Mode, port: int, files: dict[str, Path],
+                            fmt: dict[str, str]) -> list[str]:
+        """A static-key (``secret``) point-to-point server: no PKI, no pool, no push.
+
+        The client (198.19.N.2) reaches the web host through the server's forwarding;
+        the web host already routes 198.19.0.0/16 back, and the kernel's peer route on
+        tunN carries the replies to 198.19.N.2.
+        """
+        n = m.index
+        return [
+            f"dev tun{n}",
+            "dev-type tun",
+            f"proto {m.proto}",
+            f"local {SERVER_LINK_ADDR}",
+            f"port {port}",
+            f"ifconfig 198.19.{n}.1 198.19.{n}.2",
+            f"secret {self.static_key()} 0",
+            f"cipher {m.data_ciphers}",
+            "auth SHA256",
+            "keepalive 10 60",
+            "disable-dco",
+            "verb 4",
+            f"log {files['log']}",
+            f"writepid {files['pid']}",
+            *(line.format(**fmt) for line in m.server_lines),
+        ]
+
+    def _static_client_profile(self, m: Mode, port: int, fmt: dict[str, str]) -> str:
+        n = m.index
+        lines = [
+            "dev tun",
+            f"proto {m.proto}",
+            f"remote {SERVER_LINK_ADDR} {port}",
+            "nobind",
+            f"ifconfig 198.19.{n}.2 198.19.{n}.1",
+            f"<secret>\n{self.static_key().read_text().strip()}\n</secret>",
+            "key-direction 1",
+            f"cipher {m.data_ciphers}",
+            "auth SHA256",
+            "keepalive 10 60",
+            f"route {WEB_ADDR.rsplit('.', 1)[0]}.0 255.255.255.0",
+            "verb 3",
+            *(line.format(**fmt) for line in m.client_lines),
+        ]
+        return "\n".join(lines) + "\n"
+
     def _client_profile(self, m: Mode, port: int, fmt: dict[str, str]) -> str:
+        if m.static_key_mode:
+            return self._static_client_profile(m, port, fmt)
+
         def inline(tag: str, path: Path) -> str:
             return f"<{tag}>\n{path.read_text().strip()}\n</{tag}>"
         lines = [

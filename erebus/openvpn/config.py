@@ -58,8 +58,8 @@ MEANINGLESS = frozenset({
     "sndbuf", "rcvbuf", "fast-io", "socket-flags", "tcp-nodelay", "resolv-retry",
     "connect-retry", "connect-retry-max", "remote-random", "remote-random-hostname",
     "float", "bind", "local", "lport", "multihome", "ping-timer-rem", "ping-exit",
-    "inactive", "session-timeout", "tls-timeout", "tran-window", "reneg-sec",
-    "reneg-bytes", "reneg-pkts", "single-session", "tls-exit",
+    "inactive", "session-timeout", "tls-timeout", "tran-window",
+    "reneg-pkts", "single-session", "tls-exit",
     # credentials and negotiation knobs with no effect on what erebus sends
     "auth-nocache", "auth-retry", "auth-token-user", "static-challenge", "push-peer-info",
     "pull-filter", "ncp-disable", "allow-compression", "opt-verify", "key-method",
@@ -149,6 +149,9 @@ class Profile:
     replay_window: int = 64
     compression: str | None = None
     explicit_exit_notify: int = 0
+    reneg_sec: float | None = 3600.0
+    reneg_bytes: int | None = None
+    tls_wrap: str | None = None          # "tls-auth" or "tls-crypt" when the profile has one
     ignored: list[Ignored] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -421,6 +424,14 @@ class _Reader:
         elif name == "compress":
             self.nargs(d, 0, 1)
             raise self.err(d, "compression framing is not supported yet")
+        elif name == "reneg-sec":
+            self.nargs(d, 1, 2)
+            value = self.integer(d, a[0])
+            p.reneg_sec = float(value) if value else None
+        elif name == "reneg-bytes":
+            self.nargs(d, 1)
+            value = self.integer(d, a[0], 0, 2**62)
+            p.reneg_bytes = value or None
         elif name == "explicit-exit-notify":
             self.nargs(d, 0, 1)
             p.explicit_exit_notify = self.integer(d, a[0]) if a else 1
@@ -449,7 +460,9 @@ class _Reader:
         if v in ("udp", "udp4"):
             return "udp"
         if v in ("tcp", "tcp-client", "tcp4", "tcp4-client"):
-            raise self.err(d, "TCP transport is not supported yet: use proto udp")
+            return "tcp-client"
+        if v in ("tcp-server", "tcp4-server"):
+            raise self.err(d, "erebus is a client: tcp-server is for servers")
         if v.endswith("6"):
             raise self.err(d, "IPv6 transport is not supported yet")
         raise self.err(d, f"unknown protocol {value!r}")

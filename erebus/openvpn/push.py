@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import shlex
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class PushedOptions:
     protocol_flags: set[str] = field(default_factory=set)
     key_derivation: str | None = None
     auth_token: str | None = None
+    auth_token_user: str | None = None
     compression: str | None = None
     ignored: list[str] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
@@ -146,6 +148,11 @@ def apply_push_option(opts: PushedOptions, text: str) -> None:
         opts.key_derivation = args[0]
     elif name == "auth-token" and args:
         opts.auth_token = args[0]
+    elif name == "auth-token-user" and args:
+        try:
+            opts.auth_token_user = base64.b64decode(args[0], validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise ParseError("PUSH_REPLY: auth-token-user is not base64 text") from None
     elif name in ("compress", "comp-lzo"):
         opts.compression = text
     else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from .reliable import ReliableReceive, ReliableSend
 from .tls import TlsClient, TlsSettings
 
 log = logging.getLogger("erebus.openvpn")
+_REDACT = re.compile(r"(auth-token(?:-user)?\s+)[^,]*")   # credentials never reach a log
 
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
@@ -108,6 +110,9 @@ class SessionSettings:
     ping_restart: int | None = None
     replay_window: int = 64
     tran_window: float = 60.0
+    reneg_sec: float | None = 3600.0      # client-started renegotiation (None: never)
+    reneg_bytes: int | None = None
+    auth_token: str | None = None         # from an earlier session (reconnect)
 
 
 @dataclass(slots=True)
@@ -155,6 +160,10 @@ class ClientSession:
         self._reneg: _KeyState | None = None       # a renegotiation under way
         self._reneg_deadline: float | None = None
         self.renegotiations = 0
+        self.auth_token: str | None = settings.auth_token
+        self.username: str | None = settings.username
+        self._key_started: float | None = None
+        self._reneg_bytes_at: int | None = None
         self.pushed = PushedOptions()
         self.cipher: str | None = None
         self._push_deadline: float | None = None
@@ -233,6 +242,8 @@ class ClientSession:
             deadlines += [self._push_request_at, self._push_deadline]
         if self.state is State.ESTABLISHED:
             deadlines += [self._lame_until, self._reneg_deadline]
+            if self.settings.reneg_sec and self._reneg is None and self._key_started:
+                deadlines.append(self._key_started + self.settings.reneg_sec)
             if self._ping_interval:
                 deadlines.append(self._last_out + self._ping_interval)
             if self._ping_restart:
@@ -263,9 +274,15 @@ class ClientSession:
                 self._push_request_at = now + PUSH_REQUEST_INTERVAL
         elif st is State.ESTABLISHED:
             self._expire_lame(now)
+            if self.settings.reneg_sec and self._key_started is not None \
+                    and now >= self._key_started + self.settings.reneg_sec:
+                self._client_renegotiation(now, f"reneg-sec {self.settings.reneg_sec:g}")
+            if self._reneg_bytes_at is not None and self.data_key.bytes_in + \
+                    self.data_key.bytes_out >= self._reneg_bytes_at:
+                self._client_renegotiation(now, f"reneg-bytes {self.settings.reneg_bytes}")
             if self._reneg_deadline is not None and now >= self._reneg_deadline:
-                self._fail("renegotiation", "the renegotiation started by the server did "
-                           f"not complete within {self.settings.hand_window:.0f} s")
+                self._fail("renegotiation", "a renegotiation did not complete within "
+                           f"{self.settings.hand_window:.0f} s")
                 return out
             if self._ping_restart and now >= self._last_in + self._ping_restart:
                 self._fail("ping-restart", f"no packet from the server for "
@@ -456,8 +473,9 @@ class ClientSession:
         options = keymethod.options_string(cipher=st.fallback_cipher or ciphers[0],
                                            proto="TCPv4_CLIENT" if st.proto != "udp"
                                            else "UDPv4", tun_mtu=st.tun_mtu)
+        password = self.auth_token if self.auth_token is not None else st.password
         message = keymethod.build_client_message(
-            ks.key_source, options, keymethod.peer_info(ciphers), st.username, st.password)
+            ks.key_source, options, keymethod.peer_info(ciphers), self.username, password)
         self._send_app(ks, message)
 
     def _receive_app(self, ks: _KeyState, record: bytes, now: float) -> None:
@@ -487,7 +505,7 @@ class ClientSession:
             raise SessionError("protocol", "control message without terminator")
 
     def _control_message(self, text: str, now: float) -> None:
-        log.debug("control message: %s", text)
+        log.debug("control message: %s", _REDACT.sub(r"\1[redacted]", text))
         if text.startswith("PUSH_REPLY"):
             if self.state is not State.PUSH_REQUEST_SENT:
                 return   # a duplicate answer to a repeated PUSH_REQUEST
@@ -505,10 +523,24 @@ class ClientSession:
         else:
             self._events.append(ServerMessage(text))
 
-    def _start_renegotiation(self, key_id: int, now: float) -> "_KeyState":
-        """The server's P_CONTROL_SOFT_RESET_V1: a new key state with a fresh TLS
-        session; the current key carries data until the new one is ready."""
-        log.info("renegotiation started by the server (key id %d)", key_id)
+    def _set_reneg_bytes(self) -> None:
+        limit = self.settings.reneg_bytes
+        self._reneg_bytes_at = None if not limit else limit
+
+    def _client_renegotiation(self, now: float, why: str) -> None:
+        """Our own soft reset (reneg-sec / reneg-bytes): the next key id, 1..7."""
+        if self._reneg is not None or self.state is not State.ESTABLISHED:
+            return
+        key_id = self._primary.key_id % 7 + 1
+        log.info("renegotiating (%s): key id %d", why, key_id)
+        self._start_renegotiation(key_id, now, by="us")
+
+    def _start_renegotiation(self, key_id: int, now: float, by: str = "the server") \
+            -> "_KeyState":
+        """P_CONTROL_SOFT_RESET_V1 (the server's, or ours): a new key state with a fresh
+        TLS session; the current key carries data until the new one is ready."""
+        if by != "us":
+            log.info("renegotiation started by %s (key id %d)", by, key_id)
         ks = _KeyState(key_id, self.settings)
         ks.send.push(w.P_CONTROL_SOFT_RESET_V1, b"")
         self._keys[key_id] = ks
@@ -527,6 +559,8 @@ class ClientSession:
         self._primary = ks
         self._reneg = None
         self._reneg_deadline = None
+        self._key_started = now
+        self._set_reneg_bytes()
         self.renegotiations += 1
         log.info("renegotiation done: data now on key id %d (key id %d kept for %.0f s)",
                  ks.key_id, old_key.key_id, self.settings.tran_window)
@@ -562,6 +596,12 @@ class ClientSession:
                                 auth=self._auth, peer_id=p.peer_id,
                                 replay_window=self.settings.replay_window)
         self.cipher = cipher
+        if p.auth_token:
+            self.auth_token = p.auth_token        # used instead of the password from now on
+        if p.auth_token_user:
+            self.username = p.auth_token_user
+        self._key_started = now
+        self._set_reneg_bytes()
         self._cc_exit = "cc-exit" in p.protocol_flags
         ping = p.ping if p.ping is not None else self.settings.ping
         restart = p.ping_restart if p.ping_restart is not None else self.settings.ping_restart

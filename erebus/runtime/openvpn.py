@@ -1,9 +1,15 @@
-"""The asyncio shell around :class:`erebus.openvpn.session.ClientSession`.
+"""The asyncio shell around the sans-IO OpenVPN session.
 
-It only moves bytes: datagrams from the UDP socket go into the session, what
-the session wants sent goes out, and one timer handle follows the session's
-next deadline.  Inbound IP packets go to the receiver the network stack set;
-outbound ones come in through :meth:`OpenVPNTunnel.send_packet`.
+It only moves bytes: packets from the transport (a UDP socket, or a TCP stream
+with OpenVPN's 2-byte length prefix) go into the session, what the session wants
+sent goes out, and one timer handle follows the session's next deadline.  Inbound
+IP packets go to the receiver the network stack set; outbound ones come in through
+:meth:`OpenVPNTunnel.send_packet`.
+
+:meth:`OpenVPNTunnel.connect` tries the profile's remotes in order (names resolved
+again every time); :meth:`OpenVPNTunnel.reconnect` starts a new session after the
+old one ended (ping-restart, RESTART from the server, a lost TCP stream), with
+the auth-token the server pushed, if any.
 """
 
 from __future__ import annotations
@@ -12,17 +18,23 @@ import asyncio
 import errno
 import logging
 import socket
+import struct
 import time
 from typing import Callable
 
 from ..errors import ErebusError, SessionError
-from ..openvpn.config import Profile
+from ..openvpn.config import Profile, Remote
 from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMessage, \
     SessionSettings, TlsEstablished
 from ..openvpn.tls import TlsSettings
 from ..tunnel import TunnelInfo
 
 log = logging.getLogger("erebus.tunnel")
+
+# Session failures after which a new session may well succeed.
+RECOVERABLE = frozenset({"ping-restart", "restart", "unreachable", "tls", "push-timeout",
+                         "renegotiation", "connection-lost", "resolve", "timeout"})
+BACKOFF_MAX = 60.0
 
 
 def session_settings(profile: Profile) -> SessionSettings:
@@ -40,30 +52,99 @@ def session_settings(profile: Profile) -> SessionSettings:
                            password=profile.password, tun_mtu=profile.tun_mtu,
                            hand_window=float(profile.hand_window), ping=profile.ping,
                            ping_restart=profile.ping_restart,
-                           replay_window=profile.replay_window)
+                           replay_window=profile.replay_window,
+                           reneg_sec=profile.reneg_sec, reneg_bytes=profile.reneg_bytes)
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, owner: "OpenVPNTunnel"):
-        self.owner = owner
+# -- links: how datagrams reach the server ----------------------------------------------
+
+class _UdpLink(asyncio.DatagramProtocol):
+    proto = "udp"
+
+    def __init__(self, tunnel: "OpenVPNTunnel"):
+        self.tunnel = tunnel
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self.owner._on_datagram(data, addr)
+        self.tunnel._on_datagram(data)
 
     def error_received(self, exc: Exception) -> None:
-        self.owner._on_socket_error(exc)
+        self.tunnel._on_link_error(exc)
 
+    def send(self, datagram: bytes) -> None:
+        self.transport.sendto(datagram)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _TcpLink(asyncio.Protocol):
+    """OpenVPN over TCP: every packet prefixed by its 16-bit big-endian length."""
+
+    proto = "tcp-client"
+    MAX_PACKET = 65535
+
+    def __init__(self, tunnel: "OpenVPNTunnel"):
+        self.tunnel = tunnel
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            (length,) = struct.unpack_from("!H", buf, pos)
+            if n - pos - 2 < length:
+                break
+            self.tunnel._on_datagram(bytes(buf[pos + 2:pos + 2 + length]))
+            pos += 2 + length
+            if self.closed:
+                return
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc) -> None:
+        if not self.closed:
+            self.closed = True
+            self.tunnel._on_link_lost(exc)
+
+    def send(self, datagram: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(struct.pack("!H", len(datagram)) + datagram)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+# -- the tunnel ---------------------------------------------------------------------------
 
 class OpenVPNTunnel:
-    """One OpenVPN session over UDP, as a :class:`erebus.tunnel.Tunnel`."""
+    """One OpenVPN client session at a time, as a :class:`erebus.tunnel.Tunnel`."""
 
-    def __init__(self, profile: Profile, *, pcap=None):
+    def __init__(self, profile: Profile, *, pcap=None, session_factory=None):
         self.profile = profile
         self.pcap = pcap
         self.info: TunnelInfo | None = None
-        self.session: ClientSession | None = None
+        self.session = None
+        self._session_factory = session_factory or (
+            lambda now, token: ClientSession(self._settings(token), now))
         self._receiver: Callable[[bytes], None] | None = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self._link = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._connected: asyncio.Future | None = None
@@ -71,8 +152,15 @@ class OpenVPNTunnel:
         self._local = ("0.0.0.0", 0)
         self._remote = ("0.0.0.0", 0)
         self._server_name = ""
+        self.auth_token: str | None = None
+        self.sessions = 0
         self.dropped_down = 0
         self.datagrams_in = self.datagrams_out = 0
+
+    def _settings(self, token: str | None) -> SessionSettings:
+        settings = session_settings(self.profile)
+        settings.auth_token = token
+        return settings
 
     # -- Tunnel interface ------------------------------------------------------------------
 
@@ -81,16 +169,20 @@ class OpenVPNTunnel:
 
     def send_packet(self, packet: bytes) -> None:
         s = self.session
-        if s is None or not s.established:
+        if s is None or not s.established or self._link is None:
             self.dropped_down += 1
             return
         if self.pcap:
             self.pcap.write_inner(packet, time.time(), inbound=False)
         self._send(s.send_ip(packet, self._loop.time()))
 
+    @property
+    def up(self) -> bool:
+        return self.session is not None and self.session.established
+
     async def close(self) -> None:
         s = self.session
-        if s is not None and not s.finished:
+        if s is not None and not s.finished and self._link is not None:
             now = self._loop.time()
             for datagram in s.close(now):
                 self._send(datagram)
@@ -107,64 +199,110 @@ class OpenVPNTunnel:
     async def connect(self, timeout: float | None = None) -> TunnelInfo:
         """Try the profile's remotes in order; the first session that comes up wins."""
         errors: list[SessionError] = []
-        for i, remote in enumerate(self.profile.remotes):
+        remotes = self.profile.remotes
+        for i, remote in enumerate(remotes):
             try:
-                return await asyncio.wait_for(self._connect_one(remote.host, remote.port),
-                                              timeout)
+                return await asyncio.wait_for(self._connect_one(remote), timeout)
             except asyncio.TimeoutError:
                 self._teardown()
                 stage = self._timeout_stage()
                 errors.append(SessionError(stage, f"{remote.host}:{remote.port}: timed out "
-                                           f"after {timeout:g} s ({stage})"))
+                                           f"after {timeout:g} s ({self._timeout_hint(stage)})"))
             except SessionError as exc:
                 self._teardown()
                 errors.append(exc)
-                if exc.stage not in ("unreachable", "resolve"):
+                if exc.stage not in RECOVERABLE:
                     raise        # a server answered and refused: another remote won't help
-            if i + 1 < len(self.profile.remotes):
+            if i + 1 < len(remotes):
                 log.warning("%s; trying the next remote", errors[-1])
         raise errors[-1]
+
+    async def reconnect(self, *, timeout: float | None = None, attempts: int | None = None,
+                        stop: asyncio.Event | None = None) -> TunnelInfo:
+        """New sessions with backoff (1, 2, 4 ... 60 s) until one comes up.  Only
+        failures that another try can cure are retried."""
+        self._teardown()
+        delay = 1.0
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                info = await self.connect(timeout=timeout)
+                log.info("reconnected (session %d)", self.sessions)
+                return info
+            except SessionError as exc:
+                if exc.stage not in RECOVERABLE or (attempts and tries >= attempts):
+                    raise
+                log.warning("reconnect failed (%s); next try in %.0f s", exc, delay)
+            if stop is not None:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    raise SessionError("stopped", "stopped while reconnecting")
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
 
     def _timeout_stage(self) -> str:
         s = self.session
         if s is None or s.remote_session_id is None:
             return "unreachable"
         return {"tls-handshake": "tls", "key-exchange": "tls",
-                "push-request-sent": "push-timeout"}.get(s.state.value, s.state.value)
+                "push-request-sent": "push-timeout"}.get(s.state.value, "timeout")
 
-    async def _connect_one(self, host: str, port: int) -> TunnelInfo:
+    def _timeout_hint(self, stage: str) -> str:
+        if stage == "unreachable":
+            wrap = getattr(self.profile, "tls_wrap", None)
+            if wrap:
+                return (f"no answer from the server; with {wrap}, a wrong key or "
+                        "key-direction makes the server drop every packet silently")
+            return "no answer from the server"
+        return stage
+
+    async def _connect_one(self, remote: Remote) -> TunnelInfo:
         loop = self._loop = asyncio.get_running_loop()
+        host, port, proto = remote.host, remote.port, remote.proto
+        kind = socket.SOCK_STREAM if proto == "tcp-client" else socket.SOCK_DGRAM
         try:
-            infos = await loop.getaddrinfo(host, port, family=socket.AF_INET,
-                                           type=socket.SOCK_DGRAM)
+            infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=kind)
         except OSError as exc:
             raise SessionError("resolve", f"cannot resolve {host}: {exc}") from None
         addr = infos[0][4]
         self._server_name = f"{host}:{port}"
-        log.info("connecting to %s (%s:%d, udp)", self._server_name, *addr)
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), remote_addr=addr)
-        sock = self._transport.get_extra_info("socket")
+        log.info("connecting to %s (%s:%d, %s)", self._server_name, addr[0], addr[1], proto)
+        if proto == "tcp-client":
+            try:
+                _, self._link = await loop.create_connection(lambda: _TcpLink(self), *addr)
+            except OSError as exc:
+                raise SessionError("unreachable", f"{self._server_name}: TCP connect "
+                                   f"failed: {exc.strerror or exc}") from None
+        else:
+            _, self._link = await loop.create_datagram_endpoint(lambda: _UdpLink(self),
+                                                                remote_addr=addr)
+        sock = self._link.transport.get_extra_info("socket")
         self._local = sock.getsockname()[:2]
         self._remote = addr[:2]
         self._connected = loop.create_future()
         self._done = loop.create_future()
-        self.session = ClientSession(session_settings(self.profile), loop.time())
+        self.sessions += 1
+        self.session = self._session_factory(loop.time(), self.auth_token)
         self._step(loop.time())
         return await asyncio.shield(self._connected)
 
     # -- the pump --------------------------------------------------------------------------
 
     def _send(self, datagram: bytes) -> None:
-        if self._transport is None:
+        link = self._link
+        if link is None:
             return
         self.datagrams_out += 1
         if self.pcap:
             self.pcap.write_outer(datagram, self._local, self._remote, time.time(),
                                   inbound=False)
-        self._transport.sendto(datagram)
+        link.send(datagram)
 
-    def _on_datagram(self, data: bytes, addr) -> None:
+    def _on_datagram(self, data: bytes) -> None:
         s = self.session
         if s is None:
             return
@@ -182,18 +320,23 @@ class OpenVPNTunnel:
                     receiver(packet)
         self._step(now)
 
-    def _on_socket_error(self, exc: Exception) -> None:
+    def _on_link_error(self, exc: Exception) -> None:
         s = self.session
         log.debug("socket error: %s", exc)
-        if not isinstance(exc, (ConnectionRefusedError, OSError)) or getattr(
-                exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
-                                            errno.ENETUNREACH):
+        if getattr(exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                               errno.ENETUNREACH):
             return                  # e.g. ENOBUFS: a lost datagram, retransmitted anyway
         if s is not None and s.remote_session_id is None and self._connected \
                 and not self._connected.done():
             self._connected.set_exception(SessionError(
                 "unreachable", f"{self._server_name}: {exc.strerror or exc} (nothing "
                 "answers on that port)"))
+
+    def _on_link_lost(self, exc) -> None:
+        """The TCP stream to the server ended: the session is over."""
+        reason = f"{self._server_name}: the TCP connection to the server was lost" + (
+            f" ({exc})" if exc else " (closed by the server)")
+        self._end(SessionError("connection-lost", reason))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -216,7 +359,7 @@ class OpenVPNTunnel:
             self._timer.cancel()
             self._timer = None
         deadline = s.get_timer()
-        if deadline is not None:
+        if deadline is not None and self._link is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_event(self, event) -> None:
@@ -224,6 +367,8 @@ class OpenVPNTunnel:
             log.info("TLS %s (%s) with %s", event.version, event.cipher, event.peer_subject)
         elif isinstance(event, Connected):
             p = event.options
+            if p.auth_token:
+                self.auth_token = p.auth_token
             mtu = p.tun_mtu or self.profile.tun_mtu
             self.info = TunnelInfo(
                 kind="openvpn", server=self._server_name, virtual_ip=p.virtual_ip,
@@ -235,13 +380,7 @@ class OpenVPNTunnel:
             if not self._connected.done():
                 self._connected.set_result(self.info)
         elif isinstance(event, Failed):
-            error = SessionError(event.stage, f"{self._server_name}: {event.message}")
-            log.info("%s", error)          # the caller reports it
-            if not self._connected.done():
-                self._connected.set_exception(error)
-            if not self._done.done():
-                self._done.set_exception(error)
-                self._done.exception()      # retrieved: nobody has to await it
+            self._end(SessionError(event.stage, f"{self._server_name}: {event.message}"))
         elif isinstance(event, Closed):
             log.info("session closed: %s", event.reason)
             if not self._done.done():
@@ -249,13 +388,24 @@ class OpenVPNTunnel:
         elif isinstance(event, ServerMessage):
             log.info("server says: %s", event.text)
 
+    def _end(self, error: SessionError) -> None:
+        log.info("%s", error)                  # the caller reports it
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_exception(error)
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(error)
+            self._done.exception()            # retrieved: nobody has to await it
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _teardown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
     async def wait_closed(self) -> str:
         """Until the session ends; raises the SessionError that ended it, if one did."""

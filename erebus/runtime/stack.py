@@ -24,7 +24,7 @@ import socket
 
 from ..netstack.stack import Listener, NetStack, PendingSyn, UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
-from ..wire.ipv4 import ip_to_str
+from ..wire.ipv4 import ip_to_str, to_ip
 
 log = logging.getLogger("erebus.stack")
 
@@ -352,6 +352,21 @@ class VpnStack:
 
     def refuse(self, pending: PendingSyn) -> None:
         self.stack.refuse(pending)
+        self._schedule_flush()
+
+    def rebind(self, info) -> None:
+        """A new session of the tunnel: if the virtual IP changed, the connections of
+        the old address cannot go on (they are reset) and the stack takes the new one."""
+        new_ip = to_ip(info.virtual_ip)
+        if new_ip != self.stack.local_ip:
+            log.warning("the virtual IP changed from %s to %s: resetting %d connection(s)",
+                        ip_to_str(self.stack.local_ip), info.virtual_ip,
+                        len(self._transports))
+            for transport in list(self._transports.values()):
+                transport.abort()
+            self.stack.local_ip = new_ip
+        self.stack.mtu = info.mtu
+        self.stack.mss = info.mtu - 40
         self._schedule_flush()
 
     def close(self) -> None:

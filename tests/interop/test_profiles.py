@@ -1,0 +1,106 @@
+"""Real-world profile features against stock OpenVPN 2.6 servers in the lab: TCP
+transport, client-started renegotiation, reconnecting after a server restart."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+
+import pytest
+
+from tests.interop.util import Up, _big_file, _fetch, _free_port, erebus, outdir
+from tests.lab import WEB_ADDR, tail
+
+pytestmark = pytest.mark.interop
+
+
+def _profile_with(lab, server, *extra_lines, name=None):
+    path = outdir(lab) / (name or f"{server.mode}-custom.ovpn")
+    path.write_text(server.profile.read_text() + "".join(f"{l}\n" for l in extra_lines))
+    os.chmod(path, 0o644)
+    return path
+
+
+def test_probe_and_fetch_over_tcp(lab, ovpn_server):
+    server = ovpn_server("tcp")
+    pcap = outdir(lab) / "tcp.pcapng"
+    cp = erebus(lab, "probe", server.profile, "--json", "--ping", WEB_ADDR, "--pcap", pcap)
+    report = json.loads(cp.stdout)
+    assert cp.returncode == 0 and report["ping_ms"], (cp.stdout, cp.stderr, server.describe())
+    assert "TCPv4_CLIENT" in server.log_tail(400) or "tcp" in server.log_tail(400).lower()
+    digest = _big_file(lab, "big10.bin", 10 * 1024 * 1024)
+    port = _free_port()
+    up = Up(lab, server.profile, f"{port}:{WEB_ADDR}:80", log_name="up-tcp.log")
+    try:
+        got, err, secs = _fetch(lab, f"http://127.0.0.1:{port}/big10.bin")
+        assert got == digest, f"{err}\n{tail(up.log)}"
+        print(f"\n10 MiB through -L over OpenVPN-over-TCP in {secs:.1f} s")
+    finally:
+        up.stop()
+
+
+def test_client_started_renegotiation(lab, ovpn_server):
+    """reneg-sec 3 in the profile: erebus starts the soft resets itself (the gcm server
+    would wait an hour), while a download runs."""
+    server = ovpn_server("gcm")
+    profile = _profile_with(lab, server, "reneg-sec 3", name="gcm-reneg3.ovpn")
+    digest = _big_file(lab, "big20.bin", 20 * 1024 * 1024)
+    port = _free_port()
+    up = Up(lab, profile, f"{port}:{WEB_ADDR}:80", log_name="up-client-reneg.log")
+    try:
+        cp = lab.run_ns(lab.ns_cli, ["bash", "-o", "pipefail", "-c",
+                                     "curl -sS --fail --limit-rate 2M --max-time 120 "
+                                     f"http://127.0.0.1:{port}/big20.bin | sha256sum"],
+                        timeout=150)
+        assert cp.stdout.split()[:1] == [digest], f"{cp.stderr}\n{tail(up.log)}"
+    finally:
+        up.stop()
+    log = up.log.read_text()
+    assert log.count("renegotiating (reneg-sec 3)") >= 2, tail(up.log, 30)
+    assert log.count("renegotiation done") >= 2
+
+
+def test_reconnect_after_a_server_restart(lab, ovpn_server):
+    """The server stops (telling clients RESTART) and comes back: erebus reconnects,
+    its listener stays up, and a new download through it succeeds."""
+    server = ovpn_server("restart")
+    port = _free_port()
+    up = Up(lab, server.profile, f"{port}:{WEB_ADDR}:80", log_name="up-restart.log")
+    try:
+        got, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin")
+        assert got == lab.blob_sha256, err
+        lab.stop_server("restart")
+        deadline = time.time() + 20
+        while "tunnel down" not in up.log.read_text():
+            assert time.time() < deadline, tail(up.log)
+            time.sleep(0.2)
+        time.sleep(2)                                 # a reconnect attempt or two fails
+        lab.start_server("restart")
+        deadline = time.time() + 60
+        while "reconnected" not in up.log.read_text():
+            assert time.time() < deadline, tail(up.log, 30)
+            time.sleep(0.2)
+        got, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin")
+        assert got == lab.blob_sha256, f"{err}\n{tail(up.log, 30)}"
+    finally:
+        code = up.stop()
+    log = up.log.read_text()
+    assert "RESTART" in log or "restart" in log, tail(up.log, 30)
+    assert code == 0, tail(up.log, 30)
+
+
+def test_several_remotes_tried_in_order(lab, ovpn_server):
+    server = ovpn_server("gcm")
+    text = server.profile.read_text().replace(
+        f"remote {server.host} {server.port}",
+        f"remote {server.host} 1999\nremote {server.host} {server.port}")
+    path = outdir(lab) / "two-remotes.ovpn"
+    path.write_text(text)
+    os.chmod(path, 0o644)
+    cp = erebus(lab, "-v", "probe", path, "--json", "--timeout", "10")
+    report = json.loads(cp.stdout)
+    assert cp.returncode == 0 and report["server"] == f"{server.host}:{server.port}", cp.stderr
+    assert "trying the next remote" in cp.stderr
