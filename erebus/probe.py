@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 
+from . import credentials
 from .errors import ConfigError, ErebusError, ParseError, SessionError
 from .openvpn.config import load_profile
 from .runtime.openvpn import OpenVPNTunnel
@@ -68,6 +69,7 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
     ping_addr = ping
     try:
         profile = load_profile(profile_path)
+        credentials.complete(profile)
         if ping_addr:
             try:
                 ipaddress.IPv4Address(ping_addr)

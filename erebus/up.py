@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from . import credentials
 from .errors import ConfigError, SessionError
 from .expose.dns import VpnResolver
 from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
@@ -36,13 +37,14 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     remotes = [parse_remote_forward(s) for s in remote_forwards]
     http_listen = parse_listen(http_proxy, "--http-proxy") if http_proxy else None
     socks_listen = parse_listen(socks, "--socks") if socks else None
-    credentials = _credentials(socks_auth)
-    if credentials and not socks_listen:
+    socks_credentials = _credentials(socks_auth)
+    if socks_credentials and not socks_listen:
         raise ConfigError("--socks-auth needs --socks")
     ports = [r.vport for r in remotes]
     if len(set(ports)) != len(ports):
         raise ConfigError("-R: the same virtual port is given twice")
     profile = load_profile(profile_path)
+    credentials.complete(profile)
     pcap = None
     if pcap_path:
         from .runtime.pcap import PcapWriter
@@ -66,7 +68,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         if http_listen:
             services.append(HttpProxy(dialer, *http_listen))
         if socks_listen:
-            services.append(SocksServer(dialer, *socks_listen, credentials=credentials))
+            services.append(SocksServer(dialer, *socks_listen, credentials=socks_credentials))
         for service in services:
             await service.start()
         if not services:

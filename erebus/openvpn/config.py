@@ -140,7 +140,7 @@ class Profile:
     auth: str = "SHA1"
     username: str | None = None
     password: str | None = None
-    auth_user_pass: bool = False
+    auth_user_pass: bool = False         # username/password auth; None parts are asked for
     ping: int | None = None
     ping_restart: int | None = None
     tun_mtu: int = 1500
@@ -260,7 +260,6 @@ class _Reader:
         self.port = 1194
         self.ignore_unknown: set[str] = set()
         self.key_direction: int | None = None
-        self.prompt_line: int | None = None
 
     def err(self, d: Directive, message: str) -> ConfigError:
         return ConfigError(message, path=self.path, line=d.line, option=d.name)
@@ -386,14 +385,14 @@ class _Reader:
         elif name == "auth-user-pass":
             self.nargs(d, 0, 1)
             p.auth_user_pass = True
-            if d.inline is not None or a:
+            p.username = p.password = None
+            if d.inline is not None or (a and a[0] != "stdin"):
                 text = self.material(d).decode("utf-8", "replace").splitlines()
-                if len(text) < 2:
-                    raise self.err(d, "needs a username line and a password line (erebus "
-                                   "cannot prompt yet)")
-                p.username, p.password = text[0], text[1]
-            else:
-                self.prompt_line = d.line     # credentials asked for at connect time
+                if not text or not text[0]:
+                    raise self.err(d, "the credentials have no username line")
+                # like 2.6: a file with the username only means "ask for the password"
+                p.username = text[0]
+                p.password = text[1] if len(text) > 1 else None
         elif name == "ping":
             self.nargs(d, 1)
             p.ping = self.integer(d, a[0])
@@ -482,10 +481,6 @@ class _Reader:
             raise ConfigError(f"a client certificate needs its key and the key its "
                               f"certificate: '{missing}' is missing", path=self.path,
                               option=missing)
-        if p.auth_user_pass and p.username is None:
-            raise ConfigError("no credentials file given and prompting is not supported "
-                              "yet: use 'auth-user-pass FILE' or an inline block",
-                              path=self.path, line=self.prompt_line, option="auth-user-pass")
         if p.cert is None and not p.auth_user_pass:
             raise ConfigError("no client certificate and no auth-user-pass: the server "
                               "has no way to authenticate this client", path=self.path,

@@ -134,3 +134,26 @@ def test_arbitrary_profiles_give_a_profile_or_a_config_error(text):
         parse_profile(text, "fuzz.ovpn")
     except ConfigError as exc:
         assert str(exc).startswith("fuzz.ovpn")
+
+
+def test_auth_user_pass_prompt_and_username_only_file(tmp_path):
+    import io
+    from erebus import credentials
+    p = parse_profile(profile("auth-user-pass\n"), "p.ovpn")
+    assert p.auth_user_pass and p.username is None and p.password is None
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    credentials.complete(p, stdin=Tty(), ask=lambda text: "alice",
+                         prompt=lambda text: "s3cret")
+    assert (p.username, p.password) == ("alice", "s3cret")
+    p = parse_profile(profile("auth-user-pass\n"), "p.ovpn")
+    with pytest.raises(ConfigError, match="no terminal"):
+        credentials.complete(p, stdin=io.StringIO())
+    (tmp_path / "user.txt").write_text("bob\n")
+    path = tmp_path / "v.ovpn"
+    path.write_text(profile("auth-user-pass user.txt\n"))
+    p = load_profile(str(path))
+    assert (p.username, p.password) == ("bob", None)
