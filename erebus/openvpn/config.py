@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher
+from .statickey import parse_static_key
 
 log = logging.getLogger("erebus.config")
 
@@ -72,8 +73,6 @@ UNSUPPORTED = {
     "fragment": "internal fragmentation changes the data channel format and is not "
                 "supported",
     "secret": "static-key mode is not supported yet",
-    "tls-auth": "tls-auth is not supported yet",
-    "tls-crypt": "tls-crypt is not supported yet",
     "tls-crypt-v2": "tls-crypt-v2 is not supported yet",
     "http-proxy": "connecting through an HTTP proxy is not supported",
     "socks-proxy": "connecting through a SOCKS proxy is not supported",
@@ -152,6 +151,9 @@ class Profile:
     reneg_sec: float | None = 3600.0
     reneg_bytes: int | None = None
     tls_wrap: str | None = None          # "tls-auth" or "tls-crypt" when the profile has one
+    tls_auth_key: bytes | None = None    # 256-byte OpenVPN static key
+    tls_auth_direction: int | None = None
+    tls_crypt_key: bytes | None = None
     ignored: list[Ignored] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -260,6 +262,7 @@ class _Reader:
         self.port = 1194
         self.ignore_unknown: set[str] = set()
         self.key_direction: int | None = None
+        self.tls_auth_direction: int | None = None
 
     def err(self, d: Directive, message: str) -> ConfigError:
         return ConfigError(message, path=self.path, line=d.line, option=d.name)
@@ -434,6 +437,16 @@ class _Reader:
         elif name == "explicit-exit-notify":
             self.nargs(d, 0, 1)
             p.explicit_exit_notify = self.integer(d, a[0]) if a else 1
+        elif name in ("tls-auth", "tls-crypt"):
+            self.nargs(d, 1, 2 if name == "tls-auth" else 1)
+            key = parse_static_key(self.material(d), source=f"{self.path}:{d.line}")
+            if name == "tls-auth":
+                p.tls_auth_key, p.tls_crypt_key = key, None
+                if len(a) > 1 and a[1] != "[inline]":
+                    self.tls_auth_direction = self.integer(d, a[1], 0, 1)
+            else:
+                p.tls_crypt_key, p.tls_auth_key = key, None
+            p.tls_wrap = name
         elif name == "key-direction":
             self.nargs(d, 1)
             self.key_direction = self.integer(d, a[0], 0, 1)
@@ -468,6 +481,10 @@ class _Reader:
 
     def finish(self) -> Profile:
         p = self.p
+        if p.tls_auth_key is not None:
+            # 'tls-auth FILE DIR' wins over key-direction, as in OpenVPN
+            p.tls_auth_direction = (self.tls_auth_direction if self.tls_auth_direction
+                                    is not None else self.key_direction)
         if not p.remotes:
             raise ConfigError("no 'remote' line: nothing to connect to", path=self.path)
         for r in p.remotes:

@@ -35,6 +35,7 @@ from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, normalize_
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
 from .tls import TlsClient, TlsSettings
+from .wrap import TlsAuth, TlsCrypt, WrapError
 
 log = logging.getLogger("erebus.openvpn")
 _REDACT = re.compile(r"(auth-token(?:-user)?\s+)[^,]*")   # credentials never reach a log
@@ -111,6 +112,8 @@ class SessionSettings:
     replay_window: int = 64
     tran_window: float = 60.0
     reneg_sec: float | None = 3600.0      # client-started renegotiation (None: never)
+    tls_auth: tuple[bytes, int | None, str] | None = None   # key, key-direction, digest
+    tls_crypt: bytes | None = None
     reneg_bytes: int | None = None
     auth_token: str | None = None         # from an earlier session (reconnect)
 
@@ -147,6 +150,14 @@ class ClientSession:
         self.rng = rng
         self.state = State.INITIAL
         self.session_id = rng(8)
+        self._wrapper = None             # tls-auth / tls-crypt, one per session id
+        if settings.tls_crypt is not None:
+            self._wrapper = TlsCrypt(settings.tls_crypt, client=True)
+        elif settings.tls_auth is not None:
+            key, direction, digest = settings.tls_auth
+            self._wrapper = TlsAuth(key, direction, digest)
+        self._control_payload = CONTROL_PAYLOAD_MAX - (
+            self._wrapper.overhead if self._wrapper else 0)
         self.remote_session_id: bytes | None = None
         self.counters = Counters()
         self.started = now
@@ -195,6 +206,17 @@ class ClientSession:
         """Process one datagram from the server; returns inbound IP packets, if any."""
         if self.finished:
             return []
+        wrapper = self._wrapper
+        if wrapper is not None and data and (data[0] >> 3) in w.CONTROL_OPCODES:
+            try:
+                data = wrapper.unwrap(data, now)
+            except WrapError as exc:
+                if exc.kind == "replay":
+                    self.counters.dropped_replay += 1
+                else:
+                    self.counters.dropped_malformed += 1
+                log.debug("dropped control packet (%s): %s", wrapper.name, exc)
+                return []
         try:
             packet = w.parse_packet(data)
         except ParseError as exc:
@@ -216,16 +238,19 @@ class ClientSession:
         out: list[bytes] = []
         if self.state is State.FAILED:
             return out
+        wrap = self._wrapper.wrap if self._wrapper is not None else None
         for ks in self._keys.values():
             for pid, opcode, payload in ks.send.due(now):
                 acks = ks.recv.take_acks(4, history=True) if self.remote_session_id else []
-                out.append(w.build_control(opcode, ks.key_id, self.session_id, acks,
-                                           self.remote_session_id if acks else None,
-                                           pid, payload))
+                packet = w.build_control(opcode, ks.key_id, self.session_id, acks,
+                                         self.remote_session_id if acks else None,
+                                         pid, payload)
+                out.append(wrap(packet, now) if wrap else packet)
             while ks.recv.has_acks and self.remote_session_id is not None:
                 acks = ks.recv.take_acks(w.MAX_ACKS)
-                out.append(w.build_control(w.P_ACK_V1, ks.key_id, self.session_id, acks,
-                                           self.remote_session_id))
+                packet = w.build_control(w.P_ACK_V1, ks.key_id, self.session_id, acks,
+                                         self.remote_session_id)
+                out.append(wrap(packet, now) if wrap else packet)
             self.counters.control_retransmits = sum(k.send.retransmissions
                                                     for k in self._keys.values())
         if out:
@@ -458,8 +483,9 @@ class ClientSession:
 
     def _flush_tls(self, ks: _KeyState) -> None:
         data = ks.tls.take_output()
-        for i in range(0, len(data), CONTROL_PAYLOAD_MAX):
-            ks.send.push(w.P_CONTROL_V1, data[i:i + CONTROL_PAYLOAD_MAX])
+        step = self._control_payload
+        for i in range(0, len(data), step):
+            ks.send.push(w.P_CONTROL_V1, data[i:i + step])
 
     def _send_app(self, ks: _KeyState, data: bytes) -> None:
         ks.tls.write(data)

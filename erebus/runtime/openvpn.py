@@ -53,7 +53,11 @@ def session_settings(profile: Profile) -> SessionSettings:
                            hand_window=float(profile.hand_window), ping=profile.ping,
                            ping_restart=profile.ping_restart,
                            replay_window=profile.replay_window,
-                           reneg_sec=profile.reneg_sec, reneg_bytes=profile.reneg_bytes)
+                           reneg_sec=profile.reneg_sec, reneg_bytes=profile.reneg_bytes,
+                           tls_auth=(profile.tls_auth_key, profile.tls_auth_direction,
+                                     "SHA1" if profile.auth == "none" else profile.auth)
+                           if profile.tls_auth_key is not None else None,
+                           tls_crypt=profile.tls_crypt_key)
 
 
 # -- links: how datagrams reach the server ----------------------------------------------

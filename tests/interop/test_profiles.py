@@ -104,3 +104,56 @@ def test_several_remotes_tried_in_order(lab, ovpn_server):
     report = json.loads(cp.stdout)
     assert cp.returncode == 0 and report["server"] == f"{server.host}:{server.port}", cp.stderr
     assert "trying the next remote" in cp.stderr
+
+
+def _probe_and_fetch(lab, profile, server, tag):
+    """probe (with a ping) and a fetch through -L: what a user checks first."""
+    cp = erebus(lab, "probe", profile, "--json", "--ping", WEB_ADDR, "--timeout", "30")
+    report = json.loads(cp.stdout)
+    assert cp.returncode == 0 and report["ping_ms"], (cp.stdout, cp.stderr, server.describe())
+    port = _free_port()
+    up = Up(lab, profile, f"{port}:{WEB_ADDR}:80", log_name=f"up-{tag}.log")
+    try:
+        got, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin")
+        assert got == lab.blob_sha256, f"{err}\n{tail(up.log)}"
+    finally:
+        up.stop()
+    return report, up
+
+
+def test_tls_auth_with_chacha20(lab, ovpn_server):
+    server = ovpn_server("tls-auth")
+    report, _ = _probe_and_fetch(lab, server.profile, server, "tls-auth")
+    assert report["cipher"] == "CHACHA20-POLY1305"
+
+
+def test_tls_crypt_with_username_password_and_auth_token(lab, ovpn_server):
+    server = ovpn_server("tls-crypt")
+    report, up = _probe_and_fetch(lab, server.profile, server, "tls-crypt")
+    assert "alice" not in up.log.read_text() or "s3cret" not in up.log.read_text()
+    assert "s3cret" not in up.log.read_text()
+
+
+def test_wrong_password_is_auth_failed_in_one_line(lab, ovpn_server):
+    server = ovpn_server("tls-crypt")
+    profile = outdir(lab) / "wrong-password.ovpn"
+    profile.write_text(server.profile.read_text().replace("\ns3cret\n", "\nwrong\n"))
+    os.chmod(profile, 0o644)
+    cp = erebus(lab, "probe", profile, "--timeout", "30")
+    assert cp.returncode == 1
+    assert cp.stdout.startswith("FAILED (auth): ") and "AUTH" not in cp.stdout[:7], cp.stdout
+    assert len(cp.stdout.strip().splitlines()) == 1 and "wrong" not in cp.stdout + cp.stderr
+
+
+def test_wrong_tls_auth_key_times_out_naming_tls_auth(lab, ovpn_server):
+    server = ovpn_server("tls-auth")
+    text = server.profile.read_text()
+    start, end = text.index("<tls-auth>"), text.index("</tls-auth>")
+    other_key = re.sub(r"(?m)^[0-9a-f]{32}$", "5a" * 16, text[start:end])   # another key
+    text = text[:start] + other_key + text[end:]
+    profile = outdir(lab) / "wrong-tls-auth.ovpn"
+    profile.write_text(text)
+    os.chmod(profile, 0o644)
+    cp = erebus(lab, "probe", profile, "--timeout", "6")
+    assert cp.returncode == 1
+    assert cp.stdout.startswith("FAILED (unreachable)") and "tls-auth" in cp.stdout, cp.stdout

@@ -1,0 +1,307 @@
+"""Control-channel wrapping: ``tls-auth`` and ``tls-crypt`` (sans-IO).
+
+Both wrap a plain control packet as built by
+:func:`erebus.wire.openvpn.build_control` (``op | session_id | body``, body =
+ACK array, remote session id, message packet id, payload) and unwrap a received
+datagram back into that form for :func:`erebus.wire.openvpn.parse_packet`.
+Data packets (P_DATA_V1/V2) are never wrapped.
+
+The replay packet id is OpenVPN's "long form" (packet_id.c): a 32-bit id then a
+32-bit time, both big-endian.  A sender's ids start at 1 and count up; its time
+is fixed when it sends its first packet (``int(now)``; OpenVPN uses wall-clock
+seconds, the peer only compares times with each other).
+
+tls-auth (ssl_pkt.c ``tls_wrap_control`` / ``swap_hmac``, crypto.c
+``openvpn_encrypt_v1`` without a cipher)::
+
+    on the wire:  op(1) | session_id(8) | HMAC(H) | packet_id(4) | time(4) | body
+    HMAC input:   packet_id | time | op | session_id | body
+
+    H = digest size (SHA1 20, SHA256 32, SHA512 64; ``--auth``), keyed with the
+    first H bytes of the HMAC slot of the direction's key half.  OpenVPN builds
+    ``HMAC | pid | time | op | sid | body`` and then swaps the 9-byte
+    ``op | sid`` to the front: hence the HMAC covers the packet id first.
+
+tls-crypt (tls_crypt.c ``tls_crypt_wrap`` / ``tls_crypt_unwrap``)::
+
+    on the wire:  op(1) | session_id(8) | packet_id(4) | time(4) | tag(32) | ciphertext
+    offsets:      0       1              9              13         17        49
+    tag        =  HMAC-SHA256(op | session_id | packet_id | time | body)
+    ciphertext =  AES-256-CTR(key, IV = tag[:16], body)
+
+    keys: the first 32 bytes of the cipher and HMAC slots; key direction is
+    fixed: the server uses direction 0 (KEY_DIRECTION_NORMAL), the client 1
+    (KEY_DIRECTION_INVERSE): client -> server with key[1], server -> client
+    with key[0].
+
+On receive, authentication comes first; the replay check runs on authenticated
+packets only, so a forgery cannot move the window.  Anything malformed, forged
+or replayed raises :class:`WrapError` (a :class:`ParseError`): drop and count.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections import deque
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ..crypto.replay import ReplayWindow
+from ..errors import ConfigError, ParseError
+from ..wire.openvpn import CONTROL_OPCODES, SESSION_ID_LEN, WKC_OPCODES, opcode_name
+from .statickey import key_slices
+
+__all__ = ["PACKET_ID_LEN", "PacketIdReplay", "TLS_AUTH_DIGESTS", "TLS_CRYPT_OVERHEAD",
+           "TlsAuth", "TlsCrypt", "WrapError"]
+
+HEADER_LEN = 1 + SESSION_ID_LEN          # op | session id: 9 bytes, never wrapped
+PACKET_ID_LEN = 8                        # long form: id(4) | time(4)
+TLS_CRYPT_TAG_LEN = 32
+TLS_CRYPT_KEY_LEN = 32                   # AES-256 key, HMAC-SHA256 key
+TLS_CRYPT_OVERHEAD = PACKET_ID_LEN + TLS_CRYPT_TAG_LEN      # 40 (CTR adds no padding)
+_TLS_CRYPT_OFF_TAG = HEADER_LEN + PACKET_ID_LEN             # 17
+_TLS_CRYPT_OFF_CT = _TLS_CRYPT_OFF_TAG + TLS_CRYPT_TAG_LEN  # 49
+
+PACKET_ID_MAX = 0xFFFFFFFF
+DEFAULT_REPLAY_WINDOW = 64               # --replay-window n [t] defaults
+DEFAULT_REPLAY_TIME = 15
+
+# OpenVPN --auth names -> hashlib names (the HMAC key is the first digest-size
+# bytes of a 64-byte slot, so the digest may not be larger than 64 bytes).
+TLS_AUTH_DIGESTS = {
+    "SHA1": "sha1", "SHA224": "sha224", "SHA256": "sha256", "SHA384": "sha384",
+    "SHA512": "sha512",
+}
+
+_PID = struct.Struct("!II")
+
+
+class WrapError(ParseError):
+    """A control packet that failed tls-auth/tls-crypt unwrapping.
+
+    ``kind`` is ``"malformed"`` (too short, not a control opcode), ``"auth"``
+    (HMAC/tag mismatch: forged, corrupted or wrong key) or ``"replay"``.
+    """
+
+    def __init__(self, kind: str, message: str):
+        self.kind = kind
+        super().__init__(message)
+
+
+class PacketIdReplay:
+    """OpenVPN's receive-side packet-id check (packet_id.c ``packet_id_test`` /
+    ``packet_id_add`` / ``packet_id_reap``) for long-form ids:
+
+    - id 0 is never valid;
+    - a time newer than the sender's current time starts a fresh window;
+      an older time is rejected;
+    - within one time, a sliding window of ``window`` ids (:class:`ReplayWindow`);
+    - ``time_backtrack``: an id below one that arrived more than that many
+      seconds ago is too late (0 disables this).
+    """
+
+    __slots__ = ("window", "time_backtrack", "time", "_win", "_arrivals")
+
+    def __init__(self, window: int = DEFAULT_REPLAY_WINDOW,
+                 time_backtrack: float = DEFAULT_REPLAY_TIME):
+        self.window = window
+        self.time_backtrack = time_backtrack
+        self.time: int | None = None          # the sender's time of the current window
+        self._win = ReplayWindow(window)
+        self._arrivals: deque[tuple[int, float]] = deque()   # (id, local arrival)
+
+    def check(self, pid: int, ptime: int, now: float) -> str | None:
+        """None if (pid, ptime) may be accepted, else why not."""
+        if pid == 0:
+            return "packet id 0"
+        if self.time is None or ptime > self.time:
+            return None
+        if ptime < self.time:
+            return f"packet time {ptime} older than {self.time}"
+        if not self._win.check(pid):
+            return f"packet id {pid} replayed or outside the window (top {self._win.top})"
+        if self.time_backtrack:
+            for seen, at in self._arrivals:
+                if seen > pid and at + self.time_backtrack < now:
+                    return f"packet id {pid} arrived too late"
+        return None
+
+    def update(self, pid: int, ptime: int, now: float) -> None:
+        """Record an accepted (authenticated) packet id."""
+        if self.time is None or ptime > self.time:
+            self.time = ptime
+            self._win = ReplayWindow(self.window)
+            self._arrivals.clear()
+        self._win.update(pid)
+        if self.time_backtrack:
+            self._arrivals.append((pid, now))
+            floor = self._win.top - self.window
+            while self._arrivals and (self._arrivals[0][0] <= floor
+                                      or len(self._arrivals) > self.window):
+                self._arrivals.popleft()
+
+
+class _Wrapper:
+    """Packet-id send counter and receive replay state shared by both wrappers."""
+
+    name = ""
+    overhead = 0
+
+    def __init__(self, replay_window: int, replay_time: float, send_time: int | None):
+        self._send_id = 0
+        self._send_time = send_time
+        self.replay = PacketIdReplay(replay_window, replay_time)
+
+    def _next_packet_id(self, now: float) -> bytes:
+        """packet_id.c ``packet_id_send_update`` + long-form write."""
+        if self._send_time is None:
+            self._send_time = min(max(int(now), 0), PACKET_ID_MAX)
+        if self._send_id == PACKET_ID_MAX:
+            t = min(max(int(now), 0), PACKET_ID_MAX)
+            if t <= self._send_time:
+                raise RuntimeError(f"{self.name}: packet id space exhausted within one second")
+            self._send_time, self._send_id = t, 0
+        self._send_id += 1
+        return _PID.pack(self._send_id, self._send_time)
+
+    @staticmethod
+    def _check_outgoing(packet: bytes | memoryview) -> memoryview:
+        mv = memoryview(packet)
+        if len(mv) <= HEADER_LEN:
+            raise ValueError("a control packet is op | session id | body")
+        opcode = mv[0] >> 3
+        if opcode not in CONTROL_OPCODES or opcode in WKC_OPCODES:
+            raise ValueError(f"cannot wrap {opcode_name(opcode)}")
+        return mv
+
+    def _check_incoming(self, data: bytes | memoryview, minimum: int) -> memoryview:
+        mv = memoryview(data)
+        if len(mv) < 1:
+            raise WrapError("malformed", f"{self.name}: empty packet")
+        opcode = mv[0] >> 3
+        if opcode not in CONTROL_OPCODES or opcode in WKC_OPCODES:
+            raise WrapError("malformed", f"{self.name}: unexpected {opcode_name(opcode)}")
+        if len(mv) < minimum:
+            raise WrapError("malformed", f"{self.name}: {opcode_name(opcode)} too short "
+                                         f"({len(mv)} < {minimum} bytes)")
+        return mv
+
+    def _replay_check(self, pid_bytes: bytes | memoryview, now: float) -> None:
+        pid, ptime = _PID.unpack(pid_bytes)
+        why = self.replay.check(pid, ptime, now)
+        if why is not None:
+            raise WrapError("replay", f"{self.name}: {why}")
+        self.replay.update(pid, ptime, now)
+
+    def wrap(self, packet: bytes | memoryview, now: float) -> bytes:   # pragma: no cover
+        raise NotImplementedError
+
+    def unwrap(self, data: bytes | memoryview, now: float) -> bytes:   # pragma: no cover
+        raise NotImplementedError
+
+
+class TlsAuth(_Wrapper):
+    """``tls-auth``: an HMAC and a replay packet id on every control packet.
+
+    *key*: the 256 bytes of the static key (:func:`erebus.openvpn.statickey.parse_static_key`);
+    *direction*: ``key-direction`` / the tls-auth option's second argument
+    (None, 0 or 1; a client normally uses 1 against a server's 0);
+    *digest*: the ``auth`` option (default SHA1).
+    *send_time*: the time field of our packet ids (default: ``int(now)`` at the
+    first :meth:`wrap`).
+    """
+
+    name = "tls-auth"
+
+    def __init__(self, key: bytes, direction: int | None, digest: str = "SHA1", *,
+                 replay_window: int = DEFAULT_REPLAY_WINDOW,
+                 replay_time: float = DEFAULT_REPLAY_TIME, send_time: int | None = None):
+        norm = digest.upper().replace("-", "")
+        md = TLS_AUTH_DIGESTS.get(norm)
+        if md is None:
+            raise ConfigError(f"tls-auth needs an HMAC digest ({', '.join(TLS_AUTH_DIGESTS)}),"
+                              f" not {digest!r}", option="auth")
+        super().__init__(replay_window, replay_time, send_time)
+        out, inc = key_slices(key, direction)
+        probe = hmac.new(b"", digestmod=md)
+        self.digest = norm
+        self.hmac_size = probe.digest_size
+        self.overhead = self.hmac_size + PACKET_ID_LEN
+        self._hmac_out = hmac.new(out.hmac[:self.hmac_size], digestmod=md)
+        self._hmac_in = hmac.new(inc.hmac[:self.hmac_size], digestmod=md)
+
+    def wrap(self, packet: bytes | memoryview, now: float) -> bytes:
+        """``op | sid | HMAC | pid | time | body`` for a plain control packet."""
+        mv = self._check_outgoing(packet)
+        pid = self._next_packet_id(now)
+        h = self._hmac_out.copy()
+        h.update(pid)
+        h.update(mv)
+        return b"".join((mv[:HEADER_LEN], h.digest(), pid, mv[HEADER_LEN:]))
+
+    def unwrap(self, data: bytes | memoryview, now: float) -> bytes:
+        """Verify HMAC and replay id; the plain control packet ``op | sid | body``."""
+        mv = self._check_incoming(data, HEADER_LEN + self.overhead)
+        hs = self.hmac_size
+        tag = mv[HEADER_LEN:HEADER_LEN + hs]
+        pid = mv[HEADER_LEN + hs:HEADER_LEN + hs + PACKET_ID_LEN]
+        body = mv[HEADER_LEN + hs + PACKET_ID_LEN:]
+        h = self._hmac_in.copy()
+        h.update(pid)
+        h.update(mv[:HEADER_LEN])
+        h.update(body)
+        if not hmac.compare_digest(h.digest(), tag):
+            raise WrapError("auth", f"tls-auth: HMAC mismatch on "
+                                    f"{opcode_name(mv[0] >> 3)} (forged, corrupted or wrong key)")
+        self._replay_check(pid, now)
+        return b"".join((mv[:HEADER_LEN], body))
+
+
+class TlsCrypt(_Wrapper):
+    """``tls-crypt``: HMAC-SHA256 (SIV style) and AES-256-CTR over the control body.
+
+    *key*: the 256 bytes of the static key; *client*: True for the client's key
+    direction (1), False for the server's (0).
+    """
+
+    name = "tls-crypt"
+    overhead = TLS_CRYPT_OVERHEAD
+
+    def __init__(self, key: bytes, *, client: bool = True,
+                 replay_window: int = DEFAULT_REPLAY_WINDOW,
+                 replay_time: float = DEFAULT_REPLAY_TIME, send_time: int | None = None):
+        super().__init__(replay_window, replay_time, send_time)
+        out, inc = key_slices(key, 1 if client else 0)
+        self.client = client
+        self._aes_out = algorithms.AES(out.cipher[:TLS_CRYPT_KEY_LEN])
+        self._aes_in = algorithms.AES(inc.cipher[:TLS_CRYPT_KEY_LEN])
+        self._hmac_out = hmac.new(out.hmac[:TLS_CRYPT_KEY_LEN], digestmod="sha256")
+        self._hmac_in = hmac.new(inc.hmac[:TLS_CRYPT_KEY_LEN], digestmod="sha256")
+
+    def wrap(self, packet: bytes | memoryview, now: float) -> bytes:
+        """``op | sid | pid | time | tag | AES-CTR(body)`` for a plain control packet."""
+        mv = self._check_outgoing(packet)
+        header = b"".join((mv[:HEADER_LEN], self._next_packet_id(now)))
+        body = mv[HEADER_LEN:]
+        h = self._hmac_out.copy()
+        h.update(header)
+        h.update(body)
+        tag = h.digest()
+        enc = Cipher(self._aes_out, modes.CTR(tag[:16])).encryptor()
+        return b"".join((header, tag, enc.update(body), enc.finalize()))
+
+    def unwrap(self, data: bytes | memoryview, now: float) -> bytes:
+        """Decrypt, verify the tag and the replay id; the plain control packet."""
+        mv = self._check_incoming(data, _TLS_CRYPT_OFF_CT)
+        tag = bytes(mv[_TLS_CRYPT_OFF_TAG:_TLS_CRYPT_OFF_CT])
+        dec = Cipher(self._aes_in, modes.CTR(tag[:16])).decryptor()
+        body = dec.update(mv[_TLS_CRYPT_OFF_CT:]) + dec.finalize()
+        h = self._hmac_in.copy()
+        h.update(mv[:_TLS_CRYPT_OFF_TAG])
+        h.update(body)
+        if not hmac.compare_digest(h.digest(), tag):
+            raise WrapError("auth", f"tls-crypt: authentication failed on "
+                                    f"{opcode_name(mv[0] >> 3)} (forged, corrupted or wrong key)")
+        self._replay_check(mv[HEADER_LEN:_TLS_CRYPT_OFF_TAG], now)
+        return b"".join((mv[:HEADER_LEN], body))
