@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -157,3 +158,20 @@ def test_wrong_tls_auth_key_times_out_naming_tls_auth(lab, ovpn_server):
     cp = erebus(lab, "probe", profile, "--timeout", "6")
     assert cp.returncode == 1
     assert cp.stdout.startswith("FAILED (unreachable)") and "tls-auth" in cp.stdout, cp.stdout
+
+
+@pytest.mark.parametrize("mode", ["gcm", "tls-auth", "tls-crypt", "tcp", "none"])
+def test_pcap_outer_packets_decoded_for_each_mode(lab, ovpn_server, mode):
+    """Wireshark's OpenVPN dissector reads erebus's outer packets in every TLS mode
+    (TCP transport is recorded as datagrams too), and the inner ICMP next to them."""
+    server = ovpn_server(mode)
+    pcap = outdir(lab) / f"{mode}.pcapng"
+    cp = erebus(lab, "probe", server.profile, "--ping", WEB_ADDR, "--pcap", pcap)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    t = subprocess.run(["tshark", "-r", str(pcap), "-d", f"udp.port=={server.port},openvpn",
+                        "-T", "fields", "-e", "frame.interface_id", "-e", "openvpn.opcode",
+                        "-e", "icmp.type"], capture_output=True, text=True, timeout=60)
+    rows = {tuple(line.split("\t")) for line in t.stdout.splitlines()}
+    opcodes = {r[1] for r in rows if r[0] == "0"}
+    assert {"0x07", "0x08", "0x04", "0x05", "0x09"} <= opcodes, (opcodes, t.stderr)
+    assert ("1", "", "8") in rows and ("1", "", "0") in rows, rows
