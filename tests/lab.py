@@ -361,6 +361,21 @@ MODES: dict[str, Mode] = {
     "rogue": Mode(2, data_ciphers="AES-256-GCM", server_identity="rogue-server"),
     # The server renegotiates (soft reset, new key id) every 4 seconds.
     "reneg": Mode(3, data_ciphers="AES-256-GCM", server_lines=("reneg-sec 4",)),
+    # AES-256-CBC + HMAC-SHA256 with "comp-lzo no" framing (0xFA before every payload)
+    # on both ends, also pushed. The client's data-ciphers/cipher AES-256-CBC makes NCP
+    # pick CBC; "auth" is not negotiated, so both ends set SHA256. The stock client logs
+    # "cipher 'AES-256-CBC', auth 'SHA256', ... compression: 'stub'" (no real compression).
+    "cbc": Mode(6, data_ciphers="AES-256-CBC",
+                server_lines=("auth SHA256", "comp-lzo no", 'push "comp-lzo no"'),
+                client_lines=("cipher AES-256-CBC", "auth SHA256", "comp-lzo no")),
+    # A server that really compresses what it sends: LZ4 "v2" framing (0x50 0x01 + LZ4
+    # block for packets >= 100 bytes that shrink, raw packets otherwise). The server
+    # needs "allow-compression yes" to compress; a 2.6 client refuses pushed compression
+    # unless its profile says "allow-compression asym" (decompress, never compress).
+    "lz4": Mode(7, data_ciphers="AES-256-GCM",
+                server_lines=("compress lz4-v2", "allow-compression yes",
+                              'push "compress lz4-v2"'),
+                client_lines=("allow-compression asym",)),
     # OpenVPN over TCP (length-prefixed packets).
     "tcp": Mode(9, data_ciphers="AES-256-GCM", proto="tcp"),
     # Tells its clients RESTART when it stops (tests restart it to see them reconnect).

@@ -21,7 +21,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SessionError
+from .compress import Compression
 from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher
 from .statickey import parse_static_key
 
@@ -63,7 +64,7 @@ MEANINGLESS = frozenset({
     "reneg-pkts", "single-session", "tls-exit",
     # credentials and negotiation knobs with no effect on what erebus sends
     "auth-nocache", "auth-retry", "auth-token-user", "static-challenge", "push-peer-info",
-    "pull-filter", "ncp-disable", "allow-compression", "opt-verify", "key-method",
+    "pull-filter", "ncp-disable", "opt-verify", "key-method",
     "ecdh-curve", "tls-groups", "tls-cert-profile", "x509-track", "x509-username-field",
     "tls-export-cert", "keying-material-exporter", "compat-mode",
 })
@@ -147,6 +148,7 @@ class Profile:
     connect_timeout: int = 120
     replay_window: int = 64
     compression: str | None = None
+    allow_compression: str = "asym"
     explicit_exit_notify: int = 0
     reneg_sec: float | None = 3600.0
     reneg_bytes: int | None = None
@@ -418,14 +420,20 @@ class _Reader:
         elif name == "replay-window":
             self.nargs(d, 1, 2)
             p.replay_window = self.integer(d, a[0], 1, 65536)
-        elif name == "comp-lzo":
+        elif name in ("comp-lzo", "compress"):
             self.nargs(d, 0, 1)
-            if not a or a[0] != "no":
-                raise self.err(d, "LZO compression is not supported yet (only 'comp-lzo no')")
-            p.compression = "comp-lzo no"
-        elif name == "compress":
-            self.nargs(d, 0, 1)
-            raise self.err(d, "compression framing is not supported yet")
+            text = " ".join([name, *a])
+            try:
+                Compression.from_options(text, None)
+            except SessionError as exc:
+                raise self.err(d, str(exc)) from None
+            p.compression = text
+        elif name == "allow-compression":
+            self.nargs(d, 1)
+            if a[0] not in ("yes", "no", "asym"):
+                raise self.err(d, f"must be yes, no or asym, not {a[0]!r}")
+            # erebus never compresses what it sends (VORACLE): 'yes' acts as 'asym'
+            p.allow_compression = "no" if a[0] == "no" else "asym"
         elif name == "reneg-sec":
             self.nargs(d, 1, 2)
             value = self.integer(d, a[0])

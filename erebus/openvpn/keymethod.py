@@ -130,12 +130,14 @@ def parse_server_message(data: bytes | memoryview) -> ServerKeySource:
 
 
 def options_string(*, cipher: str | None, proto: str = "UDPv4", tun_mtu: int = 1500,
-                   link_mtu: int | None = None) -> str:
+                   link_mtu: int | None = None, comp_lzo: bool = False) -> str:
     """The occ options string; a 2.6 server only compares it to warn about mismatches."""
     parts = ["V4", "dev-type tun"]
     if link_mtu:
         parts.append(f"link-mtu {link_mtu}")
     parts += [f"tun-mtu {tun_mtu}", f"proto {proto}"]
+    if comp_lzo:
+        parts.append("comp-lzo")
     if cipher and cipher.lower() != "none":
         parts.append(f"cipher {cipher}")
     parts += ["auth [null-digest]", "keysize 256" if cipher and "256" in cipher else

@@ -30,6 +30,8 @@ from ..crypto.prf import openvpn_key_block
 from ..errors import ParseError, SessionError
 from ..wire import openvpn as w
 from . import keymethod
+from .compress import Compression, CompressionError
+from .compress import peer_info as compression_peer_info
 from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, normalize_cipher, \
     supported_cipher
 from .push import PushedOptions, parse_push_reply
@@ -114,6 +116,8 @@ class SessionSettings:
     reneg_sec: float | None = 3600.0      # client-started renegotiation (None: never)
     tls_auth: tuple[bytes, int | None, str] | None = None   # key, key-direction, digest
     tls_crypt: bytes | None = None
+    compression: str | None = None        # the profile's comp-lzo / compress option
+    allow_compression: str = "asym"       # decompress what the server sends, never compress
     reneg_bytes: int | None = None
     auth_token: str | None = None         # from an earlier session (reconnect)
 
@@ -151,6 +155,7 @@ class ClientSession:
         self.state = State.INITIAL
         self.session_id = rng(8)
         self._wrapper = None             # tls-auth / tls-crypt, one per session id
+        self._comp = Compression.none()
         if settings.tls_crypt is not None:
             self._wrapper = TlsCrypt(settings.tls_crypt, client=True)
         elif settings.tls_auth is not None:
@@ -314,7 +319,7 @@ class ClientSession:
                            f"{self._ping_restart:.0f} s (ping-restart)")
                 return out
             if self._ping_interval and now >= self._last_out + self._ping_interval:
-                out.append(self.data_key.encrypt(KEEPALIVE))
+                out.append(self.data_key.encrypt(self._comp.frame(KEEPALIVE)))
                 self.counters.keepalives_out += 1
                 self._last_out = now
         elif st is State.CLOSING:
@@ -329,7 +334,7 @@ class ClientSession:
                                f"(state {self.state.value})")
         if now is not None:
             self._last_out = now
-        return self.data_key.encrypt(packet)
+        return self.data_key.encrypt(self._comp.frame(packet))
 
     def close(self, now: float) -> list[bytes]:
         """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.
@@ -344,7 +349,8 @@ class ClientSession:
             if self._cc_exit:
                 self._send_app(self._primary, b"EXIT\x00")
             else:
-                out.append(self.data_key.encrypt(OCC_MAGIC + bytes((OCC_EXIT,))))
+                out.append(self.data_key.encrypt(self._comp.frame(
+                    OCC_MAGIC + bytes((OCC_EXIT,)))))
             self.state = State.CLOSING
             self._exit_deadline = now + EXIT_GRACE
             if not self._cc_exit:
@@ -398,6 +404,13 @@ class ClientSession:
                 self.counters.dropped_data_auth += 1
             log.debug("dropped data packet: %s", exc)
             return []
+        if self._comp.enabled:
+            try:
+                payload = self._comp.unframe(payload)
+            except CompressionError as exc:
+                self.counters.dropped_malformed += 1
+                log.debug("dropped data packet: %s", exc)
+                return []
         self._last_in = now
         if payload == KEEPALIVE:
             self.counters.keepalives_in += 1
@@ -496,12 +509,17 @@ class ClientSession:
         ks.key_source = keymethod.ClientKeySource(self.rng(48), self.rng(32), self.rng(32))
         ciphers = [normalize_cipher(c) for c in st.data_ciphers if supported_cipher(c)]
         ciphers = ["none" if c == "none" else c for c in ciphers]
+        comp = Compression.from_options(st.compression, None,
+                                        allow_compression=st.allow_compression)
         options = keymethod.options_string(cipher=st.fallback_cipher or ciphers[0],
                                            proto="TCPv4_CLIENT" if st.proto != "udp"
-                                           else "UDPv4", tun_mtu=st.tun_mtu)
+                                           else "UDPv4", tun_mtu=st.tun_mtu,
+                                           comp_lzo=comp.enabled)
         password = self.auth_token if self.auth_token is not None else st.password
+        info = keymethod.peer_info(ciphers) + compression_peer_info(
+            algorithms=st.allow_compression != "no")
         message = keymethod.build_client_message(
-            ks.key_source, options, keymethod.peer_info(ciphers), self.username, password)
+            ks.key_source, options, info, self.username, password)
         self._send_app(ks, message)
 
     def _receive_app(self, ks: _KeyState, record: bytes, now: float) -> None:
@@ -611,9 +629,10 @@ class ClientSession:
         if not supported_cipher(cipher):
             raise SessionError("cipher", f"the server chose data cipher {cipher}, "
                                "which erebus does not support")
-        if p.compression and p.compression not in ("comp-lzo no",):
-            raise SessionError("compression", f"the server pushed '{p.compression}', "
-                               "which this version does not support")
+        self._comp = Compression.from_options(self.settings.compression, p.compression,
+                                              allow_compression=self.settings.allow_compression)
+        if self._comp.enabled:
+            log.info("compression framing: %s", self._comp.option)
         if p.virtual_ip is None:
             raise SessionError("push", "the server pushed no ifconfig (no virtual IP)")
         ks = self._primary

@@ -57,7 +57,8 @@ def session_settings(profile: Profile) -> SessionSettings:
                            tls_auth=(profile.tls_auth_key, profile.tls_auth_direction,
                                      "SHA1" if profile.auth == "none" else profile.auth)
                            if profile.tls_auth_key is not None else None,
-                           tls_crypt=profile.tls_crypt_key)
+                           tls_crypt=profile.tls_crypt_key, compression=profile.compression,
+                           allow_compression=profile.allow_compression)
 
 
 # -- links: how datagrams reach the server ----------------------------------------------
@@ -156,6 +157,7 @@ class OpenVPNTunnel:
         self._local = ("0.0.0.0", 0)
         self._remote = ("0.0.0.0", 0)
         self._server_name = ""
+        self._proto = "udp"
         self.auth_token: str | None = None
         self.sessions = 0
         self.dropped_down = 0
@@ -164,6 +166,7 @@ class OpenVPNTunnel:
     def _settings(self, token: str | None) -> SessionSettings:
         settings = session_settings(self.profile)
         settings.auth_token = token
+        settings.proto = self._proto
         return settings
 
     # -- Tunnel interface ------------------------------------------------------------------
@@ -274,6 +277,7 @@ class OpenVPNTunnel:
             raise SessionError("resolve", f"cannot resolve {host}: {exc}") from None
         addr = infos[0][4]
         self._server_name = f"{host}:{port}"
+        self._proto = proto
         log.info("connecting to %s (%s:%d, %s)", self._server_name, addr[0], addr[1], proto)
         if proto == "tcp-client":
             try:

@@ -175,3 +175,38 @@ def test_pcap_outer_packets_decoded_for_each_mode(lab, ovpn_server, mode):
     opcodes = {r[1] for r in rows if r[0] == "0"}
     assert {"0x07", "0x08", "0x04", "0x05", "0x09"} <= opcodes, (opcodes, t.stderr)
     assert ("1", "", "8") in rows and ("1", "", "0") in rows, rows
+
+
+def test_aes_256_cbc_sha256_with_comp_lzo_no(lab, ovpn_server):
+    server = ovpn_server("cbc")
+    report, _ = _probe_and_fetch(lab, server.profile, server, "cbc")
+    assert report["cipher"] == "AES-256-CBC"
+
+
+def test_lz4_compressed_packets_from_the_server(lab, ovpn_server):
+    """The server compresses what compresses (LZ4 v2): a text file arrives byte-exact,
+    and the pcap shows small outer packets carrying full-size inner ones."""
+    server = ovpn_server("lz4")
+    text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n"
+                   for i in range(40000)).encode()
+    (lab.dir / "www" / "text.txt").write_bytes(text)
+    os.chmod(lab.dir / "www" / "text.txt", 0o644)
+    digest = hashlib.sha256(text).hexdigest()
+    report, _ = _probe_and_fetch(lab, server.profile, server, "lz4")
+    port = _free_port()
+    pcap = outdir(lab) / "lz4.pcapng"
+    up = Up(lab, server.profile, f"{port}:{WEB_ADDR}:80", log_name="up-lz4-text.log",
+            args=["--pcap", pcap])
+    try:
+        got, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/text.txt")
+        assert got == digest, f"{err}\n{tail(up.log)}"
+    finally:
+        up.stop()
+    assert "compression framing: compress lz4-v2" in up.log.read_text(), tail(up.log)
+    t = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.interface_id",
+                        "-e", "frame.len", "-e", "ip.src"],
+                       capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in t.stdout.splitlines()]
+    big_inner = sum(1 for r in rows if r[0] == "1" and int(r[1]) > 1200)
+    outer_in = [int(r[1]) for r in rows if r[0] == "0" and r[2].startswith(server.host)]
+    assert big_inner > 100 and sum(outer_in) < len(text) / 2, (big_inner, sum(outer_in))

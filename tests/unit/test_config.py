@@ -57,7 +57,7 @@ def test_missing_file_names_file_line_and_option(tmp_path):
     ("dev tap", "dev", "tap"),
     ("fragment 1300", "fragment", "fragmentation"),
     ("frobnicate yes", "frobnicate", "unknown option"),
-    ("comp-lzo yes", "comp-lzo", "LZO"),
+    ("compress snappy", "compress", "snappy"),
     ("cipher BF-CBC", "cipher", "Blowfish"),
     ("remote-cert-tls", "remote-cert-tls", "argument"),
     ("crl-verify crl.pem", "crl-verify", "enforce"),
