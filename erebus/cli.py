@@ -104,6 +104,14 @@ def run() -> None:
     except (SessionError, ErebusError) as exc:
         print(f"erebus: {exc}", file=sys.stderr)
         sys.exit(1)
+    except OSError as exc:                    # e.g. a listener's port already in use
+        print(f"erebus: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:                  # noqa: BLE001 - a bug: say so, in one line
+        logging.getLogger("erebus").debug("internal error", exc_info=True)
+        print(f"erebus: internal error: {type(exc).__name__}: {exc} (run with -vv for "
+              "the traceback)", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

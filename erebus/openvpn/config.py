@@ -17,6 +17,7 @@ file, the line and the option.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field
@@ -39,10 +40,10 @@ DEFAULT_DATA_CIPHERS = ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
 MEANINGLESS = frozenset({
     # TUN device, addresses, routes and DNS of the host: erebus touches none of them
     "persist-tun", "persist-key", "persist-local-ip", "persist-remote-ip", "dev-node",
-    "tun-ipv6", "txqueuelen", "redirect-gateway", "redirect-private", "route",
+    "tun-ipv6", "txqueuelen", "redirect-gateway", "redirect-private",
     "route-ipv6", "route-nopull", "route-delay", "route-method", "route-metric",
     "route-gateway", "route-ipv6-gateway", "route-noexec", "ifconfig-noexec",
-    "ifconfig-nowarn", "ifconfig-ipv6", "topology", "dhcp-option", "dns",
+    "ifconfig-nowarn", "ifconfig-ipv6", "topology", "dns",
     "block-outside-dns", "block-ipv6", "register-dns", "ip-win32", "tap-sleep", "win-sys",
     "dhcp-renew", "dhcp-release", "allow-pull-fqdn", "allow-recursive-routing",
     "max-routes", "stale-routes-check", "lladdr", "iproute", "mssfix", "mtu-disc",
@@ -73,7 +74,6 @@ MEANINGLESS = frozenset({
 UNSUPPORTED = {
     "fragment": "internal fragmentation changes the data channel format and is not "
                 "supported",
-    "secret": "static-key mode is not supported yet",
     "tls-crypt-v2": "tls-crypt-v2 is not supported yet",
     "http-proxy": "connecting through an HTTP proxy is not supported",
     "socks-proxy": "connecting through a SOCKS proxy is not supported",
@@ -156,6 +156,12 @@ class Profile:
     tls_auth_key: bytes | None = None    # 256-byte OpenVPN static key
     tls_auth_direction: int | None = None
     tls_crypt_key: bytes | None = None
+    static_key: bytes | None = None      # 'secret': static-key (pre-shared key) mode
+    static_direction: int | None = None
+    ifconfig: tuple[str, str] | None = None
+    routes: list[tuple[str, str]] = field(default_factory=list)    # (network, netmask)
+    dns: list[str] = field(default_factory=list)                    # dhcp-option DNS
+    tls_client: bool = False             # 'client' or 'tls-client' was given
     ignored: list[Ignored] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -265,6 +271,7 @@ class _Reader:
         self.ignore_unknown: set[str] = set()
         self.key_direction: int | None = None
         self.tls_auth_direction: int | None = None
+        self.static_direction: int | None = None
 
     def err(self, d: Directive, message: str) -> ConfigError:
         return ConfigError(message, path=self.path, line=d.line, option=d.name)
@@ -445,6 +452,24 @@ class _Reader:
         elif name == "explicit-exit-notify":
             self.nargs(d, 0, 1)
             p.explicit_exit_notify = self.integer(d, a[0]) if a else 1
+        elif name == "secret":
+            self.nargs(d, 1, 2)
+            p.static_key = parse_static_key(self.material(d), source=f"{self.path}:{d.line}")
+            if len(a) > 1 and a[1] != "[inline]":
+                self.static_direction = self.integer(d, a[1], 0, 1)
+        elif name == "ifconfig":
+            self.nargs(d, 2)
+            p.ifconfig = (self.ipv4(d, a[0]), self.ipv4(d, a[1]))
+        elif name == "route":
+            self.nargs(d, 1, 4)
+            mask = a[1] if len(a) > 1 and a[1] != "default" else "255.255.255.255"
+            p.routes.append((a[0], mask))
+            p.ignored.append(Ignored(d.line, name, " ".join([name, *a])))
+        elif name == "dhcp-option":
+            self.nargs(d, 1, 2)
+            if a[0].upper() == "DNS" and len(a) == 2 and ":" not in a[1]:
+                p.dns.append(self.ipv4(d, a[1]))
+            p.ignored.append(Ignored(d.line, name, " ".join([name, *a])))
         elif name in ("tls-auth", "tls-crypt"):
             self.nargs(d, 1, 2 if name == "tls-auth" else 1)
             key = parse_static_key(self.material(d), source=f"{self.path}:{d.line}")
@@ -463,8 +488,10 @@ class _Reader:
         elif name == "setenv" and len(a) >= 2 and a[0] == "opt":
             self.ignore_unknown.add(a[1])
             p.ignored.append(Ignored(d.line, name, " ".join(a)))
-        elif name in ("tls-client", "client", "pull", "nobind"):
-            pass    # what erebus always does
+        elif name in ("tls-client", "client"):
+            p.tls_client = True     # what erebus does unless the profile is static-key
+        elif name in ("pull", "nobind"):
+            pass
         elif name in MEANINGLESS:
             p.ignored.append(Ignored(d.line, name, " ".join([name, *a])))
             log.debug("%s:%d: %s: accepted, means nothing in user space", self.path,
@@ -487,8 +514,41 @@ class _Reader:
             raise self.err(d, "IPv6 transport is not supported yet")
         raise self.err(d, f"unknown protocol {value!r}")
 
+    def ipv4(self, d: Directive, text: str) -> str:
+        try:
+            return str(ipaddress.IPv4Address(text))
+        except ValueError:
+            raise self.err(d, f"{text!r} is not an IPv4 address") from None
+
+    def finish_static(self) -> Profile:
+        """A static-key profile: no TLS, no CA; the cipher and ifconfig are needed."""
+        p = self.p
+        where = dict(path=self.path, option="secret")
+        if p.tls_client or p.tls_auth_key or p.tls_crypt_key or p.auth_user_pass:
+            raise ConfigError("a static-key profile cannot also use TLS (client, "
+                              "tls-client, tls-auth, tls-crypt, auth-user-pass)", **where)
+        if p.cipher is None:
+            raise ConfigError("static-key mode needs an explicit 'cipher' (OpenVPN's "
+                              "default BF-CBC is not supported)", **where)
+        if p.ifconfig is None:
+            raise ConfigError("static-key mode needs 'ifconfig LOCAL REMOTE'", **where)
+        if p.compression:
+            raise ConfigError("compression in static-key mode is not supported", **where)
+        if any(r.proto != "udp" for r in p.remotes):
+            raise ConfigError("static-key mode over TCP is not supported", **where)
+        p.static_direction = (self.static_direction if self.static_direction is not None
+                              else self.key_direction)
+        p.warnings.append(f"{self.path}: secret: static-key mode is deprecated and removed "
+                          "in OpenVPN 2.7; ask for a TLS profile")
+        return p
+
     def finish(self) -> Profile:
         p = self.p
+        if p.static_key is not None and p.remotes:
+            for r in p.remotes:
+                r.port = r.port or self.port
+                r.proto = r.proto or self.proto
+            return self.finish_static()
         if p.tls_auth_key is not None:
             # 'tls-auth FILE DIR' wins over key-direction, as in OpenVPN
             p.tls_auth_direction = (self.tls_auth_direction if self.tls_auth_direction
@@ -531,4 +591,7 @@ def load_profile(path: str) -> Profile:
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise ConfigError("not valid UTF-8", path=path, line=line) from None
-    return parse_profile(text, path)
+    profile = parse_profile(text, path)
+    for warning in profile.warnings:
+        log.warning("%s", warning)
+    return profile

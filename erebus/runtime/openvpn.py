@@ -26,6 +26,8 @@ from ..errors import ErebusError, SessionError
 from ..openvpn.config import Profile, Remote
 from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMessage, \
     SessionSettings, TlsEstablished
+from ..openvpn.push import Route
+from ..openvpn.static import StaticKeySession, StaticKeySettings
 from ..openvpn.tls import TlsSettings
 from ..tunnel import TunnelInfo
 
@@ -146,8 +148,7 @@ class OpenVPNTunnel:
         self.pcap = pcap
         self.info: TunnelInfo | None = None
         self.session = None
-        self._session_factory = session_factory or (
-            lambda now, token: ClientSession(self._settings(token), now))
+        self._session_factory = session_factory or self._new_session
         self._receiver: Callable[[bytes], None] | None = None
         self._link = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -162,6 +163,17 @@ class OpenVPNTunnel:
         self.sessions = 0
         self.dropped_down = 0
         self.datagrams_in = self.datagrams_out = 0
+
+    def _new_session(self, now: float, token: str | None):
+        p = self.profile
+        if p.static_key is not None:
+            return StaticKeySession(StaticKeySettings(
+                key=p.static_key, direction=p.static_direction, cipher=p.cipher,
+                auth=p.auth, local_ip=p.ifconfig[0], remote_ip=p.ifconfig[1],
+                tun_mtu=p.tun_mtu, ping=p.ping, ping_restart=p.ping_restart,
+                replay_window=p.replay_window,
+                routes=[Route(net, mask) for net, mask in p.routes], dns=list(p.dns)), now)
+        return ClientSession(self._settings(token), now)
 
     def _settings(self, token: str | None) -> SessionSettings:
         settings = session_settings(self.profile)

@@ -210,3 +210,13 @@ def test_lz4_compressed_packets_from_the_server(lab, ovpn_server):
     big_inner = sum(1 for r in rows if r[0] == "1" and int(r[1]) > 1200)
     outer_in = [int(r[1]) for r in rows if r[0] == "0" and r[2].startswith(server.host)]
     assert big_inner > 100 and sum(outer_in) < len(text) / 2, (big_inner, sum(outer_in))
+
+
+def test_static_key_mode(lab, ovpn_server):
+    """`secret` (pre-shared key, no TLS) with AES-256-CBC + SHA256: deprecated, but a
+    2.6 server still speaks it and so does erebus."""
+    server = ovpn_server("static")
+    report, up = _probe_and_fetch(lab, server.profile, server, "static")
+    assert report["cipher"] == "AES-256-CBC"
+    assert report["virtual_ip"] == "198.19.8.2"
+    assert "deprecated" in up.log.read_text()

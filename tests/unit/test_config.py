@@ -157,3 +157,34 @@ def test_auth_user_pass_prompt_and_username_only_file(tmp_path):
     path.write_text(profile("auth-user-pass user.txt\n"))
     p = load_profile(str(path))
     assert (p.username, p.password) == ("bob", None)
+
+
+STATIC_KEY = ("-----BEGIN OpenVPN Static key V1-----\n" + ("0123456789abcdef" * 2 + "\n") * 16
+              + "-----END OpenVPN Static key V1-----\n")
+
+
+def test_static_key_profile():
+    text = ("dev tun\nremote 198.18.1.1 1202\nifconfig 198.19.8.2 198.19.8.1\n"
+            "cipher AES-256-CBC\nauth SHA256\nkey-direction 1\nroute 198.18.2.0 255.255.255.0\n"
+            f"<secret>\n{STATIC_KEY}</secret>\n")
+    p = parse_profile(text, "s.ovpn")
+    assert len(p.static_key) == 256 and p.static_direction == 1
+    assert p.ifconfig == ("198.19.8.2", "198.19.8.1") and p.routes == [("198.18.2.0",
+                                                                       "255.255.255.0")]
+    assert any("deprecated" in w for w in p.warnings)
+    with pytest.raises(ConfigError, match="explicit 'cipher'"):
+        parse_profile(text.replace("cipher AES-256-CBC\n", ""), "s.ovpn")
+    with pytest.raises(ConfigError, match="ifconfig"):
+        parse_profile(text.replace("ifconfig 198.19.8.2 198.19.8.1\n", ""), "s.ovpn")
+    with pytest.raises(ConfigError, match="cannot also use TLS"):
+        parse_profile("client\n" + text, "s.ovpn")
+
+
+def test_tls_auth_direction_from_the_option_or_key_direction():
+    text = profile(f"key-direction 1\n<tls-auth>\n{STATIC_KEY}</tls-auth>\n")
+    p = parse_profile(text)
+    assert p.tls_wrap == "tls-auth" and p.tls_auth_direction == 1
+    p = parse_profile(profile(f"<tls-crypt>\n{STATIC_KEY}</tls-crypt>\n"))
+    assert p.tls_wrap == "tls-crypt" and len(p.tls_crypt_key) == 256
+    with pytest.raises(ConfigError, match="p.ovpn"):
+        parse_profile(profile("<tls-auth>\nnot a key\n</tls-auth>\n"), "p.ovpn")
