@@ -65,28 +65,70 @@ def session_settings(profile: Profile) -> SessionSettings:
 
 # -- links: how datagrams reach the server ----------------------------------------------
 
-class _UdpLink(asyncio.DatagramProtocol):
+class _UdpLink:
+    """A connected, non-blocking UDP socket read in batches: every wake-up drains up
+    to BATCH datagrams into the session before anything is flushed, so one burst of
+    packets costs one pass of timers, ACKs and writes instead of one per packet."""
+
     proto = "udp"
+    BATCH = 64
+    BUFFER = 4 << 20          # asked for; the kernel caps it at net.core.[rw]mem_max
 
-    def __init__(self, tunnel: "OpenVPNTunnel"):
+    def __init__(self, tunnel: "OpenVPNTunnel", sock: socket.socket,
+                 loop: asyncio.AbstractEventLoop):
         self.tunnel = tunnel
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = loop
+        self.closed = False
+        self.send_dropped = 0
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, self.BUFFER)
+            except OSError:
+                pass
+        loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    @property
+    def transport(self):
+        return self                # for get_extra_info("socket") below
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.tunnel._on_datagram(data)
+    def get_extra_info(self, name, default=None):
+        return self.sock if name == "socket" else default
 
-    def error_received(self, exc: Exception) -> None:
-        self.tunnel._on_link_error(exc)
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        on_datagram = self.tunnel._on_datagram
+        got = 0
+        for _ in range(self.BATCH):
+            try:
+                data = recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.tunnel._on_link_error(exc)
+                break
+            got += 1
+            on_datagram(data, batch=True)
+            if self.closed:
+                return
+        if got:
+            self.tunnel._end_batch()
 
     def send(self, datagram: bytes) -> None:
-        self.transport.sendto(datagram)
+        if self.closed:
+            return
+        try:
+            self.sock.send(datagram)
+        except (BlockingIOError, InterruptedError):
+            self.send_dropped += 1       # a full socket buffer: like a lost datagram
+        except OSError as exc:
+            self.tunnel._on_link_error(exc)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class _TcpLink(asyncio.Protocol):
@@ -298,8 +340,15 @@ class OpenVPNTunnel:
                 raise SessionError("unreachable", f"{self._server_name}: TCP connect "
                                    f"failed: {exc.strerror or exc}") from None
         else:
-            _, self._link = await loop.create_datagram_endpoint(lambda: _UdpLink(self),
-                                                                remote_addr=addr)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            try:
+                sock.connect(addr)
+            except OSError as exc:
+                sock.close()
+                raise SessionError("unreachable", f"{self._server_name}: "
+                                   f"{exc.strerror or exc}") from None
+            self._link = _UdpLink(self, sock, loop)
         sock = self._link.transport.get_extra_info("socket")
         self._local = sock.getsockname()[:2]
         self._remote = addr[:2]
@@ -322,7 +371,9 @@ class OpenVPNTunnel:
                                   inbound=False)
         link.send(datagram)
 
-    def _on_datagram(self, data: bytes) -> None:
+    def _on_datagram(self, data: bytes, batch: bool = False) -> None:
+        """One packet from the server; with ``batch`` the caller calls _end_batch()
+        once after the last of a burst (timers and sends are done once for all)."""
         s = self.session
         if s is None:
             return
@@ -338,7 +389,12 @@ class OpenVPNTunnel:
                     self.pcap.write_inner(packet, time.time(), inbound=True)
                 if receiver is not None:
                     receiver(packet)
-        self._step(now)
+        if not batch:
+            self._step(now)
+
+    def _end_batch(self) -> None:
+        if self.session is not None:
+            self._step(self._loop.time())
 
     def _on_link_error(self, exc: Exception) -> None:
         s = self.session

@@ -207,10 +207,10 @@ class TcpTransport(asyncio.Transport):
             elif not self._read_paused:
                 chunks = conn.read()
                 self._vpn._touch(conn)
-                for chunk in chunks:
-                    proto.data_received(chunk)
-                    if self._lost:
-                        return
+                # one delivery per pass: a burst of segments becomes one write downstream
+                proto.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                if self._lost:
+                    return
         if conn.at_eof and not self._eof_delivered and not self._read_paused:
             self._eof_delivered = True
             keep_open = False
