@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 
 from . import __version__
@@ -69,13 +70,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_fd_limit() -> None:
+    """Every proxied connection holds a local socket: allow as many as the hard limit."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _run(coro):
+    """asyncio.run, on uvloop when it is installed (``pip install erebus[fast]``) and
+    EREBUS_NO_UVLOOP is not set."""
+    if not os.environ.get("EREBUS_NO_UVLOOP"):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _raise_fd_limit()
     _setup_logging(args.verbose + args.verbose_top, quiet_default=args.command == "probe")
     if args.command == "probe":
         from .probe import probe, render
         try:
-            report = asyncio.run(probe(args.profile, ping=args.ping, timeout=args.timeout,
+            report = _run(probe(args.profile, ping=args.ping, timeout=args.timeout,
                                        pcap_path=args.pcap))
         except KeyboardInterrupt:
             return 130
@@ -87,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "up":
         from .up import run_up
-        return asyncio.run(run_up(args.profile, local_forwards=args.local_forwards,
+        return _run(run_up(args.profile, local_forwards=args.local_forwards,
                                   remote_forwards=args.remote_forwards,
                                   http_proxy=args.http_proxy, socks=args.socks,
                                   socks_auth=args.socks_auth, pcap_path=args.pcap,

@@ -376,6 +376,7 @@ MODES: dict[str, Mode] = {
                 server_lines=("compress lz4-v2", "allow-compression yes",
                               'push "compress lz4-v2"'),
                 client_lines=("allow-compression asym",)),
+    "chacha": Mode(11, data_ciphers="CHACHA20-POLY1305"),
     # OpenVPN over TCP (length-prefixed packets).
     "tcp": Mode(9, data_ciphers="AES-256-GCM", proto="tcp"),
     # Tells its clients RESTART when it stops (tests restart it to see them reconnect).
