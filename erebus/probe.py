@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 
 from . import credentials
 from .errors import ConfigError, ErebusError, ParseError, SessionError
@@ -26,7 +27,6 @@ def _failure(stage: str, message: str) -> dict:
 async def ping_through(tunnel: OpenVPNTunnel, address: str, *, tries: int = PING_TRIES,
                wait: float = PING_WAIT) -> float | None:
     """Round-trip time in ms of an ICMP echo to ``address`` through the tunnel."""
-    loop = asyncio.get_running_loop()
     src = ipv4.ip_from_str(tunnel.info.virtual_ip)
     dst = ipv4.ip_from_str(address)
     ident = int.from_bytes(os.urandom(2), "big")
@@ -44,12 +44,12 @@ async def ping_through(tunnel: OpenVPNTunnel, address: str, *, tries: int = PING
             return
         if isinstance(message, icmp.IcmpEcho) and message.type == icmp.ECHO_REPLY \
                 and message.ident == ident:
-            replies.setdefault(message.seq, loop.time())
+            replies.setdefault(message.seq, time.perf_counter())
             got.set()
 
     tunnel.set_receiver(receive)
     for seq in range(1, tries + 1):
-        sent = loop.time()
+        sent = time.perf_counter()
         request = icmp.build_echo_request(ident, seq, b"erebus probe " + bytes(16))
         tunnel.send_packet(ipv4.build_ipv4(src, dst, ipv4.PROTO_ICMP, request))
         try:
