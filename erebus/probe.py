@@ -8,10 +8,8 @@ import logging
 import os
 import time
 
-from . import credentials
 from .errors import ConfigError, ErebusError, ParseError, SessionError
-from .openvpn.config import load_profile
-from .runtime.openvpn import OpenVPNTunnel
+from .profiles import open_tunnel
 from .wire import icmp, ipv4
 
 log = logging.getLogger("erebus.probe")
@@ -24,7 +22,7 @@ def _failure(stage: str, message: str) -> dict:
     return {"ok": False, "stage": stage, "error": message}
 
 
-async def ping_through(tunnel: OpenVPNTunnel, address: str, *, tries: int = PING_TRIES,
+async def ping_through(tunnel, address: str, *, tries: int = PING_TRIES,
                wait: float = PING_WAIT) -> float | None:
     """Round-trip time in ms of an ICMP echo to ``address`` through the tunnel."""
     src = ipv4.ip_from_str(tunnel.info.virtual_ip)
@@ -67,29 +65,31 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
                 pcap_path: str | None = None) -> dict:
     """Connect, report, disconnect.  Never raises for a failure it can name."""
     ping_addr = ping
+    pcap = None
     try:
-        profile = load_profile(profile_path)
-        credentials.complete(profile)
         if ping_addr:
             try:
                 ipaddress.IPv4Address(ping_addr)
             except ValueError:
                 raise ConfigError(f"--ping needs an IPv4 address, not {ping_addr!r}") \
                     from None
+        if pcap_path:
+            from .runtime.pcap import PcapWriter
+            pcap = PcapWriter(pcap_path)
+        tunnel, _ = open_tunnel(profile_path, pcap=pcap)
     except ConfigError as exc:
+        if pcap:
+            pcap.close()
         return _failure("config", str(exc))
-    pcap = None
-    if pcap_path:
-        from .runtime.pcap import PcapWriter
-        pcap = PcapWriter(pcap_path)
-    tunnel = OpenVPNTunnel(profile, pcap=pcap)
     try:
         try:
             info = await tunnel.connect(timeout=timeout)
         except SessionError as exc:
             return _failure(exc.stage, str(exc))
-        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None,
-                  "control_retransmits": tunnel.session.counters.control_retransmits}
+        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None}
+        counters = getattr(tunnel.session, "counters", None)
+        if counters is not None and hasattr(counters, "control_retransmits"):
+            report["control_retransmits"] = counters.control_retransmits
         if ping_addr:
             rtt = await ping_through(tunnel, ping_addr)
             report["ping"] = ping_addr

@@ -6,15 +6,14 @@ import asyncio
 import logging
 import signal
 
-from . import credentials
 from .errors import ConfigError, SessionError
 from .expose.dns import VpnResolver
 from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
                              parse_local_forward, parse_remote_forward)
 from .expose.http_proxy import HttpProxy
 from .expose.socks import SocksServer
-from .openvpn.config import load_profile
-from .runtime.openvpn import RECOVERABLE, OpenVPNTunnel
+from .profiles import open_tunnel
+from .runtime.openvpn import RECOVERABLE
 from .runtime.stack import VpnStack
 
 log = logging.getLogger("erebus")
@@ -43,13 +42,16 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     ports = [r.vport for r in remotes]
     if len(set(ports)) != len(ports):
         raise ConfigError("-R: the same virtual port is given twice")
-    profile = load_profile(profile_path)
-    credentials.complete(profile)
     pcap = None
     if pcap_path:
         from .runtime.pcap import PcapWriter
         pcap = PcapWriter(pcap_path)
-    tunnel = OpenVPNTunnel(profile, pcap=pcap)
+    try:
+        tunnel, connect_timeout = open_tunnel(profile_path, pcap=pcap)
+    except BaseException:
+        if pcap:
+            pcap.close()
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,7 +59,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     services = []
     vpn = None
     try:
-        info = await tunnel.connect(timeout=timeout or profile.connect_timeout)
+        info = await tunnel.connect(timeout=timeout or connect_timeout)
         log.info("tunnel up: virtual IP %s/%s via %s, MTU %d, cipher %s, DNS %s",
                  info.virtual_ip, info.netmask, info.server, info.mtu, info.cipher,
                  ", ".join(info.dns) or "none pushed")
@@ -91,7 +93,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                 raise exc
             log.warning("tunnel down: %s; reconnecting (listeners stay up)", exc)
             try:
-                info = await tunnel.reconnect(timeout=timeout or profile.connect_timeout,
+                info = await tunnel.reconnect(timeout=timeout or connect_timeout,
                                               stop=stop)
             except SessionError as err:
                 if err.stage == "stopped":
