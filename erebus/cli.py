@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="give up connecting after S seconds (default: the profile's "
                     "connect-timeout, 120)")
+    check = sub.add_parser("check", help="validate a profile offline (no name resolved, no "
+                           "packet sent) and print what erebus would do with it")
+    check.add_argument("profile", help="an OpenVPN profile (.ovpn)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("-v", "--verbose", action="count", default=0,
+                       help="more log output (-v: info, -vv: debug)")
     return parser
 
 
@@ -97,7 +103,8 @@ def _run(coro):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _raise_fd_limit()
-    _setup_logging(args.verbose + args.verbose_top, quiet_default=args.command == "probe")
+    _setup_logging(args.verbose + args.verbose_top,
+                   quiet_default=args.command in ("probe", "check"))
     if args.command == "probe":
         from .probe import probe, render
         try:
@@ -111,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"erebus: {report['error']}", file=sys.stderr)
             return 2 if report["stage"] == "config" else 1
         return 0
+    if args.command == "check":
+        from .check import main as check_main
+        return check_main(args.profile, args.json)
     if args.command == "up":
         from .up import run_up
         return _run(run_up(args.profile, local_forwards=args.local_forwards,

@@ -3,12 +3,18 @@
 No sockets: TLS records go in with :meth:`TlsClient.feed` and come out of
 :meth:`TlsClient.take_output`; the session puts them in P_CONTROL_V1 packets.
 Verification is OpenSSL's (the server chain must lead to the profile's CA),
-then OpenVPN's own checks on the server's leaf certificate:
-``remote-cert-tls server`` and ``verify-x509-name``.
+then OpenVPN's own checks on the server's certificate, as OpenVPN 2.6 makes them
+with OpenSSL (ssl_verify_openssl.c): ``remote-cert-tls`` (key usage present, TLS
+server extended key usage), ``remote-cert-ku`` / ``remote-cert-eku``,
+``ns-cert-type`` (the certificate's TLS server purpose), ``verify-x509-name``, and
+``crl-verify``: every certificate of the server's chain below the CA must be
+covered by a CRL of its issuer, correctly signed and current, that does not list
+its serial (OpenSSL's CRL_CHECK | CRL_CHECK_ALL, which OpenVPN sets).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import ssl
 import struct
@@ -16,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from ..errors import ConfigError, SessionError
 
@@ -38,6 +44,10 @@ class TlsSettings:
     tls_version_max: str | None = None
     tls_cipher: str | None = None
     tls_ciphersuites: str | None = None
+    remote_cert_ku: tuple[int, ...] | str | None = None   # values, or "required"
+    remote_cert_eku: str | None = None   # OpenSSL long name or dotted OID
+    ns_cert_type: str | None = None      # "server" or "client"
+    crl: bytes | None = None             # PEM CRLs (crl-verify)
 
 
 def openvpn_subject(name: x509.Name) -> str:
@@ -148,21 +158,121 @@ def _build_context(settings: TlsSettings, seen_certs: list[bytes]) -> ssl.SSLCon
     return ctx
 
 
-def check_server_certificate(cert: x509.Certificate, settings: TlsSettings) -> None:
-    """OpenVPN's checks beyond the chain: remote-cert-tls and verify-x509-name."""
-    if settings.remote_cert_tls == "server":
-        try:
-            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except x509.ExtensionNotFound:
-            eku = []
-        if ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+# OpenSSL's long names of extended key usages (OBJ_obj2txt without no_name), which is
+# how OpenVPN compares remote-cert-eku; a dotted OID matches as well.
+_EKU_NAMES = {
+    "TLS Web Server Authentication": ExtendedKeyUsageOID.SERVER_AUTH,
+    "TLS Web Client Authentication": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "Code Signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "E-mail Protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "Time Stamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSP Signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "Any Extended Key Usage": ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    "IPSec End System": ObjectIdentifier("1.3.6.1.5.5.7.3.5"),
+    "IPSec Tunnel": ObjectIdentifier("1.3.6.1.5.5.7.3.6"),
+    "IPSec User": ObjectIdentifier("1.3.6.1.5.5.7.3.7"),
+    "Microsoft Server Gated Crypto": ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),
+    "Netscape Server Gated Crypto": ObjectIdentifier("2.16.840.1.113730.4.1"),
+}
+_REMOTE_CERT_TLS_EKU = {"server": "TLS Web Server Authentication",
+                        "client": "TLS Web Client Authentication"}
+_NS_CERT_TYPE = ObjectIdentifier("2.16.840.1.113730.1.1")
+_NS_SSL_CLIENT, _NS_SSL_SERVER = 0x80, 0x40
+
+
+def _extension(cert: x509.Certificate, kind):
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def key_usage_bits(ku: x509.KeyUsage) -> int:
+    """Key usage as OpenVPN prints and compares it: digitalSignature 0x80 ... encipherOnly
+    0x01 (the first byte of the DER bit string)."""
+    bits = [ku.digital_signature, ku.content_commitment, ku.key_encipherment,
+            ku.data_encipherment, ku.key_agreement, ku.key_cert_sign, ku.crl_sign,
+            ku.key_agreement and ku.encipher_only]
+    return sum(1 << (7 - i) for i, bit in enumerate(bits) if bit)
+
+
+def _eku_matches(oid: ObjectIdentifier, wanted: str) -> bool:
+    return oid.dotted_string == wanted or _EKU_NAMES.get(wanted) == oid
+
+
+def _ns_cert_type_byte(cert: x509.Certificate) -> int | None:
+    try:
+        raw = cert.extensions.get_extension_for_oid(_NS_CERT_TYPE).value.value
+    except x509.ExtensionNotFound:
+        return None
+    # a DER BIT STRING: 03 len unused-bits first-byte ...
+    return raw[3] if len(raw) >= 4 and raw[0] == 0x03 else 0
+
+
+def _ssl_purpose_ok(cert: x509.Certificate, server: bool) -> bool:
+    """OpenSSL's X509_check_purpose(SSL_SERVER / SSL_CLIENT) for a leaf certificate."""
+    eku = _extension(cert, x509.ExtendedKeyUsage)
+    if eku is not None:
+        wanted = {ExtendedKeyUsageOID.SERVER_AUTH, _EKU_NAMES["Netscape Server Gated Crypto"],
+                  _EKU_NAMES["Microsoft Server Gated Crypto"]} if server else \
+            {ExtendedKeyUsageOID.CLIENT_AUTH}
+        if not wanted & set(eku):
+            return False
+    ns = _ns_cert_type_byte(cert)
+    if ns is not None and not ns & (_NS_SSL_SERVER if server else _NS_SSL_CLIENT):
+        return False
+    ku = _extension(cert, x509.KeyUsage)
+    if ku is not None:
+        if server and not (ku.digital_signature or ku.key_encipherment or ku.key_agreement):
+            return False
+        if not server and not (ku.digital_signature or ku.key_agreement):
+            return False
+    return True
+
+
+def check_server_certificate(cert: x509.Certificate, settings: TlsSettings, *,
+                             chain: list[x509.Certificate] = (),
+                             now: datetime.datetime | None = None) -> None:
+    """OpenVPN's checks beyond the chain.  ``chain`` is what the server sent after its
+    own certificate (for crl-verify); ``now`` the time a CRL must be current at."""
+    ku_wanted = settings.remote_cert_ku
+    eku_wanted = settings.remote_cert_eku
+    if settings.remote_cert_tls in _REMOTE_CERT_TLS_EKU:
+        if ku_wanted is None:
+            ku_wanted = "required"
+        if eku_wanted is None:
+            eku_wanted = _REMOTE_CERT_TLS_EKU[settings.remote_cert_tls]
+    why = (f"remote-cert-tls {settings.remote_cert_tls}" if settings.remote_cert_tls
+           else None)
+    if eku_wanted is not None:
+        eku = _extension(cert, x509.ExtendedKeyUsage) or []
+        if not any(_eku_matches(oid, eku_wanted) for oid in eku):
+            if eku_wanted == "TLS Web Server Authentication":
+                text = "has no TLS Web Server Authentication usage"
+            else:
+                text = f"has no extended key usage {eku_wanted!r}"
+            raise SessionError("certificate", f"server certificate {describe(cert)} {text} "
+                               f"({why or 'remote-cert-eku'})")
+    if ku_wanted is not None:
+        ku = _extension(cert, x509.KeyUsage)
+        if ku is None:
             raise SessionError("certificate", f"server certificate {describe(cert)} has no "
-                               "TLS Web Server Authentication usage (remote-cert-tls server)")
-        try:
-            cert.extensions.get_extension_for_class(x509.KeyUsage)
-        except x509.ExtensionNotFound:
-            raise SessionError("certificate", f"server certificate {describe(cert)} has no "
-                               "key usage extension (remote-cert-tls server)") from None
+                               f"key usage extension ({why or 'remote-cert-ku'})")
+        if ku_wanted != "required":
+            have = key_usage_bits(ku)
+            if not any(v and have & v == v for v in ku_wanted):
+                wanted = ", ".join(f"{v:02x}" for v in ku_wanted)
+                raise SessionError("certificate", f"server certificate {describe(cert)} has "
+                                   f"key usage {have:02x}, expected one of {wanted} "
+                                   "(remote-cert-ku)")
+    if settings.ns_cert_type is not None:
+        server = settings.ns_cert_type == "server"
+        ns = _ns_cert_type_byte(cert)
+        if not _ssl_purpose_ok(cert, server) and not (
+                ns and ns & (_NS_SSL_SERVER if server else _NS_SSL_CLIENT)):
+            raise SessionError("certificate", f"server certificate {describe(cert)} is not a "
+                               f"TLS {settings.ns_cert_type} certificate (ns-cert-type "
+                               f"{settings.ns_cert_type})")
     if settings.verify_x509_name:
         want, kind = settings.verify_x509_name
         cn = common_name(cert) or ""
@@ -177,6 +287,76 @@ def check_server_certificate(cert: x509.Certificate, settings: TlsSettings) -> N
         if not ok:
             raise SessionError("certificate", f"server certificate {describe(cert)} does not "
                                f"match verify-x509-name {want!r} ({kind})")
+    if settings.crl is not None:
+        check_crl(cert, list(chain), settings, now=now)
+
+
+def _load_pem_all(data: bytes, loader) -> list:
+    out = []
+    begin = b"-----BEGIN "
+    pos = 0
+    while True:
+        start = data.find(begin, pos)
+        if start < 0:
+            return out
+        label_end = data.find(b"-----", start + len(begin))
+        if label_end < 0:
+            return out
+        label = data[start + len(begin):label_end]
+        end_line = b"-----END " + label + b"-----"
+        end = data.find(end_line, label_end)
+        if end < 0:
+            return out
+        block = data[start:end + len(end_line)]
+        pos = end + len(end_line)
+        try:
+            out.append(loader(block))
+        except ValueError:
+            continue
+
+
+def _is_self_issued(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject
+
+
+def check_crl(leaf: x509.Certificate, chain: list[x509.Certificate],
+              settings: TlsSettings, *, now: datetime.datetime | None = None) -> None:
+    """crl-verify: each certificate of the server's chain below the CA needs a current,
+    correctly signed CRL from its issuer that does not list it; otherwise the server is
+    refused, naming the certificate."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    crls = _load_pem_all(settings.crl, x509.load_pem_x509_crl)
+    issuers = _load_pem_all(settings.ca or b"", x509.load_pem_x509_certificate) + chain
+    for cert in [leaf, *chain]:
+        if _is_self_issued(cert):
+            continue                                  # a trust anchor: nothing above it
+        issuer = next((c for c in issuers if c.subject == cert.issuer
+                       and not (c is cert)), None)
+        mine = [crl for crl in crls if crl.issuer == cert.issuer]
+        if not mine:
+            raise SessionError("certificate", f"server certificate {describe(cert)}: "
+                               "crl-verify has no CRL from its issuer, so it cannot be "
+                               "checked (the stock client refuses it too)")
+        good = []
+        for crl in mine:
+            if issuer is not None and not crl.is_signature_valid(issuer.public_key()):
+                continue
+            good.append(crl)
+        if not good:
+            raise SessionError("certificate", f"server certificate {describe(cert)}: the "
+                               "CRL of its issuer is not signed by that issuer")
+        for crl in good:
+            if crl.last_update_utc > now:
+                raise SessionError("certificate", f"server certificate {describe(cert)}: "
+                                   "the CRL of its issuer is not valid yet")
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                raise SessionError("certificate", f"server certificate {describe(cert)}: "
+                                   f"the CRL of its issuer expired on "
+                                   f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
+            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+                raise SessionError("certificate", f"server certificate {describe(cert)} "
+                                   f"(serial {cert.serial_number:X}) is revoked by the CRL "
+                                   "(crl-verify)")
 
 
 class TlsClient:
@@ -226,7 +406,13 @@ class TlsClient:
         if der is None:
             raise SessionError("certificate", "the server sent no certificate")
         self.peer_certificate = x509.load_der_x509_certificate(der)
-        check_server_certificate(self.peer_certificate, self.settings)
+        chain = []
+        for extra in self._seen_certs[1:]:
+            try:
+                chain.append(x509.load_der_x509_certificate(extra))
+            except ValueError:
+                pass
+        check_server_certificate(self.peer_certificate, self.settings, chain=chain)
         self.version = self._obj.version()
         cipher = self._obj.cipher()
         self.cipher = cipher[0] if cipher else None

@@ -28,7 +28,6 @@ from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMe
     SessionSettings, TlsEstablished
 from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
-from ..openvpn.tls import TlsSettings
 from ..tunnel import TunnelInfo
 
 log = logging.getLogger("erebus.tunnel")
@@ -41,12 +40,7 @@ BACKOFF_MAX = 60.0
 
 def session_settings(profile: Profile) -> SessionSettings:
     """The session's view of a profile."""
-    tls = TlsSettings(ca=profile.ca, cert=profile.cert, key=profile.key,
-                      extra_certs=profile.extra_certs, remote_cert_tls=profile.remote_cert_tls,
-                      verify_x509_name=profile.verify_x509_name,
-                      tls_version_min=profile.tls_version_min,
-                      tls_version_max=profile.tls_version_max,
-                      tls_cipher=profile.tls_cipher, tls_ciphersuites=profile.tls_ciphersuites)
+    tls = profile.tls_settings()
     ciphers = list(profile.data_ciphers)
     fallback = profile.data_ciphers_fallback or profile.cipher
     return SessionSettings(tls=tls, data_ciphers=ciphers, fallback_cipher=fallback,

@@ -5,13 +5,16 @@ from hypothesis import given, settings, strategies as st
 
 from erebus.errors import ConfigError
 from erebus.openvpn.config import load_profile, parse_profile, split_line
+from tests.profiles.pki import Pki
 
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+_PKI = Pki()
+CA = _PKI.ca_pem
+CERT = _PKI.client_pem
+KEY = _PKI.client_key_pem
 
 
 def profile(body: str, *, with_pki: bool = True) -> str:
-    pki = f"<ca>\n{CA}</ca>\n<cert>\n{CA}</cert>\n<key>\n{KEY}</key>\n" if with_pki else ""
+    pki = f"<ca>\n{CA}</ca>\n<cert>\n{CERT}</cert>\n<key>\n{KEY}</key>\n" if with_pki else ""
     return "client\ndev tun\nremote 198.18.1.1 1194\n" + body + pki
 
 
@@ -30,14 +33,14 @@ def test_typical_provider_profile():
 
 def test_port_and_proto_apply_to_remotes_without_their_own():
     p = parse_profile("client\nremote 198.18.1.1\nremote 198.18.1.2 2000\nport 1300\n"
-                      f"<ca>\n{CA}</ca>\n<cert>\n{CA}</cert>\n<key>\n{KEY}</key>\n")
+                      f"<ca>\n{CA}</ca>\n<cert>\n{CERT}</cert>\n<key>\n{KEY}</key>\n")
     assert [r.port for r in p.remotes] == [1300, 2000]
 
 
 def test_files_are_relative_to_the_profile(tmp_path):
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "ca.crt").write_text(CA)
-    (tmp_path / "c.crt").write_text(CA)
+    (tmp_path / "c.crt").write_text(CERT)
     (tmp_path / "c.key").write_text(KEY)
     path = tmp_path / "vpn.ovpn"
     path.write_text("client\nremote 198.18.1.1 1194\nca keys/ca.crt\ncert c.crt\nkey c.key\n")
@@ -60,7 +63,8 @@ def test_missing_file_names_file_line_and_option(tmp_path):
     ("compress snappy", "compress", "snappy"),
     ("cipher BF-CBC", "cipher", "Blowfish"),
     ("remote-cert-tls", "remote-cert-tls", "argument"),
-    ("crl-verify crl.pem", "crl-verify", "enforce"),
+    ("peer-fingerprint AB:CD", "peer-fingerprint", "enforce"),
+    ("crl-verify crl.pem", "crl-verify", "cannot read"),
 ])
 def test_refused_options_name_line_and_option(line, option, words):
     text = profile(line + "\n")

@@ -1,0 +1,225 @@
+"""``erebus check``: can erebus use this profile, and with what settings?
+
+Offline by construction: the profile and the files it names are read, the key
+material is parsed and loaded into a TLS context the way a connection would load
+it, and nothing else happens: no name is resolved, no socket is opened, nothing is
+asked for on the terminal (what would be asked is reported instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import ConfigError
+from .openvpn.config import (KU_REQUIRED, OPTIONS, Profile, Reading, read_profile)
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_UNSUPPORTED = 2
+
+
+class _FileOrder:
+    """An rng that leaves remote-random's shuffle to connection time."""
+
+    def shuffle(self, items) -> None:
+        pass
+
+
+def profile_format(path: str) -> str:
+    """"openvpn", or the name of a format erebus does not read yet."""
+    base = os.path.basename(path).lower()
+    if base.endswith(".toml"):
+        return "esp-toml"
+    if base == "swanctl.conf" or base.endswith(".swanctl.conf"):
+        return "swanctl"
+    return "openvpn"
+
+
+def _problem(exc: ConfigError) -> dict:
+    message = str(exc)
+    prefix = ""
+    if exc.path is not None:
+        prefix = f"{exc.path}:{exc.line}: " if exc.line is not None else f"{exc.path}: "
+    if exc.option is not None:
+        prefix += f"{exc.option}: "
+    reason = message[len(prefix):] if message.startswith(prefix) else message
+    return {"file": exc.path, "line": exc.line, "option": exc.option, "reason": reason,
+            "text": message}
+
+
+def _tls_mode(p: Profile) -> dict:
+    if p.static_key is not None:
+        return {"mode": "static key", "option": "secret", "key_direction": p.static_direction}
+    if p.tls_wrap == "tls-auth":
+        return {"mode": "tls-auth", "digest": "SHA1" if p.auth == "none" else p.auth,
+                "key_direction": p.tls_auth_direction}
+    if p.tls_wrap == "tls-crypt":
+        return {"mode": "tls-crypt"}
+    return {"mode": "none"}
+
+
+def _auth(p: Profile) -> dict:
+    certificate = p.cert is not None or p.pkcs12 is not None
+    password = p.auth_user_pass
+    if p.static_key is not None:
+        mode = "static key"
+    elif certificate and password:
+        mode = "certificate and username/password"
+    elif certificate:
+        mode = "certificate"
+    else:
+        mode = "username/password"
+    prompts = []
+    if p.key_encrypted and p.key_passphrase is None:
+        prompts.append("private key passphrase" if p.pkcs12 is None
+                       else "PKCS#12 passphrase")
+    if password and p.username is None:
+        prompts.append("username")
+    if password and p.password is None:
+        prompts.append("password")
+    subject = None
+    if p.cert is not None:
+        from cryptography import x509
+
+        from .openvpn.tls import openvpn_subject
+        try:
+            subject = openvpn_subject(x509.load_pem_x509_certificates(p.cert)[0].subject)
+        except ValueError:
+            subject = None
+    return {"mode": mode, "client_certificate": subject,
+            "key_encrypted": p.key_encrypted, "prompts": prompts,
+            "credentials_from_profile": password and p.username is not None}
+
+
+def _server_checks(p: Profile) -> list[str]:
+    out = ["chain to the profile's CA"] if p.static_key is None else []
+    if p.remote_cert_tls:
+        out.append(f"remote-cert-tls {p.remote_cert_tls}")
+    else:
+        if p.remote_cert_ku is not None:
+            out.append("remote-cert-ku " + ("(present)" if p.remote_cert_ku == KU_REQUIRED
+                                            else " ".join(f"{v:02x}" for v in
+                                                          p.remote_cert_ku)))
+        if p.remote_cert_eku is not None:
+            out.append(f"remote-cert-eku {p.remote_cert_eku!r}")
+    if p.ns_cert_type:
+        out.append(f"ns-cert-type {p.ns_cert_type}")
+    if p.verify_x509_name:
+        out.append(f"verify-x509-name {p.verify_x509_name[0]!r} {p.verify_x509_name[1]}")
+    if p.crl is not None:
+        out.append("crl-verify")
+    return out
+
+
+def settings(p: Profile) -> dict:
+    """What erebus will do with the profile; never a secret."""
+    return {
+        "remotes": [{"host": r.host, "port": r.port, "proto": r.proto, "line": r.line,
+                     "connection_block": r.connection} for r in p.remotes],
+        "remote_random": p.remote_random,
+        "remote_random_hostname": p.remote_random_hostname,
+        "connect_timeout": p.connect_timeout,
+        "connect_retry": list(p.connect_retry),
+        "connect_retry_max": p.connect_retry_max,
+        "tls": _tls_mode(p),
+        "data_ciphers": list(p.data_ciphers),
+        "data_ciphers_fallback": p.data_ciphers_fallback or p.cipher,
+        "cipher": p.cipher,
+        "auth_digest": p.auth,
+        "auth": _auth(p),
+        "server_checks": _server_checks(p),
+        "tls_version_min": p.tls_version_min,
+        "compression": p.compression,
+        "allow_compression": p.allow_compression,
+        "ignored": [{"line": i.line, "option": i.option, "reason": _reason(i.option)}
+                    for i in p.ignored],
+    }
+
+
+def _reason(option: str) -> str:
+    spec = OPTIONS.get(option)
+    return spec.reason if spec is not None else "unknown option, skipped as the profile asks"
+
+
+def _load_like_a_connection(p: Profile) -> list[ConfigError]:
+    """Load the material into a TLS context as connecting would (offline)."""
+    if p.static_key is not None or p.key_encrypted or p.ca is None:
+        return []
+    from .openvpn.tls import _build_context
+    try:
+        _build_context(p.tls_settings(), [])
+    except ConfigError as exc:
+        return [ConfigError(str(exc).split(": ", 1)[-1] if exc.option else str(exc),
+                            path=p.path, option=exc.option)]
+    return []
+
+
+def check(path: str) -> tuple[int, dict]:
+    """The exit code and the report for ``path``."""
+    kind = profile_format(path)
+    if kind != "openvpn":
+        what = "ESP (TOML) profiles" if kind == "esp-toml" else "swanctl.conf files"
+        message = f"{path}: {what} are not supported yet"
+        return EXIT_UNSUPPORTED, {"profile": path, "ok": False, "format": kind,
+                                  "problems": [{"file": path, "line": None, "option": None,
+                                                "reason": f"{what} are not supported yet",
+                                                "text": message}],
+                                  "warnings": []}
+    reading: Reading = read_profile(path, rng=_FileOrder())
+    problems = list(reading.problems)
+    if reading.profile is not None:
+        problems += _load_like_a_connection(reading.profile)
+    report = {"profile": path, "ok": not problems, "format": "openvpn",
+              "problems": [_problem(e) for e in problems], "warnings": reading.warnings}
+    if not problems:
+        report["settings"] = settings(reading.profile)
+    return (EXIT_OK if not problems else EXIT_PROBLEMS), report
+
+
+def render(report: dict) -> str:
+    if not report["ok"]:
+        return "\n".join(p["text"] for p in report["problems"])
+    s = report["settings"]
+    lines = [f"{report['profile']}: usable by erebus"]
+    order = "shuffled on every start: remote-random" if s["remote_random"] else \
+        "tried in this order"
+    lines.append(f"  remotes ({order}):")
+    for i, r in enumerate(s["remotes"], 1):
+        where = f"line {r['line']}"
+        if r["connection_block"]:
+            where += f", <connection> at line {r['connection_block']}"
+        lines.append(f"    {i}. {r['host']} {r['port']}/{r['proto']}  ({where})")
+    if s["remote_random_hostname"]:
+        lines.append("  remote-random-hostname: a random label is prepended to names")
+    tls = s["tls"]
+    mode = tls["mode"]
+    if "key_direction" in tls:
+        mode += f" (key direction {tls['key_direction'] if tls['key_direction'] is not None else 'bidirectional'})"
+    lines.append(f"  TLS mode     {mode}")
+    lines.append(f"  data ciphers {', '.join(s['data_ciphers'])}"
+                 + (f"; fallback {s['data_ciphers_fallback']}"
+                    if s["data_ciphers_fallback"] else ""))
+    auth = s["auth"]
+    line = f"  auth         {auth['mode']}"
+    if auth["client_certificate"]:
+        line += f" ({auth['client_certificate']})"
+    lines.append(line)
+    lines.append("  will ask for " + (", ".join(auth["prompts"]) or "nothing"))
+    lines.append("  server checks " + ", ".join(s["server_checks"]))
+    comp = s["compression"] or "none"
+    lines.append(f"  compression  {comp} (allow-compression {s['allow_compression']}; "
+                 "erebus never compresses what it sends)")
+    if s["ignored"]:
+        lines.append("  ignored (meaningless in user space):")
+        for i in s["ignored"]:
+            lines.append(f"    line {i['line']}: {i['option']}: {i['reason']}")
+    for w in report["warnings"]:
+        lines.append(f"  warning: {w}")
+    return "\n".join(lines)
+
+
+def main(path: str, as_json: bool) -> int:
+    code, report = check(path)
+    print(json.dumps(report, indent=2) if as_json else render(report))
+    return code
