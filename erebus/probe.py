@@ -95,8 +95,13 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             report["ping"] = ping_addr
             report["ping_ms"] = rtt
             if rtt is None:
+                why = ""
+                if getattr(counters, "policy_out", 0):
+                    why = f"; {ping_addr} is outside what the tunnel reaches (remote_ts)"
                 report.update(ok=False, stage="ping", error=f"no reply from {ping_addr} "
-                              f"through the tunnel ({PING_TRIES} echo requests)")
+                              f"through the tunnel ({PING_TRIES} echo requests{why})")
+        if counters is not None and hasattr(counters, "as_dict"):
+            report["counters"] = counters.as_dict()
         return report
     except ErebusError as exc:
         return _failure(getattr(exc, "stage", "error"), str(exc))

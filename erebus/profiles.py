@@ -26,7 +26,9 @@ def open_tunnel(path: str, *, pcap=None):
         except ImportError as exc:                       # pragma: no cover
             raise ConfigError(f"ESP profiles need the ipsec package: {exc}",
                               path=path) from None
-        return EspTunnel(load_esp_profile(path), pcap=pcap), DEFAULT_CONNECT_TIMEOUT
+        profile = load_esp_profile(path)
+        return EspTunnel(profile, pcap=pcap), float(getattr(profile, "connect_timeout",
+                                                            DEFAULT_CONNECT_TIMEOUT))
     from .openvpn.config import load_profile
     from .runtime.openvpn import OpenVPNTunnel
     profile = load_profile(path)
