@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(openvpn tshark curl iproute2 iputils-ping openssl python3 python3-venv
-              python3-pip util-linux procps ca-certificates dnsmasq-base)
+              python3-pip util-linux procps ca-certificates dnsmasq-base
+              charon-systemd strongswan-swanctl libcharon-extra-plugins
+              libstrongswan-extra-plugins libstrongswan-standard-plugins)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
