@@ -27,6 +27,7 @@ import time
 from typing import Callable
 
 from ..errors import SessionError
+from ..runtime.udp import BatchedUdpLink
 from ..tunnel import TunnelInfo
 from .esp import Closed, EspSession, SaExpired, SaSoftLimit, SequenceReset
 from .profile import EspProfile, SaConfig
@@ -71,58 +72,6 @@ def tshark_esp_options(profile: EspProfile, local: str = "*", remote: str = "*")
 
 # -- the link -----------------------------------------------------------------------------
 
-class _EspLink:
-    """A connected, non-blocking UDP socket read in batches of up to BATCH datagrams."""
-
-    BATCH = 64
-    BUFFER = 4 << 20
-
-    def __init__(self, tunnel: "EspTunnel", sock: socket.socket,
-                 loop: asyncio.AbstractEventLoop):
-        self.tunnel = tunnel
-        self.sock = sock
-        self.loop = loop
-        self.closed = False
-        self.send_dropped = 0
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, self.BUFFER)
-            except OSError:
-                pass
-        loop.add_reader(sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        recv = self.sock.recv
-        on_datagram = self.tunnel._on_datagram
-        for _ in range(self.BATCH):
-            try:
-                data = recv(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self.tunnel._on_link_error(exc)
-                break
-            on_datagram(data)
-            if self.closed:
-                return
-
-    def send(self, datagram: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            self.sock.send(datagram)
-        except (BlockingIOError, InterruptedError):
-            self.send_dropped += 1       # a full socket buffer: like a lost datagram
-        except OSError as exc:
-            self.tunnel._on_link_error(exc)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-
-
 # -- the tunnel ---------------------------------------------------------------------------
 
 class EspTunnel:
@@ -136,7 +85,7 @@ class EspTunnel:
         self.session: EspSession | None = None
         self._session_factory = session_factory or profile.new_session
         self._receiver: Callable[[bytes], None] | None = None
-        self._link: _EspLink | None = None
+        self._link: BatchedUdpLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._done: asyncio.Future | None = None
@@ -235,7 +184,8 @@ class EspTunnel:
         except OSError as exc:
             sock.close()
             raise SessionError("unreachable", f"{p.peer}: {exc.strerror or exc}") from None
-        self._link = _EspLink(self, sock, loop)
+        self._link = BatchedUdpLink(sock, loop, on_datagram=self._on_datagram,
+                                    on_error=self._on_link_error)
         self._local = sock.getsockname()[:2]
         self._remote = addr
         now = loop.time()

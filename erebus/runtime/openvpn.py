@@ -29,6 +29,7 @@ from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMe
 from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
 from ..tunnel import TunnelInfo
+from .udp import BatchedUdpLink
 
 log = logging.getLogger("erebus.tunnel")
 
@@ -58,72 +59,6 @@ def session_settings(profile: Profile) -> SessionSettings:
 
 
 # -- links: how datagrams reach the server ----------------------------------------------
-
-class _UdpLink:
-    """A connected, non-blocking UDP socket read in batches: every wake-up drains up
-    to BATCH datagrams into the session before anything is flushed, so one burst of
-    packets costs one pass of timers, ACKs and writes instead of one per packet."""
-
-    proto = "udp"
-    BATCH = 64
-    BUFFER = 4 << 20          # asked for; the kernel caps it at net.core.[rw]mem_max
-
-    def __init__(self, tunnel: "OpenVPNTunnel", sock: socket.socket,
-                 loop: asyncio.AbstractEventLoop):
-        self.tunnel = tunnel
-        self.sock = sock
-        self.loop = loop
-        self.closed = False
-        self.send_dropped = 0
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, self.BUFFER)
-            except OSError:
-                pass
-        loop.add_reader(sock.fileno(), self._readable)
-
-    @property
-    def transport(self):
-        return self                # for get_extra_info("socket") below
-
-    def get_extra_info(self, name, default=None):
-        return self.sock if name == "socket" else default
-
-    def _readable(self) -> None:
-        recv = self.sock.recv
-        on_datagram = self.tunnel._on_datagram
-        got = 0
-        for _ in range(self.BATCH):
-            try:
-                data = recv(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self.tunnel._on_link_error(exc)
-                break
-            got += 1
-            on_datagram(data, batch=True)
-            if self.closed:
-                return
-        if got:
-            self.tunnel._end_batch()
-
-    def send(self, datagram: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            self.sock.send(datagram)
-        except (BlockingIOError, InterruptedError):
-            self.send_dropped += 1       # a full socket buffer: like a lost datagram
-        except OSError as exc:
-            self.tunnel._on_link_error(exc)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-
 
 class _TcpLink(asyncio.Protocol):
     """OpenVPN over TCP: every packet prefixed by its 16-bit big-endian length."""
@@ -342,7 +277,9 @@ class OpenVPNTunnel:
                 sock.close()
                 raise SessionError("unreachable", f"{self._server_name}: "
                                    f"{exc.strerror or exc}") from None
-            self._link = _UdpLink(self, sock, loop)
+            self._link = BatchedUdpLink(
+                sock, loop, on_datagram=lambda data: self._on_datagram(data, batch=True),
+                on_error=self._on_link_error, on_batch_end=self._end_batch)
         sock = self._link.transport.get_extra_info("socket")
         self._local = sock.getsockname()[:2]
         self._remote = addr[:2]
