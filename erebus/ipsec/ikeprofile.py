@@ -1,0 +1,36 @@
+"""What an IKEv2 client connection needs, whatever file it came from (today: a
+strongSwan swanctl.conf, read by erebus/ipsec/swanctl.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class IkeProfile:
+    path: str                                   # the file it came from (for messages)
+    name: str                                   # connections.<name>
+    remote_addrs: list[str]                     # host names or IPv4 addresses, tried in order
+    remote_port: int = 500                      # IKE_SA_INIT goes here; then NAT-T to 4500
+    natt_port: int = 4500
+    local_port: int = 0                         # 0: an ephemeral port (never 500: no root)
+    vips: bool = True                           # ask for a virtual IP (CP CFG_REQUEST)
+    proposals: list[str] = field(default_factory=lambda: ["aes256gcm16-prfsha256-ecp256"])
+    esp_proposals: list[str] = field(default_factory=lambda: ["aes256gcm16"])
+    local_auth: str = "psk"                     # "psk" or "pubkey"
+    local_id: str | None = None
+    local_cert: bytes | None = None             # PEM
+    local_key: bytes | None = None              # PEM (unencrypted)
+    remote_auth: str = "psk"                    # "psk" or "pubkey"
+    remote_id: str | None = None                # expected IDr (also sent as IDr when set)
+    cacerts: list[bytes] = field(default_factory=list)        # PEM trust anchors
+    psk: bytes | None = None
+    child: str = "child"                        # children.<name>
+    remote_ts: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    local_ts: list[str] = field(default_factory=list)          # empty: dynamic (our VIP)
+    encap: bool = True                          # always UDP-encapsulate ESP (we must)
+    dpd_delay: float | None = None              # our liveness checks (None: only answer)
+    rekey_time: float | None = None             # IKE SA rekey (client side), seconds
+    child_rekey_time: float | None = None       # CHILD_SA rekey (client side), seconds
+    mtu: int = 1400
+    connect_timeout: float = 30.0
