@@ -10,30 +10,21 @@ report.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.ci import require
 from tests.lab import Lab, OvpnServer, missing_prerequisites
 
 _active_lab: Lab | None = None
-
-
-def _running_in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """The running lab; skipped (failed under CI) if the machine cannot host it."""
     global _active_lab
-    problems = missing_prerequisites()
-    if problems:
-        reason = "network-namespace lab unavailable: " + "; ".join(problems)
-        if _running_in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require(missing_prerequisites(), "network-namespace lab")
     with Lab() as the_lab:
         _active_lab = the_lab
         try:

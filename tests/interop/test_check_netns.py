@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import require
+
 from erebus.check import check
 
 pytestmark = pytest.mark.interop
@@ -38,16 +40,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def netns():
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        _skip_or_fail("needs root and iproute2 to make a network namespace")
+    require([] if os.geteuid() == 0 and shutil.which("ip") else
+            ["needs root and iproute2 to make a network namespace"], "network namespace")
     name = f"erebus-check-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:

@@ -12,7 +12,6 @@ printed here measure it, not erebus.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,24 +19,16 @@ import time
 
 import pytest
 
+from tests.ci import require
 from tests.esp_lab import BIG_FILE, BIG_SIZE, WEB_ADDR, EspLab, missing_prerequisites
 from tests.lab import stop_process, tail
 
 pytestmark = pytest.mark.interop
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 @pytest.fixture(scope="module")
 def esp_lab():
-    problems = missing_prerequisites()
-    if problems:
-        reason = "ESP lab unavailable: " + "; ".join(problems)
-        if _ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require(missing_prerequisites(), "ESP lab")
     with EspLab() as lab:
         yield lab
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 
 import pytest
 
 from erebus.runtime.stack import VpnStack
+from tests.ci import require
 from tests.tun import KernelPeer, missing_prerequisites
 
 pytestmark = pytest.mark.interop
@@ -75,12 +75,7 @@ IMPAIRED = dict(loss=0.02, duplicate=0.01, reorder=0.05, delay=0.004, jitter=0.0
 
 @pytest.fixture(autouse=True)
 def _prerequisites() -> None:
-    problems = missing_prerequisites()
-    if problems:
-        reason = "TUN kernel peer unavailable: " + "; ".join(problems)
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require(missing_prerequisites(), "TUN kernel peer")
 
 
 def _impair(tunnel, seed):

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import os
 import re
-import socket
 import subprocess
 import time
 

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 

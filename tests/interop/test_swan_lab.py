@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import re
 import stat
 import time
@@ -22,24 +21,16 @@ from collections.abc import Iterator
 import pytest
 
 from tests.lab import SYSTEM_PYTHON
+from tests.ci import require
 from tests.swan_lab import MODES, SwanLab, missing_prerequisites
 
 pytestmark = pytest.mark.interop
 
 
-def _running_in_ci() -> bool:       # as tests/conftest.py
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 @pytest.fixture(scope="module")
 def swan_lab() -> Iterator[SwanLab]:
     """The running strongSwan lab; skipped (failed under CI) if the machine cannot host it."""
-    problems = missing_prerequisites()
-    if problems:
-        reason = "strongSwan lab unavailable: " + "; ".join(problems)
-        if _running_in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require(missing_prerequisites(), "strongSwan lab")
     with SwanLab() as lab:
         yield lab
 

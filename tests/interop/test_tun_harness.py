@@ -7,7 +7,6 @@ Needs root: skipped without it, except under CI (``CI=true``), where that fails.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 
@@ -15,6 +14,7 @@ import pytest
 
 from erebus.wire.icmp import IcmpEcho, build_echo_reply, build_echo_request, parse_icmp
 from erebus.wire.ipv4 import PROTO_ICMP, PROTO_TCP, build_ipv4, parse_ipv4
+from tests.ci import require
 from tests.tun import KernelPeer, TunTunnel, missing_prerequisites
 
 pytestmark = pytest.mark.interop
@@ -22,12 +22,7 @@ pytestmark = pytest.mark.interop
 
 @pytest.fixture(autouse=True)
 def _prerequisites() -> None:
-    problems = missing_prerequisites()
-    if problems:
-        reason = "TUN kernel peer unavailable: " + "; ".join(problems)
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require(missing_prerequisites(), "TUN kernel peer")
 
 
 def _namespaces() -> str:

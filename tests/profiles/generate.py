@@ -18,11 +18,10 @@ key is a throwaway made by tests/profiles/pki.py and protects nothing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.oid import ObjectIdentifier
 
 from tests.profiles import pki as P
 

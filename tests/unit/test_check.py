@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from erebus.check import check, main
-from erebus.openvpn.config import read_profile
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 ALL = sorted(p.name for p in PROFILES.glob("*.ovpn"))

@@ -10,7 +10,7 @@ import pytest
 
 from erebus.netstack.tcp import State
 from erebus.wire.ipv4 import ip_from_str, parse_ipv4
-from erebus.wire.tcp import FIN, RST, SYN, parse_tcp
+from erebus.wire.tcp import RST, SYN, parse_tcp
 
 from .tcp_link import A_IP, B_IP, Link
 
