@@ -46,7 +46,6 @@ keeps the lab directory (PKI, configs, charon logs).
 from __future__ import annotations
 
 import atexit
-import datetime
 import hashlib
 import ipaddress
 import os
@@ -242,51 +241,18 @@ class SwanPki(Pki):
     @classmethod
     def generate(cls, directory: Path) -> "SwanPki":
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+        from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+
+        from tests.pki import ca_extensions, issue as issue_cert, key_usage
 
         pki = cls(directory)
-        now = datetime.datetime.now(datetime.timezone.utc)
         ike_intermediate = ObjectIdentifier("1.3.6.1.5.5.8.2.2")
 
-        def key_usage(**on: bool) -> x509.KeyUsage:
-            flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment",
-                                   "data_encipherment", "key_agreement", "key_cert_sign",
-                                   "crl_sign", "encipher_only", "decipher_only"), False)
-            flags.update(on)
-            return x509.KeyUsage(**flags)
-
         def issue(name: str, cn: str, issuer: tuple | None, extensions: list) -> tuple:
-            key = ec.generate_private_key(ec.SECP256R1())
-            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-            issuer_name, issuer_key = issuer if issuer else (subject, key)
-            builder = (x509.CertificateBuilder()
-                       .subject_name(subject).issuer_name(issuer_name)
-                       .public_key(key.public_key())
-                       .serial_number(x509.random_serial_number())
-                       .not_valid_before(now - datetime.timedelta(days=1))
-                       .not_valid_after(now + datetime.timedelta(days=30))
-                       .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                                      critical=False))
-            if issuer:
-                builder = builder.add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                    critical=False)
-            for ext, critical in extensions:
-                builder = builder.add_extension(ext, critical=critical)
-            cert = builder.sign(issuer_key, hashes.SHA256())
-            pki.cert(name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            pki.key(name).write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()))
-            os.chmod(pki.cert(name), 0o644)
-            os.chmod(pki.key(name), 0o644)
-            return subject, key
+            return issue_cert(pki.cert(name), pki.key(name), cn, issuer, extensions)
 
         def ca_exts():
-            return [(x509.BasicConstraints(ca=True, path_length=None), True),
-                    (key_usage(key_cert_sign=True, crl_sign=True), True)]
+            return ca_extensions()
 
         def leaf_exts(dns: str, ips: list[str], ekus: list):
             names = [x509.DNSName(dns), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]
