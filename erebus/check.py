@@ -27,7 +27,7 @@ class _FileOrder:
 
 
 def profile_format(path: str) -> str:
-    """"openvpn", or the name of a format erebus does not read yet."""
+    """"openvpn", "esp-toml" or "swanctl"."""
     base = os.path.basename(path).lower()
     if base.endswith(".toml"):
         return "esp-toml"
@@ -159,13 +159,7 @@ def check(path: str) -> tuple[int, dict]:
     """The exit code and the report for ``path``."""
     kind = profile_format(path)
     if kind != "openvpn":
-        what = "ESP (TOML) profiles" if kind == "esp-toml" else "swanctl.conf files"
-        message = f"{path}: {what} are not supported yet"
-        return EXIT_UNSUPPORTED, {"profile": path, "ok": False, "format": kind,
-                                  "problems": [{"file": path, "line": None, "option": None,
-                                                "reason": f"{what} are not supported yet",
-                                                "text": message}],
-                                  "warnings": []}
+        return _check_ipsec(path, kind)
     reading: Reading = read_profile(path, rng=_FileOrder())
     problems = list(reading.problems)
     if reading.profile is not None:
@@ -177,9 +171,44 @@ def check(path: str) -> tuple[int, dict]:
     return (EXIT_OK if not problems else EXIT_PROBLEMS), report
 
 
+def _check_ipsec(path: str, kind: str) -> tuple[int, dict]:
+    """An ESP (TOML) profile or a swanctl.conf: the same offline verdict."""
+    report = {"profile": path, "format": kind, "warnings": []}
+    try:
+        if kind == "esp-toml":
+            from .ipsec.profile import load_esp_profile
+            p = load_esp_profile(path)
+            report["settings"] = {
+                "kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
+                "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform,
+                "inbound": p.inbound.transform, "dns": list(p.dns), "mtu": p.mtu}
+        else:
+            from .ipsec.swanctl import load_swanctl
+            p = load_swanctl(path)
+            report["settings"] = {
+                "kind": "ipsec (IKEv2)", "connection": p.name,
+                "remotes": [f"{a}:{p.remote_port}" for a in p.remote_addrs],
+                "proposals": p.proposals, "esp_proposals": p.esp_proposals,
+                "auth": f"{p.local_auth} (local), {p.remote_auth} (remote)",
+                "local_id": p.local_id, "remote_id": p.remote_id, "virtual_ip": p.vips,
+                "remote_ts": p.remote_ts}
+    except ConfigError as exc:
+        report.update(ok=False, problems=[_problem(exc)])
+        return EXIT_PROBLEMS, report
+    report.update(ok=True, problems=[])
+    return EXIT_OK, report
+
+
 def render(report: dict) -> str:
     if not report["ok"]:
         return "\n".join(p["text"] for p in report["problems"])
+    if report["format"] != "openvpn":
+        lines = [f"{report['profile']}: usable by erebus"]
+        for key, value in report["settings"].items():
+            if isinstance(value, list):
+                value = ", ".join(map(str, value)) or "-"
+            lines.append(f"  {key:<13} {value}")
+        return "\n".join(lines)
     s = report["settings"]
     lines = [f"{report['profile']}: usable by erebus"]
     order = "shuffled on every start: remote-random" if s["remote_random"] else \

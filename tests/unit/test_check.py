@@ -55,10 +55,21 @@ def test_every_profile_gets_its_verdict(name):
                                                   else ""))
 
 
-@pytest.mark.parametrize("name", ["esp.toml", "swanctl.conf"])
-def test_other_formats_are_not_supported_yet(name, capsys):
-    assert main(str(PROFILES / name), False) == 2
-    assert "not supported yet" in capsys.readouterr().out
+@pytest.mark.parametrize("name,words", [("esp.toml", "ipsec (manual SAs)"),
+                                        ("swanctl.conf", "ipsec (IKEv2)")])
+def test_ipsec_profiles_are_checked_too(name, words, capsys):
+    assert main(str(PROFILES / name), False) == 0
+    out = capsys.readouterr().out
+    assert "usable by erebus" in out and words in out and "test-only-secret" not in out
+
+
+@pytest.mark.parametrize("name,option", [("esp.toml", "ipsec.inbound.key"),
+                                         ("swanctl.conf", "remote_tss")])
+def test_broken_ipsec_profiles_name_file_line_and_option(name, option, capsys):
+    path = PROFILES / "broken-ipsec" / name
+    assert main(str(path), False) == 1
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(str(path)) and option in out, out
 
 
 def test_report_of_an_access_server_profile(capsys):

@@ -1,0 +1,852 @@
+"""The IKEv2 initiator (RFC 7296), sans-IO.
+
+:class:`IkeInitiator` is one IKE SA and its CHILD_SA, from our side as the original
+initiator.  Like :class:`erebus.openvpn.session.ClientSession` it never touches a
+socket or a clock::
+
+    ike = IkeInitiator(profile, now, local_addr=("198.18.130.2", 40000),
+                       remote_addr=("198.18.130.1", 500))
+    ike.datagrams_to_send(now)     # IKE datagrams (non-ESP marker included on NAT-T)
+    ike.remote_port                # where they go: 500, then profile.natt_port
+    ike.receive_datagram(data, now)
+    ike.get_timer() / ike.handle_timer(now)
+    ike.next_event()               # Connected, ChildRekeyed, ChildDeleted, Failed, Closed
+
+States (named after the exchanges of RFC 7296 section 1)::
+
+    INITIAL -> IKE_SA_INIT_SENT -> IKE_AUTH_SENT -> ESTABLISHED -> DELETING -> CLOSED
+                (COOKIE / INVALID_KE_PAYLOAD: IKE_SA_INIT again)        (any: CLOSED)
+
+After IKE_SA_INIT every message goes to ``profile.natt_port`` behind the non-ESP
+marker (RFC 3948; section 2.23): ESP must be UDP-encapsulated for a user-space
+client, so we behave as if a NAT were always there.  Requests are retransmitted
+after 2, 4, 8, 16 and 32 s (section 2.1), with a window of one; the responder's
+requests (DPD, DELETE, CHILD_SA rekey) are answered, and a retransmitted request is
+answered with the same response.
+
+A CHILD_SA rekey started by the responder (section 1.3.3, CREATE_CHILD_SA with
+N(REKEY_SA)) yields :class:`ChildRekeyed` with the new pair of SAs: the shell
+sends on the new outbound SA at once and keeps the old inbound SA until the
+responder deletes the old CHILD_SA (:class:`ChildDeleted`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import ipaddress
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+
+from ..errors import ParseError
+from ..wire import ike as w
+from ..wire.ike import (
+    AUTH, CERT, CERTREQ, CP, IDi, IDr, KE, SA, ConfigAttribute, Delete, IkeMessage, Nonce,
+    Notify, TrafficSelector, TSi, TSr)
+from . import ikecrypto as c
+from .esp import SecurityAssociation
+from .ikeprofile import IkeProfile
+
+__all__ = ["IkeInitiator", "State", "Connected", "ChildRekeyed", "ChildDeleted", "Failed",
+           "Closed", "NattSwitched", "NON_ESP_MARKER", "RETRANSMIT_TIMEOUT",
+           "RETRANSMIT_TRIES"]
+
+log = logging.getLogger("erebus.ipsec.ike")
+
+NON_ESP_MARKER = b"\x00\x00\x00\x00"
+RETRANSMIT_TIMEOUT = 2.0          # first retransmission; doubled every time
+RETRANSMIT_TRIES = 5              # retransmissions before giving up (2+4+8+16+32 s)
+DELETE_TRIES = 1                  # a DELETE on close is retransmitted once, then we leave
+MAX_COOKIES = 3
+FRAGMENT_SIZE = 1280 - 20 - 8 - 4  # RFC 7383: an IKE message per fragment over IPv4
+
+
+class State(enum.Enum):
+    INITIAL = "initial"
+    IKE_SA_INIT_SENT = "ike-sa-init-sent"
+    IKE_AUTH_SENT = "ike-auth-sent"
+    ESTABLISHED = "established"
+    DELETING = "deleting"
+    CLOSED = "closed"
+
+
+# -- events ------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class NattSwitched:
+    """From now on IKE (and ESP) go to ``port`` behind the non-ESP marker."""
+
+    port: int
+
+
+@dataclass(slots=True)
+class Connected:
+    """IKE_AUTH done: the first CHILD_SA is up."""
+
+    virtual_ip: str | None
+    dns: list[str]
+    remote_ts: list[str]            # CIDR prefixes (what EspSession takes)
+    local_ts: list[str]
+    esp_transform: str              # a name of erebus.ipsec.transforms
+    ike_suite: str
+    outbound: SecurityAssociation
+    inbound: SecurityAssociation
+    remote_id: str
+    setup_time: float
+
+
+@dataclass(slots=True)
+class ChildRekeyed:
+    """New SAs for the CHILD_SA: send on ``outbound`` now, accept ``inbound`` too; the
+    old inbound SA (``old_inbound_spi``) stays until :class:`ChildDeleted`."""
+
+    old_inbound_spi: int
+    outbound: SecurityAssociation
+    inbound: SecurityAssociation
+
+
+@dataclass(slots=True)
+class ChildDeleted:
+    inbound_spi: int
+
+
+@dataclass(slots=True)
+class Failed:
+    """The IKE SA is over: ``stage`` names what failed (unreachable, timeout, proposal,
+    auth, certificate, config, restart)."""
+
+    stage: str
+    message: str
+
+
+@dataclass(slots=True)
+class Closed:
+    reason: str
+
+
+@dataclass(slots=True)
+class _Child:
+    inbound_spi: int                # ours
+    outbound_spi: int               # the responder's
+    transform: str
+    esn: bool
+
+
+@dataclass(slots=True)
+class _Request:
+    message_id: int
+    datagrams: list[bytes]
+    sent: float
+    timeout: float
+    tries: int = 0
+    max_tries: int = RETRANSMIT_TRIES
+    kind: str = ""
+
+
+# -- the initiator --------------------------------------------------------------------------
+
+def _load_certs(pem: bytes) -> list:
+    from cryptography import x509
+    return x509.load_pem_x509_certificates(pem)
+
+
+def _subject(cert) -> str:
+    return cert.subject.rfc4514_string() or "(empty subject)"
+
+
+class IkeInitiator:
+    """One IKE SA with one CHILD_SA, as the original initiator (sans-IO)."""
+
+    def __init__(self, profile: IkeProfile, now: float, *, rng=os.urandom,
+                 local_addr: tuple[str, int] = ("0.0.0.0", 0),
+                 remote_addr: tuple[str, int] = ("0.0.0.0", 500)):
+        self.profile = profile
+        self.rng = rng
+        self.local_addr = local_addr
+        self.remote_addr = remote_addr
+        self.remote_port = remote_addr[1]
+        self.natt = False
+        self.state = State.INITIAL
+        self.started = now
+        try:
+            self.suites = [c.IkeSuite.parse(p) for p in profile.proposals]
+        except ValueError as exc:
+            raise ValueError(f"{profile.path}: proposals: {exc}") from None
+        if not self.suites:
+            raise ValueError(f"{profile.path}: no IKE proposals")
+        self.esp_names = [n.lower() for n in profile.esp_proposals]
+        for name in self.esp_names:
+            if name not in c.ESP_TRANSFORM_IDS:
+                raise ValueError(f"{profile.path}: esp_proposals: {name!r} is not one of "
+                                 f"{', '.join(c.ESP_TRANSFORM_IDS)}")
+        self.spi_i = self._new_ike_spi()
+        self.spi_r = bytes(8)
+        self.group = self.suites[0].dh
+        self.keys: c.IkeSaKeys | None = None
+        self.suite: c.IkeSuite | None = None
+        self.ni = b""
+        self.nr = b""
+        self.cookie: bytes | None = None
+        self.cookies = 0
+        self.peer_fragmentation = False
+        self.children: list[_Child] = []
+        self.retransmits = 0
+        self._dh: c.DiffieHellman | None = None
+        self._init_request = b""
+        self._init_response = b""
+        self._child_spi = 0
+        self._next_mid = 0
+        self._peer_mid = 0               # the next request id we expect from the responder
+        self._last_response: tuple[int, list[bytes]] | None = None
+        self._request: _Request | None = None
+        self._out: list[bytes] = []
+        self._events: deque = deque()
+        self._collector = c.FragmentCollector()
+        self._last_heard = now
+        self._send_ike_sa_init(now)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _new_ike_spi(self) -> bytes:
+        while True:
+            spi = self.rng(8)
+            if any(spi):
+                return spi
+
+    def _new_esp_spi(self) -> int:
+        while True:
+            spi = int.from_bytes(self.rng(4), "big")
+            if spi >= 256 and all(ch.inbound_spi != spi for ch in self.children):
+                return spi
+
+    def _frame(self, message: bytes) -> bytes:
+        return NON_ESP_MARKER + message if self.natt else message
+
+    def _send_request(self, datagrams: list[bytes], now: float, kind: str,
+                      max_tries: int = RETRANSMIT_TRIES) -> None:
+        self._request = _Request(self._next_mid, datagrams, now, RETRANSMIT_TIMEOUT,
+                                 max_tries=max_tries, kind=kind)
+        self._next_mid += 1
+        self._out.extend(datagrams)
+
+    def _protect(self, message: IkeMessage) -> list[bytes]:
+        data = c.encrypt_sk(self.keys, message, initiator=True)
+        if len(data) > FRAGMENT_SIZE and self.peer_fragmentation:
+            pieces = c.encrypt_sk_fragments(self.keys, message, initiator=True,
+                                            max_size=FRAGMENT_SIZE)
+            return [self._frame(p) for p in pieces]
+        return [self._frame(data)]
+
+    def _fail(self, stage: str, message: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        log.info("IKE SA failed (%s): %s", stage, message)
+        self.state = State.CLOSED
+        self._request = None
+        self._events.append(Failed(stage, message))
+
+    def _tell_delete(self) -> None:
+        """One unretransmitted INFORMATIONAL with D(IKE) (after we refused the peer)."""
+        if self.keys is None:
+            return
+        msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, w.FLAG_INITIATOR,
+                         self._next_mid, [Delete(w.PROTO_IKE)])
+        self._next_mid += 1
+        self._out.extend(self._protect(msg))
+
+    # -- IKE_SA_INIT ------------------------------------------------------------------
+
+    def _send_ike_sa_init(self, now: float) -> None:
+        self._dh = c.DiffieHellman(self.group)
+        self.ni = self.rng(32)
+        local_ip, local_port = self.local_addr
+        remote_ip, remote_port = self.remote_addr
+        payloads = []
+        if self.cookie is not None:
+            payloads.append(Notify(w.COOKIE, self.cookie))
+        payloads += [
+            SA(c.ike_proposals(self.suites)),
+            KE(self.group, self._dh.public_bytes()),
+            Nonce(self.ni),
+            Notify(w.NAT_DETECTION_SOURCE_IP,
+                   c.nat_detection_hash(self.spi_i, bytes(8), local_ip, local_port)),
+            Notify(w.NAT_DETECTION_DESTINATION_IP,
+                   c.nat_detection_hash(self.spi_i, bytes(8), remote_ip, remote_port)),
+            Notify(w.IKEV2_FRAGMENTATION_SUPPORTED),
+            Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(
+                (w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512, w.HASH_IDENTITY))),
+        ]
+        msg = IkeMessage(self.spi_i, bytes(8), w.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads)
+        self._init_request = w.build_message(msg)
+        self._next_mid = 0
+        self.state = State.IKE_SA_INIT_SENT
+        self._send_request([self._init_request], now, "IKE_SA_INIT")
+
+    def _on_ike_sa_init_response(self, data: bytes, now: float) -> None:
+        msg = w.parse_message(data)
+        cookie = msg.notify(w.COOKIE)
+        if cookie is not None:
+            self.cookies += 1
+            if self.cookies > MAX_COOKIES:
+                self._fail("unreachable", "the responder keeps asking for a COOKIE")
+                return
+            log.debug("IKE_SA_INIT: the responder wants a COOKIE; sending it")
+            self.cookie = cookie.data
+            self._send_ike_sa_init(now)
+            return
+        invalid_ke = msg.notify(w.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None:
+            group = w.parse_u16_notify(invalid_ke.data)
+            offered = {s.dh for s in self.suites}
+            if group not in offered or group == self.group:
+                self._fail("proposal", f"the responder wants DH group {group}, which we "
+                           f"did not offer ({', '.join(sorted(str(s) for s in self.suites))})")
+                return
+            log.info("IKE_SA_INIT: the responder wants DH group %d; retrying", group)
+            self.group = group
+            self._send_ike_sa_init(now)
+            return
+        errors = msg.errors()
+        if errors:
+            names = ", ".join(n.name for n in errors)
+            if any(n.type == w.NO_PROPOSAL_CHOSEN for n in errors):
+                self._fail("proposal", f"the responder accepts none of our IKE proposals "
+                           f"({', '.join(self.profile.proposals)}): NO_PROPOSAL_CHOSEN")
+            else:
+                self._fail("proposal", f"IKE_SA_INIT refused: {names}")
+            return
+        if msg.spi_r == bytes(8):
+            raise ParseError("IKE_SA_INIT response without a responder SPI")
+        sa, ke, nonce = msg.get(SA), msg.get(KE), msg.get(Nonce)
+        if sa is None or ke is None or nonce is None:
+            raise ParseError("IKE_SA_INIT response lacks SA, KE or Nonce")
+        if len(sa.proposals) != 1:
+            raise ParseError(f"IKE_SA_INIT response with {len(sa.proposals)} proposals")
+        suite = c.IkeSuite.from_proposal(sa.proposals[0])
+        if suite not in self.suites:
+            self._fail("proposal", f"the responder chose {suite}, which we did not offer")
+            return
+        if suite.dh != self.group or ke.group != self.group:
+            self._fail("proposal", f"the responder chose DH group {ke.group}, our KE is "
+                       f"for {self.group}")
+            return
+        try:
+            shared = self._dh.shared_secret(ke.data)
+        except c.InvalidKeyExchange as exc:
+            self._fail("proposal", f"the responder's KE payload is unusable: {exc}")
+            return
+        self.spi_r = msg.spi_r
+        self.suite = suite
+        self.nr = nonce.data
+        self.keys = c.ike_sa_keys(suite, shared, self.ni, self.nr, self.spi_i, self.spi_r)
+        self._init_response = bytes(data)
+        self.peer_fragmentation = msg.notify(w.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        self._request = None
+        log.info("IKE_SA_INIT done: %s, SPIs %s/%s", suite, self.spi_i.hex(), self.spi_r.hex())
+        # NAT-T always (section 2.23): a user-space client needs UDP-encapsulated ESP.
+        self.natt = True
+        self.remote_port = self.profile.natt_port
+        self._events.append(NattSwitched(self.remote_port))
+        self._send_ike_auth(now)
+
+    # -- IKE_AUTH ---------------------------------------------------------------------
+
+    def _local_identity(self) -> IDi:
+        p = self.profile
+        if p.local_id:
+            return IDi.from_value(p.local_id)
+        return IDi.from_value(self.local_addr[0])
+
+    def _send_ike_auth(self, now: float) -> None:
+        p = self.profile
+        idi = self._local_identity()
+        self._idi = idi
+        octets = c.signed_octets(self.keys, initiator=True, message=self._init_request,
+                                 nonce=self.nr, identity=idi)
+        payloads: list = [idi]
+        if p.local_auth == "pubkey":
+            from cryptography.hazmat.primitives.serialization import (
+                Encoding, load_pem_private_key)
+            if not p.local_cert or not p.local_key:
+                self._fail("config", f"{p.path}: pubkey authentication needs a certificate "
+                           "and its private key")
+                return
+            for cert in _load_certs(p.local_cert):
+                payloads.append(CERT(w.CERT_X509_SIGNATURE, cert.public_bytes(Encoding.DER)))
+            key = load_pem_private_key(p.local_key, password=None)
+            auth = c.sign_auth(key, octets)
+        else:
+            if p.psk is None:
+                self._fail("config", f"{p.path}: no pre-shared key for {idi.text()}")
+                return
+            auth = AUTH(w.AUTH_PSK, c.psk_auth(self.keys.prf, p.psk, octets))
+        if p.remote_auth == "pubkey" and p.cacerts:
+            payloads.append(CERTREQ(w.CERT_X509_SIGNATURE, b"".join(
+                self._key_hash(ca) for pem in p.cacerts for ca in _load_certs(pem))))
+        if p.remote_id:
+            payloads.append(IDr.from_value(p.remote_id))
+        payloads.append(auth)
+        if p.vips:
+            payloads.append(CP(w.CFG_REQUEST, [ConfigAttribute(w.INTERNAL_IP4_ADDRESS),
+                                               ConfigAttribute(w.INTERNAL_IP4_DNS)]))
+        self._child_spi = self._new_esp_spi()
+        payloads += [
+            SA([c.esp_proposal(name, self._child_spi, number=i + 1)
+                for i, name in enumerate(self.esp_names)]),
+            TSi([TrafficSelector.from_network(n) for n in (p.local_ts or ["0.0.0.0/0"])]),
+            TSr([TrafficSelector.from_network(n) for n in p.remote_ts]),
+        ]
+        msg = IkeMessage(self.spi_i, self.spi_r, w.IKE_AUTH, w.FLAG_INITIATOR,
+                         self._next_mid, payloads)
+        self.state = State.IKE_AUTH_SENT
+        self._send_request(self._protect(msg), now, "IKE_AUTH")
+
+    @staticmethod
+    def _key_hash(cert) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        return hashlib.sha1(cert.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()
+
+    def _verify_certificate(self, msg: IkeMessage, idr: IDr):
+        """The responder's end-entity certificate, checked against the CAs and IDr;
+        None after a Failed event."""
+        from cryptography import x509
+        from cryptography.x509 import verification as v
+        p = self.profile
+        ders = [cp.data for cp in msg.get_all(CERT) if cp.encoding == w.CERT_X509_SIGNATURE]
+        if not ders:
+            self._fail("auth", "the responder sent no certificate (it authenticates with a "
+                       "signature)")
+            return None
+        try:
+            certs = [x509.load_der_x509_certificate(d) for d in ders]
+        except ValueError as exc:
+            self._fail("auth", f"the responder's certificate does not parse: {exc}")
+            return None
+        leaf, extra = certs[0], certs[1:]
+        anchors = [ca for pem in p.cacerts for ca in _load_certs(pem)]
+        if not anchors:
+            self._fail("config", f"{p.path}: no CA certificate to check the responder's "
+                       "certificate with (cacerts)")
+            return None
+        try:
+            verifier = (v.PolicyBuilder().store(v.Store(anchors))
+                        .time(datetime.datetime.now(datetime.timezone.utc))
+                        .extension_policies(ca_policy=v.ExtensionPolicy.webpki_defaults_ca(),
+                                            ee_policy=v.ExtensionPolicy.permit_all())
+                        .build_client_verifier())
+            verifier.verify(leaf, extra)
+        except v.VerificationError as exc:
+            trusted = "; ".join(_subject(ca) for ca in anchors)
+            if all(ca.subject != leaf.issuer for ca in anchors) and not extra:
+                why = f"its issuer is not among our CAs ({trusted})"
+            else:
+                why = f"it does not verify against our CAs ({trusted}): {exc}"
+            self._fail("certificate", f"the responder's certificate {_subject(leaf)} "
+                       f"(issued by {leaf.issuer.rfc4514_string()}) is not trusted: {why}")
+            return None
+        # The identity must be in the certificate (RFC 4945 section 3.1).
+        try:
+            san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns_names = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+            ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+            emails = san.get_values_for_type(x509.RFC822Name)
+        except x509.ExtensionNotFound:
+            dns_names, ips, emails = [], [], []
+        ident = idr.text()
+        ok = (idr.id_type == w.ID_FQDN and ident.lower() in dns_names) or \
+            (idr.id_type in (w.ID_IPV4_ADDR, w.ID_IPV6_ADDR) and ident in ips) or \
+            (idr.id_type == w.ID_RFC822_ADDR and ident in emails) or \
+            (idr.id_type == w.ID_DER_ASN1_DN and idr.data == leaf.subject.public_bytes())
+        if not ok:
+            self._fail("certificate", f"the responder's certificate {_subject(leaf)} does "
+                       f"not name its identity {ident!r}")
+            return None
+        return leaf
+
+    def _on_ike_auth_response(self, msg: IkeMessage, now: float) -> None:
+        p = self.profile
+        errors = msg.errors()
+        if any(n.type == w.AUTHENTICATION_FAILED for n in errors):
+            self._fail("auth", "the responder refused our authentication"
+                       + (" (wrong PSK or identity?)" if p.local_auth == "psk" else
+                          " (is our certificate's CA trusted there?)"))
+            return
+        idr, auth = msg.get(IDr), msg.get(AUTH)
+        if idr is None or auth is None:
+            names = ", ".join(n.name for n in errors) or "no IDr/AUTH"
+            self._fail("auth", f"IKE_AUTH refused: {names}")
+            return
+        if p.remote_id:
+            want = IDr.from_value(p.remote_id)
+            if (want.id_type, want.data) != (idr.id_type, idr.data):
+                self._fail("auth", f"the responder identifies as {idr.text()!r}, not "
+                           f"{p.remote_id!r}")
+                self._tell_delete()
+                return
+        octets = c.signed_octets(self.keys, initiator=False, message=self._init_response,
+                                 nonce=self.ni, identity=idr)
+        if p.remote_auth == "pubkey":
+            if auth.method == w.AUTH_PSK:
+                self._fail("auth", "the responder authenticates with a PSK; we expect a "
+                           "certificate")
+                self._tell_delete()
+                return
+            leaf = self._verify_certificate(msg, idr)
+            if leaf is None:
+                self._tell_delete()
+                return
+            try:
+                c.verify_auth(auth, octets, public_key=leaf.public_key())
+            except c.AuthFailed as exc:
+                self._fail("auth", f"the responder's AUTH does not verify with its "
+                           f"certificate {_subject(leaf)}: {exc}")
+                self._tell_delete()
+                return
+        else:
+            if auth.method != w.AUTH_PSK:
+                self._fail("auth", f"the responder authenticates with AUTH method "
+                           f"{auth.method}; we expect a PSK")
+                self._tell_delete()
+                return
+            try:
+                c.verify_auth(auth, octets, psk=p.psk, prf=self.keys.prf)
+            except c.AuthFailed:
+                self._fail("auth", "the responder's AUTH does not verify: wrong PSK?")
+                self._tell_delete()
+                return
+        log.info("IKE_AUTH: the responder %r is authenticated", idr.text())
+        if errors:                       # IKE SA up, CHILD_SA refused
+            names = ", ".join(n.name for n in errors)
+            stage = "config" if any(n.type in (w.INTERNAL_ADDRESS_FAILURE,
+                                               w.FAILED_CP_REQUIRED) for n in errors) \
+                else "proposal"
+            self._fail(stage, f"the responder refused the CHILD_SA: {names}")
+            self._tell_delete()
+            return
+        sa, tsi, tsr = msg.get(SA), msg.get(TSi), msg.get(TSr)
+        if sa is None or tsi is None or tsr is None or len(sa.proposals) != 1:
+            raise ParseError("IKE_AUTH response lacks SA, TSi or TSr")
+        try:
+            name, esn = c.esp_transform_name(sa.proposals[0])
+        except ParseError as exc:
+            self._fail("proposal", f"the responder chose an ESP proposal we cannot use: {exc}")
+            self._tell_delete()
+            return
+        if name not in self.esp_names or esn:
+            self._fail("proposal", f"the responder chose ESP {name}{' with ESN' if esn else ''}"
+                       f", which we did not offer")
+            self._tell_delete()
+            return
+        peer_spi = int.from_bytes(sa.proposals[0].spi, "big")
+        cp = msg.get(CP)
+        vip = None
+        dns: list[str] = []
+        if cp is not None:
+            addrs = cp.texts(w.INTERNAL_IP4_ADDRESS)
+            vip = addrs[0] if addrs else None
+            dns = cp.texts(w.INTERNAL_IP4_DNS)
+        if p.vips and vip is None:
+            self._fail("config", "the responder assigned no virtual IP (no "
+                       "INTERNAL_IP4_ADDRESS in its CP reply)")
+            self._tell_delete()
+            return
+        remote_ts = [n for ts in tsr.selectors for n in ts.networks()
+                     if ipaddress.ip_network(n).version == 4]
+        local_ts = [n for ts in tsi.selectors for n in ts.networks()]
+        outbound, inbound = self._child_sas(name, esn, peer_spi, self._child_spi, self.ni,
+                                            self.nr, initiator=True)
+        self.children = [_Child(self._child_spi, peer_spi, name, esn)]
+        self._request = None
+        self.state = State.ESTABLISHED
+        self._last_heard = now
+        log.info("IKE SA established with %s: %s, ESP %s, in %#010x out %#010x, VIP %s",
+                 idr.text(), self.suite, name, self._child_spi, peer_spi, vip)
+        self._events.append(Connected(
+            virtual_ip=vip, dns=dns, remote_ts=remote_ts, local_ts=local_ts,
+            esp_transform=name, ike_suite=self.suite.name, outbound=outbound,
+            inbound=inbound, remote_id=idr.text(), setup_time=now - self.started))
+
+    def _child_sas(self, name: str, esn: bool, out_spi: int, in_spi: int, ni: bytes,
+                   nr: bytes, *, initiator: bool, shared: bytes | None = None):
+        key_len, integ_len = c.esp_key_lengths(name)
+        ck = c.child_sa_keys(self.keys, ni, nr, key_len, integ_len, shared)
+        outbound = SecurityAssociation(out_spi, name, *ck.outbound(initiator), esn=esn)
+        inbound = SecurityAssociation(in_spi, name, *ck.inbound(initiator), esn=esn)
+        return outbound, inbound
+
+    # -- the responder's requests -----------------------------------------------------
+
+    def _respond(self, request: IkeMessage, exchange: int, payloads: list) -> None:
+        msg = IkeMessage(self.spi_i, self.spi_r, exchange,
+                         w.FLAG_INITIATOR | w.FLAG_RESPONSE, request.message_id, payloads)
+        datagrams = self._protect(msg)
+        self._last_response = (request.message_id, datagrams)
+        self._out.extend(datagrams)
+
+    def _on_request(self, msg: IkeMessage, now: float) -> None:
+        if msg.exchange == w.INFORMATIONAL:
+            self._on_informational(msg, now)
+        elif msg.exchange == w.CREATE_CHILD_SA:
+            self._on_create_child_sa(msg, now)
+        else:
+            self._respond(msg, msg.exchange, [Notify(w.INVALID_SYNTAX)])
+
+    def _on_informational(self, msg: IkeMessage, now: float) -> None:
+        deletes = msg.get_all(Delete)
+        if any(d.protocol == w.PROTO_IKE for d in deletes):
+            self._respond(msg, w.INFORMATIONAL, [])
+            self._fail("restart", "the responder deleted the IKE SA")
+            return
+        answer: list = []
+        for d in deletes:
+            if d.protocol != w.PROTO_ESP:
+                continue
+            ours = []
+            for spi in d.spis:
+                value = int.from_bytes(spi, "big")
+                for child in list(self.children):
+                    if child.outbound_spi == value:
+                        self.children.remove(child)
+                        ours.append(child.inbound_spi.to_bytes(4, "big"))
+                        self._events.append(ChildDeleted(child.inbound_spi))
+                        log.info("CHILD_SA in %#010x/out %#010x deleted by the responder",
+                                 child.inbound_spi, child.outbound_spi)
+            if ours:
+                answer.append(Delete(w.PROTO_ESP, ours))
+        self._respond(msg, w.INFORMATIONAL, answer)
+        if deletes and not self.children:
+            self._fail("restart", "the responder deleted the CHILD_SA")
+
+    def _choose_esp(self, sa: SA, group: int | None):
+        """(proposal number, name, peer SPI) of the first of the responder's proposals
+        that offers one of our ESP transforms (without ESN; with ``group`` if PFS)."""
+        for prop in sa.proposals:
+            if prop.protocol != w.PROTO_ESP or len(prop.spi) != 4:
+                continue
+            esns = {t.id for t in prop.of_type(w.TRANSFORM_ESN)}
+            if esns and w.ESN_NO not in esns:
+                continue
+            dhs = {t.id for t in prop.of_type(w.TRANSFORM_DH)} - {w.DH_NONE}
+            if group is not None and group not in dhs:
+                continue
+            if group is None and dhs and w.DH_NONE not in {t.id for t in
+                                                           prop.of_type(w.TRANSFORM_DH)}:
+                continue
+            encrs = {(t.id, t.key_length) for t in prop.of_type(w.TRANSFORM_ENCR)}
+            integs = {t.id for t in prop.of_type(w.TRANSFORM_INTEG)} or {w.INTEG_NONE}
+            for name in self.esp_names:
+                encr, bits, integ = c.ESP_TRANSFORM_IDS[name]
+                if (encr, bits) in encrs and integ in integs:
+                    return prop.number, name, int.from_bytes(prop.spi, "big")
+        return None
+
+    def _on_create_child_sa(self, msg: IkeMessage, now: float) -> None:
+        rekey = next((n for n in msg.notifies() if n.type == w.REKEY_SA
+                      and n.protocol == w.PROTO_ESP), None)
+        sa, nonce, tsi, tsr = msg.get(SA), msg.get(Nonce), msg.get(TSi), msg.get(TSr)
+        if sa is None or nonce is None:
+            raise ParseError("CREATE_CHILD_SA request lacks SA or Nonce")
+        if any(p.protocol == w.PROTO_IKE for p in sa.proposals):
+            log.info("the responder wants to rekey the IKE SA: not supported, refused")
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            return
+        if rekey is None:
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_ADDITIONAL_SAS)])
+            return
+        old_out = int.from_bytes(rekey.spi, "big")
+        old = next((ch for ch in self.children if ch.outbound_spi == old_out), None)
+        if old is None or tsi is None or tsr is None:
+            self._respond(msg, w.CREATE_CHILD_SA,
+                          [Notify(w.CHILD_SA_NOT_FOUND, protocol=w.PROTO_ESP, spi=rekey.spi)])
+            return
+        ke = msg.get(KE)
+        choice = self._choose_esp(sa, ke.group if ke is not None else None)
+        if choice is None:
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            return
+        number, name, peer_spi = choice
+        shared = None
+        reply_ke = None
+        if ke is not None:
+            dh = c.DiffieHellman(ke.group)
+            try:
+                shared = dh.shared_secret(ke.data)
+            except c.InvalidKeyExchange:
+                self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+                return
+            reply_ke = KE(ke.group, dh.public_bytes())
+        our_spi = self._new_esp_spi()
+        nr = self.rng(32)
+        payloads: list = [SA([c.esp_proposal(name, our_spi, number=number,
+                                             dh=ke.group if ke is not None else w.DH_NONE)]),
+                          Nonce(nr)]
+        if reply_ke is not None:
+            payloads.append(reply_ke)
+        # Their TSi is their side (our TSr) and the other way round: echo them.
+        payloads += [TSi(tsi.selectors), TSr(tsr.selectors)]
+        self._respond(msg, w.CREATE_CHILD_SA, payloads)
+        # The responder of the IKE SA initiated this exchange: keys from its point of view.
+        outbound, inbound = self._child_sas(name, False, peer_spi, our_spi, nonce.data, nr,
+                                            initiator=False, shared=shared)
+        self.children.append(_Child(our_spi, peer_spi, name, False))
+        log.info("CHILD_SA rekeyed by the responder: in %#010x out %#010x (old in %#010x)",
+                 our_spi, peer_spi, old.inbound_spi)
+        self._events.append(ChildRekeyed(old.inbound_spi, outbound, inbound))
+
+    # -- input ------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        """One IKE datagram from the responder (with or without the non-ESP marker).
+        Anything malformed, unauthentic or unexpected is dropped (logged at debug)."""
+        if data[:4] == NON_ESP_MARKER:
+            data = data[4:]
+        try:
+            self._receive(bytes(data), now)
+        except ParseError as exc:
+            log.debug("IKE message dropped: %s", exc)
+
+    def _receive(self, data: bytes, now: float) -> None:
+        if self.state in (State.CLOSED, State.INITIAL):
+            return
+        header = w.parse_header(data)
+        if header.spi_i != self.spi_i or header.initiator:
+            raise ParseError("not for our IKE SA")
+        if header.response:
+            req = self._request
+            if req is None or header.message_id != req.message_id:
+                raise ParseError(f"response {header.message_id} to no request of ours")
+            if self.state is State.IKE_SA_INIT_SENT:
+                if header.exchange != w.IKE_SA_INIT:
+                    raise ParseError("expected an IKE_SA_INIT response")
+                self._on_ike_sa_init_response(data, now)
+                return
+            if header.spi_r != self.spi_r:
+                raise ParseError("responder SPI does not match")
+            msg = self._decrypt(data)
+            if msg is None:
+                return
+            self._last_heard = now
+            if self.state is State.IKE_AUTH_SENT and req.kind == "IKE_AUTH":
+                self._on_ike_auth_response(msg, now)
+            else:
+                self._request = None
+                if self.state is State.DELETING:
+                    self.state = State.CLOSED
+                    self._events.append(Closed("closed"))
+            return
+        # a request from the responder
+        if self.keys is None or header.spi_r != self.spi_r:
+            raise ParseError("request for an IKE SA we do not have")
+        mid = header.message_id
+        if mid == self._peer_mid - 1 and self._last_response is not None \
+                and self._last_response[0] == mid:
+            msg = self._decrypt(data)       # authentic? then answer it again
+            if msg is not None:
+                self._out.extend(self._last_response[1])
+            return
+        if mid != self._peer_mid:
+            raise ParseError(f"request {mid}, expected {self._peer_mid}")
+        msg = self._decrypt(data)
+        if msg is None:
+            return
+        self._peer_mid += 1
+        self._last_heard = now
+        if self.state is State.ESTABLISHED or self.state is State.DELETING:
+            self._on_request(msg, now)
+        else:
+            self._respond(msg, msg.exchange, [Notify(w.TEMPORARY_FAILURE)])
+
+    def _decrypt(self, data: bytes) -> IkeMessage | None:
+        piece = c.decrypt_sk(self.keys, data, initiator=True)
+        msg = self._collector.add(piece)
+        if msg is None:
+            return None
+        for p in msg.payloads:
+            if isinstance(p, w.UnknownPayload) and p.critical:
+                raise ParseError(f"unknown critical payload {p.type}")
+        return msg
+
+    # -- output, timers, events -------------------------------------------------------
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        if self.state is State.CLOSED:
+            return None
+        req = self._request
+        if req is not None:
+            return req.sent + req.timeout
+        if self.state is State.ESTABLISHED and self.profile.dpd_delay:
+            return self._last_heard + self.profile.dpd_delay
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        req = self._request
+        if req is not None:
+            if now < req.sent + req.timeout:
+                return
+            if req.tries >= req.max_tries:
+                self._give_up(req)
+                return
+            req.tries += 1
+            req.sent = now
+            req.timeout *= 2
+            self.retransmits += 1
+            log.debug("retransmitting %s (message %d, try %d)", req.kind, req.message_id,
+                      req.tries + 1)
+            self._out.extend(req.datagrams)
+            return
+        if self.state is State.ESTABLISHED and self.profile.dpd_delay and \
+                now >= self._last_heard + self.profile.dpd_delay:
+            msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, w.FLAG_INITIATOR,
+                             self._next_mid, [])
+            self._send_request(self._protect(msg), now, "DPD")
+
+    def _give_up(self, req: _Request) -> None:
+        waited = sum(RETRANSMIT_TIMEOUT * 2 ** i for i in range(req.tries + 1))
+        if self.state is State.DELETING:
+            self.state = State.CLOSED
+            self._request = None
+            self._events.append(Closed("closed (the responder did not confirm the DELETE)"))
+        elif self.state is State.IKE_SA_INIT_SENT:
+            self._fail("unreachable", f"no answer to IKE_SA_INIT from {self.remote_addr[0]}:"
+                       f"{self.remote_addr[1]} in {waited:g} s (is an IKEv2 responder there?)")
+        else:
+            self._fail("timeout", f"no answer to {req.kind} (message {req.message_id}) in "
+                       f"{waited:g} s")
+
+    def next_event(self):
+        return self._events.popleft() if self._events else None
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
+    @property
+    def established(self) -> bool:
+        return self.state is State.ESTABLISHED
+
+    @property
+    def finished(self) -> bool:
+        return self.state is State.CLOSED
+
+    def close(self, now: float) -> None:
+        """Delete the IKE SA (INFORMATIONAL with D); :class:`Closed` follows once the
+        responder confirms it (or after one retransmission)."""
+        if self.state is State.ESTABLISHED:
+            msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, w.FLAG_INITIATOR,
+                             self._next_mid, [Delete(w.PROTO_IKE)])
+            self.state = State.DELETING
+            self._send_request(self._protect(msg), now, "DELETE", max_tries=DELETE_TRIES)
+        elif self.state is not State.CLOSED and self.state is not State.DELETING:
+            if self.state is State.IKE_AUTH_SENT:
+                self._tell_delete()
+            self.state = State.CLOSED
+            self._request = None
+            self._events.append(Closed("closed"))
