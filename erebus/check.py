@@ -155,11 +155,11 @@ def _load_like_a_connection(p: Profile) -> list[ConfigError]:
     return []
 
 
-def check(path: str) -> tuple[int, dict]:
+def check(path: str, conn: str | None = None) -> tuple[int, dict]:
     """The exit code and the report for ``path``."""
     kind = profile_format(path)
     if kind != "openvpn":
-        return _check_ipsec(path, kind)
+        return _check_ipsec(path, kind, conn)
     reading: Reading = read_profile(path, rng=_FileOrder())
     problems = list(reading.problems)
     if reading.profile is not None:
@@ -171,7 +171,7 @@ def check(path: str) -> tuple[int, dict]:
     return (EXIT_OK if not problems else EXIT_PROBLEMS), report
 
 
-def _check_ipsec(path: str, kind: str) -> tuple[int, dict]:
+def _check_ipsec(path: str, kind: str, conn: str | None = None) -> tuple[int, dict]:
     """An ESP (TOML) profile or a swanctl.conf: the same offline verdict."""
     report = {"profile": path, "format": kind, "warnings": []}
     try:
@@ -184,7 +184,7 @@ def _check_ipsec(path: str, kind: str) -> tuple[int, dict]:
                 "inbound": p.inbound.transform, "dns": list(p.dns), "mtu": p.mtu}
         else:
             from .ipsec.swanctl import load_swanctl
-            p = load_swanctl(path)
+            p = load_swanctl(path, conn=conn)
             report["settings"] = {
                 "kind": "ipsec (IKEv2)", "connection": p.name,
                 "remotes": [f"{a}:{p.remote_port}" for a in p.remote_addrs],
@@ -248,7 +248,7 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(path: str, as_json: bool) -> int:
-    code, report = check(path)
+def main(path: str, as_json: bool, conn: str | None = None) -> int:
+    code, report = check(path, conn)
     print(json.dumps(report, indent=2) if as_json else render(report))
     return code

@@ -24,6 +24,11 @@ def _setup_logging(verbosity: int, quiet_default: bool) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
+PROFILE_HELP = ("a profile: OpenVPN (.ovpn), ESP with manual SAs (.toml) or strongSwan "
+                "(swanctl.conf)")
+CONN_HELP = "with a swanctl.conf holding several connections: which one"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="erebus", description="A user-space VPN client: no root, no TUN, no routing "
@@ -40,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     probe = sub.add_parser("probe", parents=[common],
                            help="connect, report what the server gave us, disconnect")
-    probe.add_argument("profile", help="an OpenVPN profile (.ovpn)")
+    probe.add_argument("profile", help=PROFILE_HELP)
+    probe.add_argument("--conn", metavar="NAME", help=CONN_HELP)
     probe.add_argument("--ping", metavar="ADDR",
                        help="ping this IPv4 address through the tunnel")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -48,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="give up after S seconds (default 30)")
     up = sub.add_parser("up", parents=[common],
                         help="bring the tunnel up and serve local access until SIGINT/SIGTERM")
-    up.add_argument("profile", help="an OpenVPN profile (.ovpn)")
+    up.add_argument("profile", help=PROFILE_HELP)
+    up.add_argument("--conn", metavar="NAME", help=CONN_HELP)
     up.add_argument("-L", dest="local_forwards", action="append", default=[],
                     metavar="[BIND:]PORT:HOST:HOSTPORT",
                     help="forward a local TCP port through the VPN to HOST:HOSTPORT "
@@ -69,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                     "connect-timeout, 120)")
     check = sub.add_parser("check", help="validate a profile offline (no name resolved, no "
                            "packet sent) and print what erebus would do with it")
-    check.add_argument("profile", help="an OpenVPN profile (.ovpn)")
+    check.add_argument("profile", help=PROFILE_HELP)
+    check.add_argument("--conn", metavar="NAME", help=CONN_HELP)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("-v", "--verbose", action="count", default=0,
                        help="more log output (-v: info, -vv: debug)")
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from .probe import probe, render
         try:
             report = _run(probe(args.profile, ping=args.ping, timeout=args.timeout,
-                                       pcap_path=args.pcap))
+                                pcap_path=args.pcap, conn=args.conn))
         except KeyboardInterrupt:
             return 130
         print(json.dumps(report, indent=2) if args.json else render(report))
@@ -120,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check":
         from .check import main as check_main
-        return check_main(args.profile, args.json)
+        return check_main(args.profile, args.json, conn=args.conn)
     if args.command == "up":
         from .up import run_up
         return _run(run_up(args.profile, local_forwards=args.local_forwards,
-                                  remote_forwards=args.remote_forwards,
-                                  http_proxy=args.http_proxy, socks=args.socks,
-                                  socks_auth=args.socks_auth, pcap_path=args.pcap,
-                                  timeout=args.timeout))
+                           remote_forwards=args.remote_forwards,
+                           http_proxy=args.http_proxy, socks=args.socks,
+                           socks_auth=args.socks_auth, pcap_path=args.pcap,
+                           timeout=args.timeout, conn=args.conn))
     return 2
 
 

@@ -62,7 +62,7 @@ async def ping_through(tunnel, address: str, *, tries: int = PING_TRIES,
 
 
 async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 30.0,
-                pcap_path: str | None = None) -> dict:
+                pcap_path: str | None = None, conn: str | None = None) -> dict:
     """Connect, report, disconnect.  Never raises for a failure it can name."""
     ping_addr = ping
     pcap = None
@@ -76,7 +76,7 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
         if pcap_path:
             from .runtime.pcap import PcapWriter
             pcap = PcapWriter(pcap_path)
-        tunnel, _ = open_tunnel(profile_path, pcap=pcap)
+        tunnel, _ = open_tunnel(profile_path, pcap=pcap, conn=conn)
     except ConfigError as exc:
         if pcap:
             pcap.close()

@@ -31,7 +31,8 @@ def _credentials(text: str | None) -> tuple[str, str] | None:
 async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                  remote_forwards: list[str] = (), http_proxy: str | None = None,
                  socks: str | None = None, socks_auth: str | None = None,
-                 pcap_path: str | None = None, timeout: float | None = None) -> int:
+                 pcap_path: str | None = None, timeout: float | None = None,
+                 conn: str | None = None) -> int:
     locals_ = [parse_local_forward(s) for s in local_forwards]
     remotes = [parse_remote_forward(s) for s in remote_forwards]
     http_listen = parse_listen(http_proxy, "--http-proxy") if http_proxy else None
@@ -47,7 +48,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         from .runtime.pcap import PcapWriter
         pcap = PcapWriter(pcap_path)
     try:
-        tunnel, connect_timeout = open_tunnel(profile_path, pcap=pcap)
+        tunnel, connect_timeout = open_tunnel(profile_path, pcap=pcap, conn=conn)
     except BaseException:
         if pcap:
             pcap.close()
