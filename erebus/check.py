@@ -180,8 +180,8 @@ def _check_ipsec(path: str, kind: str, conn: str | None = None) -> tuple[int, di
             p = load_esp_profile(path)
             report["settings"] = {
                 "kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
-                "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform,
-                "inbound": p.inbound.transform, "dns": list(p.dns), "mtu": p.mtu}
+                "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform.name,
+                "inbound": p.inbound.transform.name, "dns": list(p.dns), "mtu": p.mtu}
         else:
             from .ipsec.swanctl import load_swanctl
             p = load_swanctl(path, conn=conn)

@@ -128,3 +128,11 @@ def test_check_never_prompts(monkeypatch):
 def test_unreadable_profile():
     code, report = check(str(PROFILES / "does-not-exist.ovpn"))
     assert code == 1 and "cannot read the profile" in report["problems"][0]["text"]
+
+
+@pytest.mark.parametrize("name", ["esp.toml", "swanctl.conf"])
+def test_ipsec_reports_are_json(name, capsys):
+    import json
+    assert main(str(PROFILES / name), True) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["settings"]["kind"].startswith("ipsec")
