@@ -51,7 +51,7 @@ from .esp import SecurityAssociation
 from .ikeprofile import IkeProfile
 
 __all__ = ["IkeInitiator", "State", "Connected", "ChildRekeyed", "ChildDeleted", "Failed",
-           "Closed", "NattSwitched", "NON_ESP_MARKER", "RETRANSMIT_TIMEOUT",
+           "Closed", "NattSwitched", "IkeRekeyed", "NON_ESP_MARKER", "RETRANSMIT_TIMEOUT",
            "RETRANSMIT_TRIES"]
 
 log = logging.getLogger("erebus.ipsec.ike")
@@ -109,6 +109,15 @@ class ChildRekeyed:
 
 
 @dataclass(slots=True)
+class IkeRekeyed:
+    """The IKE SA was rekeyed (by either side): these are the new SPIs, and our role."""
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+
+
+@dataclass(slots=True)
 class ChildDeleted:
     inbound_spi: int
 
@@ -133,6 +142,35 @@ class _Child:
     outbound_spi: int               # the responder's
     transform: str
     esn: bool
+    created: float = 0.0
+
+
+@dataclass(slots=True)
+class _OldSa:
+    """An IKE SA replaced by a rekey, kept until its DELETE exchange is over."""
+
+    spi_i: bytes
+    spi_r: bytes
+    keys: object
+    role_initiator: bool
+    next_mid: int
+    peer_mid: int
+    last_response: tuple | None
+    collector: object
+    expires: float
+    delete: _Request | None = None
+    deleted: bool = False           # its DELETE is done: only kept for retransmissions
+
+
+@dataclass(slots=True)
+class _PendingRekey:
+    """A CREATE_CHILD_SA of ours in flight: IKE SA rekey (``child`` None) or CHILD_SA."""
+
+    nonce: bytes
+    spi: bytes | int
+    dh: object = None
+    suite: object = None
+    child: object = None
 
 
 @dataclass(slots=True)
@@ -206,6 +244,13 @@ class IkeInitiator:
         self._events: deque = deque()
         self._collector = c.FragmentCollector()
         self._last_heard = now
+        self.role_initiator = True       # our role in the current IKE SA (a rekey may flip it)
+        self.ike_rekeys = 0
+        self._sa_started = now
+        self._old: _OldSa | None = None
+        self._rekey: _PendingRekey | None = None
+        self._tsi: list = []
+        self._tsr: list = []
         self._send_ike_sa_init(now)
 
     # -- helpers ----------------------------------------------------------------------
@@ -233,9 +278,9 @@ class IkeInitiator:
         self._out.extend(datagrams)
 
     def _protect(self, message: IkeMessage) -> list[bytes]:
-        data = c.encrypt_sk(self.keys, message, initiator=True)
+        data = c.encrypt_sk(self.keys, message, initiator=self.role_initiator)
         if len(data) > FRAGMENT_SIZE and self.peer_fragmentation:
-            pieces = c.encrypt_sk_fragments(self.keys, message, initiator=True,
+            pieces = c.encrypt_sk_fragments(self.keys, message, initiator=self.role_initiator,
                                             max_size=FRAGMENT_SIZE)
             return [self._frame(p) for p in pieces]
         return [self._frame(data)]
@@ -559,10 +604,12 @@ class IkeInitiator:
         local_ts = [n for ts in tsi.selectors for n in ts.networks()]
         outbound, inbound = self._child_sas(name, esn, peer_spi, self._child_spi, self.ni,
                                             self.nr, initiator=True)
-        self.children = [_Child(self._child_spi, peer_spi, name, esn)]
+        self.children = [_Child(self._child_spi, peer_spi, name, esn, now)]
+        self._tsi, self._tsr = list(tsi.selectors), list(tsr.selectors)
         self._request = None
         self.state = State.ESTABLISHED
         self._last_heard = now
+        self._sa_started = now
         log.info("IKE SA established with %s: %s, ESP %s, in %#010x out %#010x, VIP %s",
                  idr.text(), self.suite, name, self._child_spi, peer_spi, vip)
         self._events.append(Connected(
@@ -582,7 +629,7 @@ class IkeInitiator:
 
     def _respond(self, request: IkeMessage, exchange: int, payloads: list) -> None:
         msg = IkeMessage(self.spi_i, self.spi_r, exchange,
-                         w.FLAG_INITIATOR | w.FLAG_RESPONSE, request.message_id, payloads)
+                         self._role_flag | w.FLAG_RESPONSE, request.message_id, payloads)
         datagrams = self._protect(msg)
         self._last_response = (request.message_id, datagrams)
         self._out.extend(datagrams)
@@ -651,8 +698,7 @@ class IkeInitiator:
         if sa is None or nonce is None:
             raise ParseError("CREATE_CHILD_SA request lacks SA or Nonce")
         if any(p.protocol == w.PROTO_IKE for p in sa.proposals):
-            log.info("the responder wants to rekey the IKE SA: not supported, refused")
-            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            self._on_ike_rekey_request(msg, sa, nonce, now)
             return
         if rekey is None:
             self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_ADDITIONAL_SAS)])
@@ -692,10 +738,243 @@ class IkeInitiator:
         # The responder of the IKE SA initiated this exchange: keys from its point of view.
         outbound, inbound = self._child_sas(name, False, peer_spi, our_spi, nonce.data, nr,
                                             initiator=False, shared=shared)
-        self.children.append(_Child(our_spi, peer_spi, name, False))
+        self.children.append(_Child(our_spi, peer_spi, name, False, now))
         log.info("CHILD_SA rekeyed by the responder: in %#010x out %#010x (old in %#010x)",
                  our_spi, peer_spi, old.inbound_spi)
         self._events.append(ChildRekeyed(old.inbound_spi, outbound, inbound))
+
+    # -- IKE SA rekey (sections 1.3.2, 2.18) -----------------------------------------
+
+    @property
+    def _role_flag(self) -> int:
+        return w.FLAG_INITIATOR if self.role_initiator else 0
+
+    def _choose_ike(self, sa: SA):
+        """(proposal, our suite) of the first of the peer's IKE proposals that offers
+        every algorithm of one of our suites."""
+        for prop in sa.proposals:
+            if prop.protocol != w.PROTO_IKE or len(prop.spi) != 8:
+                continue
+            offered = {(t.type, t.id, t.key_length) for t in prop.transforms}
+            for suite in self.suites:
+                if all((t.type, t.id, t.key_length) in offered for t in suite.transforms()):
+                    return prop, suite
+        return None
+
+    def _switch_sa(self, spi_i: bytes, spi_r: bytes, keys, suite, role_initiator: bool,
+                   now: float) -> None:
+        """Make the new IKE SA current (message ids from 0); keep the old one until its
+        DELETE exchange is over.  The CHILD_SAs move along."""
+        self._old = _OldSa(self.spi_i, self.spi_r, self.keys, self.role_initiator,
+                           self._next_mid, self._peer_mid, self._last_response,
+                           self._collector, now + 60.0)
+        self.spi_i, self.spi_r, self.keys, self.suite = spi_i, spi_r, keys, suite
+        self.role_initiator = role_initiator
+        self._next_mid = 0
+        self._peer_mid = 0
+        self._last_response = None
+        self._collector = c.FragmentCollector()
+        self._request = None
+        self._rekey = None
+        self._sa_started = now
+        self._last_heard = now
+        self.ike_rekeys += 1
+        self._events.append(IkeRekeyed(spi_i, spi_r, role_initiator))
+
+    def _on_ike_rekey_request(self, msg: IkeMessage, sa: SA, nonce: Nonce, now: float) -> None:
+        ke = msg.get(KE)
+        if self._rekey is not None or (self._old is not None and not self._old.deleted):
+            log.info("IKE SA rekey by the responder while a rekey is under way: "
+                     "TEMPORARY_FAILURE")
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.TEMPORARY_FAILURE)])
+            return
+        choice = self._choose_ike(sa)
+        if choice is None or ke is None:
+            log.info("IKE SA rekey by the responder: no acceptable proposal")
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            return
+        prop, suite = choice
+        if ke.group != suite.dh:
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(
+                w.INVALID_KE_PAYLOAD, suite.dh.to_bytes(2, "big"))])
+            return
+        dh = c.DiffieHellman(ke.group)
+        try:
+            shared = dh.shared_secret(ke.data)
+        except c.InvalidKeyExchange:
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            return
+        new_spi = self._new_ike_spi()
+        nr = self.rng(32)
+        self._respond(msg, w.CREATE_CHILD_SA, [SA([suite.proposal(prop.number, new_spi)]),
+                                               Nonce(nr), KE(ke.group, dh.public_bytes())])
+        keys = c.rekeyed_ike_sa_keys(self.keys, suite, shared, nonce.data, nr, prop.spi,
+                                     new_spi)
+        log.info("IKE SA rekeyed by the responder: %s, SPIs %s/%s", suite, prop.spi.hex(),
+                 new_spi.hex())
+        # The initiator of the rekey is the initiator of the new IKE SA; it deletes the old.
+        self._switch_sa(prop.spi, new_spi, keys, suite, False, now)
+
+    def _start_ike_rekey(self, now: float) -> None:
+        suite = self.suite
+        dh = c.DiffieHellman(suite.dh)
+        spi = self._new_ike_spi()
+        ni = self.rng(32)
+        self._rekey = _PendingRekey(ni, spi, dh=dh, suite=suite)
+        msg = IkeMessage(self.spi_i, self.spi_r, w.CREATE_CHILD_SA, self._role_flag,
+                         self._next_mid, [SA([suite.proposal(1, spi)]), Nonce(ni),
+                                          KE(suite.dh, dh.public_bytes())])
+        log.info("rekeying the IKE SA (%s)", suite)
+        self._send_request(self._protect(msg), now, "REKEY_IKE")
+
+    def _on_ike_rekey_response(self, msg: IkeMessage, now: float) -> None:
+        pending, self._rekey = self._rekey, None
+        sa, ke, nonce = msg.get(SA), msg.get(KE), msg.get(Nonce)
+        errors = msg.errors()
+        if pending is None or errors or sa is None or ke is None or nonce is None \
+                or len(sa.proposals) != 1:
+            names = ", ".join(n.name for n in errors) or "no SA, KE or Nonce"
+            log.warning("the responder refused to rekey the IKE SA (%s); retrying later",
+                        names)
+            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            return
+        prop = sa.proposals[0]
+        try:
+            suite = c.IkeSuite.from_proposal(prop)
+            shared = pending.dh.shared_secret(ke.data)
+        except (ParseError, c.InvalidKeyExchange) as exc:
+            log.warning("unusable IKE SA rekey response (%s); retrying later", exc)
+            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            return
+        if suite != pending.suite or ke.group != suite.dh or len(prop.spi) != 8:
+            log.warning("the responder answered our IKE SA rekey with %s; retrying later",
+                        suite)
+            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            return
+        keys = c.rekeyed_ike_sa_keys(self.keys, suite, shared, pending.nonce, nonce.data,
+                                     pending.spi, prop.spi)
+        log.info("IKE SA rekeyed: SPIs %s/%s", pending.spi.hex(), prop.spi.hex())
+        self._switch_sa(pending.spi, prop.spi, keys, suite, True, now)
+        old = self._old
+        # We started the rekey: we delete the old IKE SA (on the old SA).
+        message = IkeMessage(old.spi_i, old.spi_r, w.INFORMATIONAL,
+                             w.FLAG_INITIATOR if old.role_initiator else 0, old.next_mid,
+                             [Delete(w.PROTO_IKE)])
+        datagrams = [self._frame(c.encrypt_sk(old.keys, message,
+                                              initiator=old.role_initiator))]
+        old.delete = _Request(old.next_mid, datagrams, now, RETRANSMIT_TIMEOUT,
+                              max_tries=3, kind="DELETE_OLD_IKE")
+        old.next_mid += 1
+        self._out.extend(datagrams)
+
+    def _receive_old(self, old: _OldSa, header, data: bytes, now: float) -> None:
+        """A message on the IKE SA a rekey replaced: the DELETE of it (either way)."""
+        if header.initiator == old.role_initiator:
+            raise ParseError("our own role's message on the old IKE SA")
+        piece = c.decrypt_sk(old.keys, data, initiator=old.role_initiator)
+        msg = old.collector.add(piece)
+        if msg is None:
+            return
+        if header.response:
+            if old.delete is not None and header.message_id == old.delete.message_id:
+                log.info("the old IKE SA %s/%s is deleted", old.spi_i.hex(), old.spi_r.hex())
+                self._old = None
+            return
+        mid = header.message_id
+        if old.last_response is not None and old.last_response[0] == mid:
+            self._out.extend(old.last_response[1])
+            return
+        if mid != old.peer_mid:
+            raise ParseError(f"request {mid} on the old IKE SA, expected {old.peer_mid}")
+        old.peer_mid += 1
+        deletes = msg.get_all(Delete)
+        reply = IkeMessage(old.spi_i, old.spi_r, msg.exchange,
+                           (w.FLAG_INITIATOR if old.role_initiator else 0) | w.FLAG_RESPONSE,
+                           mid, [] if msg.exchange == w.INFORMATIONAL
+                           else [Notify(w.TEMPORARY_FAILURE)])
+        datagrams = [self._frame(c.encrypt_sk(old.keys, reply, initiator=old.role_initiator))]
+        old.last_response = (mid, datagrams)
+        self._out.extend(datagrams)
+        if any(d.protocol == w.PROTO_IKE for d in deletes):
+            log.info("the responder deleted the old IKE SA %s/%s", old.spi_i.hex(),
+                     old.spi_r.hex())
+            # keep answering a retransmitted DELETE for a little while
+            old.deleted = True
+            old.expires = min(old.expires, now + 10.0)
+
+    # -- CHILD_SA rekey by us (section 1.3.3) ------------------------------------------
+
+    def _start_child_rekey(self, child: _Child, now: float) -> None:
+        spi = self._new_esp_spi()
+        ni = self.rng(32)
+        self._rekey = _PendingRekey(ni, spi, child=child)
+        payloads = [Notify(w.REKEY_SA, protocol=w.PROTO_ESP,
+                           spi=child.inbound_spi.to_bytes(4, "big")),
+                    SA([c.esp_proposal(child.transform, spi, number=1)]), Nonce(ni),
+                    TSi(self._tsi), TSr(self._tsr)]
+        msg = IkeMessage(self.spi_i, self.spi_r, w.CREATE_CHILD_SA, self._role_flag,
+                         self._next_mid, payloads)
+        log.info("rekeying the CHILD_SA in %#010x/out %#010x", child.inbound_spi,
+                 child.outbound_spi)
+        self._send_request(self._protect(msg), now, "REKEY_CHILD")
+
+    def _on_child_rekey_response(self, msg: IkeMessage, now: float) -> None:
+        pending, self._rekey = self._rekey, None
+        sa, nonce = msg.get(SA), msg.get(Nonce)
+        errors = msg.errors()
+        old = pending.child if pending is not None else None
+        if old is None or errors or sa is None or nonce is None or len(sa.proposals) != 1 \
+                or old not in self.children:
+            names = ", ".join(n.name for n in errors) or "no SA or Nonce"
+            log.warning("the responder refused to rekey the CHILD_SA (%s); retrying later",
+                        names)
+            if old is not None:
+                old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            return
+        try:
+            name, esn = c.esp_transform_name(sa.proposals[0])
+        except ParseError as exc:
+            log.warning("unusable CHILD_SA rekey response (%s)", exc)
+            old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            return
+        if name not in self.esp_names or esn or len(sa.proposals[0].spi) != 4:
+            log.warning("the responder rekeyed the CHILD_SA with %s: not ours", name)
+            old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            return
+        peer_spi = int.from_bytes(sa.proposals[0].spi, "big")
+        outbound, inbound = self._child_sas(name, esn, peer_spi, pending.spi, pending.nonce,
+                                            nonce.data, initiator=True)
+        self.children.append(_Child(pending.spi, peer_spi, name, esn, now))
+        log.info("CHILD_SA rekeyed: in %#010x out %#010x (old in %#010x)", pending.spi,
+                 peer_spi, old.inbound_spi)
+        self._events.append(ChildRekeyed(old.inbound_spi, outbound, inbound))
+        # we started the rekey: we delete the old CHILD_SA
+        self._rekey = _PendingRekey(b"", 0, child=old)
+        dmsg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, self._role_flag,
+                          self._next_mid,
+                          [Delete(w.PROTO_ESP, [old.inbound_spi.to_bytes(4, "big")])])
+        self._send_request(self._protect(dmsg), now, "DELETE_CHILD")
+
+    def _on_child_delete_response(self, msg: IkeMessage, now: float) -> None:
+        pending, self._rekey = self._rekey, None
+        old = pending.child if pending is not None else None
+        if old is not None and old in self.children:
+            self.children.remove(old)
+            log.info("old CHILD_SA in %#010x/out %#010x deleted", old.inbound_spi,
+                     old.outbound_spi)
+            self._events.append(ChildDeleted(old.inbound_spi))
+
+    def _rekey_due(self, now: float) -> float | None:
+        """When our next rekey (IKE SA or CHILD_SA) is due (only when idle)."""
+        if self.state is not State.ESTABLISHED or self._rekey is not None \
+                or (self._old is not None and not self._old.deleted):
+            return None
+        due = []
+        if self.profile.rekey_time:
+            due.append(self._sa_started + self.profile.rekey_time)
+        if self.profile.child_rekey_time and self.children:
+            due.append(self.children[-1].created + self.profile.child_rekey_time)
+        return min(due) if due else None
 
     # -- input ------------------------------------------------------------------------
 
@@ -713,7 +992,11 @@ class IkeInitiator:
         if self.state in (State.CLOSED, State.INITIAL):
             return
         header = w.parse_header(data)
-        if header.spi_i != self.spi_i or header.initiator:
+        old = self._old
+        if old is not None and header.spi_i == old.spi_i and header.spi_r == old.spi_r:
+            self._receive_old(old, header, data, now)
+            return
+        if header.spi_i != self.spi_i or header.initiator == self.role_initiator:
             raise ParseError("not for our IKE SA")
         if header.response:
             req = self._request
@@ -732,6 +1015,15 @@ class IkeInitiator:
             self._last_heard = now
             if self.state is State.IKE_AUTH_SENT and req.kind == "IKE_AUTH":
                 self._on_ike_auth_response(msg, now)
+            elif req.kind == "REKEY_IKE":
+                self._request = None
+                self._on_ike_rekey_response(msg, now)
+            elif req.kind == "REKEY_CHILD":
+                self._request = None
+                self._on_child_rekey_response(msg, now)
+            elif req.kind == "DELETE_CHILD":
+                self._request = None
+                self._on_child_delete_response(msg, now)
             else:
                 self._request = None
                 if self.state is State.DELETING:
@@ -761,7 +1053,7 @@ class IkeInitiator:
             self._respond(msg, msg.exchange, [Notify(w.TEMPORARY_FAILURE)])
 
     def _decrypt(self, data: bytes) -> IkeMessage | None:
-        piece = c.decrypt_sk(self.keys, data, initiator=True)
+        piece = c.decrypt_sk(self.keys, data, initiator=self.role_initiator)
         msg = self._collector.add(piece)
         if msg is None:
             return None
@@ -779,14 +1071,43 @@ class IkeInitiator:
     def get_timer(self) -> float | None:
         if self.state is State.CLOSED:
             return None
+        deadlines = []
+        old = self._old
+        if old is not None:
+            deadlines.append(old.expires)
+            if old.delete is not None:
+                deadlines.append(old.delete.sent + old.delete.timeout)
         req = self._request
         if req is not None:
-            return req.sent + req.timeout
-        if self.state is State.ESTABLISHED and self.profile.dpd_delay:
-            return self._last_heard + self.profile.dpd_delay
-        return None
+            deadlines.append(req.sent + req.timeout)
+        else:
+            if self.state is State.ESTABLISHED and self.profile.dpd_delay:
+                deadlines.append(self._last_heard + self.profile.dpd_delay)
+            due = self._rekey_due(0.0)
+            if due is not None:
+                deadlines.append(due)
+        return min(deadlines) if deadlines else None
+
+    def _old_timer(self, now: float) -> None:
+        old = self._old
+        if old is None:
+            return
+        if now >= old.expires:
+            self._old = None
+            return
+        d = old.delete
+        if d is not None and now >= d.sent + d.timeout:
+            if d.tries >= d.max_tries:
+                log.info("no answer to the DELETE of the old IKE SA; forgetting it")
+                self._old = None
+                return
+            d.tries += 1
+            d.sent = now
+            d.timeout *= 2
+            self._out.extend(d.datagrams)
 
     def handle_timer(self, now: float) -> None:
+        self._old_timer(now)
         req = self._request
         if req is not None:
             if now < req.sent + req.timeout:
@@ -802,9 +1123,17 @@ class IkeInitiator:
                       req.tries + 1)
             self._out.extend(req.datagrams)
             return
+        due = self._rekey_due(now)
+        if due is not None and now >= due:
+            if self.profile.rekey_time and \
+                    now >= self._sa_started + self.profile.rekey_time:
+                self._start_ike_rekey(now)
+            else:
+                self._start_child_rekey(self.children[-1], now)
+            return
         if self.state is State.ESTABLISHED and self.profile.dpd_delay and \
                 now >= self._last_heard + self.profile.dpd_delay:
-            msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, w.FLAG_INITIATOR,
+            msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, self._role_flag,
                              self._next_mid, [])
             self._send_request(self._protect(msg), now, "DPD")
 
@@ -840,7 +1169,7 @@ class IkeInitiator:
         """Delete the IKE SA (INFORMATIONAL with D); :class:`Closed` follows once the
         responder confirms it (or after one retransmission)."""
         if self.state is State.ESTABLISHED:
-            msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, w.FLAG_INITIATOR,
+            msg = IkeMessage(self.spi_i, self.spi_r, w.INFORMATIONAL, self._role_flag,
                              self._next_mid, [Delete(w.PROTO_IKE)])
             self.state = State.DELETING
             self._send_request(self._protect(msg), now, "DELETE", max_tries=DELETE_TRIES)

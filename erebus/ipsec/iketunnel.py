@@ -29,7 +29,7 @@ from ..runtime.udp import BatchedUdpLink
 from ..tunnel import TunnelInfo
 from .esp import EspSession, SaExpired, SaSoftLimit
 from .ike import (ChildDeleted, ChildRekeyed, Closed, Connected, Failed, IkeInitiator,
-                  NattSwitched, NON_ESP_MARKER)
+                  IkeRekeyed, NattSwitched, NON_ESP_MARKER)
 from .ikeprofile import IkeProfile
 
 __all__ = ["IkeTunnel", "RECOVERABLE"]
@@ -65,6 +65,7 @@ class IkeTunnel:
         self.dropped_down = 0
         self.link_errors = 0
         self.rekeys = 0
+        self.ike_rekeys = 0
 
     @property
     def counters(self):
@@ -334,6 +335,10 @@ class IkeTunnel:
                 s.inbound[event.inbound.spi] = event.inbound
                 s.outbound = event.outbound
             self.rekeys += 1
+        elif isinstance(event, IkeRekeyed):
+            self.ike_rekeys += 1
+            log.info("IKE SA rekeyed (%s): SPIs %s/%s", "by us" if event.initiator
+                     else "by the responder", event.spi_i.hex(), event.spi_r.hex())
         elif isinstance(event, ChildDeleted):
             s = self.session
             if s is not None:

@@ -218,3 +218,210 @@ def test_erebus_probe_and_up_with_the_users_swanctl_conf(lab: SwanLab, mode: str
         send_signal(up, signal.SIGINT)
         up.wait(timeout=15)
     assert not lab.established(mode), "the responder still lists the SA after our exit"
+
+
+# -- acceptance: the real CLI as nobody with (variants of) the lab's swanctl.conf -----------
+
+BIG_SIZE = 10 << 20
+HUGE_SIZE = 100 << 20
+
+
+@pytest.fixture(scope="module")
+def big_files(swan_lab: SwanLab) -> dict[str, tuple[int, str]]:
+    """big.bin (10 MB) and huge.bin (100 MB) of random bytes in the web host's www dir:
+    name -> (size, sha256)."""
+    files = {}
+    for name, size in (("big.bin", BIG_SIZE), ("huge.bin", HUGE_SIZE)):
+        data = os.urandom(size)
+        (swan_lab.dir / "www" / name).write_bytes(data)
+        files[name] = (size, hashlib.sha256(data).hexdigest())
+    return files
+
+
+def _variant_conf(lab: SwanLab, mode: str, *, proposals: str | None = None,
+                  esp: str | None = None, child_extra: dict | None = None,
+                  conn_extra: dict | None = None) -> Path:
+    """A world-readable copy of *mode*'s client folder (x509/, x509ca/, private/) whose
+    swanctl.conf has other ``proposals`` / ``esp_proposals`` lines, and extra settings
+    for the connection (``conn_extra``) or the child (``child_extra``)."""
+    import shutil
+    src = lab.profile(mode).dir
+    dst = Path(tempfile.mkdtemp(dir=lab.dir, prefix=f"conf-{mode}-")) / mode
+    shutil.copytree(src, dst)
+    lines = []
+    for line in (dst / "swanctl.conf").read_text().splitlines():
+        key = line.strip().split(" = ")[0]
+        indent = line[:len(line) - len(line.lstrip())]
+        if key == "proposals" and proposals is not None:
+            line = f"{indent}proposals = {proposals}"
+        elif key == "esp_proposals":
+            if esp is not None:
+                line = f"{indent}esp_proposals = {esp}"
+            for k, v in (child_extra or {}).items():
+                lines.append(f"{indent}{k} = {v}")
+        elif key == "version":
+            for k, v in (conn_extra or {}).items():
+                lines.append(f"{indent}{k} = {v}")
+        lines.append(line)
+    (dst / "swanctl.conf").write_text("\n".join(lines) + "\n")
+    for p in [dst.parent, *dst.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    return dst / "swanctl.conf"
+
+
+def _log_dir(lab: SwanLab) -> Path:
+    out = Path(tempfile.mkdtemp(dir=lab.dir, prefix="up-"))
+    os.chmod(out, 0o777)
+    return out
+
+
+class _Up:
+    """`erebus up CONF ARGS -v` as nobody in the client namespace, until "ready"."""
+
+    def __init__(self, lab: SwanLab, conf: Path, *args: str, timeout: float = 30):
+        self.lab = lab
+        self.log = _log_dir(lab) / "up.log"
+        self.proc = lab.spawn_client([lab.python, "-m", "erebus", "up", str(conf), "-v",
+                                      *args], output=self.log)
+        deadline = time.time() + timeout
+        while "ready (" not in self.text():
+            assert time.time() < deadline and self.proc.poll() is None, self.text()
+            time.sleep(0.1)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            send_signal(self.proc, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _curl(lab: SwanLab, *args: str, timeout: int = 120) -> bytes:
+    got = lab.run_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", str(timeout), *args],
+                     text=False, timeout=timeout + 30)
+    assert got.returncode == 0, got.stderr
+    return got.stdout
+
+
+@pytest.mark.parametrize("esp", ["aes256gcm16", "aes256-sha256"])
+@pytest.mark.parametrize("proposal", ["aes256gcm16-prfsha256-ecp256",
+                                      "aes256gcm16-prfsha256-x25519",
+                                      "aes256gcm16-prfsha256-modp2048",
+                                      "aes256-sha256-modp2048"])
+def test_cli_probe_proposals(lab: SwanLab, proposal: str, esp: str):
+    conf = _variant_conf(lab, "psk", proposals=proposal, esp=esp)
+    offset = len(lab.responder_log.read_bytes())
+    cp = lab.run_client([lab.python, "-m", "erebus", "probe", str(conf), "--json",
+                         "--ping", lab.web_addr], timeout=90)
+    assert cp.returncode == 0, (cp.stdout, cp.stderr, lab.logs_tail())
+    report = json.loads(cp.stdout)
+    assert report["ok"] and report["kind"] == "ipsec", report
+    assert report["virtual_ip"].startswith("198.19.231."), report
+    assert report["dns"] == [lab.dns_addr] and report["ping_ms"] is not None, report
+    assert report["cipher"] == esp, report
+    # the responder agrees on the IKE suite
+    log = lab.responder_log.read_bytes()[offset:].decode(errors="replace")
+    group = {"ecp256": "ECP_256", "x25519": "CURVE_25519",
+             "modp2048": "MODP_2048"}[proposal.split("-")[-1]]
+    chosen = [line for line in log.splitlines() if "selected proposal: IKE:" in line]
+    assert chosen and chosen[0].endswith(group), log[-3000:]
+
+
+def test_cli_10mb_through_forward_and_http_proxy(lab: SwanLab, big_files):
+    size, digest = big_files["big.bin"]
+    up = _Up(lab, lab.profile("psk").conf, "-L", f"18301:{lab.web_addr}:80",
+             "--http-proxy", "18302")
+    try:
+        got = _curl(lab, "http://127.0.0.1:18301/big.bin")
+        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+        got = _curl(lab, "-x", "http://127.0.0.1:18302", f"http://{lab.web_addr}/big.bin")
+        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+    finally:
+        up.stop()
+    assert not lab.established("psk"), up.text()[-3000:]
+
+
+def test_cli_100mb_across_responder_child_rekeys(lab: SwanLab, big_files):
+    """A paced 100 MB download (>= 25 s) while the responder rekeys the CHILD_SA every
+    ~10 s: byte-exact, and at least two rekeys on the way."""
+    size, digest = big_files["huge.bin"]
+    up = _Up(lab, lab.profile("rekey").conf, "-L", f"18303:{lab.web_addr}:80")
+    try:
+        t0 = time.monotonic()
+        got = _curl(lab, "--limit-rate", "3500K", "http://127.0.0.1:18303/huge.bin",
+                    timeout=240)
+        elapsed = time.monotonic() - t0
+        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+        assert elapsed >= 25, elapsed
+        rekeys = up.text().count("CHILD_SA rekeyed by the responder")
+        assert rekeys >= 2, up.text()[-3000:]
+    finally:
+        up.stop()
+
+
+def test_cli_killed_client_detected_by_dpd(lab: SwanLab):
+    up = _Up(lab, lab.profile("psk").conf, "-L", f"18304:{lab.web_addr}:80")
+    try:
+        assert lab.established("psk")
+        send_signal(up.proc, signal.SIGKILL)        # the python under runuser
+        up.proc.wait(timeout=10)
+        t0 = time.monotonic()
+        while lab.established("psk"):
+            assert time.monotonic() - t0 < 45, lab.list_sas()
+            time.sleep(1)
+    finally:
+        up.stop()
+
+
+def test_cli_ike_sa_rekey_by_the_responder(lab: SwanLab, big_files):
+    """`swanctl --rekey --ike-id` on the responder while a paced download runs: the
+    IKE SA is rekeyed, the download stays byte-exact, the SA stays up."""
+    size, digest = big_files["big.bin"]
+    up = _Up(lab, lab.profile("psk").conf, "-L", f"18305:{lab.web_addr}:80")
+    try:
+        before = lab.wait_established("psk")
+        proc = lab.spawn_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", "60",
+                                         "--limit-rate", "1M", "-o",
+                                         str(_log_dir(lab) / "got.bin"),
+                                         "http://127.0.0.1:18305/big.bin"],
+                            output=_log_dir(lab) / "curl.log")
+        for _ in range(2):
+            time.sleep(3)
+            uid = lab.established("psk")[0]["uniqueid"]
+            lab.swanctl(lab.responder, "--rekey", "--ike-id", uid, timeout=20)
+        assert proc.wait(timeout=90) == 0
+        got = Path(proc.args[-2]).read_bytes()
+        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+        after = lab.wait_established("psk")
+        assert after["initiator-spi"] != before["initiator-spi"], (before, after)
+        assert up.text().count("IKE SA rekeyed by the responder") >= 2, up.text()[-3000:]
+        assert len(lab.ike_sas("psk")) == 1, lab.list_sas()
+    finally:
+        up.stop()
+    assert not lab.established("psk"), up.text()[-3000:]
+
+
+def test_cli_own_ike_and_child_rekeys_during_download(lab: SwanLab, big_files):
+    """swanctl.conf with rekey_time = 12s (IKE SA) and a child rekey_time = 8s: a paced
+    download (~25 s) across our own rekeys stays byte-exact."""
+    size, digest = big_files["big.bin"]
+    conf = _variant_conf(lab, "psk", conn_extra={"rekey_time": "12s"},
+                         child_extra={"rekey_time": "8s"})
+    up = _Up(lab, conf, "-L", f"18306:{lab.web_addr}:80")
+    try:
+        got = _curl(lab, "--limit-rate", "400K", "http://127.0.0.1:18306/big.bin",
+                    timeout=120)
+        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+        text = up.text()
+        assert text.count("CHILD_SA rekeyed: in") >= 2, text[-3000:]
+        assert text.count("IKE SA rekeyed (by us)") >= 1, text[-3000:]
+        assert len(lab.ike_sas("psk")) == 1, lab.list_sas()
+        assert lab.established("psk"), lab.list_sas()
+    finally:
+        up.stop()
+    assert not lab.established("psk"), up.text()[-3000:]

@@ -306,3 +306,126 @@ def test_own_dpd_and_timeout():
         ini.handle_timer(ini.get_timer())
     ev = ini.next_event()
     assert isinstance(ev, Failed) and ev.stage == "timeout"
+
+
+# -- rekeying ----------------------------------------------------------------------------
+
+def _drain(ini):
+    events = []
+    while (e := ini.next_event()) is not None:
+        events.append(e)
+    return events
+
+
+def _new(**kw):
+    return IkeInitiator(profile(**kw), 0.0, local_addr=("198.18.130.2", 40000),
+                        remote_addr=("198.18.130.1", 500))
+
+
+def test_ike_sa_rekey_by_the_responder_roles_flip_and_old_sa_deleted():
+    from erebus.ipsec.ike import IkeRekeyed
+    ini = _new()
+    fr = FakeResponder()
+    connect(ini, fr)
+    suite = fr.keys.suite
+    dh = c.DiffieHellman(suite.dh)
+    new_spi = os.urandom(8)
+    ni = os.urandom(32)
+    req = fr.request(w.CREATE_CHILD_SA, [SA([suite.proposal(1, new_spi)]), Nonce(ni),
+                                         KE(suite.dh, dh.public_bytes())])
+    ini.receive_datagram(req, 1.0)
+    (resp,) = ini.datagrams_to_send(1.0)
+    msg = fr.decrypt(resp)
+    assert msg.flags & w.FLAG_RESPONSE and msg.exchange == w.CREATE_CHILD_SA
+    prop = msg.get(SA).proposals[0]
+    assert prop.protocol == w.PROTO_IKE and len(prop.spi) == 8
+    nr = msg.get(Nonce).data
+    shared = dh.shared_secret(msg.get(KE).data)
+    (ev,) = _drain(ini)
+    assert isinstance(ev, IkeRekeyed) and not ev.initiator
+    assert ini.spi_i == new_spi and ini.spi_r == prop.spi and not ini.role_initiator
+    # the DELETE of the old IKE SA, on the old SA: answered, and we stay up
+    ini.receive_datagram(fr.request(w.INFORMATIONAL, [Delete(w.PROTO_IKE)]), 1.5)
+    (resp,) = ini.datagrams_to_send(1.5)
+    assert fr.decrypt(resp).flags & w.FLAG_RESPONSE
+    assert ini.established and not _drain(ini)
+    # the new SA: we are its responder; message ids restart at 0
+    new_keys = c.rekeyed_ike_sa_keys(fr.keys, suite, shared, ni, nr, new_spi, prop.spi)
+    dpd = NON_ESP_MARKER + c.encrypt_sk(new_keys, IkeMessage(
+        new_spi, prop.spi, w.INFORMATIONAL, w.FLAG_INITIATOR, 0, []), initiator=True)
+    ini.receive_datagram(dpd, 2.0)
+    (resp,) = ini.datagrams_to_send(2.0)
+    got = c.decrypt_message(new_keys, resp[4:], initiator=True)
+    assert got.flags & w.FLAG_RESPONSE and got.message_id == 0 and not (got.flags & w.FLAG_INITIATOR)
+
+
+def test_ike_sa_rekey_by_us_then_delete_of_the_old():
+    from erebus.ipsec.ike import IkeRekeyed
+    ini = _new(rekey_time=100.0)
+    fr = FakeResponder()
+    connect(ini, fr)
+    assert ini.get_timer() == pytest.approx(100.01)
+    ini.handle_timer(100.1)
+    (req,) = ini.datagrams_to_send(100.1)
+    msg = fr.decrypt(req)
+    assert msg.exchange == w.CREATE_CHILD_SA and not (msg.flags & w.FLAG_RESPONSE)
+    prop = msg.get(SA).proposals[0]
+    suite = c.IkeSuite.from_proposal(prop)
+    ke = msg.get(KE)
+    dh = c.DiffieHellman(ke.group)
+    nr = os.urandom(32)
+    our_spi = os.urandom(8)
+    ini.receive_datagram(fr.seal(w.CREATE_CHILD_SA, w.FLAG_RESPONSE, msg.message_id, [
+        SA([suite.proposal(prop.number, our_spi)]), Nonce(nr),
+        KE(ke.group, dh.public_bytes())]), 100.2)
+    (ev,) = _drain(ini)
+    assert isinstance(ev, IkeRekeyed) and ev.initiator
+    assert ini.spi_i == prop.spi and ini.spi_r == our_spi
+    new_keys = c.rekeyed_ike_sa_keys(fr.keys, suite, dh.shared_secret(ke.data),
+                                     msg.get(Nonce).data, nr, prop.spi, our_spi)
+    (dele,) = ini.datagrams_to_send(100.2)
+    d = fr.decrypt(dele)                       # on the old SA
+    assert d.get(Delete).protocol == w.PROTO_IKE
+    ini.receive_datagram(fr.seal(w.INFORMATIONAL, w.FLAG_RESPONSE, d.message_id, []), 100.3)
+    assert ini._old is None and ini.established
+    # the next request of ours is on the new SA, message id 0
+    ini.close(101.0)
+    (dele,) = ini.datagrams_to_send(101.0)
+    got = c.decrypt_message(new_keys, dele[4:], initiator=False)
+    assert got.message_id == 0 and got.get(Delete).protocol == w.PROTO_IKE
+
+
+def test_child_sa_rekey_by_us_then_delete_of_the_old():
+    ini = _new(child_rekey_time=50.0)
+    fr = FakeResponder()
+    ev = connect(ini, fr)
+    ini.handle_timer(50.1)
+    (req,) = ini.datagrams_to_send(50.1)
+    msg = fr.decrypt(req)
+    assert msg.exchange == w.CREATE_CHILD_SA
+    rekey = msg.notify(w.REKEY_SA)
+    assert int.from_bytes(rekey.spi, "big") == ev.inbound.spi
+    assert msg.get(TSi) is not None and msg.get(TSr) is not None
+    prop = msg.get(SA).proposals[0]
+    nr = os.urandom(32)
+    ini.receive_datagram(fr.seal(w.CREATE_CHILD_SA, w.FLAG_RESPONSE, msg.message_id, [
+        SA([c.esp_proposal(c.esp_transform_name(prop)[0], 0x2000_0002, number=prop.number)]),
+        Nonce(nr), msg.get(TSi), msg.get(TSr)]), 50.2)
+    (rk,) = _drain(ini)
+    assert isinstance(rk, ChildRekeyed) and rk.old_inbound_spi == ev.inbound.spi
+    assert rk.outbound.spi == 0x2000_0002 and rk.inbound.spi == int.from_bytes(prop.spi, "big")
+    key_len, integ = c.esp_key_lengths("aes256gcm16")
+    ck = c.child_sa_keys(fr.keys, msg.get(Nonce).data, nr, key_len, integ)
+    from erebus.ipsec.esp import SecurityAssociation
+    theirs_in = SecurityAssociation(0x2000_0002, "aes256gcm16", *ck.outbound(True))
+    assert theirs_in.open(rk.outbound.seal(b"hello"))[1] == b"hello"
+    (dele,) = ini.datagrams_to_send(50.2)
+    d = fr.decrypt(dele)
+    assert d.get(Delete).protocol == w.PROTO_ESP
+    assert d.get(Delete).spis == [ev.inbound.spi.to_bytes(4, "big")]
+    ini.receive_datagram(fr.seal(w.INFORMATIONAL, w.FLAG_RESPONSE, d.message_id, [
+        Delete(w.PROTO_ESP, [fr.esp_spi.to_bytes(4, "big")])]), 50.3)
+    (gone,) = _drain(ini)
+    assert isinstance(gone, ChildDeleted) and gone.inbound_spi == ev.inbound.spi
+    assert len(ini.children) == 1 and ini.established
+    assert ini.get_timer() == pytest.approx(100.2)
