@@ -25,6 +25,7 @@ import time
 from typing import Callable
 
 from ..errors import ErebusError, SessionError
+from ..runtime.retry import with_backoff
 from ..runtime.udp import BatchedUdpLink
 from ..tunnel import TunnelInfo
 from .esp import EspSession, SaExpired, SaSoftLimit
@@ -39,7 +40,6 @@ log = logging.getLogger("erebus.ipsec")
 # IKE failures after which a new IKE SA may well succeed (as erebus.runtime.openvpn's).
 RECOVERABLE = frozenset({"unreachable", "timeout", "restart", "resolve", "sa-expired",
                          "connection-lost"})
-BACKOFF_MAX = 60.0
 
 
 class IkeTunnel:
@@ -150,28 +150,13 @@ class IkeTunnel:
 
     async def reconnect(self, *, timeout: float | None = None, attempts: int | None = None,
                         stop: asyncio.Event | None = None) -> TunnelInfo:
-        """New IKE SAs with backoff (1, 2, 4 ... 60 s) until one comes up."""
+        """New IKE SAs with backoff (1, 2, 4 ... 60 s) until one comes up.  Only
+        failures that another try can cure are retried."""
         self._teardown()
-        delay, tries = 1.0, 0
-        while True:
-            tries += 1
-            try:
-                info = await self.connect(timeout=timeout)
-                log.info("reconnected (IKE SA %d)", self.sessions)
-                return info
-            except SessionError as exc:
-                if exc.stage not in RECOVERABLE or (attempts and tries >= attempts):
-                    raise
-                log.warning("reconnect failed (%s); next try in %.0f s", exc, delay)
-            if stop is not None:
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                    raise SessionError("stopped", "stopped while reconnecting")
-                except asyncio.TimeoutError:
-                    pass
-            else:
-                await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+        info = await with_backoff(lambda: self.connect(timeout=timeout), RECOVERABLE,
+                                  attempts=attempts, stop=stop)
+        log.info("reconnected (IKE SA %d)", self.sessions)
+        return info
 
     async def _connect_one(self, host: str) -> TunnelInfo:
         p = self.profile

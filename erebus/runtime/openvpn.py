@@ -29,6 +29,7 @@ from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMe
 from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
 from ..tunnel import TunnelInfo
+from .retry import with_backoff
 from .udp import BatchedUdpLink
 
 log = logging.getLogger("erebus.tunnel")
@@ -36,7 +37,6 @@ log = logging.getLogger("erebus.tunnel")
 # Session failures after which a new session may well succeed.
 RECOVERABLE = frozenset({"ping-restart", "restart", "unreachable", "tls", "push-timeout",
                          "renegotiation", "connection-lost", "resolve", "timeout"})
-BACKOFF_MAX = 60.0
 
 
 def session_settings(profile: Profile) -> SessionSettings:
@@ -212,27 +212,10 @@ class OpenVPNTunnel:
         """New sessions with backoff (1, 2, 4 ... 60 s) until one comes up.  Only
         failures that another try can cure are retried."""
         self._teardown()
-        delay = 1.0
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                info = await self.connect(timeout=timeout)
-                log.info("reconnected (session %d)", self.sessions)
-                return info
-            except SessionError as exc:
-                if exc.stage not in RECOVERABLE or (attempts and tries >= attempts):
-                    raise
-                log.warning("reconnect failed (%s); next try in %.0f s", exc, delay)
-            if stop is not None:
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                    raise SessionError("stopped", "stopped while reconnecting")
-                except asyncio.TimeoutError:
-                    pass
-            else:
-                await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+        info = await with_backoff(lambda: self.connect(timeout=timeout), RECOVERABLE,
+                                  attempts=attempts, stop=stop)
+        log.info("reconnected (session %d)", self.sessions)
+        return info
 
     def _timeout_stage(self) -> str:
         s = self.session
