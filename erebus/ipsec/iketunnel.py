@@ -21,11 +21,11 @@ import asyncio
 import errno
 import logging
 import socket
-import time
 from typing import Callable
 
 from ..errors import ErebusError, SessionError
 from ..runtime.retry import with_backoff
+from ..runtime.shell import LinkShell
 from ..runtime.udp import BatchedUdpLink
 from ..tunnel import TunnelInfo
 from .esp import EspSession, SaExpired, SaSoftLimit
@@ -42,7 +42,7 @@ RECOVERABLE = frozenset({"unreachable", "timeout", "restart", "resolve", "sa-exp
                          "connection-lost"})
 
 
-class IkeTunnel:
+class IkeTunnel(LinkShell):
     """An IKEv2 client (one IKE SA, one CHILD_SA) as an :class:`erebus.tunnel.Tunnel`."""
 
     def __init__(self, profile: IkeProfile, *, pcap=None, initiator_factory=None):
@@ -78,9 +78,6 @@ class IkeTunnel:
 
     # -- Tunnel interface ------------------------------------------------------------------
 
-    def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
-        self._receiver = receiver
-
     def send_packet(self, packet: bytes) -> None:
         s = self.session
         link = self._link
@@ -92,11 +89,8 @@ class IkeTunnel:
             if s.has_events:
                 self._esp_events()
             return
-        if self.pcap:
-            now = time.time()
-            self.pcap.write_inner(packet, now, inbound=False)
-            self.pcap.write_outer(datagram, self._local, self._remote, now, inbound=False)
-        link.send(datagram)
+        self._inner_out(packet)
+        self._send(datagram)
 
     async def close(self) -> None:
         ike = self.ike
@@ -196,22 +190,11 @@ class IkeTunnel:
 
     # -- the pump --------------------------------------------------------------------------
 
-    def _send(self, datagram: bytes) -> None:
-        link = self._link
-        if link is None:
-            return
-        if self.pcap:
-            self.pcap.write_outer(datagram, self._local, self._remote, time.time(),
-                                  inbound=False)
-        link.send(datagram)
-
     def _on_datagram(self, data: bytes) -> None:
         ike = self.ike
         if ike is None:
             return
-        pcap = self.pcap
-        if pcap:
-            pcap.write_outer(data, self._remote, self._local, time.time(), inbound=True)
+        self._outer_in(data)
         now = self._loop.time()
         if not ike.natt or data[:4] == NON_ESP_MARKER:
             ike.receive_datagram(data, now)     # _step() follows at the end of the batch
@@ -221,11 +204,7 @@ class IkeTunnel:
             return
         packet = s.receive_datagram(data, now)
         if packet is not None:
-            if pcap:
-                pcap.write_inner(packet, time.time(), inbound=True)
-            receiver = self._receiver
-            if receiver is not None:
-                receiver(packet)
+            self._deliver(packet)
         if s.has_events:
             self._esp_events()
 

@@ -23,10 +23,10 @@ import errno
 import logging
 import shlex
 import socket
-import time
 from typing import Callable
 
 from ..errors import SessionError
+from ..runtime.shell import LinkShell
 from ..runtime.udp import BatchedUdpLink
 from ..tunnel import TunnelInfo
 from .esp import Closed, EspSession, SaExpired, SaSoftLimit, SequenceReset
@@ -74,7 +74,7 @@ def tshark_esp_options(profile: EspProfile, local: str = "*", remote: str = "*")
 
 # -- the tunnel ---------------------------------------------------------------------------
 
-class EspTunnel:
+class EspTunnel(LinkShell):
     """Manually keyed ESP-in-UDP to one peer, as an :class:`erebus.tunnel.Tunnel`."""
 
     def __init__(self, profile: EspProfile, *, pcap=None,
@@ -106,9 +106,6 @@ class EspTunnel:
 
     # -- Tunnel interface ------------------------------------------------------------------
 
-    def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
-        self._receiver = receiver
-
     def send_packet(self, packet: bytes) -> None:
         s = self.session
         link = self._link
@@ -120,12 +117,8 @@ class EspTunnel:
             if s.has_events:
                 self._events()
             return
-        pcap = self.pcap
-        if pcap:
-            now = time.time()
-            pcap.write_inner(packet, now, inbound=False)
-            pcap.write_outer(datagram, self._local, self._remote, now, inbound=False)
-        link.send(datagram)
+        self._inner_out(packet)
+        self._send(datagram)
         if s.has_events:
             self._events()
 
@@ -212,29 +205,14 @@ class EspTunnel:
 
     # -- the pump --------------------------------------------------------------------------
 
-    def _send(self, datagram: bytes) -> None:
-        link = self._link
-        if link is None:
-            return
-        if self.pcap:
-            self.pcap.write_outer(datagram, self._local, self._remote, time.time(),
-                                  inbound=False)
-        link.send(datagram)
-
     def _on_datagram(self, data: bytes) -> None:
         s = self.session
         if s is None:
             return
-        pcap = self.pcap
-        if pcap:
-            pcap.write_outer(data, self._remote, self._local, time.time(), inbound=True)
+        self._outer_in(data)
         packet = s.receive_datagram(data, self._loop.time())
         if packet is not None:
-            if pcap:
-                pcap.write_inner(packet, time.time(), inbound=True)
-            receiver = self._receiver
-            if receiver is not None:
-                receiver(packet)
+            self._deliver(packet)
         if s.has_events:
             self._events()
 

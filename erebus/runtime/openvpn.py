@@ -19,7 +19,6 @@ import errno
 import logging
 import socket
 import struct
-import time
 from typing import Callable
 
 from ..errors import ErebusError, SessionError
@@ -30,6 +29,7 @@ from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
 from ..tunnel import TunnelInfo
 from .retry import with_backoff
+from .shell import LinkShell
 from .udp import BatchedUdpLink
 
 log = logging.getLogger("erebus.tunnel")
@@ -111,7 +111,7 @@ class _TcpLink(asyncio.Protocol):
 
 # -- the tunnel ---------------------------------------------------------------------------
 
-class OpenVPNTunnel:
+class OpenVPNTunnel(LinkShell):
     """One OpenVPN client session at a time, as a :class:`erebus.tunnel.Tunnel`."""
 
     def __init__(self, profile: Profile, *, pcap=None, session_factory=None):
@@ -154,16 +154,12 @@ class OpenVPNTunnel:
 
     # -- Tunnel interface ------------------------------------------------------------------
 
-    def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
-        self._receiver = receiver
-
     def send_packet(self, packet: bytes) -> None:
         s = self.session
         if s is None or not s.established or self._link is None:
             self.dropped_down += 1
             return
-        if self.pcap:
-            self.pcap.write_inner(packet, time.time(), inbound=False)
+        self._inner_out(packet)
         self._send(s.send_ip(packet, self._loop.time()))
 
     @property
@@ -275,34 +271,16 @@ class OpenVPNTunnel:
 
     # -- the pump --------------------------------------------------------------------------
 
-    def _send(self, datagram: bytes) -> None:
-        link = self._link
-        if link is None:
-            return
-        self.datagrams_out += 1
-        if self.pcap:
-            self.pcap.write_outer(datagram, self._local, self._remote, time.time(),
-                                  inbound=False)
-        link.send(datagram)
-
     def _on_datagram(self, data: bytes, batch: bool = False) -> None:
         """One packet from the server; with ``batch`` the caller calls _end_batch()
         once after the last of a burst (timers and sends are done once for all)."""
         s = self.session
         if s is None:
             return
-        self.datagrams_in += 1
-        if self.pcap:
-            self.pcap.write_outer(data, self._remote, self._local, time.time(), inbound=True)
+        self._outer_in(data)
         now = self._loop.time()
-        packets = s.receive_datagram(data, now)
-        if packets:
-            receiver = self._receiver
-            for packet in packets:
-                if self.pcap:
-                    self.pcap.write_inner(packet, time.time(), inbound=True)
-                if receiver is not None:
-                    receiver(packet)
+        for packet in s.receive_datagram(data, now):
+            self._deliver(packet)
         if not batch:
             self._step(now)
 
