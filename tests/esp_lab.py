@@ -182,22 +182,9 @@ class EspLab(Lab):
     # ----------------------------------------------------------------- network
 
     def _create_network(self) -> None:
-        for ns in (self.ns_srv, self.ns_cli, self.ns_web):
-            _run(["ip", "netns", "add", ns])
-            self._namespaces.append(ns)
-            self._ip(ns, "link", "set", "lo", "up")
-            _run(_ns_argv(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]))
-            _run(_ns_argv(ns, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]))
-        links = [(self.ns_srv, "to-cli", self.ns_cli, "to-srv", LINK_PEER, LINK_CLIENT),
-                 (self.ns_srv, "to-web", self.ns_web, "to-srv", WEB_GATEWAY, WEB_ADDR)]
-        for ns, dev, peer_ns, peer_dev, addr, peer_addr in links:
-            self._ip(ns, "link", "add", "name", dev, "type", "veth",
-                     "peer", "name", peer_dev, "netns", peer_ns)
-            for n, d, a in ((ns, dev, addr), (peer_ns, peer_dev, peer_addr)):
-                self._ip(n, "addr", "add", f"{a}/24", "dev", d)
-                self._ip(n, "link", "set", d, "up")
-        self._ip(self.ns_web, "route", "add", POOLS_NET, "via", WEB_GATEWAY)
-        _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+        self._build_network(server_addr=LINK_PEER, client_addr=LINK_CLIENT,
+                            web_gateway=WEB_GATEWAY, web_addr=WEB_ADDR, pools=POOLS_NET,
+                            disable_ipv6=True)
 
     def _start_web(self) -> None:
         www = self.dir / "www"

@@ -612,13 +612,26 @@ class Lab:
         _run(["ip", "-n", ns, *args])
 
     def _create_network(self) -> None:
+        self._build_network(server_addr=SERVER_LINK_ADDR, client_addr=CLIENT_LINK_ADDR,
+                            web_gateway=WEB_GATEWAY_ADDR, web_addr=WEB_ADDR,
+                            pools=VPN_POOLS_NET)
+
+    def _build_network(self, *, server_addr: str, client_addr: str, web_gateway: str,
+                       web_addr: str, pools: str, disable_ipv6: bool = False) -> None:
+        """Every lab's shape: client <-> server (the VPN peer) <-> web host, /24 veth
+        links (devices to-cli / to-srv / to-web), the web host routing the VPN pools back
+        through the server, which forwards."""
         for ns in (self.ns_srv, self.ns_cli, self.ns_web):
             _run(["ip", "netns", "add", ns])
             self._namespaces.append(ns)
             self._ip(ns, "link", "set", "lo", "up")
+            if disable_ipv6:
+                for scope in ("all", "default"):
+                    _run(_ns_argv(ns, ["sysctl", "-qw",
+                                       f"net.ipv6.conf.{scope}.disable_ipv6=1"]))
         links = [  # (ns, device, peer ns, peer device, address, peer address)
-            (self.ns_srv, "to-cli", self.ns_cli, "to-srv", SERVER_LINK_ADDR, CLIENT_LINK_ADDR),
-            (self.ns_srv, "to-web", self.ns_web, "to-srv", WEB_GATEWAY_ADDR, WEB_ADDR),
+            (self.ns_srv, "to-cli", self.ns_cli, "to-srv", server_addr, client_addr),
+            (self.ns_srv, "to-web", self.ns_web, "to-srv", web_gateway, web_addr),
         ]
         for ns, dev, peer_ns, peer_dev, addr, peer_addr in links:
             self._ip(ns, "link", "add", "name", dev, "type", "veth",
@@ -626,7 +639,7 @@ class Lab:
             for n, d, a in ((ns, dev, addr), (peer_ns, peer_dev, peer_addr)):
                 self._ip(n, "addr", "add", f"{a}/{LINK_PREFIXLEN}", "dev", d)
                 self._ip(n, "link", "set", d, "up")
-        self._ip(self.ns_web, "route", "add", VPN_POOLS_NET, "via", WEB_GATEWAY_ADDR)
+        self._ip(self.ns_web, "route", "add", pools, "via", web_gateway)
         _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
     def _start_web(self) -> None:

@@ -454,26 +454,12 @@ class SwanLab(Lab):
     # ----------------------------------------------------------------- network
 
     def _create_network(self) -> None:
-        for ns in (self.ns_srv, self.ns_cli, self.ns_web):
-            _run(["ip", "netns", "add", ns])
-            self._namespaces.append(ns)
-            self._ip(ns, "link", "set", "lo", "up")
-        links = [  # (ns, device, peer ns, peer device, address, peer address)
-            (self.ns_srv, "to-cli", self.ns_cli, "to-srv", RESPONDER_ADDR, CLIENT_ADDR),
-            (self.ns_srv, "to-web", self.ns_web, "to-srv", WEB_GATEWAY_ADDR, WEB_ADDR),
-        ]
-        for ns, dev, peer_ns, peer_dev, addr, peer_addr in links:
-            self._ip(ns, "link", "add", "name", dev, "type", "veth",
-                     "peer", "name", peer_dev, "netns", peer_ns)
-            for n, d, a in ((ns, dev, addr), (peer_ns, peer_dev, peer_addr)):
-                self._ip(n, "addr", "add", f"{a}/{LINK_PREFIXLEN}", "dev", d)
-                self._ip(n, "link", "set", d, "up")
+        self._build_network(server_addr=RESPONDER_ADDR, client_addr=CLIENT_ADDR,
+                            web_gateway=WEB_GATEWAY_ADDR, web_addr=WEB_ADDR, pools=POOL_NET)
         for mode in MODES.values():     # one responder address per mode
             if mode.address != RESPONDER_ADDR:
                 self._ip(self.ns_srv, "addr", "add", f"{mode.address}/{LINK_PREFIXLEN}",
                          "dev", "to-cli")
-        self._ip(self.ns_web, "route", "add", POOL_NET, "via", WEB_GATEWAY_ADDR)
-        _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
     def _start_web(self) -> None:
         www = self.dir / "www"
