@@ -245,7 +245,11 @@ class ClientSession:
             return out
         wrap = self._wrapper.wrap if self._wrapper is not None else None
         for ks in self._keys.values():
-            for pid, opcode, payload in ks.send.due(now):
+            before = ks.send.retransmissions
+            due = ks.send.due(now)
+            # counted as they happen, so a retired key state does not take its share away
+            self.counters.control_retransmits += ks.send.retransmissions - before
+            for pid, opcode, payload in due:
                 acks = ks.recv.take_acks(4, history=True) if self.remote_session_id else []
                 packet = w.build_control(opcode, ks.key_id, self.session_id, acks,
                                          self.remote_session_id if acks else None,
@@ -256,8 +260,6 @@ class ClientSession:
                 packet = w.build_control(w.P_ACK_V1, ks.key_id, self.session_id, acks,
                                          self.remote_session_id)
                 out.append(wrap(packet, now) if wrap else packet)
-            self.counters.control_retransmits = sum(k.send.retransmissions
-                                                    for k in self._keys.values())
         if out:
             self._last_out = now
         return out
