@@ -16,7 +16,6 @@ from .openvpn.config import (KU_REQUIRED, OPTIONS, Profile, Reading, read_profil
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
-EXIT_UNSUPPORTED = 2
 
 
 class _FileOrder:

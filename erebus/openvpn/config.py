@@ -1896,16 +1896,7 @@ def read_profile(path: str, *, rng: random.Random | None = None) -> Reading:
     text = _decode(raw, path, problems)
     if text is None:
         return Reading(path, None, problems, [])
-    reading = _read_text(text, path, rng)
-    return reading
-
-
-def _implied_by_remote_cert_tls(profile: Profile, given) -> bool:
-    """remote-cert-tls alone is passed as such and checked as OpenVPN does."""
-    tls = profile.remote_cert_tls
-    return (tls is not None and getattr(given, "remote_cert_tls", None) == tls
-            and profile.remote_cert_ku == KU_REQUIRED
-            and profile.remote_cert_eku == REMOTE_CERT_TLS_EKU[tls])
+    return _read_text(text, path, rng)
 
 
 def load_profile(path: str, *, rng: random.Random | None = None, stdin=None,
