@@ -344,7 +344,7 @@ def chain_refusal(code: int, text: str, cert: x509.Certificate, depth: int,
     """OpenSSL's verdict on one certificate of the chain (X509_V_ERR_* ``code`` at
     ``depth``), as a refusal naming that certificate."""
     who = (f"server certificate {describe(cert)}" if depth == 0 else
-           f"certificate {describe(cert)} of the server's chain (depth {depth})")
+           f"CA certificate {describe(cert)} in the server's chain")
     if code == _CERT_REVOKED:
         why = f"{who} (serial {cert.serial_number:X}) is revoked by the CRL (crl-verify)"
     elif code == _UNABLE_TO_GET_CRL:
