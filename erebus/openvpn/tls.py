@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -485,8 +486,11 @@ def context_for(settings: TlsSettings) -> TlsContext:
 
 def _verify_callback(conn: SSL.Connection, cert: crypto.X509, code: int, depth: int,
                      ok: int) -> bool:
-    client = conn.get_app_data()
-    return client._verify(cert, code, depth, bool(ok)) if client is not None else bool(ok)
+    ref = conn.get_app_data()
+    client = ref() if ref is not None else None
+    if client is None:
+        return False                   # no session to check for: refuse, never pass
+    return client._verify(cert, code, depth, bool(ok))
 
 
 # -- one TLS session ------------------------------------------------------------------
@@ -498,7 +502,7 @@ class TlsClient:
         self.settings = settings
         self.context = context or context_for(settings)
         self._conn = SSL.Connection(self.context.ssl_context, None)
-        self._conn.set_app_data(self)
+        self._conn.set_app_data(weakref.ref(self))     # no cycle through OpenSSL
         self._conn.set_connect_state()
         self._refusal: ErebusError | None = None     # why the verify callback said no
         self.established = False

@@ -139,6 +139,17 @@ def test_an_intermediate_the_server_does_not_send_is_checked_against_the_roots_c
                                 head + _block("crl-verify", revoking)))
     assert report["ok"] is False and report["stage"] == "certificate", report
     error = report["error"]
+    # the stock client refuses the same profile for the same reason
+    for name, needle in (("chain-fine.ovpn", "Initialization Sequence Completed"),
+                         ("chain-revoked.ovpn", "VERIFY ERROR: depth=1, error=certificate "
+                                                "revoked")):
+        log = out / f"stock-{name}.log"
+        stock = lab.spawn_ns(lab.ns_cli, ["openvpn", "--config", str(out / name),
+                                          "--log", str(log)])
+        try:
+            wait_for_log(log, needle, timeout=30, process=stock, what="stock client")
+        finally:
+            stop_process(stock)
     assert "CA certificate 'CN=erebus-lab-intermediate' (issued by 'CN=erebus-lab-root') " \
         f"in the server's chain (serial {c['mid_serial']:X}) is revoked by the CRL" \
         in error, error
