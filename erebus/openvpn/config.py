@@ -1739,9 +1739,10 @@ class _Reader:
             self.material_problem(src, data, 0, "no PEM CRL (-----BEGIN X509 CRL-----) "
                                   "found")
             return
+        from .tls import check_crl_der
         for b in crls:
             try:
-                x509.load_der_x509_crl(b.der)
+                check_crl_der(b.der)       # OpenSSL's parser: what the stock client reads
             except ValueError as exc:
                 self.material_problem(src, data, b.offset, f"a CRL that does not parse "
                                       f"({_short(exc)})")

@@ -36,7 +36,7 @@ from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, normalize_
     supported_cipher
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
-from .tls import TlsClient, TlsSettings
+from .tls import TlsClient, TlsContext, TlsSettings, context_for
 from .wrap import TlsAuth, TlsCrypt, WrapError
 
 log = logging.getLogger("erebus.openvpn")
@@ -192,6 +192,7 @@ class ClientSession:
         self._exit_deadline: float | None = None
         self._cc_exit = False
         self.tls_info: TlsEstablished | None = None
+        self._tls_context: TlsContext | None = None
         self._start(now)
 
     # -- public API ---------------------------------------------------------------------
@@ -459,12 +460,12 @@ class ClientSession:
         if opcode == w.P_CONTROL_HARD_RESET_SERVER_V2:
             if self.state is State.HARD_RESET_SENT:
                 self.state = State.TLS_HANDSHAKE
-                ks.tls = TlsClient(self.settings.tls)
+                ks.tls = self._new_tls()
                 self._pump_tls(ks, now)
             return
         if opcode == w.P_CONTROL_SOFT_RESET_V1:
             if ks is self._reneg and ks.tls is None:
-                ks.tls = TlsClient(self.settings.tls)
+                ks.tls = self._new_tls()
                 self._pump_tls(ks, now)
             return
         if opcode != w.P_CONTROL_V1:
@@ -474,6 +475,13 @@ class ClientSession:
             raise SessionError("protocol", "TLS data before the server's hard reset")
         ks.tls.feed(payload)
         self._pump_tls(ks, now)
+
+    def _new_tls(self) -> TlsClient:
+        """A TLS session for a new key id, from the one context of this profile (built at
+        the first handshake, then shared by every renegotiation)."""
+        if self._tls_context is None:
+            self._tls_context = context_for(self.settings.tls)
+        return TlsClient(self.settings.tls, self._tls_context)
 
     def _pump_tls(self, ks: _KeyState, now: float) -> None:
         tls = ks.tls

@@ -1,35 +1,63 @@
-"""TLS for the control channel: the stdlib ``ssl`` module over memory BIOs.
+"""TLS for the control channel: OpenSSL (through pyOpenSSL) over memory BIOs.
 
-No sockets: TLS records go in with :meth:`TlsClient.feed` and come out of
-:meth:`TlsClient.take_output`; the session puts them in P_CONTROL_V1 packets.
-Verification is OpenSSL's (the server chain must lead to the profile's CA),
-then OpenVPN's own checks on the server's certificate, as OpenVPN 2.6 makes them
-with OpenSSL (ssl_verify_openssl.c): ``remote-cert-tls`` (key usage present, TLS
-server extended key usage), ``remote-cert-ku`` / ``remote-cert-eku``,
-``ns-cert-type`` (the certificate's TLS server purpose), ``verify-x509-name``, and
-``crl-verify``: every certificate of the server's chain below the CA must be
-covered by a CRL of its issuer, correctly signed and current, that does not list
-its serial (OpenSSL's CRL_CHECK | CRL_CHECK_ALL, which OpenVPN sets).
+No sockets and no files: TLS records go in with :meth:`TlsClient.feed` and come out of
+:meth:`TlsClient.take_output`; the session puts them in P_CONTROL_V1 packets.  The client
+certificate and key are loaded from memory (the key never touches the disk, not even
+decrypted), into one :class:`TlsContext` per profile that every TLS session of a tunnel
+(the first and each renegotiation) shares.
+
+Verification is OpenSSL's, configured as OpenVPN 2.6 configures it (ssl_openssl.c): the
+server chain must lead to the profile's CA, and with ``crl-verify`` the CRLs are in the
+verification store with X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, so every
+certificate of the chain OpenSSL built (from the trust store and what the server sent,
+whatever the server chose to send) needs a current CRL from its issuer that does not list
+it.  CRLs are parsed by OpenSSL's own parser, so one OpenSSL (and so the stock client)
+accepts works here too.  Then OpenVPN's checks of the server's certificate, in the verify
+callback at depth 0 as ssl_verify_openssl.c makes them: ``remote-cert-tls``,
+``remote-cert-ku`` / ``remote-cert-eku``, ``ns-cert-type`` and ``verify-x509-name``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import os
-import ssl
-import struct
-import tempfile
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ffi, lib as _lib
 
-from ..errors import ConfigError, SessionError
+from ..errors import ConfigError, ErebusError, SessionError
+from .config import PemError, pem_blocks
 
-_TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
-                 "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-_HANDSHAKE = 22
-_CERTIFICATE = 11
+_TLS_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION,
+                 "1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+# The stock client's cipher list when the profile has no tls-cipher
+# (ssl_openssl.c: tls_ctx_restrict_ciphers).
+DEFAULT_TLS_CIPHERS = "DEFAULT:!EXP:!LOW:!MEDIUM:!kDH:!kECDH:!DSS:!PSK:!SRP:!kRSA"
+_CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
+_KEY_LABELS = (b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"DSA PRIVATE KEY",
+               b"ENCRYPTED PRIVATE KEY")
+_BIO_CHUNK = 65536
+
+# X509_V_ERR_* codes the refusals name in words of their own
+_UNABLE_TO_GET_ISSUER_CERT = _lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+_UNABLE_TO_GET_CRL = _lib.X509_V_ERR_UNABLE_TO_GET_CRL
+_UNABLE_TO_DECRYPT_CRL_SIGNATURE = _lib.X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE
+_CRL_SIGNATURE_FAILURE = _lib.X509_V_ERR_CRL_SIGNATURE_FAILURE
+_CRL_NOT_YET_VALID = _lib.X509_V_ERR_CRL_NOT_YET_VALID
+_CRL_HAS_EXPIRED = _lib.X509_V_ERR_CRL_HAS_EXPIRED
+_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = _lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+_UNABLE_TO_VERIFY_LEAF_SIGNATURE = _lib.X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+_CERT_REVOKED = _lib.X509_V_ERR_CERT_REVOKED
+_UNABLE_TO_GET_CRL_ISSUER = _lib.X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER
+_NOT_CHAINED = (_UNABLE_TO_GET_ISSUER_CERT, _UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+                _UNABLE_TO_VERIFY_LEAF_SIGNATURE)
 
 
 @dataclass(slots=True)
@@ -42,7 +70,7 @@ class TlsSettings:
     verify_x509_name: tuple[str, str] | None = None   # (name, type)
     tls_version_min: str | None = None
     tls_version_max: str | None = None
-    tls_cipher: str | None = None
+    tls_cipher: str | None = None        # OpenSSL names (config translates IANA names)
     tls_ciphersuites: str | None = None
     remote_cert_ku: tuple[int, ...] | str | None = None   # values, or "required"
     remote_cert_eku: str | None = None   # OpenSSL long name or dotted OID
@@ -70,92 +98,6 @@ def common_name(cert: x509.Certificate) -> str | None:
 def describe(cert: x509.Certificate) -> str:
     return (f"'{openvpn_subject(cert.subject)}' "
             f"(issued by '{openvpn_subject(cert.issuer)}')")
-
-
-def _certs_from_handshake(data: bytes) -> list[bytes]:
-    """DER certificates from a TLS 1.2 or 1.3 Certificate message (header included)."""
-    if len(data) < 4 or data[0] != _CERTIFICATE:
-        return []
-    body = data[4:]
-    for tls13 in (True, False):
-        try:
-            pos = 0
-            if tls13:
-                ctx_len = body[0]
-                pos = 1 + ctx_len
-            total = int.from_bytes(body[pos:pos + 3], "big")
-            pos += 3
-            end = pos + total
-            if end != len(body):
-                continue
-            certs = []
-            while pos < end:
-                clen = int.from_bytes(body[pos:pos + 3], "big")
-                pos += 3
-                certs.append(bytes(body[pos:pos + clen]))
-                pos += clen
-                if tls13:
-                    (elen,) = struct.unpack_from("!H", body, pos)
-                    pos += 2 + elen
-            if pos == end and certs:
-                return certs
-        except (IndexError, struct.error):
-            continue
-    return []
-
-
-def _build_context(settings: TlsSettings, seen_certs: list[bytes]) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False          # OpenVPN checks names with verify-x509-name
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    try:
-        ctx.load_verify_locations(cadata=settings.ca.decode("ascii", "replace"))
-    except ssl.SSLError as exc:
-        raise ConfigError(f"cannot load the CA certificate: {exc.reason or exc}",
-                          option="ca") from None
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.tls_version_min:
-        version = settings.tls_version_min.split()[0]
-        if version not in _TLS_VERSIONS:
-            raise ConfigError(f"unknown TLS version {version!r}", option="tls-version-min")
-        ctx.minimum_version = _TLS_VERSIONS[version]
-    if settings.tls_version_max:
-        if settings.tls_version_max not in _TLS_VERSIONS:
-            raise ConfigError(f"unknown TLS version {settings.tls_version_max!r}",
-                              option="tls-version-max")
-        ctx.maximum_version = _TLS_VERSIONS[settings.tls_version_max]
-    if settings.tls_cipher:
-        try:
-            ctx.set_ciphers(settings.tls_cipher)
-        except ssl.SSLError:
-            raise ConfigError(f"no usable cipher in {settings.tls_cipher!r}",
-                              option="tls-cipher") from None
-    if settings.cert or settings.key:
-        if not (settings.cert and settings.key):
-            raise ConfigError("a client certificate needs its key (and the key its "
-                              "certificate)", option="cert" if not settings.cert else "key")
-        # ssl only loads a chain from files: write it where only we can read, then remove it.
-        with tempfile.TemporaryDirectory(prefix="erebus-tls-") as tmp:
-            cert_path = os.path.join(tmp, "cert.pem")
-            key_path = os.path.join(tmp, "key.pem")
-            fd = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(settings.cert + b"\n" + (settings.extra_certs or b""))
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(settings.key)
-            try:
-                ctx.load_cert_chain(cert_path, key_path)
-            except ssl.SSLError as exc:
-                raise ConfigError("cannot load the client certificate and key: "
-                                  f"{exc.reason or exc}", option="cert") from None
-
-    def on_message(conn, direction, version, content_type, msg_type, data):
-        if direction == "read" and content_type == _HANDSHAKE and msg_type == _CERTIFICATE:
-            seen_certs[:] = _certs_from_handshake(bytes(data))
-
-    ctx._msg_callback = on_message  # only to name a rejected certificate
-    return ctx
 
 
 # OpenSSL's long names of extended key usages (OBJ_obj2txt without no_name), which is
@@ -231,10 +173,21 @@ def _ssl_purpose_ok(cert: x509.Certificate, server: bool) -> bool:
 
 
 def check_server_certificate(cert: x509.Certificate, settings: TlsSettings, *,
-                             chain: list[x509.Certificate] = (),
+                             chain: Sequence[x509.Certificate] = (),
                              now: datetime.datetime | None = None) -> None:
-    """OpenVPN's checks beyond the chain.  ``chain`` is what the server sent after its
-    own certificate (for crl-verify); ``now`` the time a CRL must be current at."""
+    """OpenVPN's checks of a server certificate, offline: crl-verify through OpenSSL's
+    verification of the chain (``chain``: the certificates the server sent after its own;
+    ``now``: the time the chain and the CRLs must be valid at), then the checks of
+    :func:`check_peer`.  A handshake makes the same checks in OpenSSL's verify callback."""
+    if settings.crl is not None:
+        check_crl(cert, list(chain), settings, now=now)
+    check_peer(cert, settings)
+
+
+def check_peer(cert: x509.Certificate, settings: TlsSettings) -> None:
+    """What OpenVPN checks of the server's own certificate once OpenSSL has verified the
+    chain (ssl_verify.c's verify_peer_cert): remote-cert-tls, remote-cert-ku/eku,
+    ns-cert-type and verify-x509-name."""
     ku_wanted = settings.remote_cert_ku
     eku_wanted = settings.remote_cert_eku
     if settings.remote_cert_tls in _REMOTE_CERT_TLS_EKU:
@@ -287,154 +240,376 @@ def check_server_certificate(cert: x509.Certificate, settings: TlsSettings, *,
         if not ok:
             raise SessionError("certificate", f"server certificate {describe(cert)} does not "
                                f"match verify-x509-name {want!r} ({kind})")
-    if settings.crl is not None:
-        check_crl(cert, list(chain), settings, now=now)
 
 
-def _load_pem_all(data: bytes, loader) -> list:
+# -- OpenSSL material, parsed by OpenSSL ------------------------------------------------
+
+def _openssl_reason(exc: Exception) -> str:
+    """The last reason in a pyOpenSSL error (its args are OpenSSL's error queue)."""
+    queue = exc.args[0] if exc.args else None
+    if isinstance(queue, list) and queue and isinstance(queue[-1], tuple):
+        return str(queue[-1][-1])
+    return str(exc) or type(exc).__name__
+
+
+def _drain_openssl_errors() -> str:
+    reason = ""
+    while (code := _lib.ERR_get_error()) != 0:
+        text = _lib.ERR_reason_error_string(code)
+        reason = _ffi.string(text).decode("ascii", "replace") if text != _ffi.NULL else ""
+    return reason or "unparseable DER"
+
+
+def _openssl_crl(der: bytes):
+    """An X509_CRL parsed by OpenSSL's d2i (freed with the returned object).  ValueError
+    with OpenSSL's reason when OpenSSL does not parse it."""
+    bio = _lib.BIO_new_mem_buf(der, len(der))
+    if bio == _ffi.NULL:
+        raise MemoryError("BIO_new_mem_buf")
+    try:
+        crl = _lib.d2i_X509_CRL_bio(bio, _ffi.NULL)
+    finally:
+        _lib.BIO_free(bio)
+    if crl == _ffi.NULL:
+        raise ValueError(_drain_openssl_errors())
+    return _ffi.gc(crl, _lib.X509_CRL_free)
+
+
+def check_crl_der(der: bytes) -> None:
+    """Raise ValueError (OpenSSL's reason) unless OpenSSL parses ``der`` as a CRL; what
+    OpenSSL accepts, the stock client accepts, even when ``cryptography`` would not."""
+    _openssl_crl(der)
+
+
+def _pem_ders(data: bytes | None, labels: tuple[bytes, ...]) -> list[bytes]:
+    if not data:
+        return []
+    try:
+        return [b.der for b in pem_blocks(data) if b.label in labels]
+    except PemError:
+        return []          # the profile reader reports damaged PEM, with its line
+
+
+def _certificates(data: bytes | None, option: str) -> list[crypto.X509]:
     out = []
-    begin = b"-----BEGIN "
-    pos = 0
-    while True:
-        start = data.find(begin, pos)
-        if start < 0:
-            return out
-        label_end = data.find(b"-----", start + len(begin))
-        if label_end < 0:
-            return out
-        label = data[start + len(begin):label_end]
-        end_line = b"-----END " + label + b"-----"
-        end = data.find(end_line, label_end)
-        if end < 0:
-            return out
-        block = data[start:end + len(end_line)]
-        pos = end + len(end_line)
+    for der in _pem_ders(data, _CERT_LABELS):
         try:
-            out.append(loader(block))
-        except ValueError:
+            out.append(crypto.load_certificate(crypto.FILETYPE_ASN1, der))
+        except crypto.Error as exc:
+            raise ConfigError(f"cannot load a certificate: {_openssl_reason(exc)}",
+                              option=option) from None
+    return out
+
+
+def _fill_store(store: crypto.X509Store, settings: TlsSettings) -> None:
+    """The CA certificates and (with crl-verify) the CRLs, as OpenVPN loads them."""
+    cas = _certificates(settings.ca, "ca")
+    if not cas:
+        raise ConfigError("cannot load the CA certificate: no PEM certificate found",
+                          option="ca")
+    for ca in cas:
+        store.add_cert(ca)
+    if settings.crl is None:
+        return
+    crls = _pem_ders(settings.crl, (b"X509 CRL",))
+    if not crls:
+        raise ConfigError("no PEM CRL (-----BEGIN X509 CRL-----) found", option="crl-verify")
+    for der in crls:
+        try:
+            crl = _openssl_crl(der)
+        except ValueError as exc:
+            raise ConfigError(f"a CRL that does not parse ({exc})",
+                              option="crl-verify") from None
+        # pyOpenSSL's add_crl takes only what cryptography parses: add OpenSSL's own
+        if _lib.X509_STORE_add_crl(store._store, crl) != 1:
+            raise ConfigError(f"cannot add a CRL to the store ({_drain_openssl_errors()})",
+                              option="crl-verify")
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
+
+
+def _crl_next_update(settings: TlsSettings, issuer: x509.Name) -> datetime.datetime | None:
+    """For a refusal's text only: when the issuer's CRL expired, if cryptography can
+    read it (OpenSSL decided that it had)."""
+    for der in _pem_ders(settings.crl, (b"X509 CRL",)):
+        try:
+            crl = x509.load_der_x509_crl(der)
+            if crl.issuer == issuer:
+                return crl.next_update_utc
+        except (ValueError, x509.InvalidVersion):
             continue
+    return None
 
 
-def _is_self_issued(cert: x509.Certificate) -> bool:
-    return cert.issuer == cert.subject
+def chain_refusal(code: int, text: str, cert: x509.Certificate, depth: int,
+                  settings: TlsSettings) -> SessionError:
+    """OpenSSL's verdict on one certificate of the chain (X509_V_ERR_* ``code`` at
+    ``depth``), as a refusal naming that certificate."""
+    who = (f"server certificate {describe(cert)}" if depth == 0 else
+           f"CA certificate {describe(cert)} in the server's chain")
+    if code == _CERT_REVOKED:
+        why = f"{who} (serial {cert.serial_number:X}) is revoked by the CRL (crl-verify)"
+    elif code == _UNABLE_TO_GET_CRL:
+        why = (f"{who}: crl-verify has no CRL from its issuer, so it cannot be checked "
+               "(the stock client refuses it too)")
+    elif code in (_CRL_SIGNATURE_FAILURE, _UNABLE_TO_DECRYPT_CRL_SIGNATURE,
+                  _UNABLE_TO_GET_CRL_ISSUER):
+        why = f"{who}: the CRL of its issuer is not signed by that issuer"
+    elif code == _CRL_NOT_YET_VALID:
+        why = f"{who}: the CRL of its issuer is not valid yet"
+    elif code == _CRL_HAS_EXPIRED:
+        when = _crl_next_update(settings, cert.issuer)
+        why = f"{who}: the CRL of its issuer expired" + (
+            f" on {when:%Y-%m-%d %H:%M} UTC" if when else "")
+    elif code in _NOT_CHAINED:
+        why = f"{who} rejected: {text} (it does not chain to the profile's CA)"
+    else:
+        why = f"{who} rejected: {text}"
+    return SessionError("certificate", why)
+
+
+def _verify_error_string(code: int) -> str:
+    return _ffi.string(_lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
 
 
 def check_crl(leaf: x509.Certificate, chain: list[x509.Certificate],
               settings: TlsSettings, *, now: datetime.datetime | None = None) -> None:
-    """crl-verify: each certificate of the server's chain below the CA needs a current,
-    correctly signed CRL from its issuer that does not list it; otherwise the server is
-    refused, naming the certificate."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    crls = _load_pem_all(settings.crl, x509.load_pem_x509_crl)
-    issuers = _load_pem_all(settings.ca or b"", x509.load_pem_x509_certificate) + chain
-    for cert in [leaf, *chain]:
-        if _is_self_issued(cert):
-            continue                                  # a trust anchor: nothing above it
-        issuer = next((c for c in issuers if c.subject == cert.issuer
-                       and not (c is cert)), None)
-        mine = [crl for crl in crls if crl.issuer == cert.issuer]
-        if not mine:
-            raise SessionError("certificate", f"server certificate {describe(cert)}: "
-                               "crl-verify has no CRL from its issuer, so it cannot be "
-                               "checked (the stock client refuses it too)")
-        good = []
-        for crl in mine:
-            if issuer is not None and not crl.is_signature_valid(issuer.public_key()):
-                continue
-            good.append(crl)
-        if not good:
-            raise SessionError("certificate", f"server certificate {describe(cert)}: the "
-                               "CRL of its issuer is not signed by that issuer")
-        for crl in good:
-            if crl.last_update_utc > now:
-                raise SessionError("certificate", f"server certificate {describe(cert)}: "
-                                   "the CRL of its issuer is not valid yet")
-            if crl.next_update_utc is not None and crl.next_update_utc < now:
-                raise SessionError("certificate", f"server certificate {describe(cert)}: "
-                                   f"the CRL of its issuer expired on "
-                                   f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
-            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-                raise SessionError("certificate", f"server certificate {describe(cert)} "
-                                   f"(serial {cert.serial_number:X}) is revoked by the CRL "
-                                   "(crl-verify)")
+    """crl-verify offline: OpenSSL verifies ``leaf`` (with the untrusted ``chain``) against
+    the CA and the CRLs, with the flags of a handshake; a refusal names the certificate
+    OpenSSL refused."""
+    store = crypto.X509Store()
+    if now is not None:
+        store.set_time(now)            # first: it replaces the store's parameters
+    _fill_store(store, settings)
+    ctx = crypto.X509StoreContext(store, crypto.X509.from_cryptography(leaf),
+                                  [crypto.X509.from_cryptography(c) for c in chain])
+    try:
+        ctx.verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        code, depth, text = exc.errors
+        raise chain_refusal(code, text, exc.certificate.to_cryptography(), depth,
+                            settings) from None
 
+
+# -- the context every session of a profile shares ----------------------------------------
+
+class TlsContext:
+    """One ``SSL_CTX`` for a profile: trust store (CA, CRLs and flags), client certificate,
+    extra certificates and key from memory, versions and ciphers.  Building it raises
+    ConfigError naming the option at fault; sessions made from it (:class:`TlsClient`)
+    are cheap."""
+
+    def __init__(self, settings: TlsSettings):
+        self.settings = settings
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        # as the stock client: no compression, no tickets, no TLS renegotiation (OpenVPN
+        # renegotiates with a new TLS session per key id)
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET
+                        | getattr(SSL, "OP_NO_RENEGOTIATION", 0))
+        ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
+        _fill_store(ctx.get_cert_store(), settings)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        if settings.tls_version_min:
+            version = settings.tls_version_min.split()[0]
+            if version not in _TLS_VERSIONS:
+                raise ConfigError(f"unknown TLS version {version!r}",
+                                  option="tls-version-min")
+            ctx.set_min_proto_version(_TLS_VERSIONS[version])
+        if settings.tls_version_max:
+            if settings.tls_version_max not in _TLS_VERSIONS:
+                raise ConfigError(f"unknown TLS version {settings.tls_version_max!r}",
+                                  option="tls-version-max")
+            ctx.set_max_proto_version(_TLS_VERSIONS[settings.tls_version_max])
+        try:
+            ctx.set_cipher_list((settings.tls_cipher or DEFAULT_TLS_CIPHERS).encode())
+        except SSL.Error:
+            raise ConfigError(f"no usable cipher in {settings.tls_cipher!r}",
+                              option="tls-cipher") from None
+        if settings.tls_ciphersuites:
+            try:
+                ctx.set_tls13_ciphersuites(settings.tls_ciphersuites.encode())
+            except SSL.Error:
+                raise ConfigError(f"no usable TLS 1.3 ciphersuite in "
+                                  f"{settings.tls_ciphersuites!r}",
+                                  option="tls-ciphersuites") from None
+        if settings.cert or settings.key:
+            self._use_client_certificate(ctx, settings)
+        self.ssl_context = ctx
+
+    @staticmethod
+    def _use_client_certificate(ctx: SSL.Context, settings: TlsSettings) -> None:
+        if not (settings.cert and settings.key):
+            raise ConfigError("a client certificate needs its key (and the key its "
+                              "certificate)", option="cert" if not settings.cert else "key")
+        certs = _certificates(settings.cert, "cert")
+        extra = _certificates(settings.extra_certs, "extra-certs")
+        keys = _pem_ders(settings.key, _KEY_LABELS)
+        if not certs or not keys:
+            raise ConfigError("cannot load the client certificate and key: no PEM "
+                              f"{'certificate' if not certs else 'private key'} found",
+                              option="cert" if not certs else "key")
+        try:
+            key = serialization.load_der_private_key(keys[0], password=None)
+        except TypeError:
+            raise ConfigError("cannot load the client certificate and key: the private "
+                              "key is still locked by its passphrase", option="key") from None
+        except (ValueError, crypto.Error) as exc:
+            raise ConfigError(f"cannot load the client certificate and key: {exc}",
+                              option="key") from None
+        try:
+            ctx.use_certificate(certs[0].to_cryptography())
+            ctx.use_privatekey(key)
+            ctx.check_privatekey()
+            for chain_cert in certs[1:] + extra:
+                ctx.add_extra_chain_cert(chain_cert.to_cryptography())
+        except (SSL.Error, TypeError, ValueError) as exc:
+            reason = (_openssl_reason(exc) if isinstance(exc, SSL.Error) else str(exc))
+            raise ConfigError(f"cannot load the client certificate and key: {reason}",
+                              option="cert") from None
+
+
+_CONTEXTS: OrderedDict[tuple, TlsContext] = OrderedDict()
+CONTEXT_CACHE_MAX = 8     # profiles whose contexts are kept (a tunnel uses one)
+
+
+def context_for(settings: TlsSettings) -> TlsContext:
+    """The context of these settings, built once and reused by every session (and
+    renegotiation) with equal settings; at most CONTEXT_CACHE_MAX are kept."""
+    key = dataclasses.astuple(settings)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _CONTEXTS[key] = TlsContext(settings)
+        while len(_CONTEXTS) > CONTEXT_CACHE_MAX:
+            _CONTEXTS.popitem(last=False)
+    _CONTEXTS.move_to_end(key)
+    return ctx
+
+
+def _verify_callback(conn: SSL.Connection, cert: crypto.X509, code: int, depth: int,
+                     ok: int) -> bool:
+    ref = conn.get_app_data()
+    client = ref() if ref is not None else None
+    if client is None:
+        return False                   # no session to check for: refuse, never pass
+    return client._verify(cert, code, depth, bool(ok))
+
+
+# -- one TLS session ------------------------------------------------------------------
 
 class TlsClient:
-    """The client side of one TLS session over memory BIOs."""
+    """The client side of one TLS session (one key id) over memory BIOs."""
 
-    def __init__(self, settings: TlsSettings, context: ssl.SSLContext | None = None):
+    def __init__(self, settings: TlsSettings, context: TlsContext | None = None):
         self.settings = settings
-        self._seen_certs: list[bytes] = []
-        self._ctx = context or _build_context(settings, self._seen_certs)
-        self._in = ssl.MemoryBIO()
-        self._out = ssl.MemoryBIO()
-        self._obj = self._ctx.wrap_bio(self._in, self._out, server_side=False)
+        self.context = context or context_for(settings)
+        self._conn = SSL.Connection(self.context.ssl_context, None)
+        self._conn.set_app_data(weakref.ref(self))     # no cycle through OpenSSL
+        self._conn.set_connect_state()
+        self._refusal: ErebusError | None = None     # why the verify callback said no
         self.established = False
         self.peer_certificate: x509.Certificate | None = None
         self.version: str | None = None
         self.cipher: str | None = None
 
+    def _verify(self, cert: crypto.X509, code: int, depth: int, ok: bool) -> bool:
+        """OpenSSL's verify callback for this session: the first refusal is kept, named
+        after the certificate at fault, and ends the handshake."""
+        if self._refusal is not None:
+            return False
+        try:
+            if not ok:
+                self._refusal = chain_refusal(code, _verify_error_string(code),
+                                              cert.to_cryptography(), depth, self.settings)
+                return False
+            if depth == 0:
+                check_peer(cert.to_cryptography(), self.settings)
+        except ErebusError as exc:
+            self._refusal = exc
+            return False
+        except ValueError as exc:      # a certificate OpenSSL reads and cryptography not
+            self._refusal = SessionError(
+                "certificate", f"the server's certificate at depth {depth} cannot be "
+                f"checked: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            return False
+        return True
+
     def feed(self, data: bytes) -> None:
-        self._in.write(data)
+        try:
+            self._conn.bio_write(data)
+        except SSL.Error as exc:
+            raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
 
     def take_output(self) -> bytes:
-        return self._out.read()
+        out = []
+        while True:
+            try:
+                chunk = self._conn.bio_read(_BIO_CHUNK)
+            except SSL.WantReadError:
+                break
+            except SSL.Error as exc:
+                raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
+            if not chunk:
+                break
+            out.append(chunk)
+        return b"".join(out)
 
     def handshake(self) -> bool:
         """Advance the handshake; True once it is complete and the server checked."""
         if self.established:
             return True
         try:
-            self._obj.do_handshake()
-        except ssl.SSLWantReadError:
+            self._conn.do_handshake()
+        except SSL.WantReadError:
             return False
-        except ssl.SSLCertVerificationError as exc:
-            who = "the server certificate"
-            if self._seen_certs:
-                try:
-                    who = "server certificate " + describe(
-                        x509.load_der_x509_certificate(self._seen_certs[0]))
-                except ValueError:
-                    pass
-            raise SessionError("certificate", f"{who} rejected: {exc.verify_message} "
-                               "(it does not chain to the profile's CA)"
-                               if exc.verify_code in (2, 20, 21)
-                               else f"{who} rejected: {exc.verify_message}") from None
-        except ssl.SSLError as exc:
-            raise SessionError("tls", f"TLS handshake failed: {exc.reason or exc}") from None
-        der = self._obj.getpeercert(binary_form=True)
-        if der is None:
+        except SSL.Error as exc:
+            if self._refusal is not None:
+                raise self._refusal from None
+            raise SessionError("tls", f"TLS handshake failed: {_openssl_reason(exc)}"
+                               ) from None
+        if self._refusal is not None:        # never: a refusal fails the handshake
+            raise self._refusal
+        cert = self._conn.get_peer_certificate(as_cryptography=True)
+        if cert is None:
             raise SessionError("certificate", "the server sent no certificate")
-        self.peer_certificate = x509.load_der_x509_certificate(der)
-        chain = []
-        for extra in self._seen_certs[1:]:
-            try:
-                chain.append(x509.load_der_x509_certificate(extra))
-            except ValueError:
-                pass
-        check_server_certificate(self.peer_certificate, self.settings, chain=chain)
-        self.version = self._obj.version()
-        cipher = self._obj.cipher()
-        self.cipher = cipher[0] if cipher else None
+        self.peer_certificate = cert
+        self.version = self._conn.get_protocol_version_name()
+        self.cipher = self._conn.get_cipher_name()
         self.established = True
         return True
 
     def write(self, data: bytes) -> None:
-        self._obj.write(data)
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._conn.send(view)
+            except SSL.Error as exc:
+                raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
+            view = view[sent:]
 
     def read_records(self) -> list[bytes]:
         """Application data now readable; each item is (at most) one TLS record."""
         out = []
         while True:
             try:
-                chunk = self._obj.read(65536)
-            except ssl.SSLWantReadError:
+                chunk = self._conn.recv(_BIO_CHUNK)
+            except SSL.WantReadError:
                 break
-            except ssl.SSLZeroReturnError:
+            except SSL.ZeroReturnError:
                 raise SessionError("tls", "the server closed the TLS session") from None
-            except ssl.SSLError as exc:
-                raise SessionError("tls", f"TLS error: {exc.reason or exc}") from None
+            except SSL.Error as exc:
+                raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
             if not chunk:
                 break
             out.append(chunk)
         return out
+
+    def export_keying_material(self, label: str, length: int,
+                               context: bytes | None = None) -> bytes:
+        """RFC 5705 keying material of this session (OpenVPN's key derivation with
+        ``EXPORTER-OpenVPN-datakeys``, 2.6's key-derivation tls-ekm)."""
+        if not self.established:
+            raise SessionError("tls", "no keying material before the TLS handshake ends")
+        try:
+            return self._conn.export_keying_material(label.encode("ascii"), length, context)
+        except SSL.Error as exc:
+            raise SessionError("tls", f"TLS keying material export failed: "
+                               f"{_openssl_reason(exc)}") from None
