@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import read_limited
 from ..wire.esp import NAT_T_PORT
 from .esp import KEEPALIVE_INTERVAL, EspSession, SecurityAssociation
 from .transforms import TRANSFORMS, Transform
@@ -107,11 +108,13 @@ def load_esp_profile(path: str | Path) -> EspProfile:
     """Read and check an ESP profile (TOML, ``[ipsec]`` table)."""
     path = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(read_limited(path).decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read the profile: {exc.strerror or exc}", path=path) \
             from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})",
+                          path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path) from None
     return parse_esp_profile(data, path)

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 
 from ..errors import ConfigError, SessionError
+from ..files import read_limited
 from .compress import Compression
 from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher
 from .statickey import parse_static_key
@@ -1028,8 +1029,7 @@ class _Reader:
         name = src.filename
         path = name if os.path.isabs(name) else os.path.join(src.base, name)
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return read_limited(path)
         except OSError as exc:
             if name == "[inline]":
                 self.problem(d, f"says [inline] but no <{d.name}> block follows it (the "
@@ -1410,8 +1410,7 @@ class _Reader:
             raise self.err(d, f"more than {MAX_CONFIG_DEPTH} nested 'config' files (does a "
                            "file include itself?)")
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
+            raw = read_limited(path)
         except OSError as exc:
             raise self.err(d, f"cannot read {path}: {exc.strerror}") from None
         except ValueError as exc:
@@ -1887,8 +1886,7 @@ def read_profile(path: str, *, rng: random.Random | None = None) -> Reading:
     """Read a profile file offline and report everything: never raises for the profile's
     own problems, never asks for anything, never touches the network."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_limited(path)
     except OSError as exc:
         problem = ConfigError(f"cannot read the profile: {exc.strerror}", path=path)
         return Reading(path, None, [problem], [])
