@@ -39,12 +39,15 @@ def _size(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
-def read_limited(path: str | os.PathLike[str], limit: int = MAX_FILE_SIZE) -> bytes:
+def read_limited(path: str | os.PathLike[str], limit: int = MAX_FILE_SIZE, *,
+                 private: bool = False) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them.
 
     Raises :class:`FileRefused` (an ``OSError``) for a directory, FIFO, device or
-    socket, and for a file larger than ``limit``; other ``OSError`` as ``open``
-    raises them."""
+    socket, for a file larger than ``limit`` and, with ``private``, for a file that
+    users other than its owner may read or write (a file of secrets: ``chmod 600``,
+    as ssh asks of a private key); other ``OSError`` as ``open`` raises them.  The
+    checks are made on the opened file, not on the name."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
         getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
@@ -55,6 +58,10 @@ def read_limited(path: str | os.PathLike[str], limit: int = MAX_FILE_SIZE) -> by
                         "not a regular file")
             code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
             raise FileRefused(code, f"{kind}, not a regular file", os.fspath(path))
+        if private and st.st_mode & 0o077:
+            raise FileRefused(errno.EPERM, f"other users may access it (mode "
+                              f"{stat.S_IMODE(st.st_mode):04o}): chmod 600 {os.fspath(path)}",
+                              os.fspath(path))
         if st.st_size > limit:
             raise FileRefused(errno.EFBIG, f"{_size(st.st_size)}, more than the "
                               f"{_size(limit)} erebus reads from one file", os.fspath(path))
