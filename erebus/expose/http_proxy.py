@@ -152,10 +152,13 @@ class HttpProxy:
                     break
                 except h11.RemoteProtocolError as exc:
                     self.errors += 1
-                    log.info("HTTP proxy: bad request from %s: %s", peer, exc)
+                    reason = str(exc)
+                    if "header" in reason.lower():     # h11 quotes the line: a secret?
+                        reason = "malformed header (not shown: it may hold a secret)"
+                    log.info("HTTP proxy: bad request from %s: %s", peer, reason)
                     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                         self._error(send, exc.error_status_hint or 400,
-                                    f"Bad request: {exc}")
+                                    f"Bad request: {reason}")
                     break
                 if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                     break

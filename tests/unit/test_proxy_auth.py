@@ -230,6 +230,16 @@ def test_right_credentials_open_a_connect_tunnel():
     with_proxy(test)
 
 
+def test_a_malformed_authorization_header_is_not_logged(caplog):
+    async def test(proxy, dialer, received):
+        with caplog.at_level(logging.DEBUG):
+            answer = await exchange(proxy.port, get(basic(USER, PASSWORD) + b"\x00"))
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+    with_proxy(test)
+    token = basic(USER, PASSWORD).split()[-1].decode()
+    assert caplog.records and all(token not in r.getMessage() for r in caplog.records)
+
+
 def test_two_authorization_headers_are_refused():
     async def test(proxy, dialer, received):
         data = get(basic(USER, PASSWORD)).replace(
