@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 
 from ..errors import ConfigError, SessionError
-from ..files import read_limited
+from ..files import MAX_FILE_SIZE, read_limited
 from .compress import Compression
 from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher
 from .statickey import parse_static_key
@@ -59,6 +59,7 @@ DEFAULT_DATA_CIPHERS = ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
 OPTION_LINE_SIZE = 256        # options.h: a line must be shorter than this (bytes)
 MAX_PARMS = 16                # options.h: words of a line that count
 MAX_CONFIG_DEPTH = 10         # read_config_file: nested 'config' includes
+MAX_INCLUDED = 4 * MAX_FILE_SIZE    # bytes of all 'config' includes together (erebus' own)
 
 # -- the option registry ------------------------------------------------------------------
 
@@ -939,6 +940,7 @@ class _Reader:
         self.askpass_prompt = False
         self.in_connection: _Conn | None = None
         self.depth = 0
+        self.included = 0                 # bytes of 'config' files read, at most MAX_INCLUDED
         self.seen_dev = False
         self.crl_dir = False
 
@@ -1406,6 +1408,8 @@ class _Reader:
 
     def opt_config(self, d: Directive, a: list[str]) -> None:
         path = a[0] if os.path.isabs(a[0]) else os.path.join(self.base, a[0])
+        if self.included > MAX_INCLUDED:
+            return                        # refused once already (see below): not read again
         if self.depth + 1 >= MAX_CONFIG_DEPTH:
             raise self.err(d, f"more than {MAX_CONFIG_DEPTH} nested 'config' files (does a "
                            "file include itself?)")
@@ -1415,6 +1419,10 @@ class _Reader:
             raise self.err(d, f"cannot read {path}: {exc.strerror}") from None
         except ValueError as exc:
             raise self.err(d, f"cannot read {path!r}: {exc}") from None
+        self.included += len(raw)
+        if self.included > MAX_INCLUDED:
+            raise self.err(d, f"the 'config' files of this profile add up to more than "
+                           f"{MAX_INCLUDED >> 20} MiB (is one included again and again?)")
         text = _decode(raw, path, self.problems)
         if text is None:
             return

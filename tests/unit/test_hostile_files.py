@@ -283,3 +283,18 @@ def test_swanctl_private_key_too_large(tmp_path):
     conf.write_text(textwrap.dedent(SWANCTL_CERT))
     with pytest.raises(ConfigError, match=f"cannot read {big}: 2048.0 MiB, more than"):
         load_swanctl(str(conf))
+
+
+def test_config_included_again_and_again_is_bounded(tmp_path):
+    """Each include is at most 4 MiB, and all of them together at most 16 MiB: a profile
+    of many lines 'config big.conf' is refused before it has read gigabytes."""
+    big = tmp_path / "big.conf"
+    big.write_bytes(b"# " + b"x" * (3 * 1024 * 1024) + b"\n")
+    profile = ovpn(tmp_path)
+    profile.write_text(profile.read_text() + f"config {big}\n" * 1000)
+    started = time.monotonic()
+    code, report = check(str(profile))
+    assert time.monotonic() - started < 20
+    texts = [p["text"] for p in report["problems"]]
+    assert any(t.startswith(f"{profile}:") and "config: the 'config' files of this profile "
+               "add up to more than 16 MiB" in t for t in texts), texts
