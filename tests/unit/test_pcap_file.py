@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,25 @@ def test_file_another_user_made_first_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"exists and belongs to another user \(uid 65534\)"):
         PcapWriter(path)
     assert path.read_bytes() == b"" and mode(path) == 0o666
+
+
+def test_up_and_probe_refuse_before_connecting(tmp_path, capsys):
+    """``erebus up/probe --pcap LINK``: one line, exit 2, nothing written through the link."""
+    import sys
+    from unittest import mock
+
+    from erebus import cli
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    link = tmp_path / "cap.pcapng"
+    link.symlink_to(target)
+    profile = Path(__file__).resolve().parents[1] / "profiles" / "pfsense-export.ovpn"
+    for command in ("up", "probe"):
+        with mock.patch.object(sys, "argv", ["erebus", command, str(profile), "--pcap",
+                                             str(link)]), pytest.raises(SystemExit) as exit_:
+            cli.run()
+        err = capsys.readouterr()
+        lines = (err.err + err.out).strip().splitlines()
+        assert exit_.value.code == 2, lines
+        assert any(f"--pcap: {link}: is a symbolic link" in line for line in lines), lines
+    assert target.read_text() == "precious\n"
