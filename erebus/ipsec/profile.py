@@ -295,8 +295,9 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
                  "aes256-sha256) or IKEv2 (swanctl.conf), or set allow_static_aead = true "
                  "in [ipsec] to take that risk")
         warnings.append(f"{path}: {option}: {name} with manual keys (allow_static_aead = "
-                        f"true), which {rfc} forbids: never restart either end with these "
-                        "keys, or nonces repeat")
+                        f"true), which {rfc} forbids: every start of either end with these "
+                        "keys repeats the nonces of the last one; use them for one session, "
+                        "then give both ends new keys")
     return EspProfile(
         path=path, peer_host=host.strip("[]"), peer_port=peer_port, local_ip=local_ip,
         netmask=netmask, remote_ts=remote_ts, outbound=outbound, inbound=inbound, dns=dns,
