@@ -51,8 +51,9 @@ def proxies(lab, ovpn_server):
     up_auth = Up(lab, ovpn_server("none").profile, log_name="up-proxy-auth.log",
                  args=["--socks", ports["socks_auth"], "--http-proxy", ports["http_auth"],
                        "--proxy-auth-file", auth])
-    # and the old --socks-auth USER:PASSWORD, which still works, with a warning
-    up_legacy = Up(lab, ovpn_server("none").profile, log_name="up-socks-auth.log",
+    # and the old --socks-auth USER:PASSWORD, which still works, with a warning (on its
+    # own server: a second client with the same certificate would push the first one out)
+    up_legacy = Up(lab, ovpn_server("cbc").profile, log_name="up-socks-auth.log",
                    args=["--socks", ports["socks_legacy"], "--socks-auth", "alice:s3cret"])
     yield {"server": server, "ports": ports, "up": up, "virtual_ip": virtual_ip,
            "up_legacy": up_legacy}
