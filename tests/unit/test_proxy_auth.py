@@ -290,3 +290,37 @@ def test_socks_server_takes_the_same_credentials():
     assert server.check(USER.encode(), PASSWORD.encode())
     assert not server.check(USER.encode(), b"wrong")
     assert creds.MAX_FIELD == 255
+
+
+def test_socks_handshake_is_bounded_in_size_and_time(monkeypatch):
+    """A local client that sends an endless or a never-finished SOCKS handshake is cut:
+    after HANDSHAKE_LIMIT bytes, or after HANDSHAKE_TIMEOUT."""
+    from erebus.expose import socks
+    monkeypatch.setattr(socks, "HANDSHAKE_TIMEOUT", 0.3)
+
+    async def go():
+        server = socks.SocksServer(None, "127.0.0.1", 0, credentials=GOOD)
+        await server.start()
+        try:
+            # greeting, then an auth message that claims more bytes than ever come
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x05\x01\x02")
+            assert await reader.readexactly(2) == b"\x05\x02"
+            writer.write(b"\x01\xff" + b"u" * 100)              # 255-byte user, 100 sent
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert await asyncio.wait_for(reader.read(100), 5) == b""
+            assert 0.2 < loop.time() - started < 3
+            writer.close()
+            # more than HANDSHAKE_LIMIT bytes in one burst: aborted before any parsing
+            # (a parsed greeting would be answered 05 ff: no acceptable method)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x05\xff" + b"\x00" * (socks.HANDSHAKE_LIMIT + 10))
+            try:
+                assert await asyncio.wait_for(reader.read(100), 0.25) == b""
+            except ConnectionResetError:
+                pass
+            writer.close()
+        finally:
+            await server.close()
+    asyncio.run(go())
