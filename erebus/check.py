@@ -176,7 +176,8 @@ def _check_ipsec(path: str, kind: str, conn: str | None = None) -> tuple[int, di
     try:
         if kind == "esp-toml":
             from .ipsec.profile import load_esp_profile
-            p = load_esp_profile(path)
+            p = load_esp_profile(path, log_warnings=False)
+            report["warnings"] = list(p.warnings)
             report["settings"] = {
                 "kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
                 "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform.name,
@@ -207,6 +208,7 @@ def render(report: dict) -> str:
             if isinstance(value, list):
                 value = ", ".join(map(str, value)) or "-"
             lines.append(f"  {key:<13} {value}")
+        lines += [f"  warning: {w}" for w in report["warnings"]]
         return "\n".join(lines)
     s = report["settings"]
     lines = [f"{report['profile']}: usable by erebus"]

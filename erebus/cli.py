@@ -69,8 +69,14 @@ def _parser() -> argparse.ArgumentParser:
                     "(HOST defaults to 127.0.0.1)")
     up.add_argument("--socks", metavar="[HOST:]PORT",
                     help="serve a SOCKS5 proxy into the VPN (HOST defaults to 127.0.0.1)")
+    up.add_argument("--proxy-auth-file", metavar="FILE",
+                    help="require the username (first line of FILE) and password (second "
+                    "line) from the clients of --http-proxy (Proxy-Authorization: Basic) "
+                    "and --socks (RFC 1929); FILE must be private to its owner (chmod 600). "
+                    "Or set EREBUS_PROXY_AUTH=user:password")
     up.add_argument("--socks-auth", metavar="USER:PASSWORD",
-                    help="require this username/password from SOCKS clients (RFC 1929)")
+                    help="deprecated: like --proxy-auth-file for --socks only, but every "
+                    "local user can read the password in ps")
     up.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="give up connecting after S seconds (default: the profile's "
                     "connect-timeout, 120)")
@@ -134,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(run_up(args.profile, local_forwards=args.local_forwards,
                            remote_forwards=args.remote_forwards,
                            http_proxy=args.http_proxy, socks=args.socks,
-                           socks_auth=args.socks_auth, pcap_path=args.pcap,
+                           socks_auth=args.socks_auth,
+                           proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
                            timeout=args.timeout, conn=args.conn))
     return 2
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from .credentials import SOCKS_AUTH_WARNING, proxy_credentials
 from .errors import ConfigError, SessionError
 from .expose.dns import VpnResolver
 from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
@@ -19,27 +20,25 @@ from .runtime.stack import VpnStack
 log = logging.getLogger("erebus")
 
 
-def _credentials(text: str | None) -> tuple[str, str] | None:
-    if text is None:
-        return None
-    user, sep, password = text.partition(":")
-    if not sep or not user or len(user) > 255 or len(password) > 255:
-        raise ConfigError("--socks-auth needs USER:PASSWORD (each at most 255 bytes)")
-    return user, password
-
-
 async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                  remote_forwards: list[str] = (), http_proxy: str | None = None,
                  socks: str | None = None, socks_auth: str | None = None,
+                 proxy_auth_file: str | None = None,
                  pcap_path: str | None = None, timeout: float | None = None,
-                 conn: str | None = None) -> int:
+                 conn: str | None = None, environ=None) -> int:
     locals_ = [parse_local_forward(s) for s in local_forwards]
     remotes = [parse_remote_forward(s) for s in remote_forwards]
     http_listen = parse_listen(http_proxy, "--http-proxy") if http_proxy else None
     socks_listen = parse_listen(socks, "--socks") if socks else None
-    socks_credentials = _credentials(socks_auth)
-    if socks_credentials and not socks_listen:
-        raise ConfigError("--socks-auth needs --socks")
+    proxy_auth, origin = proxy_credentials(auth_file=proxy_auth_file,
+                                           socks_auth=socks_auth, environ=environ)
+    if origin == "--socks-auth":
+        log.warning("%s", SOCKS_AUTH_WARNING)
+        if not socks_listen:
+            raise ConfigError("--socks-auth needs --socks")
+    elif origin == "--proxy-auth-file" and not (socks_listen or http_listen):
+        raise ConfigError("--proxy-auth-file needs --http-proxy or --socks")
+    http_auth = proxy_auth if origin != "--socks-auth" else None
     ports = [r.vport for r in remotes]
     if len(set(ports)) != len(ports):
         raise ConfigError("-R: the same virtual port is given twice")
@@ -69,9 +68,9 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         services += [LocalForward(dialer, spec) for spec in locals_]
         services += [RemoteForward(vpn, spec) for spec in remotes]
         if http_listen:
-            services.append(HttpProxy(dialer, *http_listen))
+            services.append(HttpProxy(dialer, *http_listen, credentials=http_auth))
         if socks_listen:
-            services.append(SocksServer(dialer, *socks_listen, credentials=socks_credentials))
+            services.append(SocksServer(dialer, *socks_listen, credentials=proxy_auth))
         for service in services:
             await service.start()
         if not services:

@@ -142,6 +142,8 @@ def profile_text(mode: EspMode, peer: str, *, dns: bool = True, **extra) -> str:
         top.append(f'dns = ["{WEB_ADDR}"]')
     if mode.esn:
         top.append("esn = true")
+    if TRANSFORMS[mode.outbound].aead or TRANSFORMS[mode.inbound].aead:
+        top.append("allow_static_aead = true          # fresh keys for every lab peer")
     top += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     return ("[ipsec]\n" + "\n".join(top) + "\n\n[ipsec.outbound]\n"
             + sa(0x1000 + n, mode.outbound) + "\n\n[ipsec.inbound]\n"

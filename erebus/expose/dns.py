@@ -3,7 +3,11 @@ servers the VPN server pushed (``dhcp-option DNS``), never with the host's resol
 
 Queries go over UDP through the tunnel (and over TCP through the tunnel when an
 answer comes back truncated), with a timeout per try, the pushed servers tried in
-turn, and a small cache honouring the records' TTL.  IP literals are returned as
+turn, and a small cache honouring the records' TTL.  Every lookup ends: a server
+that truncates and then closes, answers garbage or never answers over TCP is one
+failed try; the callers waiting on the same name all get the same ResolveError.
+The cache (:data:`CACHE_SIZE`) and the lookups in progress (:data:`MAX_PENDING`)
+are bounded.  IP literals are returned as
 they are.  Messages are built and parsed by dnspython.
 """
 
@@ -24,13 +28,19 @@ import dns.rdatatype
 
 log = logging.getLogger("erebus.dns")
 
-CACHE_SIZE = 512
+CACHE_SIZE = 512                # names cached (answers and failures); the oldest goes first
+MAX_PENDING = 256               # distinct names being looked up at once; more are refused
 MAX_TTL = 300.0
 NEGATIVE_TTL = 10.0
 
 
 class ResolveError(OSError):
     """A name that could not be resolved; the message says why."""
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class VpnResolver:
@@ -42,9 +52,10 @@ class VpnResolver:
         self.attempts = attempts
         self.clock = clock
         self._cache: OrderedDict[str, tuple[float, list[str] | str]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._inflight: dict[str, asyncio.Task] = {}       # at most MAX_PENDING
         self.queries = 0
         self.cache_hits = 0
+        self.refused = 0
 
     async def resolve(self, host: str) -> str:
         """One IPv4 address for ``host`` (the first of the answer)."""
@@ -75,18 +86,28 @@ class VpnResolver:
                 return value
             del self._cache[name]
         pending = self._inflight.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[name] = fut
+        if pending is None:
+            if len(self._inflight) >= MAX_PENDING:
+                self.refused += 1
+                raise ResolveError(f"cannot resolve {name}: {MAX_PENDING} other names are "
+                                   "being looked up already")
+            # one lookup per name, shared by every caller and not cancelled with any of
+            # them; it always ends (every try has a timeout) with addresses or a
+            # ResolveError, so no caller waits forever
+            pending = asyncio.get_running_loop().create_task(self._shared_lookup(name))
+            pending.add_done_callback(_retrieve)       # also when every caller gave up
+            self._inflight[name] = pending
+        return await asyncio.shield(pending)
+
+    async def _shared_lookup(self, name: str) -> list[str]:
         try:
-            addresses = await self._lookup(name)
-            fut.set_result(addresses)
-            return addresses
-        except ResolveError as exc:
-            fut.set_exception(exc)
-            fut.exception()
+            return await self._lookup(name)
+        except ResolveError:
             raise
+        except Exception as exc:              # noqa: BLE001 - a bug must not hang the waiters
+            log.debug("lookup of %s failed", name, exc_info=True)
+            raise ResolveError(f"cannot resolve {name}: {type(exc).__name__}: {exc}") \
+                from None
         finally:
             del self._inflight[name]
 
@@ -105,8 +126,11 @@ class VpnResolver:
                     failures.append(f"{server}: bad answer ({exc})")
                 except ResolveError:
                     raise
+                except asyncio.IncompleteReadError:
+                    failures.append(f"{server}: closed the TCP connection before the "
+                                    "whole answer (it was truncated over UDP)")
                 except OSError as exc:
-                    failures.append(f"{server}: {exc}")
+                    failures.append(f"{server}: {exc or type(exc).__name__}")
         raise ResolveError(f"cannot resolve {name}: " + "; ".join(dict.fromkeys(failures)))
 
     async def _query(self, name: str, server: str) -> dns.message.Message:
@@ -127,9 +151,9 @@ class VpnResolver:
         reader, writer = await self.vpn.open_connection(server, 53, timeout=self.timeout)
         try:
             writer.write(struct.pack("!H", len(wire)) + wire)
-            (length,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2),
-                                                                    self.timeout))
-            raw = await asyncio.wait_for(reader.readexactly(length), self.timeout)
+            async with asyncio.timeout(self.timeout):     # the whole answer, not per read
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+                raw = await reader.readexactly(length)
         finally:
             writer.close()
         response = dns.message.from_wire(raw)

@@ -4,8 +4,10 @@ Absolute-URI requests (``GET http://host/path``) of any method are forwarded wit
 keep-alive on both sides and bodies streamed both ways (h11 does the framing:
 content-length and chunked); hop-by-hop headers are dropped as RFC 9110 7.6.1 asks.
 ``CONNECT host:port`` opens a tunnel.  Failures are answered as HTTP: 400 for a
-malformed request, 502 when the VPN side refuses, cannot resolve or is unreachable,
-504 when it does not answer in time.  Parsing is h11's, not ours.
+malformed request, 407 without the credentials the proxy asks for, 502 when the VPN
+side refuses, cannot resolve or is unreachable, 504 when it does not answer in time.
+Parsing is h11's, not ours: a request's line and headers are at most
+:data:`MAX_HEADERS` bytes and must arrive within :data:`REQUEST_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from .forward import warn_if_public
 log = logging.getLogger("erebus.http")
 
 CHUNK = 65536
-MAX_HEADERS = 64 * 1024
+MAX_HEADERS = 64 * 1024          # request line + headers (h11 max_incomplete_event_size)
+REQUEST_TIMEOUT = 30.0           # for a request's head to arrive (slowloris, idle keep-alive)
 RESPONSE_TIMEOUT = 120.0
+REALM = b'Basic realm="erebus", charset="UTF-8"'     # RFC 7617 section 2
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                         b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
                         b"transfer-encoding", b"upgrade"})
@@ -87,17 +91,24 @@ class _Upstream:
 
 
 class HttpProxy:
-    def __init__(self, dialer, bind: str, port: int):
+    """``credentials``: the username and password clients must send in
+    ``Proxy-Authorization: Basic`` (RFC 7617, RFC 9110 11.7.2) for every request and
+    CONNECT; without them, or with others, the answer is 407 and the connection
+    closes.  The header is never forwarded and never logged."""
+
+    def __init__(self, dialer, bind: str, port: int, *, credentials=None):
         self.dialer = dialer
         self.bind, self.port = bind, port
+        self.credentials = credentials
         self.server = None
-        self.requests = self.tunnels = self.errors = 0
+        self.requests = self.tunnels = self.errors = self.auth_failures = 0
 
     async def start(self) -> None:
         warn_if_public("--http-proxy", self.bind)
         self.server = await asyncio.start_server(self._client, self.bind, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        log.info("HTTP proxy on %s:%d", self.bind, self.port)
+        log.info("HTTP proxy on %s:%d%s", self.bind, self.port,
+                 " (username/password required)" if self.credentials else "")
 
     async def close(self) -> None:
         if self.server is not None:
@@ -134,19 +145,31 @@ class HttpProxy:
         try:
             while True:
                 try:
-                    event = await next_event()
+                    event = await asyncio.wait_for(next_event(), REQUEST_TIMEOUT)
+                except asyncio.TimeoutError:
+                    log.debug("HTTP proxy: %s sent no complete request in %.0f s", peer,
+                              REQUEST_TIMEOUT)
+                    break
                 except h11.RemoteProtocolError as exc:
                     self.errors += 1
-                    log.info("HTTP proxy: bad request from %s: %s", peer, exc)
+                    reason = str(exc)
+                    if "header" in reason.lower():     # h11 quotes the line: a secret?
+                        reason = "malformed header (not shown: it may hold a secret)"
+                    log.info("HTTP proxy: bad request from %s: %s", peer, reason)
                     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                         self._error(send, exc.error_status_hint or 400,
-                                    f"Bad request: {exc}")
+                                    f"Bad request: {reason}")
                     break
                 if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                     break
                 if not isinstance(event, h11.Request):
                     break
                 self.requests += 1
+                if self.credentials is not None and not self._authorized(event, peer):
+                    self.auth_failures += 1
+                    self._error(send, 407, "Proxy authentication required",
+                                [(b"proxy-authenticate", REALM)])
+                    break
                 if event.method == b"CONNECT":
                     await self._connect(conn, event, reader, writer, send)
                     return
@@ -179,13 +202,24 @@ class HttpProxy:
                 upstream.close()
             writer.close()
 
-    def _error(self, send, status: int, message: str) -> None:
+    def _authorized(self, request: h11.Request, peer) -> bool:
+        values = [v for name, v in request.headers if name == b"proxy-authorization"]
+        if len(values) == 1 and self.credentials.check_basic(values[0]):
+            return True
+        if values:
+            log.warning("HTTP proxy: authentication failed from %s", peer)
+        else:
+            log.info("HTTP proxy: %s sent no credentials (407)", peer)
+        return False
+
+    def _error(self, send, status: int, message: str, extra=()) -> None:
         body = (message + "\n").encode()
-        reasons = {400: b"Bad Request", 502: b"Bad Gateway", 504: b"Gateway Timeout"}
+        reasons = {400: b"Bad Request", 407: b"Proxy Authentication Required",
+                   502: b"Bad Gateway", 504: b"Gateway Timeout"}
         send(h11.Response(status_code=status, reason=reasons.get(status, b""),
                           headers=[(b"content-type", b"text/plain; charset=utf-8"),
                                    (b"content-length", str(len(body)).encode()),
-                                   (b"connection", b"close"), VIA]))
+                                   *extra, (b"connection", b"close"), VIA]))
         send(h11.Data(data=body))
         send(h11.EndOfMessage())
 

@@ -10,11 +10,11 @@ not supported.  After the reply the connection is spliced transport to transport
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import struct
 
+from ..credentials import ProxyCredentials
 from .dns import ResolveError
 from .forward import Half
 
@@ -133,6 +133,7 @@ class _SocksClient(Half):
                 del self.buf[:3 + ulen + plen]
                 self.transport.write(bytes((1, 0 if ok else 1)))
                 if not ok:
+                    self.server.auth_failures += 1
                     log.warning("SOCKS: authentication failed from %s",
                                 self.transport.get_extra_info("peername"))
                     self.transport.close()
@@ -246,17 +247,18 @@ class _SocksClient(Half):
 
 
 class SocksServer:
-    def __init__(self, dialer, bind: str, port: int, *, credentials: tuple[str, str] | None):
+    def __init__(self, dialer, bind: str, port: int, *,
+                 credentials: ProxyCredentials | tuple[str, str] | None):
         self.dialer = dialer
         self.bind, self.port = bind, port
+        if isinstance(credentials, tuple):
+            credentials = ProxyCredentials(credentials[0].encode(), credentials[1].encode())
         self.credentials = credentials
         self.server = None
-        self.connected = self.failed = self.errors = 0
+        self.connected = self.failed = self.errors = self.auth_failures = 0
 
     def check(self, user: bytes, password: bytes) -> bool:
-        want_user, want_pass = self.credentials
-        return hmac.compare_digest(user, want_user.encode()) & hmac.compare_digest(
-            password, want_pass.encode())
+        return self.credentials.check(user, password)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -9,13 +9,15 @@
     # optional:
     dns = ["198.19.20.53"]            # DNS servers, reached through the tunnel
     mtu = 1400                        # inner MTU
-    replay_window = 64                # 0: no anti-replay (a peer that restarts counts from 1)
+    replay_window = 64                # packets of anti-replay window (0 turns it off: never
+                                      # do that on a real network)
     esn = false                       # 64-bit extended sequence numbers, both SAs
     lifetime_packets = 1000000        # hard limits per SA; the session ends there
     lifetime_bytes = 1000000000
     local_port = 0                    # our UDP port (0: any)
     keepalive = 20                    # NAT keepalive after S quiet seconds (0: none)
     connect_timeout = 10
+    allow_static_aead = false         # AES-GCM / ChaCha20-Poly1305 with these manual keys
 
     [ipsec.outbound]                  # our packets to the peer
     spi = 0x00001001
@@ -30,28 +32,39 @@
 
 Unknown keys are refused (a typo must not pass silently), and so are the same
 keying material in both directions (our own packets reflected back would then
-authenticate, and an AEAD nonce could repeat).  Every error is a
+authenticate, and an AEAD nonce could repeat).
+
+AEAD transforms (AES-GCM, ChaCha20-Poly1305) are refused with manual keys unless
+``allow_static_aead = true``: RFC 4106 section 8.1 forbids statically keyed GCM and
+RFC 7634 the same for ChaCha20-Poly1305, because an end that restarts with the same
+keys counts its sequence numbers, and so its nonces, from 1 again, and a repeated
+nonce gives away the keystream and the authentication key.  With the opt-in the
+profile loads with a warning.  Every error is a
 :class:`erebus.errors.ConfigError` naming the file and the key.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import read_limited
 from ..wire.esp import NAT_T_PORT
 from .esp import KEEPALIVE_INTERVAL, EspSession, SecurityAssociation
 from .transforms import TRANSFORMS, Transform
 
 __all__ = ["EspProfile", "SaConfig", "load_esp_profile", "parse_esp_profile"]
 
+log = logging.getLogger("erebus.ipsec")
+
 _TOP_KEYS = {"peer", "local_ip", "remote_ts", "dns", "mtu", "replay_window", "esn",
              "lifetime_packets", "lifetime_bytes", "local_port", "keepalive",
-             "connect_timeout", "outbound", "inbound"}
+             "connect_timeout", "allow_static_aead", "outbound", "inbound"}
 _SA_KEYS = {"spi", "transform", "key", "integrity_key"}
 _HEX_SEPARATORS = re.compile(r"[\s:]")
 
@@ -83,6 +96,8 @@ class EspProfile:
     local_port: int = 0
     keepalive: float = KEEPALIVE_INTERVAL
     connect_timeout: float = 10.0
+    allow_static_aead: bool = False
+    warnings: list[str] = field(default_factory=list)   # "FILE: option: text" lines
 
     @property
     def peer(self) -> str:
@@ -103,18 +118,25 @@ class EspProfile:
                           now=now, keepalive_interval=self.keepalive or None)
 
 
-def load_esp_profile(path: str | Path) -> EspProfile:
-    """Read and check an ESP profile (TOML, ``[ipsec]`` table)."""
+def load_esp_profile(path: str | Path, *, log_warnings: bool = True) -> EspProfile:
+    """Read and check an ESP profile (TOML, ``[ipsec]`` table); its warnings are
+    logged unless ``log_warnings`` is false (they are in ``profile.warnings``)."""
     path = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(read_limited(path).decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read the profile: {exc.strerror or exc}", path=path) \
             from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})",
+                          path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path) from None
-    return parse_esp_profile(data, path)
+    profile = parse_esp_profile(data, path)
+    if log_warnings:
+        for warning in profile.warnings:
+            log.warning("%s", warning)
+    return profile
 
 
 def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
@@ -256,6 +278,26 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
     esn = ipsec.get("esn", False)
     if not isinstance(esn, bool):
         fail("ipsec.esn", f"must be true or false, not {esn!r}")
+    allow_static_aead = ipsec.get("allow_static_aead", False)
+    if not isinstance(allow_static_aead, bool):
+        fail("ipsec.allow_static_aead", f"must be true or false, not {allow_static_aead!r}")
+    warnings = []
+    for direction, sa_config in (("outbound", outbound), ("inbound", inbound)):
+        name = sa_config.transform.name
+        if not sa_config.transform.aead:
+            continue
+        option = f"ipsec.{direction}.transform"
+        rfc = "RFC 7634" if name.startswith("chacha") else "RFC 4106 section 8.1"
+        if not allow_static_aead:
+            fail(option, f"{name} with manual keys is forbidden by {rfc}: an end that "
+                 "restarts with the same keys repeats its nonces, which gives away the "
+                 "keystream and the authentication key; use a CBC + HMAC transform (e.g. "
+                 "aes256-sha256) or IKEv2 (swanctl.conf), or set allow_static_aead = true "
+                 "in [ipsec] to take that risk")
+        warnings.append(f"{path}: {option}: {name} with manual keys (allow_static_aead = "
+                        f"true), which {rfc} forbids: every start of either end with these "
+                        "keys repeats the nonces of the last one; use them for one session, "
+                        "then give both ends new keys")
     return EspProfile(
         path=path, peer_host=host.strip("[]"), peer_port=peer_port, local_ip=local_ip,
         netmask=netmask, remote_ts=remote_ts, outbound=outbound, inbound=inbound, dns=dns,
@@ -266,7 +308,8 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
         lifetime_bytes=integer("lifetime_bytes", None, 1),
         local_port=integer("local_port", 0, 0, 65535),
         keepalive=number("keepalive", KEEPALIVE_INTERVAL, 0),
-        connect_timeout=number("connect_timeout", 10.0, 0.1))
+        connect_timeout=number("connect_timeout", 10.0, 0.1),
+        allow_static_aead=allow_static_aead, warnings=warnings)
 
 
 def _hex(value, option: str, fail) -> bytes:

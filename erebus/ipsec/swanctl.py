@@ -41,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import ConfigError
+from ..files import FileRefused, read_limited
 from .ikecrypto import ESP_TRANSFORM_IDS, IkeSuite
 from .ikeprofile import IkeProfile
 
@@ -95,13 +96,16 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 class _Lexer:
     """Tokens of one file and, spliced in place, of the files it includes."""
 
-    def __init__(self, path: str, depth: int = 0):
+    def __init__(self, path: str, depth: int = 0, included_at: tuple[_Lexer, int] | None = None):
         self.path = path
         self.depth = depth
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_limited(path)
         except OSError as exc:
+            if included_at is not None:          # name the include line that named it
+                parent, line = included_at
+                raise parent.error(f"cannot read {path}: {exc.strerror or exc}", line,
+                                   "include") from None
             raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
         try:
             self.text = data.decode("utf-8").removeprefix("\ufeff")
@@ -248,7 +252,7 @@ class _Lexer:
         for f in files:
             if os.path.isdir(f):
                 continue
-            yield from _Lexer(f, self.depth + 1).tokens()
+            yield from _Lexer(f, self.depth + 1, (self, line)).tokens()
 
 
 def _parse(path: str) -> _Section:
@@ -521,8 +525,7 @@ def _secret_value(setting: _Setting, opt: str) -> bytes:
 
 def _read_cert(file: str, setting: _Setting, opt: str) -> x509.Certificate:
     try:
-        with open(file, "rb") as f:
-            data = f.read()
+        data = read_limited(file)
     except OSError as exc:
         raise _err(f"cannot read certificate {file}: {exc.strerror or exc}", setting,
                    opt) from None
@@ -564,8 +567,9 @@ def _find_key(base: str, cert: x509.Certificate, cert_file: str, setting: _Setti
             if not os.path.isfile(file):
                 continue
             try:
-                with open(file, "rb") as f:
-                    data = f.read()
+                data = read_limited(file)
+            except FileRefused as exc:
+                raise _err(f"cannot read {file}: {exc.strerror}", setting, opt) from None
             except OSError:
                 continue
             try:

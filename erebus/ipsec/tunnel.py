@@ -257,8 +257,8 @@ class EspTunnel(LinkShell):
             elif isinstance(event, SequenceReset):
                 log.warning("inbound SA %#010x: the peer's sequence numbers went back from "
                             "%d to %d (did it restart with the same keys?); its packets are "
-                            "dropped as replays until erebus restarts too (or set "
-                            "replay_window = 0)", event.spi, event.highest, event.received)
+                            "dropped as replays: give both ends new keys and restart "
+                            "both", event.spi, event.highest, event.received)
             elif isinstance(event, Closed):
                 if self._done is not None and not self._done.done():
                     self._done.set_result(event.reason)

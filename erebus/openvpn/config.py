@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 
 from ..errors import ConfigError, SessionError
+from ..files import MAX_FILE_SIZE, read_limited
 from .compress import Compression
 from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher
 from .statickey import parse_static_key
@@ -58,6 +59,7 @@ DEFAULT_DATA_CIPHERS = ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
 OPTION_LINE_SIZE = 256        # options.h: a line must be shorter than this (bytes)
 MAX_PARMS = 16                # options.h: words of a line that count
 MAX_CONFIG_DEPTH = 10         # read_config_file: nested 'config' includes
+MAX_INCLUDED = 4 * MAX_FILE_SIZE    # bytes of all 'config' includes together (erebus' own)
 
 # -- the option registry ------------------------------------------------------------------
 
@@ -938,6 +940,7 @@ class _Reader:
         self.askpass_prompt = False
         self.in_connection: _Conn | None = None
         self.depth = 0
+        self.included = 0                 # bytes of 'config' files read, at most MAX_INCLUDED
         self.seen_dev = False
         self.crl_dir = False
 
@@ -1028,8 +1031,7 @@ class _Reader:
         name = src.filename
         path = name if os.path.isabs(name) else os.path.join(src.base, name)
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return read_limited(path)
         except OSError as exc:
             if name == "[inline]":
                 self.problem(d, f"says [inline] but no <{d.name}> block follows it (the "
@@ -1406,16 +1408,21 @@ class _Reader:
 
     def opt_config(self, d: Directive, a: list[str]) -> None:
         path = a[0] if os.path.isabs(a[0]) else os.path.join(self.base, a[0])
+        if self.included > MAX_INCLUDED:
+            return                        # refused once already (see below): not read again
         if self.depth + 1 >= MAX_CONFIG_DEPTH:
             raise self.err(d, f"more than {MAX_CONFIG_DEPTH} nested 'config' files (does a "
                            "file include itself?)")
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
+            raw = read_limited(path)
         except OSError as exc:
             raise self.err(d, f"cannot read {path}: {exc.strerror}") from None
         except ValueError as exc:
             raise self.err(d, f"cannot read {path!r}: {exc}") from None
+        self.included += len(raw)
+        if self.included > MAX_INCLUDED:
+            raise self.err(d, f"the 'config' files of this profile add up to more than "
+                           f"{MAX_INCLUDED >> 20} MiB (is one included again and again?)")
         text = _decode(raw, path, self.problems)
         if text is None:
             return
@@ -1888,8 +1895,7 @@ def read_profile(path: str, *, rng: random.Random | None = None) -> Reading:
     """Read a profile file offline and report everything: never raises for the profile's
     own problems, never asks for anything, never touches the network."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_limited(path)
     except OSError as exc:
         problem = ConfigError(f"cannot read the profile: {exc.strerror}", path=path)
         return Reading(path, None, [problem], [])

@@ -33,15 +33,18 @@ length prefix); ``write_outer(..., proto=)`` is the place for it.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 import time
 from typing import BinaryIO
 
+from ..errors import ConfigError
 from ..wire.checksum import internet_checksum
 from ..wire.ipv4 import PROTO_UDP, build_ipv4_header, to_ip
 
-__all__ = ["PcapWriter", "LINKTYPE_RAW", "OUTER_INTERFACE", "INNER_INTERFACE"]
+__all__ = ["PcapWriter", "open_capture", "LINKTYPE_RAW", "OUTER_INTERFACE", "INNER_INTERFACE"]
 
 LINKTYPE_RAW = 101
 OUTER_INTERFACE = 0
@@ -100,18 +103,65 @@ def _idb(name: str, description: str) -> bytes:
 Address = tuple[int | str | bytes, int]
 
 
+def _refuse(path: str, reason: str) -> ConfigError:
+    return ConfigError(f"--pcap: {path}: {reason}; the capture holds the decrypted traffic, "
+                       "so erebus writes it only to a new file or to a regular file of its "
+                       "own (choose another name or remove it)")
+
+
+def open_capture(path: str | os.PathLike[str]) -> int:
+    """A descriptor for writing the capture at ``path``, mode 0600: a new file
+    (``O_CREAT | O_EXCL``), or an existing regular file owned by us with one link,
+    truncated and made 0600.  Never follows a symlink (``O_NOFOLLOW``) and never
+    opens a FIFO or device: another local user who made the name first (in /tmp,
+    say) cannot redirect the capture nor read it.  Refusals are ConfigErrors."""
+    shown = os.fspath(path)
+    common = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | \
+        getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(path, common | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"--pcap: cannot create {shown}: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(path, common | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise _refuse(shown, "is a symbolic link") from None
+        if exc.errno == errno.ENXIO:
+            raise _refuse(shown, "is a FIFO") from None
+        raise ConfigError(f"--pcap: cannot open {shown}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(shown, "exists and is not a regular file")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise _refuse(shown, f"exists and belongs to another user (uid {st.st_uid})")
+        if st.st_nlink != 1:
+            raise _refuse(shown, f"exists with {st.st_nlink} hard links")
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class PcapWriter:
     """Write outer (OpenVPN over synthesized IPv4/UDP) and inner (tunnel IPv4)
     packets to a pcapng file.
 
-    ``target`` is a path (opened, truncated, and closed by :meth:`close`) or a
-    binary file object (flushed but left open).  Use as a context manager.
+    ``target`` is a path (opened by :func:`open_capture`: mode 0600, never through
+    a symlink; closed by :meth:`close`) or a binary file object (flushed but left
+    open).  Use as a context manager.
     """
 
     def __init__(self, target: str | os.PathLike[str] | BinaryIO, *,
                  flush_interval: float = 1.0, application: str = "erebus"):
         if isinstance(target, (str, os.PathLike)):
-            self._fp: BinaryIO = open(target, "wb", buffering=1 << 16)  # noqa: SIM115
+            self._fp: BinaryIO = os.fdopen(open_capture(target), "wb", buffering=1 << 16)
             self._owned = True
         else:
             self._fp = target

@@ -2,8 +2,8 @@
 (tests/esp_peer.py) behind a TUN device in the ESP lab (tests/esp_lab.py).
 
 erebus runs as ``nobody`` in the client namespace: EspTunnel + VpnStack in a small
-script (``tests.esp_lab.CLIENT_SCRIPT``), since ``erebus probe/up`` do not read ESP
-profiles yet (the tests for those are at the end and skip until they do).
+script (``tests.esp_lab.CLIENT_SCRIPT``), and ``erebus probe/up`` at the end; a lab
+profile that fails to load fails those tests (never a skip).
 
 The scapy peer costs about 1 ms per packet it encrypts: the throughput figures
 printed here measure it, not erebus.
@@ -157,7 +157,7 @@ def test_pcap_decrypted_by_tshark(esp_lab, mode):
     assert all(line[3] in ("1", "True") for line in lines), cp.stdout
 
 
-# -- erebus probe / up with an ESP profile (the lead wires them) -----------------------------
+# -- erebus probe / up with an ESP profile ----------------------------------------------
 
 def _erebus(lab, *args, timeout=90):
     return lab.run_client([lab.python, "-m", "erebus", *map(str, args)], timeout=timeout)
@@ -170,7 +170,8 @@ def _probe_reads_esp_profiles(lab, profile) -> dict:
     except json.JSONDecodeError:
         pytest.fail(f"erebus probe printed no JSON:\n{cp.stdout}\n{cp.stderr}")
     if report.get("stage") == "config":
-        pytest.skip(f"erebus probe does not read ESP profiles yet: {report.get('error')}")
+        pytest.fail(f"erebus probe could not load the lab's ESP profile {profile}: "
+                    f"{report.get('error')}")
     return report
 
 
@@ -203,3 +204,20 @@ def test_up_esp_profile_local_forward_and_http_proxy(esp_lab):
             assert cp.stdout.split()[:1] == [esp_lab.big_sha256], cp.stderr + tail(log)
     finally:
         stop_process(proc)
+
+
+def test_probe_refuses_static_gcm_without_the_opt_in(esp_lab):
+    """The lab's GCM profile without ``allow_static_aead = true``: refused before any
+    packet, naming the file, the key and RFC 4106."""
+    from tests.esp_lab import MODES, profile_text
+    text = profile_text(MODES["gcm"], "198.18.101.1:4600")
+    assert "allow_static_aead = true" in text
+    profile = esp_lab.dir / "esp-gcm-no-opt-in.toml"
+    profile.write_text("\n".join(line for line in text.splitlines()
+                                 if not line.startswith("allow_static_aead")) + "\n")
+    profile.chmod(0o644)
+    cp = _erebus(esp_lab, "probe", profile, "--json")
+    report = json.loads(cp.stdout)
+    assert cp.returncode == 2 and report["stage"] == "config", report
+    assert f"{profile}: ipsec.outbound.transform: aes256gcm16 with manual keys is " \
+           "forbidden by RFC 4106 section 8.1" in report["error"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import os
+import pwd
 import re
 import subprocess
 import time
@@ -13,7 +15,7 @@ import time
 import pytest
 
 from tests.interop.util import Up, _big_file, _free_port, outdir
-from tests.lab import WEB_ADDR, SYSTEM_PYTHON, tail
+from tests.lab import UNPRIVILEGED_USER, WEB_ADDR, SYSTEM_PYTHON, tail
 
 pytestmark = pytest.mark.interop
 
@@ -24,7 +26,8 @@ NAME = "web.lab.test"        # known to the lab's dnsmasq only, never to the hos
 def proxies(lab, ovpn_server):
     """One `erebus up` with an HTTP proxy, SOCKS (with auth), -L by name and two -R."""
     server = ovpn_server("gcm")
-    ports = {k: _free_port() for k in ("http", "socks", "socks_auth", "fwd")}
+    ports = {k: _free_port() for k in ("http", "socks", "socks_auth", "http_auth",
+                                       "socks_legacy", "fwd")}
     # the local service exposed with -R: a web server in the client namespace
     www = outdir(lab)
     (www / "local.txt").write_text("served from the erebus side\n")
@@ -39,12 +42,24 @@ def proxies(lab, ovpn_server):
             args=["--http-proxy", ports["http"], "--socks", ports["socks"],
                   "-R", "8080:127.0.0.1:3000", "-R", "8081:127.0.0.1:3999", "-v"])
     virtual_ip = re.search(r"virtual IP ([\d.]+)/", up.log.read_text()).group(1)
-    # a second instance only for SOCKS with username/password
-    up_auth = Up(lab, ovpn_server("none").profile, log_name="up-socks-auth.log",
-                 args=["--socks", ports["socks_auth"], "--socks-auth", "alice:s3cret"])
-    yield {"server": server, "ports": ports, "up": up, "virtual_ip": virtual_ip}
+    # a second instance with username/password on both proxies, from a file private to
+    # the user erebus runs as (nobody)
+    auth = outdir(lab) / "proxy-auth"
+    auth.write_text("alice\ns3cret\n")
+    os.chmod(auth, 0o600)
+    os.chown(auth, pwd.getpwnam(UNPRIVILEGED_USER).pw_uid, -1)
+    up_auth = Up(lab, ovpn_server("none").profile, log_name="up-proxy-auth.log",
+                 args=["--socks", ports["socks_auth"], "--http-proxy", ports["http_auth"],
+                       "--proxy-auth-file", auth])
+    # and the old --socks-auth USER:PASSWORD, which still works, with a warning (on its
+    # own server: a second client with the same certificate would push the first one out)
+    up_legacy = Up(lab, ovpn_server("cbc").profile, log_name="up-socks-auth.log",
+                   args=["--socks", ports["socks_legacy"], "--socks-auth", "alice:s3cret"])
+    yield {"server": server, "ports": ports, "up": up, "virtual_ip": virtual_ip,
+           "up_legacy": up_legacy}
     up.stop()
     up_auth.stop()
+    up_legacy.stop()
 
 
 def curl(lab, *args, timeout=120):
@@ -143,6 +158,38 @@ def test_socks5_username_password(lab, proxies):
     assert code == 97, (code, err)
     code, _, err = curl(lab, "--socks5-hostname", f"127.0.0.1:{p}", lab.blob_url)
     assert code == 97, (code, err)
+
+
+def test_socks5_old_flag_still_works_and_warns(lab, proxies):
+    p = proxies["ports"]["socks_legacy"]
+    code, body, err = curl(lab, "--socks5-hostname", f"alice:s3cret@127.0.0.1:{p}",
+                           lab.blob_url)
+    assert code == 0 and hashlib.sha256(body).hexdigest() == lab.blob_sha256, err
+    code, _, err = curl(lab, "--socks5-hostname", f"alice:wrong@127.0.0.1:{p}", lab.blob_url)
+    assert code == 97, (code, err)
+    log = proxies["up_legacy"].log.read_text()
+    assert "--socks-auth puts the password on the command line" in log
+
+
+def test_http_proxy_basic_auth(lab, proxies):
+    """curl --proxy-user against the HTTP proxy: the right credentials fetch, for an
+    absolute URI and through CONNECT; none or wrong ones get 407."""
+    p = proxies["ports"]["http_auth"]
+    proxy = f"http://127.0.0.1:{p}"
+    code, body, err = curl(lab, "-x", proxy, "--proxy-user", "alice:s3cret", lab.blob_url)
+    assert code == 0 and hashlib.sha256(body).hexdigest() == lab.blob_sha256, err
+    code, body, err = curl(lab, "-x", proxy, "--proxy-user", "alice:s3cret", "-p",
+                           lab.blob_url)                                     # CONNECT
+    assert code == 0 and hashlib.sha256(body).hexdigest() == lab.blob_sha256, err
+    for user in ([], ["--proxy-user", "alice:wrong"]):
+        code, out, err = curl(lab, "-x", proxy, *user, "-o", "/dev/null", "-w",
+                              "%{http_code}", lab.blob_url, timeout=20)
+        assert (code, out) == (0, b"407"), (code, out, err)
+        code, _, err = curl(lab, "-x", proxy, *user, "-p", lab.blob_url, timeout=20)
+        assert code == 56 and "407" in err, (code, err)
+    code, body, err = curl(lab, "--socks5-hostname", f"alice:s3cret@127.0.0.1:"
+                           f"{proxies['ports']['socks_auth']}", lab.blob_url)
+    assert code == 0 and hashlib.sha256(body).hexdigest() == lab.blob_sha256, err
 
 
 def test_local_forward_to_a_name(lab, proxies):

@@ -17,6 +17,7 @@ EXAMPLE = f"""
 peer = "198.18.1.1:4600"          # UDP address of the ESP peer
 local_ip = "198.19.11.2"          # our inner (virtual) address
 remote_ts = ["198.19.20.0/24"]    # what the tunnel reaches
+allow_static_aead = true          # AES-GCM below, with manual keys
 [ipsec.outbound]                  # our packets to the peer
 spi = 0x00001001
 transform = "aes256gcm16"
@@ -125,6 +126,77 @@ def test_unreadable_and_broken_files(tmp_path):
         load_esp_profile(write(tmp_path, "[openvpn]\n"))
     with pytest.raises(ConfigError, match="ipsec.peer: missing"):
         load_esp_profile(write(tmp_path, "[ipsec]\nlocal_ip = \"198.19.11.2\"\n"))
+
+
+# -- AEAD transforms with manual keys (RFC 4106 section 8.1, RFC 7634) ----------------------
+
+WITHOUT_OPT_IN = EXAMPLE.replace("allow_static_aead = true", "")
+
+
+@pytest.mark.parametrize("outbound,inbound,option,rfc", [
+    ("aes256gcm16", "aes256-sha256", "ipsec.outbound.transform", "RFC 4106 section 8.1"),
+    ("aes256-sha256", "aes128gcm16", "ipsec.inbound.transform", "RFC 4106 section 8.1"),
+    ("aes256-sha256", "chacha20poly1305", "ipsec.inbound.transform", "RFC 7634"),
+])
+def test_static_aead_refused_without_the_opt_in(tmp_path, outbound, inbound, option, rfc):
+    def sa(name, key):
+        from erebus.ipsec.transforms import TRANSFORMS
+        t = TRANSFORMS[name]
+        lines = f'transform = "{name}"\nkey = "{key * t.key_len}"\n'
+        return lines + (f'integrity_key = "{"33" * t.integrity_key_len}"\n'
+                        if t.integrity_key_len else "")
+    text = WITHOUT_OPT_IN.split("[ipsec.outbound]")[0] + (
+        "[ipsec.outbound]\nspi = 0x1001\n" + sa(outbound, "44")
+        + "[ipsec.inbound]\nspi = 0x2002\n" + sa(inbound, "55"))
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_esp_profile(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {option}: "), message
+    assert rfc in message and "allow_static_aead = true" in message
+    assert "replay_window = 0" not in message
+    p = load_esp_profile(write(tmp_path, text.replace("[ipsec.outbound]",
+                                                      "allow_static_aead = true\n"
+                                                      "[ipsec.outbound]")),
+                         log_warnings=False)
+    assert len(p.warnings) == 1 and p.warnings[0].startswith(f"{path}: {option}: ")
+    assert rfc in p.warnings[0]
+
+
+def test_opt_in_is_logged_and_reported_by_check(tmp_path, caplog):
+    from erebus.check import check
+    path = write(tmp_path, EXAMPLE)
+    with caplog.at_level("WARNING", logger="erebus.ipsec"):
+        p = load_esp_profile(path)
+    assert p.allow_static_aead
+    assert [r.getMessage() for r in caplog.records] == p.warnings
+    assert "RFC 4106 section 8.1" in p.warnings[0]
+    code, report = check(str(path))
+    assert code == 0 and report["warnings"] == p.warnings
+
+
+def test_cbc_only_needs_no_opt_in(tmp_path):
+    text = WITHOUT_OPT_IN.replace(f'transform = "aes256gcm16"\nkey = "{GCM_KEY}"',
+                                  f'transform = "aes128-sha256"\nkey = "{"66" * 16}"\n'
+                                  f'integrity_key = "{"77" * 32}"')
+    p = load_esp_profile(write(tmp_path, text))
+    assert p.warnings == [] and not p.allow_static_aead
+
+
+def test_opt_in_must_be_a_boolean(tmp_path):
+    with pytest.raises(ConfigError, match="ipsec.allow_static_aead: must be true or false"):
+        load_esp_profile(write(tmp_path, EXAMPLE.replace("allow_static_aead = true",
+                                                         'allow_static_aead = "yes"')))
+
+
+def test_no_advice_to_turn_anti_replay_off():
+    """The sequence-reset warning and the profile docs never advise replay_window = 0."""
+    from pathlib import Path
+
+    import erebus.ipsec
+    for source in Path(erebus.ipsec.__file__).parent.glob("*.py"):
+        text = source.read_text()
+        assert "set replay_window = 0" not in text and "(or set" not in text, source
 
 
 def test_wireshark_lines(tmp_path):

@@ -23,7 +23,8 @@ CBC, HMAC = "cd" * 32, "ef" * 32
 def profile(port: int, **extra):
     data = {"ipsec": {
         "peer": f"127.0.0.1:{port}", "local_ip": "198.19.11.2",
-        "remote_ts": ["198.19.20.0/24"], "dns": ["198.19.20.53"], **extra,
+        "remote_ts": ["198.19.20.0/24"], "dns": ["198.19.20.53"],
+        "allow_static_aead": True, **extra,                 # test keys, one run
         "outbound": {"spi": 0x1001, "transform": "aes256gcm16", "key": GCM},
         "inbound": {"spi": 0x2002, "transform": "aes256-sha256", "key": CBC,
                     "integrity_key": HMAC},
