@@ -96,14 +96,18 @@ class DropReporter:
         self.limit.flush()
 
 
-def counters_summary(counters) -> str:
-    """``name=value`` for every counter that is not zero (all of them if all are)."""
-    if counters is None:
+def counters_summary(counters, extra: dict[str, int] | None = None) -> str:
+    """``name=value`` for every counter that is not zero (all of them if all are);
+    ``extra`` first (the shell's own counts), unless the session counts the same."""
+    values = dict(extra or {})
+    if counters is not None:
+        if hasattr(counters, "as_dict"):
+            values.update(counters.as_dict())
+        else:
+            values.update((f.name, getattr(counters, f.name))
+                          for f in dataclasses.fields(counters))
+    if not values:
         return "none"
-    if hasattr(counters, "as_dict"):
-        items = list(counters.as_dict().items())
-    else:
-        items = [(f.name, getattr(counters, f.name)) for f in dataclasses.fields(counters)]
-    items = [(k, v) for k, v in items if isinstance(v, int)]
+    items = [(k, v) for k, v in values.items() if isinstance(v, int)]
     shown = [(k, v) for k, v in items if v] or items
     return " ".join(f"{k}={v}" for k, v in shown)

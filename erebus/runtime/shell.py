@@ -36,8 +36,8 @@ class LinkShell:
         counters = getattr(self.session, "counters", None)
         if self._drops is not None:
             self._drops.flush(counters)
-        logger.info("%s: datagrams_in=%d datagrams_out=%d %s", what, self.datagrams_in,
-                    self.datagrams_out, counters_summary(counters))
+        logger.info("%s: %s", what, counters_summary(counters, {
+            "datagrams_in": self.datagrams_in, "datagrams_out": self.datagrams_out}))
 
     def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
         self._receiver = receiver

@@ -25,6 +25,15 @@ def _profile_with(lab, server, *extra_lines, name=None):
     return path
 
 
+def _wait_for_log(up, needle: str, timeout: float) -> None:
+    """Until erebus up's log says ``needle`` (bounded: fails with the log's tail)."""
+    deadline = time.monotonic() + timeout
+    while needle not in up.log.read_text():
+        assert up.proc.poll() is None, f"erebus up exited:\n{tail(up.log, 30)}"
+        assert time.monotonic() < deadline, f"no {needle!r} in {timeout} s:\n{tail(up.log, 30)}"
+        time.sleep(0.1)
+
+
 def test_probe_and_fetch_over_tcp(lab, ovpn_server):
     server = ovpn_server("tcp")
     pcap = outdir(lab) / "tcp.pcapng"
@@ -74,16 +83,10 @@ def test_reconnect_after_a_server_restart(lab, ovpn_server):
         got, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin")
         assert got == lab.blob_sha256, err
         lab.stop_server("restart")
-        deadline = time.time() + 20
-        while "tunnel down" not in up.log.read_text():
-            assert time.time() < deadline, tail(up.log)
-            time.sleep(0.2)
-        time.sleep(2)                                 # a reconnect attempt or two fails
+        _wait_for_log(up, "tunnel down", 20)
+        _wait_for_log(up, "reconnect failed", 30)     # with no server, a try fails
         lab.start_server("restart")
-        deadline = time.time() + 60
-        while "reconnected" not in up.log.read_text():
-            assert time.time() < deadline, tail(up.log, 30)
-            time.sleep(0.2)
+        _wait_for_log(up, "reconnected", 60)
         got, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin")
         assert got == lab.blob_sha256, f"{err}\n{tail(up.log, 30)}"
     finally:
