@@ -127,8 +127,12 @@ def _probe_and_fetch(lab, profile, server, tag):
 
 def test_tls_auth_with_chacha20(lab, ovpn_server):
     server = ovpn_server("tls-auth")
-    report, _ = _probe_and_fetch(lab, server.profile, server, "tls-auth")
+    report, up = _probe_and_fetch(lab, server.profile, server, "tls-auth")
     assert report["cipher"] == "CHACHA20-POLY1305"
+    # probe --json and the up log's last line count the drops: none on a clean path
+    c = report["counters"]
+    assert c["dropped_data_auth"] == c["dropped_malformed"] == c["dropped_replay"] == 0, c
+    assert "counters: datagrams_in=" in up.log.read_text(), tail(up.log)
 
 
 def test_tls_crypt_with_username_password_and_auth_token(lab, ovpn_server):
