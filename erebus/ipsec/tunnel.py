@@ -26,6 +26,7 @@ import socket
 from typing import Callable
 
 from ..errors import SessionError
+from ..runtime.ratelimit import DropReporter
 from ..runtime.shell import LinkShell
 from ..runtime.udp import BatchedUdpLink
 from ..tunnel import TunnelInfo
@@ -70,7 +71,20 @@ def tshark_esp_options(profile: EspProfile, local: str = "*", remote: str = "*")
     return args
 
 
-# -- the link -----------------------------------------------------------------------------
+# What a dropped datagram was, per counter of EspCounters (rate-limited, see
+# erebus.runtime.ratelimit): a warning when someone on the path may be sending it.
+DROP_KINDS = {
+    "malformed": (logging.WARNING, "a malformed ESP datagram"),
+    "unknown_spi": (logging.WARNING, "an ESP packet for an unknown SPI"),
+    "replayed": (logging.WARNING, "a replayed or too old ESP packet"),
+    "auth_failed": (logging.WARNING, "an ESP packet that failed authentication "
+                    "(corrupted or forged)"),
+    "bad_padding": (logging.WARNING, "an ESP packet with bad padding"),
+    "bad_next_header": (logging.WARNING, "an ESP packet that does not carry IPv4"),
+    "policy_in": (logging.WARNING, "an inner packet outside the traffic selectors"),
+    "expired_in": (logging.INFO, "an ESP packet after its SA reached its hard limit"),
+}
+
 
 # -- the tunnel ---------------------------------------------------------------------------
 
@@ -94,6 +108,7 @@ class EspTunnel(LinkShell):
         self.sessions = 0            # sockets opened (connect + reconnects)
         self.dropped_down = 0        # packets the stack sent while the tunnel was down
         self.link_errors = 0         # ICMP errors on the socket (port unreachable, ...)
+        self._drops = DropReporter(log, DROP_KINDS)
 
     @property
     def counters(self):
@@ -127,6 +142,8 @@ class EspTunnel(LinkShell):
         if s is not None and not s.finished:
             s.close(self._loop.time() if self._loop else 0.0)
             self._events()
+        if s is not None:
+            self._log_counters(log)
         self._teardown()
 
     async def wait_closed(self) -> str:
@@ -178,7 +195,8 @@ class EspTunnel(LinkShell):
             sock.close()
             raise SessionError("unreachable", f"{p.peer}: {exc.strerror or exc}") from None
         self._link = BatchedUdpLink(sock, loop, on_datagram=self._on_datagram,
-                                    on_error=self._on_link_error)
+                                    on_error=self._on_link_error,
+                                    on_batch_end=self._check_drops)
         self._local = sock.getsockname()[:2]
         self._remote = addr
         now = loop.time()

@@ -85,6 +85,7 @@ class Listener:
     backlog: int = SYN_BACKLOG
     accepted: deque = field(default_factory=deque)       # established connections
     pending: deque = field(default_factory=deque)        # PendingSyn (defer mode)
+    half_open: set = field(default_factory=set)   # SYN_RECEIVED; with accepted: <= backlog
     closed: bool = False
 
 
@@ -236,6 +237,10 @@ class NetStack:
         if conn is not None:
             was = conn.state
             rst = conn.receive(seg, now)
+            if was is State.SYN_RECEIVED and conn.state is not State.SYN_RECEIVED:
+                listener = getattr(conn, "listener", None)
+                if listener is not None:
+                    listener.half_open.discard(conn)
             if rst is not None:
                 self._emit(src, PROTO_TCP, rst)
                 self.counters.rst_sent += 1
@@ -277,11 +282,12 @@ class NetStack:
             listener.pending.append(PendingSyn(listener, src, seg.src_port, held, now))
             self._changed.add(listener)
             return
-        if len(listener.accepted) >= listener.backlog:
-            self.counters.syn_dropped += 1
+        if len(listener.accepted) + len(listener.half_open) >= listener.backlog:
+            self.counters.syn_dropped += 1        # a SYN flood grows no table
             return
         conn = self._new_conn(listener.port, src, seg.src_port, now)
         conn.listener = listener
+        listener.half_open.add(conn)
         conn.open_passive(seg, now)
         self._touch(conn)
 
@@ -379,6 +385,9 @@ class NetStack:
     def _forget(self, conn: TcpConnection) -> None:
         if self.conns.get(conn.key) is conn:
             del self.conns[conn.key]
+        listener = getattr(conn, "listener", None)
+        if listener is not None:
+            listener.half_open.discard(conn)
         self._changed.add(conn)
 
     def _emit(self, dst: int, proto: int, payload: bytes) -> None:

@@ -140,6 +140,8 @@ class DataKey:
         plain = padder.update(self._take_pid()) + padder.update(payload) + padder.finalize()
         enc = Cipher(algorithms.AES(self._enc_key), modes.CBC(iv)).encryptor()
         body = iv + enc.update(plain) + enc.finalize()
+        if self._digest is None:                  # auth none: unauthenticated CBC
+            return self.header + body
         return b"".join((self.header, hmac.digest(self._enc_hmac, body, self._digest), body))
 
     # -- inbound --------------------------------------------------------------------------
@@ -185,7 +187,8 @@ class DataKey:
                 raise DataError("data packet shorter than its HMAC")
             mac = body[:hlen]
             rest = body[hlen:]
-            if not hmac.compare_digest(hmac.digest(self._dec_hmac, rest, self._digest), mac):
+            if self._digest is not None and not hmac.compare_digest(
+                    hmac.digest(self._dec_hmac, rest, self._digest), mac):
                 raise DataError("HMAC mismatch")
             if mode == "hmac":
                 plain = rest

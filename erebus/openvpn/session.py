@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..crypto.prf import openvpn_key_block
 from ..errors import ParseError, SessionError
@@ -132,6 +132,9 @@ class Counters:
     control_retransmits: int = 0
     keepalives_in: int = 0
     keepalives_out: int = 0
+
+    def as_dict(self) -> dict:          # probe --json's "counters"
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class _KeyState:

@@ -50,7 +50,7 @@ import os
 import struct
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -212,6 +212,9 @@ class StaticCounters:
     packets_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+
+    def as_dict(self) -> dict:          # probe --json's "counters"
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # -- replay protection (long-form packet ids) ----------------------------------------

@@ -28,6 +28,7 @@ from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMe
 from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
 from ..tunnel import TunnelInfo
+from .ratelimit import DropReporter
 from .retry import with_backoff
 from .shell import LinkShell
 from .udp import BatchedUdpLink
@@ -56,6 +57,21 @@ def session_settings(profile: Profile) -> SessionSettings:
                            if profile.tls_auth_key is not None else None,
                            tls_crypt=profile.tls_crypt_key, compression=profile.compression,
                            allow_compression=profile.allow_compression)
+
+
+# What a dropped packet was, per counter of the session (Counters, StaticCounters): a
+# warning when someone on the path may be sending it, info when it happens anyway.
+DROP_KINDS = {
+    "dropped_data_auth": (logging.WARNING, "a data packet that failed authentication "
+                          "(corrupted or forged)"),
+    "dropped_decrypt": (logging.WARNING, "a data packet that does not decrypt"),
+    "dropped_replay": (logging.WARNING, "a replayed or too old packet"),
+    "dropped_malformed": (logging.WARNING, "a malformed packet (or a control packet "
+                          "failing the tls-auth/tls-crypt check)"),
+    "dropped_session": (logging.INFO, "a packet of another session or key id"),
+    "dropped_before_established": (logging.INFO, "a data packet before the session "
+                                   "was established"),
+}
 
 
 # -- links: how datagrams reach the server ----------------------------------------------
@@ -134,6 +150,7 @@ class OpenVPNTunnel(LinkShell):
         self.sessions = 0
         self.dropped_down = 0
         self.datagrams_in = self.datagrams_out = 0
+        self._drops = DropReporter(log, DROP_KINDS)
 
     def _new_session(self, now: float, token: str | None):
         p = self.profile
@@ -178,6 +195,8 @@ class OpenVPNTunnel(LinkShell):
                     await asyncio.wait_for(asyncio.shield(self._done), 3.0)
                 except (asyncio.TimeoutError, ErebusError):
                     pass
+        if s is not None:
+            self._log_counters(log)
         self._teardown()
 
     # -- connecting ------------------------------------------------------------------------
@@ -207,6 +226,8 @@ class OpenVPNTunnel(LinkShell):
                         stop: asyncio.Event | None = None) -> TunnelInfo:
         """New sessions with backoff (1, 2, 4 ... 60 s) until one comes up.  Only
         failures that another try can cure are retried."""
+        if self.session is not None:
+            self._log_counters(log, f"session {self.sessions} counters")
         self._teardown()
         info = await with_backoff(lambda: self.connect(timeout=timeout), RECOVERABLE,
                                   attempts=attempts, stop=stop)
@@ -321,6 +342,7 @@ class OpenVPNTunnel(LinkShell):
         s = self.session
         for datagram in s.datagrams_to_send(now):
             self._send(datagram)
+        self._check_drops()
         while (event := s.next_event()) is not None:
             self._on_event(event)
         if self._timer is not None:

@@ -4,8 +4,11 @@ packets to the receiver (the network stack)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
+
+from .ratelimit import DropReporter, counters_summary
 
 
 class LinkShell:
@@ -17,6 +20,24 @@ class LinkShell:
     _receiver: Callable[[bytes], None] | None = None
     _local = _remote = ("0.0.0.0", 0)
     datagrams_in = datagrams_out = 0
+    session = None
+    _drops: DropReporter | None = None    # the family's drop kinds, logged rate-limited
+
+    def _check_drops(self) -> None:
+        """Log (rate-limited) what the session dropped since the last look: once per
+        batch of datagrams, never once per packet."""
+        drops = self._drops
+        if drops is not None:
+            drops.check(getattr(self.session, "counters", None))
+
+    def _log_counters(self, logger: logging.Logger, what: str = "counters") -> None:
+        """At the end of a session: what is still suppressed, then one line of counters
+        (the drops by kind are there, for ``erebus up``'s log as for probe's report)."""
+        counters = getattr(self.session, "counters", None)
+        if self._drops is not None:
+            self._drops.flush(counters)
+        logger.info("%s: %s", what, counters_summary(counters, {
+            "datagrams_in": self.datagrams_in, "datagrams_out": self.datagrams_out}))
 
     def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
         self._receiver = receiver

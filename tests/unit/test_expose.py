@@ -142,6 +142,14 @@ class RefusingDialer:
         raise self.exc
 
 
+async def settle(timeout: float = 2.0) -> None:
+    """Until every task the code under test started (the dial) has finished; bounded."""
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        _, pending = await asyncio.wait(others, timeout=timeout)
+        assert not pending, pending
+
+
 def socks_session(data: bytes, *, credentials=None, exc=ConnectionRefusedError("refused")):
     async def go():
         dialer = RefusingDialer(exc)
@@ -150,8 +158,7 @@ def socks_session(data: bytes, *, credentials=None, exc=ConnectionRefusedError("
         t = FakeTransport()
         client.connection_made(t)
         client.data_received(data)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        await settle()
         if client.timer:
             client.timer.cancel()
         return bytes(t.out), t.closed, dialer.asked

@@ -67,7 +67,17 @@ async def next_datagram(peer):
     return await asyncio.wait_for(peer.received.get(), 2)
 
 
-def test_connect_send_receive_pcap_close():
+async def until(predicate, timeout: float = 2.0, what: str = "condition"):
+    """Wait (at most ``timeout`` seconds) until ``predicate()`` holds: the datagrams
+    sent on the loopback are read by the tunnel's reader callback, not by us."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def test_connect_send_receive_pcap_close(caplog):
     async def main():
         peer, port = await start_peer()
         pcap_buf = io.BytesIO()
@@ -87,16 +97,14 @@ def test_connect_send_receive_pcap_close():
         assert peer.session.receive_datagram(await next_datagram(peer), 0) == up
         down = build_ipv4("198.19.20.5", "198.19.11.2", PROTO_ICMP, b"pong")
         peer.send(down)
-        for _ in range(100):
-            if got:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: got, what="the inner packet")
         assert got == [down]
+        c = tunnel.session.counters
         peer.transport.sendto(b"\xff", peer.client)             # ignored, counted
         forged = b"\x00\x00\x20\x02\x00\x00\x00\x05" + bytes(64)
         peer.transport.sendto(forged, peer.client)
-        await asyncio.sleep(0.1)
-        c = tunnel.session.counters
+        await until(lambda: c.auth_failed, what="the forged packet")
+        await until(lambda: c.keepalives_in, what="the keepalive")
         assert (c.packets_in, c.keepalives_in, c.auth_failed) == (1, 1, 1)
         assert c.control_retransmits == 0
         waiter = asyncio.ensure_future(tunnel.wait_closed())
@@ -109,7 +117,14 @@ def test_connect_send_receive_pcap_close():
         # outer: keepalive out, ESP out, ESP in, keepalive in, forged in; inner: 2
         assert pcap.packets == 7
 
-    asyncio.run(main())
+    with caplog.at_level("INFO", logger="erebus.ipsec"):
+        asyncio.run(main())
+    # the forgery is a (rate-limited) warning; the counters are logged at close
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["dropped an ESP packet that failed authentication (corrupted or "
+                        "forged)"], warnings
+    assert "counters: datagrams_in=3 datagrams_out=2 " in caplog.text
+    assert caplog.text.rstrip().endswith(" auth_failed=1")
 
 
 def test_hard_limit_ends_the_session():
@@ -166,8 +181,8 @@ def test_nothing_listening_is_only_a_warning(caplog):
             port = s.getsockname()[1]
         tunnel = EspTunnel(profile(port))
         await tunnel.connect(timeout=5)
-        await asyncio.sleep(0.1)
-        assert tunnel.link_errors >= 1 and tunnel.up
+        await until(lambda: tunnel.link_errors >= 1, what="the ICMP port unreachable")
+        assert tunnel.up
         await tunnel.close()
 
     with caplog.at_level("WARNING", logger="erebus.ipsec"):
