@@ -543,3 +543,31 @@ def test_random_push_replies_establish_or_fail_with_a_session_error(reply):
     if client.established:
         assert client.cipher in GCM_ONLY
         assert client.send_ip(b"E" + bytes(27), 1.0)
+
+
+@pytest.fixture(scope="module")
+def established(pki):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key)
+    run(client, server)
+    assert client.established
+    return client, server
+
+
+@settings_(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=120),
+    st.builds(lambda body: bytes.fromhex("48000003") + body, st.binary(max_size=120)),
+    st.builds(lambda op, body: bytes([op]) + body, st.integers(0, 255), st.binary(max_size=60)),
+))
+def test_random_datagrams_are_dropped_never_raised(established, datagram):
+    client, server = established
+    before = client.counters.dropped_malformed + client.counters.dropped_data_auth + \
+        client.counters.dropped_session + client.counters.dropped_replay
+    assert client.receive_datagram(datagram, 1.0) == []
+    after = client.counters.dropped_malformed + client.counters.dropped_data_auth + \
+        client.counters.dropped_session + client.counters.dropped_replay
+    assert client.established and after == before + 1          # dropped and counted
+    # the session still carries data
+    assert client.receive_datagram(server.data_key.encrypt(b"alive"), 1.0) == [b"alive"]
