@@ -81,12 +81,15 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
         if pcap:
             pcap.close()
         return _failure("config", str(exc))
+    # the profile's warnings (also logged at WARNING when it was read), for --json
+    warnings = list(getattr(getattr(tunnel, "profile", None), "warnings", None) or ())
     try:
         try:
             info = await tunnel.connect(timeout=timeout)
         except SessionError as exc:
-            return _failure(exc.stage, str(exc))
-        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None}
+            return {**_failure(exc.stage, str(exc)), "warnings": warnings}
+        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None,
+                  "warnings": warnings}
         counters = getattr(tunnel.session, "counters", None)
         if counters is not None and hasattr(counters, "control_retransmits"):
             report["control_retransmits"] = counters.control_retransmits
@@ -104,7 +107,7 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             report["counters"] = counters.as_dict()
         return report
     except ErebusError as exc:
-        return _failure(getattr(exc, "stage", "error"), str(exc))
+        return {**_failure(getattr(exc, "stage", "error"), str(exc)), "warnings": warnings}
     finally:
         await tunnel.close()
         if pcap:

@@ -943,6 +943,7 @@ class _Reader:
         self.included = 0                 # bytes of 'config' files read, at most MAX_INCLUDED
         self.seen_dev = False
         self.crl_dir = False
+        self.client_directive: Directive | None = None   # the first client / tls-client
 
     # -- reporting
 
@@ -1392,6 +1393,8 @@ class _Reader:
 
     def opt_client(self, d: Directive, a: list[str]) -> None:
         self.p.tls_client = True     # what erebus does unless the profile is static-key
+        if self.client_directive is None:
+            self.client_directive = d
 
     opt_tls_client = opt_client
 
@@ -1452,10 +1455,33 @@ class _Reader:
             return self.finish_static()
         self.finish_credentials()
         self.finish_pki()
+        self.warn_no_server_verification()
         if not self.seen_dev:
             p.warnings.append(f"{self.path}: dev: no 'dev tun' line (the stock client "
                               "refuses a profile without one; erebus needs no device)")
         return p
+
+    # Options that make 2.6 verify the server beyond the CA chain (init.c,
+    # do_option_warnings); given but refused, they are reported as problems instead.
+    SERVER_VERIFICATION = ("tls-verify", "verify-x509-name", "ns-cert-type", "remote-cert-tls",
+                           "remote-cert-eku", "verify-hash", "peer-fingerprint")
+
+    def warn_no_server_verification(self) -> None:
+        """init.c ``do_option_warnings``: a TLS client with none of tls-verify,
+        verify-x509-name, ns-cert-type server, remote-cert-eku (remote-cert-tls sets it),
+        verify-hash at depth 0 (peer-fingerprint) is warned, in its words: any
+        certificate of the same CA -- another client's -- can then act as the server.
+        remote-cert-ku alone does not count, as in 2.6.  The line is that of
+        client/tls-client, else of the CA."""
+        p = self.p
+        if p.remote_cert_eku or p.verify_x509_name or p.ns_cert_type == "server" \
+                or getattr(p, "peer_fingerprint", None) or self.failed & set(
+                    self.SERVER_VERIFICATION):
+            return
+        d = self.client_directive or next(
+            (self.material[n].directive for n in ("ca", "pkcs12") if n in self.material), None)
+        self.warn(d, "WARNING: No server certificate verification method has been enabled.  "
+                  "See http://openvpn.net/howto.html#mitm for more info.")
 
     def reattach(self, exc: ConfigError, d: Directive) -> ConfigError:
         if exc.line is not None and exc.path is not None:

@@ -15,14 +15,25 @@ CBC + HMAC, and ``cipher none`` with an HMAC::
     header | HMAC(IV || ciphertext) | IV | CBC(packet_id || payload)
     header | HMAC(packet_id || payload) | packet_id | payload
 
+CBC with ``auth none`` (2.6 allows it with a warning: crypto.c ``init_key_type``)
+is the first layout without the HMAC: anything that decrypts with good padding is
+taken, which is exactly as weak as the stock client warns::
+
+    header | IV | CBC(packet_id || payload)
+
 ``cipher none`` with ``auth none`` still carries the packet id (TLS mode always
 initialises the packet-id state, crypto.c's "No Encryption" branch writes it)::
 
     header | packet_id(4) | payload
 
 Packet ids start at 1 per key and direction and are never reused; received
-ids go through a sliding replay window.  Anything that does not authenticate
-or replays raises :class:`DataError` (a :class:`ParseError`): drop and count.
+ids go through a sliding replay window.  TLS mode uses the short (4-byte) form,
+which may not wrap: from :data:`PACKET_ID_WRAP_TRIGGER` on the key is
+:attr:`DataKey.close_to_wrapping` and the session renegotiates (ssl.c
+``packet_id_close_to_wrapping``); past 0xFFFFFFFF :meth:`DataKey.encrypt` raises
+:class:`PacketIdExhausted` rather than reuse an id (crypto.c: "packet ID roll over").
+Anything that does not authenticate or replays raises :class:`DataError` (a
+:class:`ParseError`): drop and count.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..crypto.aead import AEAD_CIPHERS, TAG_LEN, InvalidTag, make_aead
 from ..crypto.replay import ReplayWindow
-from ..errors import ParseError
+from ..errors import ErebusError, ParseError
 from ..wire.openvpn import data_v1_header, data_v2_header
 
 KEEPALIVE = bytes.fromhex("2a187bf3641eb4cb07ed2d0a981fc748")
@@ -44,13 +55,26 @@ OCC_MAGIC = bytes.fromhex("287f346bd4ef7a812d56b8d3afc5459c")
 OCC_EXIT = 6
 
 CBC_CIPHERS = {"AES-128-CBC": 16, "AES-192-CBC": 24, "AES-256-CBC": 32}
-DIGESTS = {"SHA1": 20, "SHA256": 32, "SHA384": 48, "SHA512": 64}
+DIGESTS = {"SHA1": 20, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}
 _PID = struct.Struct("!I")
 MAX_PACKET_ID = 0xFFFFFFFF
+PACKET_ID_WRAP_TRIGGER = 0xFF000000   # packet_id.h: renegotiate from this id on
 
 
 class DataError(ParseError):
     """A data packet that does not authenticate, replays or is malformed."""
+
+
+class PacketIdExhausted(ErebusError):
+    """Every packet id of this key was used: the packet is not sent (a renegotiation,
+    started at :data:`PACKET_ID_WRAP_TRIGGER`, should have replaced the key by now)."""
+
+
+def normalize_digest(name: str) -> str | None:
+    """The ``auth`` digest as :data:`DIGESTS` names it, ``None`` for ``auth none``;
+    the name upper-cased (and not in :data:`DIGESTS`) when erebus lacks it."""
+    upper = name.upper().replace("-", "")
+    return None if upper in ("NONE", "[NULLDIGEST]") else upper
 
 
 def normalize_cipher(name: str) -> str:
@@ -71,7 +95,7 @@ class DataKey:
     """One key id's data-channel state, both directions (the client's view)."""
 
     def __init__(self, key_id: int, cipher: str, key_block: bytes, *, auth: str = "SHA1",
-                 peer_id: int | None = None, replay_window: int = 64):
+                 peer_id: int | None = None, replay_window: int = 64, rng=os.urandom):
         if len(key_block) != 256:
             raise ValueError("key block must be 256 bytes")
         self.key_id = key_id
@@ -84,6 +108,7 @@ class DataKey:
         self.next_pid = 1
         self.packets_out = self.packets_in = 0
         self.bytes_out = self.bytes_in = 0
+        self._rng = rng                       # CBC IVs
         enc_cipher, enc_hmac = key_block[0:64], key_block[64:128]
         dec_cipher, dec_hmac = key_block[128:192], key_block[192:256]
         if self.cipher in AEAD_CIPHERS:
@@ -93,7 +118,7 @@ class DataKey:
             self._enc_iv = bytes(enc_hmac[:8])
             self._dec_iv = bytes(dec_hmac[:8])
             return
-        digest = None if auth.upper() in ("NONE", "[NULL-DIGEST]") else auth.upper()
+        digest = normalize_digest(auth)
         if digest is not None and digest not in DIGESTS:
             raise ValueError(f"unsupported auth digest {auth}")
         self._digest = digest
@@ -112,15 +137,23 @@ class DataKey:
 
     # -- outbound -------------------------------------------------------------------------
 
+    @property
+    def close_to_wrapping(self) -> bool:
+        """The last packet id sent is at or past :data:`PACKET_ID_WRAP_TRIGGER`."""
+        return self.next_pid - 1 >= PACKET_ID_WRAP_TRIGGER
+
     def _take_pid(self) -> bytes:
         pid = self.next_pid
-        if pid > MAX_PACKET_ID:
-            raise OverflowError("packet id space exhausted: renegotiate")
         self.next_pid = pid + 1
         return _PID.pack(pid)
 
     def encrypt(self, payload: bytes | memoryview) -> bytes:
-        """A complete data packet (header included) carrying ``payload``."""
+        """A complete data packet (header included) carrying ``payload``.
+
+        Raises :class:`PacketIdExhausted` when the key has no packet id left."""
+        if self.next_pid > MAX_PACKET_ID:
+            raise PacketIdExhausted(f"key id {self.key_id}: every packet id was used "
+                                    "(packet ID roll over); the packet is not sent")
         self.packets_out += 1
         self.bytes_out += len(payload)
         mode = self.mode
@@ -135,12 +168,12 @@ class DataKey:
             body = self._take_pid() + payload
             return b"".join((self.header, hmac.digest(self._enc_hmac, body, self._digest), body))
         # cbc
-        iv = os.urandom(16)
+        iv = self._rng(16)
         padder = padding.PKCS7(128).padder()
         plain = padder.update(self._take_pid()) + padder.update(payload) + padder.finalize()
         enc = Cipher(algorithms.AES(self._enc_key), modes.CBC(iv)).encryptor()
         body = iv + enc.update(plain) + enc.finalize()
-        if self._digest is None:                  # auth none: unauthenticated CBC
+        if self._digest is None:                  # CBC with auth none
             return self.header + body
         return b"".join((self.header, hmac.digest(self._enc_hmac, body, self._digest), body))
 

@@ -32,8 +32,8 @@ from ..wire import openvpn as w
 from . import keymethod
 from .compress import Compression, CompressionError
 from .compress import peer_info as compression_peer_info
-from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, normalize_cipher, \
-    supported_cipher
+from .data import DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
+    PacketIdExhausted, is_aead, normalize_cipher, normalize_digest, supported_cipher
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
 from .tls import TlsClient, TlsContext, TlsSettings, context_for
@@ -132,6 +132,7 @@ class Counters:
     control_retransmits: int = 0
     keepalives_in: int = 0
     keepalives_out: int = 0
+    dropped_packet_id_exhausted: int = 0    # not sent: the key had no packet id left
 
     def as_dict(self) -> dict:          # probe --json's "counters"
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -278,6 +279,8 @@ class ClientSession:
             deadlines += [self._push_request_at, self._push_deadline]
         if self.state is State.ESTABLISHED:
             deadlines += [self._lame_until, self._reneg_deadline]
+            if self._reneg is None and self.data_key.close_to_wrapping:
+                deadlines.append(self._last_out)     # renegotiate at once
             if self.settings.reneg_sec and self._reneg is None and self._key_started:
                 deadlines.append(self._key_started + self.settings.reneg_sec)
             if self._ping_interval:
@@ -316,6 +319,7 @@ class ClientSession:
             if self._reneg_bytes_at is not None and self.data_key.bytes_in + \
                     self.data_key.bytes_out >= self._reneg_bytes_at:
                 self._client_renegotiation(now, f"reneg-bytes {self.settings.reneg_bytes}")
+            self._renegotiate_before_wrapping(now)
             if self._reneg_deadline is not None and now >= self._reneg_deadline:
                 self._fail("renegotiation", "a renegotiation did not complete within "
                            f"{self.settings.hand_window:.0f} s")
@@ -325,22 +329,28 @@ class ClientSession:
                            f"{self._ping_restart:.0f} s (ping-restart)")
                 return out
             if self._ping_interval and now >= self._last_out + self._ping_interval:
-                out.append(self.data_key.encrypt(self._comp.frame(KEEPALIVE)))
-                self.counters.keepalives_out += 1
+                datagram = self._encrypt(self._comp.frame(KEEPALIVE))
+                if datagram is not None:
+                    out.append(datagram)
+                    self.counters.keepalives_out += 1
                 self._last_out = now
         elif st is State.CLOSING:
             if now >= self._exit_deadline or all(k.send.idle for k in self._keys.values()):
                 self._finish("closed by us")
         return out
 
-    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes:
-        """Encrypt one IP packet into a data-channel datagram."""
+    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
+        """Encrypt one IP packet into a data-channel datagram; None when it cannot be
+        sent (the key ran out of packet ids: dropped and counted)."""
         if self.state is not State.ESTABLISHED:
             raise SessionError("state", f"no data before the session is established "
                                f"(state {self.state.value})")
         if now is not None:
             self._last_out = now
-        return self.data_key.encrypt(self._comp.frame(packet))
+        datagram = self._encrypt(self._comp.frame(packet))
+        if now is not None:
+            self._renegotiate_before_wrapping(now)
+        return datagram
 
     def close(self, now: float) -> list[bytes]:
         """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.
@@ -355,8 +365,9 @@ class ClientSession:
             if self._cc_exit:
                 self._send_app(self._primary, b"EXIT\x00")
             else:
-                out.append(self.data_key.encrypt(self._comp.frame(
-                    OCC_MAGIC + bytes((OCC_EXIT,)))))
+                datagram = self._encrypt(self._comp.frame(OCC_MAGIC + bytes((OCC_EXIT,))))
+                if datagram is not None:
+                    out.append(datagram)
             self.state = State.CLOSING
             self._exit_deadline = now + EXIT_GRACE
             if not self._cc_exit:
@@ -376,6 +387,20 @@ class ClientSession:
         self._primary = ks
         ks.send.push(w.P_CONTROL_HARD_RESET_CLIENT_V2, b"")
         self.state = State.HARD_RESET_SENT
+
+    def _encrypt(self, payload: bytes) -> bytes | None:
+        try:
+            return self.data_key.encrypt(payload)
+        except PacketIdExhausted as exc:
+            self.counters.dropped_packet_id_exhausted += 1
+            log.debug("dropped outgoing data packet: %s", exc)
+            return None
+
+    def _renegotiate_before_wrapping(self, now: float) -> None:
+        """ssl.c: a soft reset once the packet id reaches PACKET_ID_WRAP_TRIGGER."""
+        if self._reneg is None and self.data_key.close_to_wrapping:
+            self._client_renegotiation(now, f"packet id {self.data_key.next_pid - 1:#x} "
+                                       "close to wrapping")
 
     def _fail(self, stage: str, message: str) -> None:
         if self.finished:
@@ -566,8 +591,16 @@ class ClientSession:
         if text.startswith("PUSH_REPLY"):
             if self.state is not State.PUSH_REQUEST_SENT:
                 return   # a duplicate answer to a repeated PUSH_REQUEST
-            if parse_push_reply(text, self.pushed):
+            try:
+                last = parse_push_reply(text, self.pushed)
+            except ParseError as exc:
+                detail = str(exc).removeprefix("PUSH_REPLY: ")
+                raise SessionError("push", f"the server's PUSH_REPLY is refused: {detail}") \
+                    from None
+            if last:
                 self._establish(now)
+            else:   # push.c: a continuation answers the request; stop repeating it
+                self._push_request_at = self._push_deadline
         elif text.startswith("AUTH_FAILED"):
             reason = text[len("AUTH_FAILED"):].lstrip(",") or "no reason given"
             self._fail("auth", f"authentication failed: {reason}")
@@ -609,7 +642,7 @@ class ClientSession:
         old_ks, old_key = self._primary, self.data_key
         self.data_key = DataKey(ks.key_id, self.cipher, ks.key_block,
                                 auth=self._auth, peer_id=self.pushed.peer_id,
-                                replay_window=self.settings.replay_window)
+                                replay_window=self.settings.replay_window, rng=self.rng)
         self._lame = old_key
         self._lame_ks = old_ks
         self._lame_until = now + self.settings.tran_window
@@ -629,19 +662,72 @@ class ClientSession:
                 del self._keys[self._lame_ks.key_id]
             self._lame = self._lame_ks = self._lame_until = None
 
+    def _allowed_ciphers(self) -> list[str]:
+        """data-ciphers, and data-ciphers-fallback (ssl_ncp.c check_session_cipher)."""
+        st = self.settings
+        allowed = [normalize_cipher(c) for c in st.data_ciphers]
+        if st.fallback_cipher and normalize_cipher(st.fallback_cipher) not in allowed:
+            allowed.append(normalize_cipher(st.fallback_cipher))
+        return allowed
+
+    def _negotiated_cipher(self) -> str:
+        """The pushed cipher if the profile allows it, as 2.6 decides: a pushed cipher
+        outside data-ciphers (and not the data-ciphers-fallback) is refused, ``none``
+        included; no pushed cipher means the fallback."""
+        st, p = self.settings, self.pushed
+        if p.cipher is not None:
+            cipher = normalize_cipher(p.cipher)
+            if cipher not in self._allowed_ciphers():
+                listed = ":".join(normalize_cipher(c) for c in st.data_ciphers)
+                fallback = (f", data-ciphers-fallback {normalize_cipher(st.fallback_cipher)}"
+                            if st.fallback_cipher else "")
+                what = " (no encryption)" if cipher == "none" else ""
+                raise SessionError("push", f"the server pushed cipher {cipher}{what}, which "
+                                   f"is not in data-ciphers {listed}{fallback}: refused "
+                                   "(OpenVPN 2.6: negotiated cipher not allowed); add it to "
+                                   "data-ciphers to connect to this server")
+        else:
+            cipher = st.fallback_cipher
+            if cipher is None and len(st.data_ciphers) == 1:
+                cipher = st.data_ciphers[0]
+            if cipher is None:
+                raise SessionError("cipher", "the server pushed no data cipher and the "
+                                   "profile has no data-ciphers-fallback")
+            cipher = normalize_cipher(cipher)
+        if not supported_cipher(cipher):
+            raise SessionError("push", f"the server chose data cipher {cipher}, "
+                               "which erebus does not support")
+        return cipher
+
     def _establish(self, now: float) -> None:
         p = self.pushed
-        cipher = p.cipher or self.settings.fallback_cipher
-        if cipher is None:
-            cipher = self.settings.data_ciphers[0] if len(self.settings.data_ciphers) == 1 \
-                else None
-        if cipher is None:
-            raise SessionError("cipher", "the server pushed no data cipher and the profile "
-                               "has no data-ciphers-fallback")
-        cipher = normalize_cipher(cipher)
-        if not supported_cipher(cipher):
-            raise SessionError("cipher", f"the server chose data cipher {cipher}, "
-                               "which erebus does not support")
+        cipher = self._negotiated_cipher()
+        offered = [f for f in ("tls-ekm", "dyn-tls-crypt") if f in p.protocol_flags]
+        if p.key_derivation == "tls-ekm" and "tls-ekm" not in offered:
+            offered.insert(0, "tls-ekm")
+        if offered:
+            raise SessionError("push", f"the server pushed {' and '.join(offered)}, which "
+                               "erebus did not offer (its IV_PROTO has no TLS key export): "
+                               "refused, the data channel keys would not match")
+        for text in p.not_pullable:
+            log.warning("PUSH_REPLY: option '%s' cannot be used in this context "
+                        "([PUSH-OPTIONS]): ignored, as by the stock client",
+                        text.split()[0])
+        auth = self.settings.auth
+        digest = normalize_digest(auth)
+        if digest is not None and digest not in DIGESTS:
+            raise SessionError("config", f"auth {auth} is not supported (use "
+                               f"{', '.join(DIGESTS)} or none)")
+        if not is_aead(cipher):
+            # crypto.c init_key_type, as the stock client warns when it makes the key
+            if cipher == "none":
+                log.warning("data channel: cipher none: NO encryption will be performed "
+                            "and tunnelled data WILL be transmitted in clear text over "
+                            "the network")
+            if digest is None:
+                log.warning("data channel: auth none: no authentication will be performed "
+                            "on received packets; you CANNOT trust that they were not "
+                            "manipulated")
         self._comp = Compression.from_options(self.settings.compression, p.compression,
                                               allow_compression=self.settings.allow_compression)
         if self._comp.enabled:
@@ -649,10 +735,10 @@ class ClientSession:
         if p.virtual_ip is None:
             raise SessionError("push", "the server pushed no ifconfig (no virtual IP)")
         ks = self._primary
-        self._auth = p.auth or self.settings.auth
+        self._auth = auth                  # the profile's: 2.6 does not pull 'auth'
         self.data_key = DataKey(ks.key_id, cipher, ks.key_block,
                                 auth=self._auth, peer_id=p.peer_id,
-                                replay_window=self.settings.replay_window)
+                                replay_window=self.settings.replay_window, rng=self.rng)
         self.cipher = cipher
         if p.auth_token:
             self.auth_token = p.auth_token        # used instead of the password from now on

@@ -212,6 +212,7 @@ class StaticCounters:
     packets_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    dropped_packet_id_exhausted: int = 0    # not sent: packet id at its end in this second
 
     def as_dict(self) -> dict:          # probe --json's "counters"
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -437,7 +438,7 @@ class StaticKeySession:
             return []
         if self._occ_next is not None and now >= self._occ_next:
             self._queue_occ_request(now)
-        out = [self._encrypt(p) for p in self._outbox]
+        out = [d for d in map(self._encrypt, self._outbox) if d is not None]
         self._outbox.clear()
         if out:
             self._last_out = now
@@ -470,13 +471,16 @@ class StaticKeySession:
         if self._occ_next is not None and now >= self._occ_next:
             self._queue_occ_request(now)
         if self._ping_interval and now >= self._last_out + self._ping_interval:
-            out.append(self._encrypt(KEEPALIVE))
-            self.counters.keepalives_out += 1
+            datagram = self._encrypt(KEEPALIVE)
+            if datagram is not None:
+                out.append(datagram)
+                self.counters.keepalives_out += 1
             self._last_out = now
         return out
 
-    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes:
-        """Encrypt one IP packet into a datagram."""
+    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
+        """Encrypt one IP packet into a datagram; None when it cannot be sent (the packet
+        id space ran out within one second: dropped and counted)."""
         if self.state is not State.ESTABLISHED:
             raise SessionError("state", f"no data in state {self.state.value}")
         if now is not None:
@@ -487,7 +491,8 @@ class StaticKeySession:
         """Tell the peer we leave (OCC exit); the session is then closed."""
         if self.finished:
             return []
-        out = [self._encrypt(OCC_MAGIC + bytes((OCC_EXIT,)))]
+        exit_ = self._encrypt(OCC_MAGIC + bytes((OCC_EXIT,)))
+        out = [exit_] if exit_ is not None else []
         self.counters.occ_out += 1
         self._outbox.clear()
         self._finish("closed by us")
@@ -495,24 +500,30 @@ class StaticKeySession:
 
     # -- crypto ---------------------------------------------------------------------------
 
-    def _next_packet_id(self) -> bytes:
-        """packet_id.c ``packet_id_send_update`` (long form)."""
+    def _next_packet_id(self) -> bytes | None:
+        """packet_id.c ``packet_id_send_update`` (long form): at the last id the id
+        starts again from 1 with a new time, if the clock moved on since the time in
+        use; otherwise None -- 2.6 drops the packet ("ENCRYPT ERROR: packet ID roll
+        over") rather than send an id the peer has seen, and so do we."""
         if not self._send_time:
             self._send_time = int(self._clock()) & 0xFFFFFFFF
         if self._send_id >= MAX_PACKET_ID:
             t = int(self._clock()) & 0xFFFFFFFF
             if t <= self._send_time:
-                raise SessionError("packet-id", "packet id space exhausted within one "
-                                   "second: cannot send without a replay")
+                return None
             self._send_time, self._send_id = t, 0
         self._send_id += 1
         return _PID.pack(self._send_id, self._send_time)
 
-    def _encrypt(self, payload: bytes | memoryview) -> bytes:
+    def _encrypt(self, payload: bytes | memoryview) -> bytes | None:
         c = self.counters
+        pid = self._next_packet_id()
+        if pid is None:
+            c.dropped_packet_id_exhausted += 1
+            log.debug("dropped outgoing packet: packet ID roll over within one second")
+            return None
         c.packets_out += 1
         c.bytes_out += len(payload)
-        pid = self._next_packet_id()
         if self._enc is not None:
             iv = self.rng(BLOCK)
             padder = padding.PKCS7(128).padder()

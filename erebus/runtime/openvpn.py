@@ -177,7 +177,9 @@ class OpenVPNTunnel(LinkShell):
             self.dropped_down += 1
             return
         self._inner_out(packet)
-        self._send(s.send_ip(packet, self._loop.time()))
+        datagram = s.send_ip(packet, self._loop.time())
+        if datagram is not None:            # None: no packet id left, dropped and counted
+            self._send(datagram)
 
     @property
     def up(self) -> bool:

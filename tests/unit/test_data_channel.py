@@ -15,16 +15,21 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from erebus.errors import ParseError
-from erebus.openvpn.data import (KEEPALIVE, DataError, DataKey, is_aead, normalize_cipher,
-                                 supported_cipher)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from erebus.errors import ErebusError
+from erebus.openvpn.data import (KEEPALIVE, PACKET_ID_WRAP_TRIGGER, DataError, DataKey,
+                                 PacketIdExhausted, is_aead, normalize_cipher, supported_cipher)
 from erebus.wire.openvpn import DataPacket, P_DATA_V1, P_DATA_V2, parse_packet
 
 KEY_BLOCK = random.Random(99).randbytes(256)
 
 # (cipher, auth) as negotiated; AEAD ignores auth.
 MODES = [("AES-128-GCM", "SHA1"), ("AES-256-GCM", "SHA1"), ("CHACHA20-POLY1305", "SHA1"),
-         ("AES-256-CBC", "SHA256"), ("none", "none")]
-AUTHENTICATED = [m for m in MODES if m != ("none", "none")]
+         ("AES-256-CBC", "SHA256"), ("AES-128-CBC", "SHA224"), ("none", "SHA512"),
+         ("AES-192-CBC", "none"), ("none", "none")]
+AUTHENTICATED = [m for m in MODES if m[1] != "none" or is_aead(m[0])]
 
 
 def server_view(kb: bytes) -> bytes:
@@ -272,3 +277,97 @@ def test_cipher_none_with_hmac_layout():
     wire = client.encrypt(b"signed")
     body = struct.pack("!I", 1) + b"signed"
     assert wire == bytes.fromhex("48000005") + hmac.digest(KEY_BLOCK[64:84], body, "sha1") + body
+
+
+# --- CBC with auth none -------------------------------------------------------------------
+# 2.6 allows it (crypto.c init_key_type only warns): openvpn_encrypt_v1 writes the IV and
+# the ciphertext and no HMAC.  It used to raise TypeError (hmac.digest with no digest).
+
+def test_cbc_auth_none_layout_matches_independent_construction():
+    client = DataKey(0, "AES-256-CBC", KEY_BLOCK, auth="none", peer_id=3,
+                     rng=lambda n: bytes(range(n)))
+    wire = client.encrypt(b"no hmac")
+    assert wire[:4] == bytes.fromhex("48000003") and wire[4:20] == bytes(range(16))
+    dec = Cipher(algorithms.AES(KEY_BLOCK[0:32]), modes.CBC(wire[4:20])).decryptor()
+    unpadder = padding.PKCS7(128).unpadder()
+    plain = unpadder.update(dec.update(wire[20:]) + dec.finalize()) + unpadder.finalize()
+    assert plain == struct.pack("!I", 1) + b"no hmac"
+    # server -> client by hand: slot 2 key, no HMAC
+    iv = bytes(16)
+    padder = padding.PKCS7(128).padder()
+    body = padder.update(struct.pack("!I", 1) + b"from the server") + padder.finalize()
+    enc = Cipher(algorithms.AES(KEY_BLOCK[128:160]), modes.CBC(iv)).encryptor()
+    assert receive(client, bytes.fromhex("48000003") + iv + enc.update(body) + enc.finalize()) \
+        == b"from the server"
+
+
+def test_cbc_auth_none_refuses_bad_lengths_and_padding():
+    client, server = pair("AES-256-CBC", "none")
+    wire = client.encrypt(b"payload")
+    for n in range(4, len(wire)):
+        with pytest.raises(DataError):
+            receive(server, wire[:n])
+    bad = bytearray(wire)
+    bad[-1] ^= 0xFF                          # the last block's padding no longer parses
+    with pytest.raises(DataError):
+        receive(server, bytes(bad))
+
+
+# --- packet ids at their end --------------------------------------------------------------
+
+def test_close_to_wrapping_from_the_trigger_on():
+    key = DataKey(0, "AES-256-GCM", KEY_BLOCK)
+    key.next_pid = PACKET_ID_WRAP_TRIGGER - 1
+    key.encrypt(b"x")
+    assert not key.close_to_wrapping               # 0xFEFFFFFF sent
+    key.encrypt(b"x")
+    assert key.close_to_wrapping                   # 0xFF000000 sent: renegotiate
+
+
+@pytest.mark.parametrize("mode", MODES, ids=ids)
+def test_packet_id_is_never_reused(mode):
+    client, server = pair(*mode)
+    client.next_pid = 0xFFFFFFFF
+    last = client.encrypt(b"last")
+    assert receive(server, last) == b"last"
+    with pytest.raises(PacketIdExhausted):
+        client.encrypt(b"one too many")
+    assert client.packets_out == 1 and client.next_pid == 0x100000000
+    assert issubclass(PacketIdExhausted, ErebusError)
+
+
+# --- random bytes on the open path -------------------------------------------------------
+
+_KEYS = {m: pair(*m, peer_id=p) for m in MODES for p in (None, 5)}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_KEYS)), st.binary(max_size=200), st.booleans())
+def test_random_bytes_raise_only_data_error(mode, data, with_header):
+    client, _ = _KEYS[mode]
+    header = data[:4] if with_header else None
+    try:
+        client.decrypt(memoryview(data), header)
+    except DataError:
+        return
+    # only the unauthenticated modes may take random bytes
+    assert mode[1] == "none" and not is_aead(mode[0])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_KEYS)), st.binary(max_size=64), st.integers(0, 80),
+       st.integers(0, 255))
+def test_bit_flipped_packets_raise_only_data_error(mode, payload, index, flip):
+    client, server = pair(*mode)
+    wire = bytearray(client.encrypt(payload))
+    wire[index % len(wire)] ^= flip
+    try:
+        pkt = parse_packet(bytes(wire))
+    except ParseError:
+        return
+    if not isinstance(pkt, DataPacket):
+        return
+    try:
+        server.decrypt(pkt.body, pkt.header)
+    except DataError:
+        pass

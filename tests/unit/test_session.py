@@ -11,13 +11,16 @@ import struct
 
 import pytest
 from cryptography import x509
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from erebus.crypto.prf import openvpn_key_block
 from erebus.openvpn import keymethod
-from erebus.openvpn.data import DataKey
+from erebus.openvpn.data import PACKET_ID_WRAP_TRIGGER, DataKey
 from erebus.openvpn.reliable import ReliableReceive, ReliableSend
 from erebus.openvpn.session import ClientSession, Closed, Connected, Failed, SessionSettings
 from erebus.openvpn.tls import TlsSettings
@@ -72,99 +75,129 @@ def pki(tmp_path_factory):
     return out
 
 
-class FakeServer:
-    """Just enough of an OpenVPN 2.6 server for one client session."""
+class _ServerKey:
+    """One key id on the server side: its reliable channel and TLS session."""
 
-    def __init__(self, cert_file, key_file, push=PUSH):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert_file, key_file)
+    def __init__(self, ctx, key_id):
+        self.key_id = key_id
         self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = ctx.wrap_bio(self.tls_in, self.tls_out, server_side=True)
-        self.sid = os.urandom(8)
-        self.client_sid = None
         self.send = ReliableSend()
         self.recv = ReliableReceive()
         self.handshaken = False
         self.app = b""
-        self.push = push
         self.key_source = None
-        self.data_key = None
+
+
+class FakeServer:
+    """Just enough of an OpenVPN 2.6 server for one client session: the hard reset,
+    TLS and key method 2 per key id (so a soft reset renegotiates), PUSH_REPLY, and a
+    data channel with ``cipher``/``auth``."""
+
+    def __init__(self, cert_file, key_file, push=PUSH, *, cipher="AES-256-GCM", auth="SHA1"):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert_file, key_file)
+        self.sid = os.urandom(8)
+        self.client_sid = None
+        self.keys = {0: _ServerKey(self.ctx, 0)}
+        self.push = push
+        self.cipher, self.auth = cipher, auth
+        self.data_keys = {}
         self.control_messages = []
+        self.soft_resets = []             # key ids the client renegotiated
+
+    @property
+    def data_key(self):
+        return self.data_keys[max(self.data_keys)] if self.data_keys else None
 
     def receive(self, datagram, now):
         p = w.parse_packet(datagram)
         if isinstance(p, w.DataPacket):
-            return [self.data_key.decrypt(p.body)] if self.data_key else []
+            key = self.data_keys.get(p.key_id)
+            return [key.decrypt(p.body)] if key else []
         if p.opcode == w.P_CONTROL_HARD_RESET_CLIENT_V2 and self.client_sid is None:
             self.client_sid = p.session_id
-            self.send.push(w.P_CONTROL_HARD_RESET_SERVER_V2, b"")
+            self.keys[0].send.push(w.P_CONTROL_HARD_RESET_SERVER_V2, b"")
+        if p.opcode == w.P_CONTROL_SOFT_RESET_V1 and p.key_id not in self.keys:
+            self.keys[p.key_id] = _ServerKey(self.ctx, p.key_id)
+            self.keys[p.key_id].send.push(w.P_CONTROL_SOFT_RESET_V1, b"")
+            self.soft_resets.append(p.key_id)
+        k = self.keys.get(p.key_id)
+        if k is None:
+            return []
         for pid in p.acks:
-            self.send.ack(pid)
+            k.send.ack(pid)
         if p.packet_id is not None:
-            self.recv.receive(p.packet_id, p.opcode, p.payload)
-        for _pid, opcode, payload in self.recv.ready():
+            k.recv.receive(p.packet_id, p.opcode, p.payload)
+        for _pid, opcode, payload in k.recv.ready():
             if opcode == w.P_CONTROL_V1:
-                self.tls_in.write(payload)
-                self._pump()
+                k.tls_in.write(payload)
+                self._pump(k)
         return []
 
-    def _pump(self):
-        if not self.handshaken:
+    def _pump(self, k):
+        if not k.handshaken:
             try:
-                self.tls.do_handshake()
-                self.handshaken = True
+                k.tls.do_handshake()
+                k.handshaken = True
             except ssl.SSLWantReadError:
                 pass
-        if self.handshaken:
+        if k.handshaken:
             while True:
                 try:
-                    chunk = self.tls.read(65536)
+                    chunk = k.tls.read(65536)
                 except ssl.SSLWantReadError:
                     break
                 if not chunk:
                     break
-                self.app += chunk
-            self._app()
-        out = self.tls_out.read()
+                k.app += chunk
+            self._app(k)
+        out = k.tls_out.read()
         for i in range(0, len(out), 1000):
-            self.send.push(w.P_CONTROL_V1, out[i:i + 1000])
+            k.send.push(w.P_CONTROL_V1, out[i:i + 1000])
 
-    def _app(self):
-        if self.key_source is None and len(self.app) >= 5 + 48 + 64:
-            pre, r1, r2 = self.app[5:53], self.app[53:85], self.app[85:117]
-            self.key_source = (pre, r1, r2)
-            self.app = b""     # the rest of the key method message (strings) is ignored
+    def _app(self, k):
+        if k.key_source is None and len(k.app) >= 5 + 48 + 64:
+            pre, r1, r2 = k.app[5:53], k.app[53:85], k.app[85:117]
+            k.key_source = (pre, r1, r2)
+            k.app = b""     # the rest of the key method message (strings) is ignored
             s1, s2 = os.urandom(32), os.urandom(32)
-            self.tls.write(b"\0\0\0\0\x02" + s1 + s2 + keymethod.write_string("V4,dev-type tun"))
+            k.tls.write(b"\0\0\0\0\x02" + s1 + s2 + keymethod.write_string("V4,dev-type tun"))
             block = openvpn_key_block(pre, r1, s1, r2, s2, self.client_sid, self.sid)
-            self.data_key = DataKey(0, "AES-256-GCM", block[128:] + block[:128], peer_id=3)
+            self.data_keys[k.key_id] = DataKey(k.key_id, self.cipher,
+                                               block[128:] + block[:128],
+                                               auth=self.auth, peer_id=3)
             return
-        while b"\0" in self.app:
-            msg, _, self.app = self.app.partition(b"\0")
+        while b"\0" in k.app:
+            msg, _, k.app = k.app.partition(b"\0")
             self.control_messages.append(msg.decode())
             if msg == b"PUSH_REQUEST":
-                self.tls.write(self.push.encode() + b"\0")
+                for reply in (self.push if isinstance(self.push, list) else [self.push]):
+                    k.tls.write(reply.encode() + b"\0")
 
     def datagrams(self, now):
         out = []
-        for pid, opcode, payload in self.send.due(now):
-            acks = self.recv.take_acks(4)
-            out.append(w.build_control(opcode, 0, self.sid, acks,
-                                       self.client_sid if acks else None, pid, payload))
-        while self.recv.has_acks:
-            out.append(w.build_control(w.P_ACK_V1, 0, self.sid, self.recv.take_acks(8),
-                                       self.client_sid))
+        for k in self.keys.values():
+            for pid, opcode, payload in k.send.due(now):
+                acks = k.recv.take_acks(4)
+                out.append(w.build_control(opcode, k.key_id, self.sid, acks,
+                                           self.client_sid if acks else None, pid, payload))
+            while k.recv.has_acks:
+                out.append(w.build_control(w.P_ACK_V1, k.key_id, self.sid,
+                                           k.recv.take_acks(8), self.client_sid))
         return out
 
     def timer(self):
-        return self.send.next_deadline()
+        deadlines = [t for k in self.keys.values()
+                     if (t := k.send.next_deadline()) is not None]
+        return min(deadlines) if deadlines else None
 
 
 def run(client, server, *, loss=0.0, seed=1, until=lambda c: c.finished or c.established,
-        limit=120.0):
+        limit=120.0, start=0.0):
     """Move datagrams between client and server in virtual time; drop `loss` of them."""
     rng = random.Random(seed)
-    now = 0.0
+    now = start
     events = []
     stats = {"sent": 0, "dropped": 0}
     while now < limit:
@@ -309,3 +342,232 @@ def test_garbage_datagrams_are_dropped_and_counted(pki):
         assert client.receive_datagram(junk, 0.0) == []
     assert client.counters.dropped_malformed == 3
     assert not client.finished
+
+
+# -- what a hostile server pushes (issue 13) ------------------------------------------------
+
+GCM_ONLY = ["AES-256-GCM", "AES-128-GCM"]
+
+
+def push(*options, cipher="AES-256-GCM"):
+    """A 2.6-like PUSH_REPLY (peer-id 3, as FakeServer's data keys expect)."""
+    items = ["PUSH_REPLY", "route-gateway 198.19.1.1", "topology subnet", "ping 10",
+             "ping-restart 60", "ifconfig 198.19.1.2 255.255.255.0", "peer-id 3"]
+    if cipher:
+        items.append(f"cipher {cipher}")
+    return ",".join(items + list(options))
+
+
+def only_failure(events):
+    failed = [e for e in events if isinstance(e, Failed)]
+    assert len(failed) == 1 and not any(isinstance(e, Connected) for e in events), events
+    assert "\n" not in failed[0].message
+    return failed[0]
+
+
+@pytest.mark.parametrize("cipher,options,shown", [
+    ("none", ["auth none"], "cipher none (no encryption)"),
+    ("AES-256-CBC", [], "cipher AES-256-CBC"),
+    ("aes-128-cbc", ["auth none"], "cipher AES-128-CBC"),
+    ("CHACHA20-POLY1305", [], "cipher CHACHA20-POLY1305"),
+    ("BF-CBC", [], "cipher BF-CBC"),
+])
+def test_pushed_cipher_outside_data_ciphers_is_refused(pki, cipher, options, shown):
+    # ssl_ncp.c check_session_cipher: "negotiated cipher not allowed - X not in LIST"
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca, data_ciphers=GCM_ONLY), 0.0)
+    server = FakeServer(cert, key, push=push(*options, cipher=cipher))
+    events, _, now = run(client, server)
+    failed = only_failure(events)
+    assert failed.stage == "push"
+    assert f"the server pushed {shown}, which is not in data-ciphers " \
+           "AES-256-GCM:AES-128-GCM: refused" in failed.message
+    assert client.data_key is None and client.cipher is None
+    assert now < 1.0                         # refused at once, not a push timeout
+    with pytest.raises(Exception, match="established"):
+        client.send_ip(b"x")
+
+
+def test_refusal_names_the_fallback_too(pki):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca, data_ciphers=GCM_ONLY, fallback_cipher="AES-128-CBC"),
+                           0.0)
+    events, _, _ = run(client, FakeServer(cert, key, push=push(cipher="none")))
+    message = only_failure(events).message
+    assert "not in data-ciphers AES-256-GCM:AES-128-GCM, data-ciphers-fallback AES-128-CBC" \
+        in message
+
+
+@pytest.mark.parametrize("how", [dict(data_ciphers=["AES-256-GCM", "none"]),
+                                 dict(data_ciphers=GCM_ONLY, fallback_cipher="none")])
+def test_cipher_none_only_when_the_profile_asks_for_it(pki, caplog, how):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca, auth="none", **how), 0.0)
+    server = FakeServer(cert, key, push=push("auth none", cipher="none"), cipher="none",
+                        auth="none")
+    with caplog.at_level("WARNING", logger="erebus.openvpn"):
+        events, _, now = run(client, server)
+    assert client.established and client.cipher == "none"
+    datagram = client.send_ip(b"E" + bytes(27), now)
+    assert datagram[8:] == b"E" + bytes(27)                  # clear text, as asked
+    assert server.receive(datagram, now) == [b"E" + bytes(27)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("cipher none: NO encryption" in m for m in warnings), warnings
+    assert any("auth none: no authentication" in m for m in warnings), warnings
+
+
+def test_cbc_with_auth_none_carries_data(pki, caplog):
+    # 2.6 allows CBC with auth none (crypto.c init_key_type warns); it used to crash
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca, data_ciphers=["AES-256-GCM", "AES-256-CBC"],
+                                    auth="none"), 0.0)
+    server = FakeServer(cert, key, push=push(cipher="AES-256-CBC"), cipher="AES-256-CBC",
+                        auth="none")
+    with caplog.at_level("WARNING", logger="erebus.openvpn"):
+        events, _, now = run(client, server)
+    assert client.established and client.cipher == "AES-256-CBC"
+    datagram = client.send_ip(b"E" + bytes(27), now)
+    assert len(datagram) == 4 + 16 + 48      # header | IV | CBC(pid | 28 bytes | 16 padding)
+    assert server.receive(datagram, now) == [b"E" + bytes(27)]
+    assert client.receive_datagram(server.data_key.encrypt(b"reply"), now) == [b"reply"]
+    assert any("auth none: no authentication" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("profile_auth", ["SHA256", "SHA224"])
+def test_pushed_auth_is_not_taken_as_by_the_stock_client(pki, caplog, profile_auth):
+    # options.c: 'auth' is OPT_P_GENERAL, outside the pull mask: "option 'auth' cannot be
+    # used in this context ([PUSH-OPTIONS])"; the profile's digest stays in use.
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca, data_ciphers=["AES-256-GCM", "AES-256-CBC"],
+                                    auth=profile_auth), 0.0)
+    server = FakeServer(cert, key, push=push("auth SHA224" if profile_auth == "SHA256"
+                                             else "auth MD4", cipher="AES-256-CBC"),
+                        cipher="AES-256-CBC", auth=profile_auth)
+    with caplog.at_level("WARNING", logger="erebus.openvpn"):
+        run(client, server)
+    assert client.established
+    datagram = client.send_ip(b"E" + bytes(27), 1.0)
+    assert server.receive(datagram, 1.0) == [b"E" + bytes(27)]
+    assert client.receive_datagram(server.data_key.encrypt(b"reply"), 1.0) == [b"reply"]
+    assert any("option 'auth' cannot be used in this context ([PUSH-OPTIONS])"
+               in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("option,words", [
+    ("tun-mtu 575", "tun-mtu: 575 is out of range (576..65535)"),
+    ("tun-mtu 65536", "tun-mtu: 65536 is out of range"),
+    ("ping -1", "ping: -1 is out of range"),
+    ("ping-restart -60", "ping-restart: -60 is out of range"),
+    ("ping 1_0", "ping: not a number: '1_0'"),
+    ("peer-id 16777216", "peer-id: 16777216 is out of range (0..16777215)"),
+    ("peer-id x", "peer-id: not a number"),
+    ("topology star", "topology: must be net30, p2p, or subnet"),
+    ("ifconfig 0.0.0.0 255.255.255.0", "ifconfig: 0.0.0.0 cannot be this client's address"),
+    ("ifconfig 198.19.1.2 255.0.255.0", "ifconfig (topology subnet): bad netmask"),
+    ("route 198.18.9.0 255.255.255.0 198.18.0.1 1 extra", "route: takes 1 to 4 arguments"),
+    ("key-derivation tls-ekm", "the server pushed tls-ekm, which erebus did not offer"),
+    ("protocol-flags cc-exit dyn-tls-crypt", "pushed dyn-tls-crypt, which erebus did not"),
+])
+def test_out_of_range_pushed_options_refuse_the_reply(pki, option, words):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    events, _, now = run(client, FakeServer(cert, key, push=push(option)))
+    failed = only_failure(events)
+    assert failed.stage == "push" and words in failed.message, failed.message
+    assert now < 1.0
+
+
+def test_packet_id_close_to_wrapping_renegotiates(pki):
+    # ssl.c: packet_id_close_to_wrapping (id >= 0xFF000000) triggers a soft reset
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key)
+    _, _, t0 = run(client, server)
+    client.data_key.next_pid = PACKET_ID_WRAP_TRIGGER - 1
+    server.data_key.replay.top = PACKET_ID_WRAP_TRIGGER - 2   # as if it had seen them all
+    before = client.send_ip(b"E" + bytes(27), t0)
+    assert struct.unpack("!I", before[4:8])[0] == PACKET_ID_WRAP_TRIGGER - 1
+    assert server.receive(before, t0) and client.renegotiations == 0
+    assert client.get_timer() > t0                            # nothing due yet
+    trigger = client.send_ip(b"E" + bytes(27), t0)             # id 0xFF000000
+    assert server.receive(trigger, t0) == [b"E" + bytes(27)]
+    _, _, t1 = run(client, server, until=lambda c: c.renegotiations == 1 or c.finished,
+                   start=t0)
+    assert server.soft_resets == [1] and client.renegotiations == 1, client.next_event()
+    after = client.send_ip(b"after", t1)
+    assert after[0] & 7 == 1 and after[4:8] == b"\0\0\0\1"  # key id 1, packet id 1
+    assert server.receive(after, t1) == [b"after"]
+
+
+def test_packet_id_limit_reached_on_a_timer_and_never_reused(pki):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key, push=push())              # no cc-exit: OCC exit on close
+    _, _, t0 = run(client, server)
+    client.data_key.next_pid = 0xFFFFFFFF + 1                 # every id used (no `now`
+    assert client.send_ip(b"x") is None                       # given: no renegotiation)
+    assert client.counters.dropped_packet_id_exhausted == 1
+    assert client.get_timer() <= t0                           # a renegotiation is due now
+    client.handle_timer(t0)
+    sent = [w.parse_packet(d) for d in client.datagrams_to_send(t0)]
+    assert [(p.opcode, p.key_id) for p in sent] == [(w.P_CONTROL_SOFT_RESET_V1, 1)]
+    assert client.close(t0) == []                              # the OCC exit: no id left
+    assert client.counters.dropped_packet_id_exhausted == 2
+
+
+PUSH_VOCAB = ["cipher AES-256-GCM", "cipher none", "cipher AES-256-CBC", "cipher BF-CBC",
+              "auth none", "auth SHA224", "ifconfig 198.19.1.2 255.255.255.0",
+              "ifconfig 198.19.1.2 198.19.1.1", "topology subnet", "topology p2p",
+              "peer-id 3", "peer-id 16777216", "tun-mtu 575", "tun-mtu 1500", "ping -1",
+              "ping 10", "ping-restart 0", "protocol-flags cc-exit tls-ekm", "compress lz4",
+              "comp-lzo no", "compress stub-v2", "key-derivation tls-ekm", "route x",
+              "route 198.18.0.0 255.255.0.0", "auth-token-user AA==", "push-continuation 2"]
+
+
+@settings_(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(st.sampled_from(PUSH_VOCAB), max_size=10).map(
+    lambda items: ",".join(["PUSH_REPLY"] + items)), st.text(max_size=80).map(
+    lambda t: "PUSH_REPLY," + t)))
+def test_random_push_replies_establish_or_fail_with_a_session_error(reply):
+    from erebus.errors import SessionError
+    from erebus.openvpn.session import State
+    client = ClientSession(settings(b"unused", data_ciphers=GCM_ONLY), 0.0)
+    client.state = State.PUSH_REQUEST_SENT          # as after key method 2
+    client._primary.key_block = bytes(range(256))
+    client._push_deadline = client._push_request_at = 60.0
+    try:
+        client._control_message(reply, 1.0)
+    except SessionError as exc:
+        assert exc.stage in ("push", "cipher", "compression") and "\n" not in str(exc)
+        return
+    if client.established:
+        assert client.cipher in GCM_ONLY
+        assert client.send_ip(b"E" + bytes(27), 1.0)
+
+
+@pytest.fixture(scope="module")
+def established(pki):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key)
+    run(client, server)
+    assert client.established
+    return client, server
+
+
+@settings_(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=120),
+    st.builds(lambda body: bytes.fromhex("48000003") + body, st.binary(max_size=120)),
+    st.builds(lambda op, body: bytes([op]) + body, st.integers(0, 255), st.binary(max_size=60)),
+))
+def test_random_datagrams_are_dropped_never_raised(established, datagram):
+    client, server = established
+    before = client.counters.dropped_malformed + client.counters.dropped_data_auth + \
+        client.counters.dropped_session + client.counters.dropped_replay
+    assert client.receive_datagram(datagram, 1.0) == []
+    after = client.counters.dropped_malformed + client.counters.dropped_data_auth + \
+        client.counters.dropped_session + client.counters.dropped_replay
+    assert client.established and after == before + 1          # dropped and counted
+    # the session still carries data
+    assert client.receive_datagram(server.data_key.encrypt(b"alive"), 1.0) == [b"alive"]
