@@ -135,6 +135,7 @@ async def _echo_server(impaired: bool, size: int, seed: int):
             _impair(tunnel, seed)
         vpn = VpnStack(tunnel)
         served = []
+        done = asyncio.Event()
 
         async def echo(reader, writer):
             n = 0
@@ -144,11 +145,12 @@ async def _echo_server(impaired: bool, size: int, seed: int):
                 n += len(chunk)
             writer.close()
             served.append(n)
+            done.set()
 
         await vpn.start_server(echo, 5002)
         proc = peer.spawn_python(KERNEL_CLIENT, peer.our_ip, 5002, size, seed)
         out, err = await asyncio.to_thread(proc.communicate, timeout=120)
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(done.wait(), 30)   # our side saw the kernel's FIN
         vpn.close()
         await tunnel.close()
         return out, err, served
