@@ -184,29 +184,34 @@ def test_python_side_impairment_on_what_we_send() -> None:
 
             tunnel.set_receiver(on_packet)
 
-            async def pings(first: int, count: int, wait: float = 0.3) -> list[int]:
+            async def pings(first: int, count: int, expect: int) -> list[int]:
+                """Send ``count`` pings; wait (bounded) for ``expect`` replies, then a
+                little longer for any the impairment should not have let through."""
                 replies.clear()
                 for seq in range(first, first + count):
                     tunnel.send_packet(build_ipv4(
                         peer.our_ip, peer.kernel_ip, PROTO_ICMP,
                         build_echo_request(0x4242, seq, b"erebus")))
-                await asyncio.sleep(wait)
+                deadline = loop.time() + 10
+                while len(replies) < expect and loop.time() < deadline:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)        # extra (wrong) replies would show up here
                 return [seq for seq, _ in replies]
 
             out: dict[str, object] = {}
-            out["plain"] = await pings(0, 5)
+            out["plain"] = await pings(0, 5, 5)
             tunnel.impair(loss=1.0)
-            out["lost"] = await pings(10, 5)
+            out["lost"] = await pings(10, 5, 0)
             tunnel.impair(duplicate=1.0)
-            out["duplicated"] = await pings(20, 3)
+            out["duplicated"] = await pings(20, 3, 6)
             tunnel.impair(delay=0.1)
             sent = loop.time()
-            out["delayed"] = await pings(30, 3)
+            out["delayed"] = await pings(30, 3, 3)
             out["delay_rtt"] = min(t for _, t in replies) - sent
             tunnel.impair(reorder=0.3, seed=7)
-            out["reordered"] = await pings(40, 20)
+            out["reordered"] = await pings(40, 20, 20)
             tunnel.clear_impairment()
-            out["clear"] = await pings(60, 3)
+            out["clear"] = await pings(60, 3, 3)
             out["stats"] = tunnel.stats
             return out
 
