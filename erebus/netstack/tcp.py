@@ -317,6 +317,11 @@ class TcpConnection:
         self._enter_closed(None)
         return seg
 
+    def end_time_wait(self) -> None:
+        """Leave TIME-WAIT at once (the stack's table of them is full)."""
+        if self.state is State.TIME_WAIT:
+            self._enter_closed(None)
+
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
@@ -825,6 +830,15 @@ class TcpConnection:
         self._sbuf = bytearray()
         self._ooo.clear()
         self._ack_pending = False
+
+    def quotes_our_segment(self, seq: int) -> bool:
+        """Whether a sequence number quoted by an ICMP error is one we have in flight
+        (RFC 5927 4.1, as Linux's tcp_v4_err checks): else the error is forged or
+        stale and is ignored."""
+        if not self._syn_acked:
+            return seq == self.iss
+        d = seq_diff(seq, self._snd_seq(self.snd_una))
+        return 0 <= d <= self.snd_max - self.snd_una + (1 if self._fin_used else 0)
 
     def icmp_unreachable(self, message: str) -> None:
         """An ICMP error about this connection: fatal while connecting (RFC 1122 4.2.3.9
