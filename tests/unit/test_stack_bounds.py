@@ -5,18 +5,16 @@ reassembly."""
 
 from __future__ import annotations
 
-import pytest
-
 from erebus.netstack import stack as stack_mod
 from erebus.netstack.stack import NetStack, SYN_BACKLOG, UDP_QUEUE_LIMIT
 from erebus.netstack.tcp import State
 from erebus.wire import icmp
-from erebus.wire.ipv4 import (FLAG_MF, PROTO_TCP, PROTO_UDP, IPv4Header, Reassembler,
-                              build_ipv4, ip_from_str, parse_ipv4)
-from erebus.wire.tcp import ACK, RST, SYN, build_tcp, parse_tcp
+from erebus.wire.ipv4 import (PROTO_TCP, PROTO_UDP, IPv4Header, Reassembler, build_ipv4,
+                              ip_from_str, parse_ipv4)
+from erebus.wire.tcp import SYN, build_tcp, parse_tcp
 from erebus.wire.udp import build_udp
 
-from .tcp_link import A_IP, B_IP, Link
+from .tcp_link import B_IP, Link
 
 VIP = "198.19.1.2"
 
