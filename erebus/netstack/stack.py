@@ -11,6 +11,16 @@ listeners and UDP sockets, ICMP echo and errors, RST for closed ports.  Sans-IO.
 It never sends a fragment: TCP segments fit the MTU by their MSS, and a UDP
 datagram that would not fit is refused.  Inbound fragments are reassembled
 within limits (see :class:`erebus.wire.ipv4.Reassembler`).
+
+What a host on the VPN can make it hold is bounded where each table is declared:
+half-open connections per listener (:data:`SYN_BACKLOG`; a SYN beyond is dropped
+and counted, and a retransmitted SYN of a 4-tuple still waiting is not handed to the
+application again), TIME-WAIT connections (:data:`MAX_TIME_WAIT`), each UDP socket's
+datagrams and errors (:data:`UDP_QUEUE_LIMIT`), the ICMP errors we answer with
+(:data:`ICMP_ERRORS_PER_SEC`), each connection's out-of-order data (its receive
+buffer, :mod:`erebus.netstack.ooo`).  ICMP errors that quote no segment we have in
+flight are ignored (RFC 5927).  Established connections are the application's to
+bound (each -R connection is one local connection).
 """
 
 from __future__ import annotations
