@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..netstack.stack import SYN_BACKLOG
 
 log = logging.getLogger("erebus.forward")
 
@@ -233,10 +234,14 @@ class RemoteForward:
 
     The local target is dialled when the SYN arrives, before anything is answered: if
     it refuses, the remote side gets RST ("connection refused"), never a connection
-    that is accepted and then hangs.
+    that is accepted and then hangs.  One dial per 4-tuple (a retransmitted SYN does
+    not dial again), and at most ``BACKLOG`` SYNs dialling or half-open at once: the
+    stack drops the SYNs beyond, as a kernel with a full SYN queue does, so a SYN
+    flood opens at most ``BACKLOG`` local connections.
     """
 
     LOCAL_TIMEOUT = 10.0
+    BACKLOG = SYN_BACKLOG
 
     def __init__(self, vpn, spec: RemoteSpec):
         self.vpn = vpn
@@ -247,7 +252,8 @@ class RemoteForward:
         self.refused = 0
 
     async def start(self) -> None:
-        self.listener = self.vpn.listen_deferred(self.spec.vport, self._on_syn)
+        self.listener = self.vpn.listen_deferred(self.spec.vport, self._on_syn,
+                                                 backlog=self.BACKLOG)
         log.info("exposing %s", self.spec)
 
     def _on_syn(self, pending) -> None:

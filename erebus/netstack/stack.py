@@ -11,6 +11,16 @@ listeners and UDP sockets, ICMP echo and errors, RST for closed ports.  Sans-IO.
 It never sends a fragment: TCP segments fit the MTU by their MSS, and a UDP
 datagram that would not fit is refused.  Inbound fragments are reassembled
 within limits (see :class:`erebus.wire.ipv4.Reassembler`).
+
+What a host on the VPN can make it hold is bounded where each table is declared:
+half-open connections per listener (:data:`SYN_BACKLOG`; a SYN beyond is dropped
+and counted, and a retransmitted SYN of a 4-tuple still waiting is not handed to the
+application again), TIME-WAIT connections (:data:`MAX_TIME_WAIT`), each UDP socket's
+datagrams and errors (:data:`UDP_QUEUE_LIMIT`), the ICMP errors we answer with
+(:data:`ICMP_ERRORS_PER_SEC`), each connection's out-of-order data (its receive
+buffer, :mod:`erebus.netstack.ooo`).  ICMP errors that quote no segment we have in
+flight are ignored (RFC 5927).  Established connections are the application's to
+bound (each -R connection is one local connection).
 """
 
 from __future__ import annotations
@@ -30,13 +40,25 @@ from ..wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reassembler, build_ipv
     ip_to_str, parse_ipv4, to_ip
 from ..wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp
 from ..wire.udp import build_udp, parse_udp
-from .tcp import DEFAULT_RCV_BUF, DEFAULT_SND_BUF, State, TcpConnection
+from .tcp import DEFAULT_RCV_BUF, DEFAULT_SND_BUF, SYNCHRONIZED, State, TcpConnection
 
 log = logging.getLogger("erebus.netstack")
 
 EPHEMERAL = (49152, 65535)
-UDP_QUEUE_LIMIT = 256
+UDP_QUEUE_LIMIT = 256     # datagrams (and, apart, ICMP errors) queued per UDP socket
+# Half-open connections per listener: SYNs waiting for the application (deferred
+# listeners dial their local target first) plus connections in SYN-RECEIVED.  Like
+# Linux's listen backlog / somaxconn (128 for years); a SYN beyond it is dropped
+# silently, as Linux does for a full SYN queue without syncookies, so that a real
+# peer retries (its SYN is retransmitted after 1, 2, 4 ... s) instead of being refused.
 SYN_BACKLOG = 128
+# Connections in TIME-WAIT (a peer can make many by opening and closing): beyond this
+# one closes at once instead, as Linux does past tcp_max_tw_buckets.
+MAX_TIME_WAIT = 2048
+# ICMP errors we send (port unreachable for UDP to a closed port): a token bucket
+# like Linux's icmp_msgs_per_sec / icmp_msgs_burst.
+ICMP_ERRORS_PER_SEC = 1000
+ICMP_ERRORS_BURST = 50
 
 _ICMP_MESSAGES = {
     (icmp.DEST_UNREACH, icmp.UNREACH_NET): "network unreachable",
@@ -59,7 +81,11 @@ class Counters:
     echo_replies: int = 0
     icmp_errors: int = 0
     udp_dropped: int = 0
-    syn_dropped: int = 0
+    syn_dropped: int = 0          # SYNs beyond a listener's backlog
+    syn_retransmits: int = 0      # SYNs of a 4-tuple already waiting for an answer
+    icmp_ignored: int = 0         # ICMP errors quoting no segment we have in flight
+    icmp_rate_limited: int = 0    # ICMP errors we did not send (rate limit)
+    time_wait_overflow: int = 0   # connections closed instead of entering TIME-WAIT
 
 
 @dataclass(slots=True)
@@ -82,11 +108,18 @@ class PendingSyn:
 class Listener:
     port: int
     defer: bool = False
-    backlog: int = SYN_BACKLOG
+    backlog: int = SYN_BACKLOG       # bound of half_open (see SYN_BACKLOG)
     accepted: deque = field(default_factory=deque)       # established connections
-    pending: deque = field(default_factory=deque)        # PendingSyn (defer mode)
-    half_open: set = field(default_factory=set)   # SYN_RECEIVED; with accepted: <= backlog
+    pending: deque = field(default_factory=deque)        # PendingSyn for the app (defer)
+    # every SYN not answered yet (given to the app or not), by (remote ip, port): a
+    # retransmitted SYN finds its entry and is not handed out again
+    unanswered: dict = field(default_factory=dict)
+    syn_received: set = field(default_factory=set)       # connections in SYN-RECEIVED
     closed: bool = False
+
+    @property
+    def half_open(self) -> int:
+        return len(self.unanswered) + len(self.syn_received)
 
 
 @dataclass(eq=False)
@@ -117,6 +150,9 @@ class NetStack:
         self._heap: list = []
         self._tick = itertools.count()
         self._reasm = Reassembler()
+        self._time_wait: set[TcpConnection] = set()
+        self._icmp_tokens = float(ICMP_ERRORS_BURST)
+        self._icmp_last: float | None = None
 
     # -- application calls ---------------------------------------------------------------
 
@@ -139,20 +175,31 @@ class NetStack:
         listener.closed = True
         if self.listeners.get(listener.port) is listener:
             del self.listeners[listener.port]
-        for syn in listener.pending:
+        for syn in list(listener.unanswered.values()):
             self.refuse(syn)
         listener.pending.clear()
 
     def accept(self, syn: PendingSyn, now: float) -> TcpConnection:
         """Answer a deferred SYN with SYN-ACK; the connection comes to ``accepted``."""
-        conn = self._new_conn(syn.listener.port, syn.remote_ip, syn.remote_port, now)
-        conn.listener = syn.listener
+        listener = syn.listener
+        if listener.unanswered.get((syn.remote_ip, syn.remote_port)) is syn:
+            del listener.unanswered[(syn.remote_ip, syn.remote_port)]
+        key = (syn.remote_ip, syn.remote_port, self.local_ip, listener.port)
+        old = self.conns.get(key)
+        if old is not None:                    # never two connections on one 4-tuple
+            self.abort(old, now)
+        conn = self._new_conn(listener.port, syn.remote_ip, syn.remote_port, now)
+        conn.listener = listener
         conn.open_passive(syn.segment, now)
+        listener.syn_received.add(conn)
         self._touch(conn)
         return conn
 
     def refuse(self, syn: PendingSyn) -> None:
         """Answer a deferred SYN with RST (the peer sees "connection refused")."""
+        unanswered = syn.listener.unanswered
+        if unanswered.get((syn.remote_ip, syn.remote_port)) is syn:
+            del unanswered[(syn.remote_ip, syn.remote_port)]
         seg = syn.segment
         self._send_rst(syn.remote_ip, seg.dst_port, seg.src_port, 0,
                        (seg.seq + 1) % (1 << 32), RST | ACK)
@@ -222,7 +269,7 @@ class NetStack:
             if proto == PROTO_TCP:
                 self._receive_tcp(header.src, parse_tcp(payload, header.src, header.dst), now)
             elif proto == PROTO_UDP:
-                self._receive_udp(header.src, payload, packet)
+                self._receive_udp(header.src, payload, packet, now)
             elif proto == PROTO_ICMP:
                 self._receive_icmp(header.src, payload)
             else:
@@ -237,18 +284,23 @@ class NetStack:
         if conn is not None:
             was = conn.state
             rst = conn.receive(seg, now)
-            if was is State.SYN_RECEIVED and conn.state is not State.SYN_RECEIVED:
-                listener = getattr(conn, "listener", None)
-                if listener is not None:
-                    listener.half_open.discard(conn)
             if rst is not None:
                 self._emit(src, PROTO_TCP, rst)
                 self.counters.rst_sent += 1
-            if conn.state is State.ESTABLISHED and was is State.SYN_RECEIVED:
-                listener = getattr(conn, "listener", None)
-                if listener is not None and not listener.closed:
-                    listener.accepted.append(conn)
-                    self._changed.add(listener)
+            state = conn.state
+            if was is State.SYN_RECEIVED and state is not State.SYN_RECEIVED:
+                listener = conn.listener
+                if listener is not None:
+                    listener.syn_received.discard(conn)
+                    if state in SYNCHRONIZED and not listener.closed:
+                        listener.accepted.append(conn)
+                        self._changed.add(listener)
+            if state is State.TIME_WAIT and conn not in self._time_wait:
+                if len(self._time_wait) >= MAX_TIME_WAIT:
+                    self.counters.time_wait_overflow += 1
+                    conn.end_time_wait()
+                else:
+                    self._time_wait.add(conn)
             self._touch(conn)
             if conn.state is State.CLOSED:
                 self._forget(conn)
@@ -268,36 +320,37 @@ class NetStack:
                            (seg.seq + seg.seg_len) % (1 << 32), RST | ACK)
 
     def _receive_syn(self, listener: Listener, src: int, seg: TcpSegment, now: float) -> None:
+        if listener.defer and (src, seg.src_port) in listener.unanswered:
+            self.counters.syn_retransmits += 1     # still deciding: dial once per 4-tuple
+            return
+        if listener.half_open >= listener.backlog or len(listener.accepted) >= \
+                listener.backlog:
+            self.counters.syn_dropped += 1         # full: dropped, the peer retries
+            return
         if listener.defer:
-            for p in listener.pending:
-                if p.remote_ip == src and p.remote_port == seg.src_port:
-                    return                     # a retransmitted SYN: still deciding
-            if len(listener.pending) >= listener.backlog:
-                self.counters.syn_dropped += 1
-                return
             held = TcpSegment(seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags,
                               seg.window, mss=seg.mss, wscale=seg.wscale,
                               sack_permitted=seg.sack_permitted, ts_val=seg.ts_val,
                               ts_ecr=seg.ts_ecr)
-            listener.pending.append(PendingSyn(listener, src, seg.src_port, held, now))
+            pending = PendingSyn(listener, src, seg.src_port, held, now)
+            listener.unanswered[(src, seg.src_port)] = pending
+            listener.pending.append(pending)
             self._changed.add(listener)
-            return
-        if len(listener.accepted) + len(listener.half_open) >= listener.backlog:
-            self.counters.syn_dropped += 1        # a SYN flood grows no table
             return
         conn = self._new_conn(listener.port, src, seg.src_port, now)
         conn.listener = listener
-        listener.half_open.add(conn)
         conn.open_passive(seg, now)
+        listener.syn_received.add(conn)
         self._touch(conn)
 
-    def _receive_udp(self, src: int, payload, packet) -> None:
+    def _receive_udp(self, src: int, payload, packet, now: float) -> None:
         dgram = parse_udp(payload, src, self.local_ip)
         sock = self.udp.get(dgram.dst_port)
         if sock is None:
-            # like a kernel: port unreachable, quoting the datagram
-            self._emit(src, PROTO_ICMP, icmp.build_icmp_error(
-                icmp.DEST_UNREACH, icmp.UNREACH_PORT, packet))
+            # like a kernel: port unreachable, quoting the datagram (rate-limited)
+            if self._icmp_allowed(now):
+                self._emit(src, PROTO_ICMP, icmp.build_icmp_error(
+                    icmp.DEST_UNREACH, icmp.UNREACH_PORT, packet))
             return
         if len(sock.queue) >= UDP_QUEUE_LIMIT:
             self.counters.udp_dropped += 1
@@ -324,11 +377,21 @@ class NetStack:
         if orig.protocol == PROTO_TCP:
             conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
             if conn is not None:
+                quoted = orig.payload[4:8]
+                if len(quoted) < 4 or not conn.quotes_our_segment(
+                        int.from_bytes(quoted, "big")):
+                    self.counters.icmp_ignored += 1
+                    return
                 conn.icmp_unreachable(text)
+                if conn.state is State.CLOSED and conn.listener is not None:
+                    conn.listener.syn_received.discard(conn)
                 self._touch(conn)
         elif orig.protocol == PROTO_UDP:
             sock = self.udp.get(orig.src_port)
             if sock is not None:
+                if len(sock.errors) >= UDP_QUEUE_LIMIT:
+                    self.counters.udp_dropped += 1
+                    return
                 sock.errors.append((text, (ip_to_str(orig.dst), orig.dst_port)))
                 self._changed.add(sock)
 
@@ -349,12 +412,13 @@ class NetStack:
 
     def timer(self) -> float | None:
         heap = self._heap
+        reasm = self._reasm.next_deadline()
         while heap:
             deadline, _, conn = heap[0]
             if conn.timer() == deadline:
-                return deadline
+                return deadline if reasm is None else min(deadline, reasm)
             heapq.heappop(heap)            # stale entry
-        return self._reasm.next_deadline()
+        return reasm
 
     def handle_timer(self, now: float) -> None:
         heap = self._heap
@@ -385,10 +449,22 @@ class NetStack:
     def _forget(self, conn: TcpConnection) -> None:
         if self.conns.get(conn.key) is conn:
             del self.conns[conn.key]
-        listener = getattr(conn, "listener", None)
-        if listener is not None:
-            listener.half_open.discard(conn)
+        self._time_wait.discard(conn)
+        if conn.listener is not None:
+            conn.listener.syn_received.discard(conn)
         self._changed.add(conn)
+
+    def _icmp_allowed(self, now: float) -> bool:
+        last = self._icmp_last
+        if last is not None:
+            self._icmp_tokens = min(float(ICMP_ERRORS_BURST), self._icmp_tokens + max(
+                0.0, now - last) * ICMP_ERRORS_PER_SEC)
+        self._icmp_last = now
+        if self._icmp_tokens < 1:
+            self.counters.icmp_rate_limited += 1
+            return False
+        self._icmp_tokens -= 1
+        return True
 
     def _emit(self, dst: int, proto: int, payload: bytes) -> None:
         self._out.append(build_ipv4(self.local_ip, dst, proto, payload))

@@ -19,8 +19,9 @@ stack), MSS from the MTU, window scaling and timestamps (RFC 7323),
 SACK-permitted and SACK blocks for the peer (RFC 2018) and a SACK scoreboard
 that steers our retransmissions, RFC 6298 retransmission timer with Karn's
 rule, slow start and congestion avoidance (RFC 5681), fast retransmit and
-NewReno fast recovery (RFC 6582), an out-of-order queue bounded by the
-window, zero-window probes, FIN and half-close both ways, RST handling with
+NewReno fast recovery (RFC 6582), an out-of-order queue that holds each
+byte once and whose cost (bytes and the objects holding them) is kept within
+the receive buffer (:mod:`erebus.netstack.ooo`), zero-window probes, FIN and half-close both ways, RST handling with
 RFC 5961 challenge ACKs, TIME_WAIT, and no keepalive unless asked for.
 """
 
@@ -30,6 +31,7 @@ import enum
 from collections import deque
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, build_tcp, seq_diff
+from .ooo import COALESCE, SMALL, OutOfOrderQueue
 
 MOD = 1 << 32
 
@@ -66,6 +68,7 @@ MAX_KEEPALIVE_PROBES = 9
 MSL = 30.0                # TIME_WAIT lasts 2 * MSL
 DUPACK_THRESHOLD = 3
 INITIAL_CWND_SEGMENTS = 10   # RFC 6928
+OOW_ACK_INTERVAL = 0.5    # Linux's tcp_invalid_ratelimit (see TcpConnection._oow_ack)
 
 DEFAULT_RCV_BUF = 1 << 20
 DEFAULT_SND_BUF = 1 << 20
@@ -103,17 +106,20 @@ class TcpConnection:
         self._syn_sent = False
         self._fin_queued = False         # shutdown() called: FIN after the data
         self._fin_sent = False
+        self._fin_used = False           # a FIN went out once (an RTO may clear _fin_sent)
         self._fin_acked = False
         # -- receive side --
         self.irs = 0
         self.rcv_nxt = 0                 # next data offset expected from the peer
-        self._rbuf: deque[bytes] = deque()   # in-order data not yet read
+        # in-order data not yet read; small chunks are joined (see _append_rbuf), so
+        # the objects holding it cost a few percent of rcv_buf at most
+        self._rbuf: deque[bytes] = deque()
         self._rbuf_len = 0
-        self.rcv_buf = rcv_buf
+        self.rcv_buf = rcv_buf           # bound of _rbuf_len + _ooo.charge
         self._rcv_adv = 0                # right edge (offset) we advertised
-        self._ooo: dict[int, bytes] = {}  # out-of-order segments by data offset
-        self._ooo_bytes = 0
-        self._sack_recent: list[int] = []   # offsets of recently queued OOO segments
+        self._ooo = OutOfOrderQueue()    # data ahead of rcv_nxt
+        self._sack_recent: list[int] = []   # offsets of recently received OOO segments
+        self.ooo_pruned = 0              # OOO bytes dropped to stay within rcv_buf
         self.fin_received = False
         self._fin_offset: int | None = None  # their FIN's offset once seen (even OOO)
         # -- options --
@@ -150,6 +156,8 @@ class TcpConnection:
         self._sacked: list[list[int]] = []     # scoreboard: merged [start, end) offsets
         self._ack_pending = False
         self._challenge_acks = 0
+        self._last_oow_ack: float | None = None
+        self.oow_acks_suppressed = 0
         # -- bookkeeping --
         self.bytes_in = self.bytes_out = 0
         self.retransmits = 0
@@ -258,7 +266,7 @@ class TcpConnection:
         return self._rbuf_len
 
     def read(self, limit: int = -1) -> list[bytes]:
-        """Take in-order data (chunks as they arrived) up to ``limit`` bytes."""
+        """Take in-order data (in chunks, small ones joined) up to ``limit`` bytes."""
         out: list[bytes] = []
         if limit < 0:
             out = list(self._rbuf)
@@ -308,6 +316,11 @@ class TcpConnection:
                                   else (self.iss + 1) % MOD, RST | ACK, now, b"")
         self._enter_closed(None)
         return seg
+
+    def end_time_wait(self) -> None:
+        """Leave TIME-WAIT at once (the stack's table of them is full)."""
+        if self.state is State.TIME_WAIT:
+            self._enter_closed(None)
 
     @property
     def closed(self) -> bool:
@@ -399,7 +412,7 @@ class TcpConnection:
         acceptable = self._acceptable(seq_off, seg_len, wnd)
         if not acceptable:
             if not flags & RST:
-                self._ack_pending = True
+                self._oow_ack(seg, now)
             self.dropped += 1
             return None
         self._last_recv = now
@@ -433,7 +446,9 @@ class TcpConnection:
             self._sample_rtt_syn(now)
             self._update_window(seg, seq_off, 0, force=True)
         else:
-            self._process_ack(seg, seq_off, now)
+            if not self._process_ack(seg, seq_off, now):
+                self._oow_ack(seg, now)     # acks what was never sent: ACK, drop it
+                return None
             if self.state is State.CLOSED:
                 return None
             st = self.state
@@ -467,6 +482,20 @@ class TcpConnection:
     def _ack_off_syn(self, ack: int) -> int:
         """In SYN states our SYN is at offset -1: acking it gives offset 0."""
         return seq_diff(ack, (self.iss + 1) % MOD)
+
+    def _oow_ack(self, seg: TcpSegment, now: float) -> None:
+        """The ACK that answers an unacceptable segment.  Two stacks that disagree
+        about the sequence space (a host injected data, or ACKs of data never sent)
+        would answer each other's pure ACKs for ever: like Linux's
+        tcp_invalid_ratelimit, at most one answer to a segment without data per
+        OOW_ACK_INTERVAL."""
+        if not seg.payload and not seg.flags & FIN:
+            last = self._last_oow_ack
+            if last is not None and now - last < OOW_ACK_INTERVAL:
+                self.oow_acks_suppressed += 1
+                return
+            self._last_oow_ack = now
+        self._ack_pending = True
 
     def _challenge_ack(self) -> None:
         self._challenge_acks += 1
@@ -532,18 +561,19 @@ class TcpConnection:
             self.srtt = 0.875 * self.srtt + 0.125 * r
         self.rto = min(max(self.srtt + max(CLOCK_G, 4 * self.rttvar), RTO_MIN), RTO_MAX)
 
-    def _process_ack(self, seg: TcpSegment, seq_off: int, now: float) -> None:
+    def _process_ack(self, seg: TcpSegment, seq_off: int, now: float) -> bool:
+        """False if the segment is to be dropped (RFC 9293 3.10.7.4, fifth check: an
+        ACK of something not yet sent is answered with an ACK, the segment dropped)."""
         ack_off = self._ack_off(seg.ack)
-        fin_extra = 1 if self._fin_sent else 0
+        fin_extra = 1 if self._fin_used else 0
         top = self.snd_max + fin_extra
         if ack_off > top:
-            self._ack_pending = True      # acks something never sent: ACK and drop
             self.dropped += 1
-            return
+            return False
         if self.sack_ok and seg.sack_blocks:
             self._take_sack(seg.sack_blocks)
         acked = ack_off - self.snd_una
-        if ack_off > self.snd_una or (self._fin_sent and not self._fin_acked
+        if ack_off > self.snd_una or (self._fin_used and not self._fin_acked
                                       and ack_off == self.snd_max + 1):
             data_acked = min(ack_off, self.snd_max) - self.snd_una
             if data_acked > 0:
@@ -552,8 +582,9 @@ class TcpConnection:
                 if self.snd_nxt < self.snd_una:
                     self.snd_nxt = self.snd_una
                 self._prune_sack()
-            if self._fin_sent and ack_off == self.snd_max + 1:
+            if self._fin_used and ack_off == self.snd_max + 1:
                 self._fin_acked = True
+                self._fin_sent = True       # not to be sent again after an RTO rewind
             # RTT: timestamps when we have them, else the one timed segment (Karn)
             if self.ts_ok and seg.ts_ecr:
                 self._rtt_sample(((self._ts_now(now) - seg.ts_ecr) % MOD) / 1000.0)
@@ -563,7 +594,7 @@ class TcpConnection:
             self._retries = 0
             self._persist_backoff = 0
             self._on_new_ack(ack_off, acked, now)
-            if self.snd_una == self.snd_max and (not self._fin_sent or self._fin_acked):
+            if self.snd_una == self.snd_max and (not self._fin_used or self._fin_acked):
                 self._rtx_deadline = None
             else:
                 self._arm_rtx(now)
@@ -583,6 +614,7 @@ class TcpConnection:
                 self._enter_time_wait(now)
             elif st is State.LAST_ACK:
                 self._enter_closed(None)
+        return True
 
     def _on_new_ack(self, ack_off: int, acked: int, now: float) -> None:
         mss = self.mss
@@ -686,7 +718,7 @@ class TcpConnection:
     # receiving data ---------------------------------------------------------------------
 
     def _window_now(self) -> int:
-        return max(0, self.rcv_buf - self._rbuf_len - self._ooo_bytes)
+        return max(0, self.rcv_buf - self._rbuf_len - self._ooo.charge)
 
     def _receive_data(self, off: int, payload) -> None:
         rn = self.rcv_nxt
@@ -705,69 +737,64 @@ class TcpConnection:
                 self._ack_pending = True
                 return
         self._ack_pending = True
+        ooo = self._ooo
         if off == rn:
-            chunk = bytes(payload)
-            self._rbuf.append(chunk)
-            self._rbuf_len += len(chunk)
+            self._append_rbuf(payload)
             self.rcv_nxt = end
-            self.bytes_in += len(chunk)
-            if self._ooo:
-                self._drain_ooo()
+            self.bytes_in += end - rn
+            if ooo:
+                chunks, nxt = ooo.take(end)
+                for chunk in chunks:
+                    self._append_rbuf(chunk)
+                if nxt > end:
+                    self.rcv_nxt = nxt
+                    self.bytes_in += nxt - end
+                self._sack_recent = [o for o in self._sack_recent if o >= self.rcv_nxt]
         else:
-            if off in self._ooo and len(self._ooo[off]) >= len(payload):
-                return
-            old = self._ooo.get(off)
-            if old is not None:
-                self._ooo_bytes -= len(old)
-            chunk = bytes(payload)
-            self._ooo[off] = chunk
-            self._ooo_bytes += len(chunk)
-            if off in self._sack_recent:
-                self._sack_recent.remove(off)
-            self._sack_recent.insert(0, off)
-            del self._sack_recent[8:]
+            ooo.add(off, payload)
+            recent = self._sack_recent
+            if off in recent:
+                recent.remove(off)
+            recent.insert(0, off)
+            del recent[8:]
+        if ooo:
+            # in-order data always fits (the window promised no more than rcv_buf);
+            # out-of-order data makes room for it, and never holds more than the rest
+            self.ooo_pruned += ooo.shrink(max(0, self.rcv_buf - self._rbuf_len))
 
-    def _drain_ooo(self) -> None:
-        while True:
-            rn = self.rcv_nxt
-            best = None
-            for off in [o for o in self._ooo if o <= rn]:
-                chunk = self._ooo.pop(off)
-                self._ooo_bytes -= len(chunk)
-                end = off + len(chunk)
-                if end > rn and (best is None or end > best[0] + len(best[1])):
-                    best = (off, chunk)
-            if best is None:
-                break
-            off, chunk = best
-            piece = chunk[rn - off:]
-            self._rbuf.append(piece)
-            self._rbuf_len += len(piece)
-            self.rcv_nxt = rn + len(piece)
-            self.bytes_in += len(piece)
-        self._sack_recent = [o for o in self._sack_recent if o in self._ooo]
+    def _append_rbuf(self, chunk) -> None:
+        rbuf = self._rbuf
+        n = len(chunk)
+        if rbuf:
+            last = rbuf[-1]
+            if (n < SMALL or len(last) < SMALL) and len(last) + n <= COALESCE:
+                rbuf[-1] = last + chunk
+                self._rbuf_len += n
+                return
+        rbuf.append(bytes(chunk))
+        self._rbuf_len += n
 
     def _sack_blocks(self) -> list[tuple[int, int]]:
-        """Up to 3 (4 without timestamps) SACK blocks, most recent first (RFC 2018)."""
-        if not self._ooo:
+        """Up to 3 (4 without timestamps) SACK blocks: the run holding the most recently
+        received segment first, then the other recent ones (RFC 2018 section 4)."""
+        ooo = self._ooo
+        if not ooo:
             return []
-        ranges = []
-        for off in sorted(self._ooo):
-            end = off + len(self._ooo[off])
-            if ranges and off <= ranges[-1][1]:
-                ranges[-1][1] = max(ranges[-1][1], end)
-            else:
-                ranges.append([off, end])
-        order = []
-        for off in self._sack_recent:
-            for r in ranges:
-                if r[0] <= off < r[1] and r not in order:
-                    order.append(r)
-        for r in ranges:
-            if r not in order:
-                order.append(r)
         limit = 3 if self.ts_ok else 4
-        return [(self._rcv_seq(s), self._rcv_seq(e)) for s, e in order[:limit]]
+        order: list[tuple[int, int]] = []
+        for off in self._sack_recent:
+            r = ooo.run_at(off)
+            if r is not None and r not in order:
+                order.append(r)
+                if len(order) == limit:
+                    break
+        if len(order) < limit:
+            for r in ooo.first_ranges(2 * limit):
+                if r not in order:
+                    order.append(r)
+                    if len(order) == limit:
+                        break
+        return [(self._rcv_seq(s), self._rcv_seq(e)) for s, e in order]
 
     def _check_fin(self, now: float) -> None:
         if self._fin_offset is None or self.fin_received or self.rcv_nxt != self._fin_offset:
@@ -793,7 +820,6 @@ class TcpConnection:
         self._time_wait_deadline = now + 2 * MSL
         self._sbuf = bytearray()
         self._ooo.clear()
-        self._ooo_bytes = 0
 
     def _enter_closed(self, error: str | None) -> None:
         if error and self.error is None:
@@ -803,8 +829,16 @@ class TcpConnection:
         self._time_wait_deadline = self._keepalive_deadline = None
         self._sbuf = bytearray()
         self._ooo.clear()
-        self._ooo_bytes = 0
         self._ack_pending = False
+
+    def quotes_our_segment(self, seq: int) -> bool:
+        """Whether a sequence number quoted by an ICMP error is one we have in flight
+        (RFC 5927 4.1, as Linux's tcp_v4_err checks): else the error is forged or
+        stale and is ignored."""
+        if not self._syn_acked:
+            return seq == self.iss
+        d = seq_diff(seq, self._snd_seq(self.snd_una))
+        return 0 <= d <= self.snd_max - self.snd_una + (1 if self._fin_used else 0)
 
     def icmp_unreachable(self, message: str) -> None:
         """An ICMP error about this connection: fatal while connecting (RFC 1122 4.2.3.9
@@ -931,7 +965,7 @@ class TcpConnection:
                     self.rto * (1 << min(self._persist_backoff, 6)), RTO_MAX)
         # FIN once everything is sent (again after an RTO that rewound snd_nxt)
         if self._fin_queued and not self._fin_sent and self.snd_nxt == total:
-            self._fin_sent = True
+            self._fin_sent = self._fin_used = True
             out.append(self._build(self._snd_seq(total), FIN | ACK, now, b""))
             if self.state is State.ESTABLISHED:
                 self.state = State.FIN_WAIT_1

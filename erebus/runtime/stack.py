@@ -22,7 +22,7 @@ import asyncio
 import logging
 import socket
 
-from ..netstack.stack import Listener, NetStack, PendingSyn, UdpSocket
+from ..netstack.stack import SYN_BACKLOG, Listener, NetStack, PendingSyn, UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
 from ..wire.ipv4 import ip_to_str, to_ip
 
@@ -332,10 +332,12 @@ class VpnStack:
             return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=self.loop)
         return await self.create_server(factory, port)
 
-    def listen_deferred(self, port: int, on_syn) -> Listener:
-        """SYNs to ``port`` go to ``on_syn(pending)``; answer with :meth:`accept` or
-        :meth:`refuse` (e.g. after dialling a local target first)."""
-        listener = self.stack.listen(port, defer=True)
+    def listen_deferred(self, port: int, on_syn, *, backlog: int = SYN_BACKLOG) -> Listener:
+        """SYNs to ``port`` go to ``on_syn(pending)``, once per 4-tuple; answer with
+        :meth:`accept` or :meth:`refuse` (e.g. after dialling a local target first).
+        At most ``backlog`` are unanswered or half-open at once; the stack drops the
+        SYNs beyond (see :data:`erebus.netstack.stack.SYN_BACKLOG`)."""
+        listener = self.stack.listen(port, defer=True, backlog=backlog)
         self._deferred[port] = on_syn
         return listener
 

@@ -249,6 +249,7 @@ class ReassemblyStats:
     overlaps: int = 0  # datagrams discarded for overlapping or conflicting fragments
     invalid: int = 0  # fragments dropped as malformed (see Reassembler.add)
     too_big: int = 0  # datagrams discarded for growing past max_size
+    too_many: int = 0  # datagrams discarded for more than max_fragments fragments
     evicted: int = 0  # datagrams discarded to make room (max_entries)
     timed_out: int = 0  # datagrams discarded by the timeout
     discarded: int = 0  # fragments that arrived for an already discarded datagram
@@ -280,10 +281,15 @@ class Reassembler:
     clock in seconds.
 
     Limits: a datagram may not grow past ``max_size`` bytes including a
-    20-byte header (``65535`` blocks the "ping of death"); at most
+    20-byte header (``65535`` blocks the "ping of death"); nor be cut in more
+    than ``max_fragments`` pieces (each piece costs objects worth far more than
+    its 8 bytes: 256 covers 64 KiB over any MTU of 296 or more); at most
     ``max_entries`` datagrams are in reassembly at once (a new one evicts the
     oldest); a datagram not complete ``timeout`` seconds after its first
-    fragment is dropped by :meth:`expire` (which :meth:`add` also runs).
+    fragment is dropped by :meth:`expire` (which :meth:`add` also runs).  So
+    what a sender can make it hold is about ``max_entries * max_size`` bytes
+    (4 MiB by default, Linux's ipfrag_high_thresh) plus the objects of at most
+    ``max_entries * max_fragments`` pieces.
 
     A fragment with MF set whose length is zero or not a multiple of 8 is
     dropped as invalid.  Overlapping fragments, duplicates with different
@@ -293,10 +299,11 @@ class Reassembler:
     """
 
     def __init__(self, *, max_size: int = MAX_PACKET, max_entries: int = 64,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, max_fragments: int = 256):
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_size = max_size
+        self.max_fragments = max_fragments
         self.max_entries = max_entries
         self.timeout = timeout
         self.stats = ReassemblyStats()
@@ -385,6 +392,10 @@ class Reassembler:
         if i < len(starts) and starts[i] < end:
             return self._overlap(entry)
 
+        if len(starts) >= self.max_fragments:
+            stats.too_many += 1
+            entry.kill()
+            return None
         starts.insert(i, start)
         frags.insert(i, (end, bytes(payload)))
         entry.received += length

@@ -113,7 +113,7 @@ def test_slow_reader_bounds_memory_and_zero_window_recovers():
         nonlocal peak
         t.app()
         if t.b is not None:
-            peak = max(peak, t.b.readable + t.b._ooo_bytes)
+            peak = max(peak, t.b.readable + t.b._ooo.charge)
 
     assert link.run(t.done, app, limit=5000)
     check(t)
