@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -406,26 +407,71 @@ def test_cli_ike_sa_rekey_by_the_responder(lab: SwanLab, big_files):
     assert not lab.established("psk"), up.text()[-3000:]
 
 
+_OWN_CHILD_REKEY = re.compile(r"CHILD_SA rekeyed: in (0x[0-9a-f]+) out (0x[0-9a-f]+)")
+_OWN_IKE_REKEY = "IKE SA rekeyed (by us)"
+
+
+def _own_rekeys(text: str) -> tuple[int, int, int]:
+    """(CHILD_SA rekeys, IKE SA rekeys, CHILD_SA rekeys after the first IKE SA rekey) that
+    erebus started, from its log."""
+    children = [m.start() for m in _OWN_CHILD_REKEY.finditer(text)]
+    first_ike = text.find(_OWN_IKE_REKEY)
+    after = sum(pos > first_ike for pos in children) if first_ike >= 0 else 0
+    return len(children), text.count(_OWN_IKE_REKEY), after
+
+
+def _wait_until(what: str, predicate, timeout: float, context) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not within {timeout:g} s\n{context()}"
+        time.sleep(0.2)
+
+
 def test_cli_own_ike_and_child_rekeys_during_download(lab: SwanLab, big_files):
-    """swanctl.conf with rekey_time = 12s (IKE SA) and a child rekey_time = 8s: a paced
-    download (~25 s) across our own rekeys stays byte-exact."""
+    """swanctl.conf with rekey_time = 12s (IKE SA) and a child rekey_time = 8s: paced
+    downloads run (one after the other, each byte-exact) until erebus's log shows two
+    CHILD_SA rekeys of its own, one IKE SA rekey of its own and a CHILD_SA rekey after it
+    (the child's rekey deadline survives the IKE SA rekey), within a bounded deadline;
+    then the responder lists one IKE SA with one live CHILD_SA, the last one erebus made."""
     size, digest = big_files["big.bin"]
     conf = _variant_conf(lab, "psk", conn_extra={"rekey_time": "12s"},
                          child_extra={"rekey_time": "8s"})
     up = _Up(lab, conf, "-L", f"18306:{lab.web_addr}:80")
+    context = lambda: f"{up.text()[-3000:]}\n{lab.list_sas()}"
     try:
-        got = _curl(lab, "--limit-rate", "400K", "http://127.0.0.1:18306/big.bin",
-                    timeout=120)
-        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
-        text = up.text()
-        assert text.count("CHILD_SA rekeyed: in") >= 2, text[-3000:]
-        assert text.count("IKE SA rekeyed (by us)") >= 1, text[-3000:]
-        sas = lab.ike_sas("psk")
-        assert len(sas) == 1, lab.list_sas()
-        # exactly one live CHILD_SA: the rekeyed ones were deleted (strongSwan lists a
-        # DELETED child for its delete_rekeyed_delay, 5 s, before destroying it)
-        live = [c for c in sas[0]["child-sas"].values() if c.get("state") != "DELETED"]
-        assert [c.get("state") for c in live] == ["INSTALLED"], lab.list_sas()
+        deadline = time.monotonic() + 90       # 8 s + 12 s + 8 s of rekey timers, and slack
+        downloads = 0
+        while True:
+            children, ikes, after = _own_rekeys(up.text())
+            if children >= 2 and ikes >= 1 and after >= 1:
+                break
+            assert time.monotonic() < deadline, \
+                f"own rekeys: {children} CHILD_SA, {ikes} IKE SA, {after} CHILD_SA after " \
+                f"an IKE SA rekey, after {downloads} downloads\n{context()}"
+            out = _log_dir(lab) / "got.bin"
+            proc = lab.spawn_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", "60",
+                                             "--limit-rate", "2M", "-o", str(out),
+                                             "http://127.0.0.1:18306/big.bin"],
+                                output=out.with_suffix(".log"))
+            assert proc.wait(timeout=90) == 0, (out.with_suffix(".log").read_text(),
+                                                context())
+            got = out.read_bytes()
+            assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+            downloads += 1
+        # the responder agrees: one IKE SA with one CHILD_SA (once strongSwan has
+        # destroyed the children it keeps DELETED for delete_rekeyed_delay, 5 s), the one
+        # erebus made last (our inbound SPI is its outbound one)
+        def settled() -> bool:
+            newest = _OWN_CHILD_REKEY.findall(up.text())[-1]
+            sas = lab.ike_sas("psk")
+            if len(sas) != 1 or _OWN_CHILD_REKEY.findall(up.text())[-1] != newest:
+                return False
+            children = list((sas[0].get("child-sas") or {}).values())
+            return len(children) == 1 and children[0].get("state") == "INSTALLED" and \
+                (int(children[0]["spi-out"], 16), int(children[0]["spi-in"], 16)) == \
+                tuple(int(x, 16) for x in newest)
+        _wait_until("one IKE SA with one installed CHILD_SA, the last one erebus made",
+                    settled, 20, context)
     finally:
         up.stop()
     assert not lab.established("psk"), up.text()[-3000:]
