@@ -61,6 +61,11 @@ RETRANSMIT_TIMEOUT = 2.0          # first retransmission; doubled every time
 RETRANSMIT_TRIES = 5              # retransmissions before giving up (2+4+8+16+32 s)
 DELETE_TRIES = 1                  # a DELETE on close is retransmitted once, then we leave
 MAX_COOKIES = 3
+# An unauthenticated refusal of IKE_SA_INIT (an error notify, an INVALID_KE_PAYLOAD for a
+# group we may not use, a choice we did not offer) may be forged (RFC 7296 section 2.21.1):
+# keep retransmitting and waiting for a real answer: one more retransmission and its
+# whole (doubled) timeout, i.e. until sent + 3 x the timeout in force; then fail with it.
+INIT_REFUSAL_WAIT = 3
 FRAGMENT_SIZE = 1280 - 20 - 8 - 4  # RFC 7383: an IKE message per fragment over IPv4
 
 
@@ -229,6 +234,11 @@ class IkeInitiator:
         self.nr = b""
         self.cookie: bytes | None = None
         self.cookies = 0
+        self.dropped = 0                 # peer messages dropped (malformed, unauthentic ...)
+        self.refusals_ignored = 0        # unauthenticated IKE_SA_INIT refusals waited out
+        self._refusal: tuple[str, str] | None = None   # the first one, (stage, message)
+        self._refusal_deadline = 0.0
+        self._groups_tried: set[int] = set()
         self.peer_fragmentation = False
         self.children: list[_Child] = []
         self.retransmits = 0
@@ -306,6 +316,8 @@ class IkeInitiator:
 
     def _send_ike_sa_init(self, now: float) -> None:
         self._dh = c.DiffieHellman(self.group)
+        self._groups_tried.add(self.group)
+        self._refusal = None
         self.ni = self.rng(32)
         local_ip, local_port = self.local_addr
         remote_ip, remote_port = self.remote_addr
@@ -345,10 +357,9 @@ class IkeInitiator:
         invalid_ke = msg.notify(w.INVALID_KE_PAYLOAD)
         if invalid_ke is not None:
             group = w.parse_u16_notify(invalid_ke.data)
-            offered = {s.dh for s in self.suites}
-            if group not in offered or group == self.group:
-                self._fail("proposal", f"the responder wants DH group {group}, which we "
-                           f"did not offer ({', '.join(sorted(str(s) for s in self.suites))})")
+            why = self._unusable_group(group)
+            if why is not None:
+                self._refused("proposal", f"the responder wants DH group {group}, {why}", now)
                 return
             log.info("IKE_SA_INIT: the responder wants DH group %d; retrying", group)
             self.group = group
@@ -358,10 +369,10 @@ class IkeInitiator:
         if errors:
             names = ", ".join(n.name for n in errors)
             if any(n.type == w.NO_PROPOSAL_CHOSEN for n in errors):
-                self._fail("proposal", f"the responder accepts none of our IKE proposals "
-                           f"({', '.join(self.profile.proposals)}): NO_PROPOSAL_CHOSEN")
+                self._refused("proposal", f"the responder accepts none of our IKE proposals "
+                              f"({', '.join(self.profile.proposals)}): NO_PROPOSAL_CHOSEN", now)
             else:
-                self._fail("proposal", f"IKE_SA_INIT refused: {names}")
+                self._refused("proposal", f"IKE_SA_INIT refused: {names}", now)
             return
         if msg.spi_r == bytes(8):
             raise ParseError("IKE_SA_INIT response without a responder SPI")
@@ -372,16 +383,17 @@ class IkeInitiator:
             raise ParseError(f"IKE_SA_INIT response with {len(sa.proposals)} proposals")
         suite = c.IkeSuite.from_proposal(sa.proposals[0])
         if suite not in self.suites:
-            self._fail("proposal", f"the responder chose {suite}, which we did not offer")
+            self._refused("proposal", f"the responder chose {suite}, which we did not offer",
+                          now)
             return
         if suite.dh != self.group or ke.group != self.group:
-            self._fail("proposal", f"the responder chose DH group {ke.group}, our KE is "
-                       f"for {self.group}")
+            self._refused("proposal", f"the responder chose DH group {ke.group}, our KE is "
+                          f"for {self.group}", now)
             return
         try:
             shared = self._dh.shared_secret(ke.data)
         except c.InvalidKeyExchange as exc:
-            self._fail("proposal", f"the responder's KE payload is unusable: {exc}")
+            self._refused("proposal", f"the responder's KE payload is unusable: {exc}", now)
             return
         self.spi_r = msg.spi_r
         self.suite = suite
@@ -396,6 +408,29 @@ class IkeInitiator:
         self.remote_port = self.profile.natt_port
         self._events.append(NattSwitched(self.remote_port))
         self._send_ike_auth(now)
+
+    def _unusable_group(self, group: int) -> str | None:
+        """Why an INVALID_KE_PAYLOAD's group must not be taken (None: take it): only a
+        group of the profile's proposals (so never one weaker than the weakest the
+        profile allows), each group once (no ping-pong between two)."""
+        if group not in {s.dh for s in self.suites}:
+            return (f"which we did not offer ({', '.join(sorted(str(s) for s in self.suites))})")
+        if group in self._groups_tried:
+            return "which we tried already"
+        return None
+
+    def _refused(self, stage: str, message: str, now: float) -> None:
+        """An unauthenticated refusal of our IKE_SA_INIT: anyone on the path can forge
+        one (RFC 7296 section 2.21.1), so keep retransmitting and waiting for a real
+        answer; fail with it only if none comes (see INIT_REFUSAL_WAIT)."""
+        self.refusals_ignored += 1
+        if self._refusal is not None:
+            return
+        req = self._request
+        self._refusal = (stage, message)
+        self._refusal_deadline = req.sent + req.timeout * INIT_REFUSAL_WAIT
+        log.info("IKE_SA_INIT: %s (unauthenticated: waiting until +%.0f s for another "
+                 "answer)", message, self._refusal_deadline - now)
 
     # -- IKE_AUTH ---------------------------------------------------------------------
 
@@ -1078,6 +1113,8 @@ class IkeInitiator:
             if old.delete is not None:
                 deadlines.append(old.delete.sent + old.delete.timeout)
         req = self._request
+        if self.state is State.IKE_SA_INIT_SENT and self._refusal is not None:
+            deadlines.append(self._refusal_deadline)
         if req is not None:
             deadlines.append(req.sent + req.timeout)
         else:
@@ -1108,6 +1145,10 @@ class IkeInitiator:
 
     def handle_timer(self, now: float) -> None:
         self._old_timer(now)
+        if self.state is State.IKE_SA_INIT_SENT and self._refusal is not None and \
+                now >= self._refusal_deadline:
+            self._fail(*self._refusal)
+            return
         req = self._request
         if req is not None:
             if now < req.sent + req.timeout:
@@ -1143,6 +1184,8 @@ class IkeInitiator:
             self.state = State.CLOSED
             self._request = None
             self._events.append(Closed("closed (the responder did not confirm the DELETE)"))
+        elif self.state is State.IKE_SA_INIT_SENT and self._refusal is not None:
+            self._fail(*self._refusal)
         elif self.state is State.IKE_SA_INIT_SENT:
             self._fail("unreachable", f"no answer to IKE_SA_INIT from {self.remote_addr[0]}:"
                        f"{self.remote_addr[1]} in {waited:g} s (is an IKEv2 responder there?)")
