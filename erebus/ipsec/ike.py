@@ -608,8 +608,12 @@ class IkeInitiator:
             self._tell_delete()
             return
         sa, tsi, tsr = msg.get(SA), msg.get(TSi), msg.get(TSr)
-        if sa is None or tsi is None or tsr is None or len(sa.proposals) != 1:
-            raise ParseError("IKE_AUTH response lacks SA, TSi or TSr")
+        if sa is None or tsi is None or tsr is None or len(sa.proposals) != 1 \
+                or len(sa.proposals[0].spi) != 4:
+            self._fail("proposal", "the responder's IKE_AUTH response lacks a CHILD_SA (one "
+                       "ESP proposal with a 4-byte SPI, TSi and TSr)")
+            self._tell_delete()
+            return
         try:
             name, esn = c.esp_transform_name(sa.proposals[0])
         except ParseError as exc:
@@ -703,28 +707,43 @@ class IkeInitiator:
         if deletes and not self.children:
             self._fail("restart", "the responder deleted the CHILD_SA")
 
+    def _pfs_groups(self) -> set[int]:
+        """DH groups we accept for a CHILD_SA's PFS: those erebus implements, no weaker
+        than the weakest group of the profile's IKE proposals."""
+        weakest = min(c.DH_STRENGTH[s.dh] for s in self.suites)
+        return {g for g, bits in c.DH_STRENGTH.items() if bits >= weakest}
+
     def _choose_esp(self, sa: SA, group: int | None):
-        """(proposal number, name, peer SPI) of the first of the responder's proposals
-        that offers one of our ESP transforms (without ESN; with ``group`` if PFS)."""
+        """The first of the responder's proposals that offers one of our ESP transforms
+        (without ESN), with the DH group of its KE payload (``group``; None: no PFS):
+        ``(proposal number, name, peer SPI)``; or ``int``, the group we want instead
+        (answered with INVALID_KE_PAYLOAD, RFC 7296 section 1.3); or None."""
+        want = None
+        allowed = self._pfs_groups()
         for prop in sa.proposals:
             if prop.protocol != w.PROTO_ESP or len(prop.spi) != 4:
                 continue
             esns = {t.id for t in prop.of_type(w.TRANSFORM_ESN)}
             if esns and w.ESN_NO not in esns:
                 continue
-            dhs = {t.id for t in prop.of_type(w.TRANSFORM_DH)} - {w.DH_NONE}
-            if group is not None and group not in dhs:
-                continue
-            if group is None and dhs and w.DH_NONE not in {t.id for t in
-                                                           prop.of_type(w.TRANSFORM_DH)}:
-                continue
             encrs = {(t.id, t.key_length) for t in prop.of_type(w.TRANSFORM_ENCR)}
             integs = {t.id for t in prop.of_type(w.TRANSFORM_INTEG)} or {w.INTEG_NONE}
-            for name in self.esp_names:
-                encr, bits, integ = c.ESP_TRANSFORM_IDS[name]
-                if (encr, bits) in encrs and integ in integs:
-                    return prop.number, name, int.from_bytes(prop.spi, "big")
-        return None
+            name = next((n for n in self.esp_names
+                         if c.ESP_TRANSFORM_IDS[n][:2] in encrs
+                         and c.ESP_TRANSFORM_IDS[n][2] in integs), None)
+            if name is None:
+                continue
+            dh_ids = [t.id for t in prop.of_type(w.TRANSFORM_DH)]
+            usable = [g for g in dh_ids if g in allowed]
+            if group is None:
+                if dh_ids and w.DH_NONE not in dh_ids:
+                    continue        # PFS required, but no KE payload: NO_PROPOSAL_CHOSEN
+            elif group not in usable:
+                if want is None and usable:
+                    want = usable[0]
+                continue
+            return prop.number, name, int.from_bytes(prop.spi, "big")
+        return want
 
     def _on_create_child_sa(self, msg: IkeMessage, now: float) -> None:
         rekey = next((n for n in msg.notifies() if n.type == w.REKEY_SA
@@ -747,7 +766,14 @@ class IkeInitiator:
         ke = msg.get(KE)
         choice = self._choose_esp(sa, ke.group if ke is not None else None)
         if choice is None:
+            log.info("CHILD_SA rekey by the responder: no acceptable proposal")
             self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            return
+        if isinstance(choice, int):
+            log.info("CHILD_SA rekey by the responder with a KE for DH group %d: we want "
+                     "%d (INVALID_KE_PAYLOAD)", ke.group, choice)
+            self._respond(msg, w.CREATE_CHILD_SA,
+                          [Notify(w.INVALID_KE_PAYLOAD, choice.to_bytes(2, "big"))])
             return
         number, name, peer_spi = choice
         shared = None
@@ -1021,6 +1047,7 @@ class IkeInitiator:
         try:
             self._receive(bytes(data), now)
         except ParseError as exc:
+            self.dropped += 1
             log.debug("IKE message dropped: %s", exc)
 
     def _receive(self, data: bytes, now: float) -> None:
@@ -1082,10 +1109,17 @@ class IkeInitiator:
             return
         self._peer_mid += 1
         self._last_heard = now
-        if self.state is State.ESTABLISHED or self.state is State.DELETING:
-            self._on_request(msg, now)
-        else:
+        if self.state is not State.ESTABLISHED and self.state is not State.DELETING:
             self._respond(msg, msg.exchange, [Notify(w.TEMPORARY_FAILURE)])
+            return
+        try:
+            self._on_request(msg, now)
+        except ParseError as exc:
+            # authentic but malformed: this exchange ends with an error, the IKE SA stays
+            self.dropped += 1
+            log.info("malformed %s request from the responder (%s): INVALID_SYNTAX",
+                     w.exchange_name(msg.exchange), exc)
+            self._respond(msg, msg.exchange, [Notify(w.INVALID_SYNTAX)])
 
     def _decrypt(self, data: bytes) -> IkeMessage | None:
         piece = c.decrypt_sk(self.keys, data, initiator=self.role_initiator)

@@ -134,6 +134,9 @@ _ECP = {
 
 KE_LENGTHS = {w.DH_MODP_2048: 256, w.DH_ECP_256: 64, w.DH_ECP_384: 96, w.DH_ECP_521: 132,
               w.DH_CURVE25519: 32}
+# Security strength in bits (NIST SP 800-57 part 1, table 2): what "weaker" means.
+DH_STRENGTH = {w.DH_MODP_2048: 112, w.DH_ECP_256: 128, w.DH_CURVE25519: 128, w.DH_ECP_384: 192,
+               w.DH_ECP_521: 256}
 DH_NAMES = {w.DH_MODP_2048: "modp2048", w.DH_ECP_256: "ecp256", w.DH_ECP_384: "ecp384",
             w.DH_ECP_521: "ecp521", w.DH_CURVE25519: "curve25519"}
 
