@@ -67,6 +67,8 @@ MAX_COOKIES = 3
 # whole (doubled) timeout, i.e. until sent + 3 x the timeout in force; then fail with it.
 INIT_REFUSAL_WAIT = 3
 FRAGMENT_SIZE = 1280 - 20 - 8 - 4  # RFC 7383: an IKE message per fragment over IPv4
+# What we send in SIGNATURE_HASH_ALGORITHMS (RFC 7427): SHA-2 and Ed25519's "identity".
+OUR_SIGNATURE_HASHES = (w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512, w.HASH_IDENTITY)
 
 
 class State(enum.Enum):
@@ -240,6 +242,7 @@ class IkeInitiator:
         self._refusal_deadline = 0.0
         self._groups_tried: set[int] = set()
         self.peer_fragmentation = False
+        self.signature_hashes: set[int] | None = None   # negotiated (RFC 7427); None: not
         self.children: list[_Child] = []
         self.retransmits = 0
         self._dh: c.DiffieHellman | None = None
@@ -333,8 +336,7 @@ class IkeInitiator:
             Notify(w.NAT_DETECTION_DESTINATION_IP,
                    c.nat_detection_hash(self.spi_i, bytes(8), remote_ip, remote_port)),
             Notify(w.IKEV2_FRAGMENTATION_SUPPORTED),
-            Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(
-                (w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512, w.HASH_IDENTITY))),
+            Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(OUR_SIGNATURE_HASHES)),
         ]
         msg = IkeMessage(self.spi_i, bytes(8), w.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads)
         self._init_request = w.build_message(msg)
@@ -401,6 +403,11 @@ class IkeInitiator:
         self.keys = c.ike_sa_keys(suite, shared, self.ni, self.nr, self.spi_i, self.spi_r)
         self._init_response = bytes(data)
         self.peer_fragmentation = msg.notify(w.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        hash_algs = msg.notify(w.SIGNATURE_HASH_ALGORITHMS)
+        theirs = set(w.parse_hash_algorithms(hash_algs.data)) if hash_algs else set()
+        # RFC 7427 section 4: what both sent; the responder's AUTH signs this message,
+        # so the negotiation cannot have been stripped unnoticed
+        self.signature_hashes = (theirs & set(OUR_SIGNATURE_HASHES)) or None
         self._request = None
         log.info("IKE_SA_INIT done: %s, SPIs %s/%s", suite, self.spi_i.hex(), self.spi_r.hex())
         # NAT-T always (section 2.23): a user-space client needs UDP-encapsulated ESP.
@@ -580,7 +587,12 @@ class IkeInitiator:
                 self._tell_delete()
                 return
             try:
-                c.verify_auth(auth, octets, public_key=leaf.public_key())
+                c.verify_auth(auth, octets, public_key=leaf.public_key(),
+                              allowed_hashes=self.signature_hashes)
+            except c.HashRefused as exc:
+                self._fail("auth", f"the responder's AUTH is {exc}: refused")
+                self._tell_delete()
+                return
             except c.AuthFailed as exc:
                 self._fail("auth", f"the responder's AUTH does not verify with its "
                            f"certificate {_subject(leaf)}: {exc}")

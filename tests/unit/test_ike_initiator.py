@@ -35,7 +35,8 @@ def profile(**kw) -> IkeProfile:
 class FakeResponder:
     """Just enough of a responder: IKE_SA_INIT, IKE_AUTH (PSK), and requests of its own."""
 
-    def __init__(self, *, want_group=None, cookie=None, psk=PSK):
+    def __init__(self, *, want_group=None, cookie=None, psk=PSK, init_notifies=()):
+        self.init_notifies = list(init_notifies)    # extra notifies in our IKE_SA_INIT answer
         self.want_group = want_group
         self.cookie = cookie
         self.psk = psk
@@ -71,7 +72,7 @@ class FakeResponder:
         self.spi_i = spi_i
         resp = IkeMessage(spi_i, self.spi_r, w.IKE_SA_INIT, w.FLAG_RESPONSE, 0,
                           [SA([suite.proposal(prop.number)]), KE(ke.group, dh.public_bytes()),
-                           Nonce(self.nr)])
+                           Nonce(self.nr), *self.init_notifies])
         self.init_request = data
         self.init_response = w.build_message(resp)
         self.keys = c.ike_sa_keys(suite, dh.shared_secret(ke.data), self.ni, self.nr, spi_i,
