@@ -191,6 +191,7 @@ def _check_ipsec(path: str, kind: str, conn: str | None = None) -> tuple[int, di
                 "auth": f"{p.local_auth} (local), {p.remote_auth} (remote)",
                 "local_id": p.local_id, "remote_id": p.remote_id, "virtual_ip": p.vips,
                 "remote_ts": p.remote_ts}
+            report["warnings"] = list(p.warnings)
     except ConfigError as exc:
         report.update(ok=False, problems=[_problem(exc)])
         return EXIT_PROBLEMS, report
@@ -207,6 +208,7 @@ def render(report: dict) -> str:
             if isinstance(value, list):
                 value = ", ".join(map(str, value)) or "-"
             lines.append(f"  {key:<13} {value}")
+        lines += [f"  warning: {w}" for w in report["warnings"]]
         return "\n".join(lines)
     s = report["settings"]
     lines = [f"{report['profile']}: usable by erebus"]
