@@ -775,6 +775,14 @@ class IkeInitiator:
             self._respond(msg, w.CREATE_CHILD_SA,
                           [Notify(w.CHILD_SA_NOT_FOUND, protocol=w.PROTO_ESP, spi=rekey.spi)])
             return
+        pending = self._rekey
+        if pending is not None and (pending.child is None or pending.child is old):
+            # our IKE SA rekey, or our rekey or DELETE of this CHILD_SA, is in flight: the
+            # responder retries later (RFC 7296 section 2.25); ours goes on
+            log.info("CHILD_SA rekey by the responder while our %s is under way: "
+                     "TEMPORARY_FAILURE", self._request.kind if self._request else "rekey")
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.TEMPORARY_FAILURE)])
+            return
         ke = msg.get(KE)
         choice = self._choose_esp(sa, ke.group if ke is not None else None)
         if choice is None:
