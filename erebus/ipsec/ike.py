@@ -1124,11 +1124,20 @@ class IkeInitiator:
             return
         if mid != self._peer_mid:
             raise ParseError(f"request {mid}, expected {self._peer_mid}")
-        msg = self._decrypt(data)
+        msg = self._decrypt(data, check_critical=False)
         if msg is None:
             return
         self._peer_mid += 1
         self._last_heard = now
+        critical = self._unknown_critical(msg)
+        if critical is not None:
+            # section 2.5: the request is rejected, the IKE SA stays
+            self.dropped += 1
+            log.info("%s request with unknown critical payload %d: "
+                     "UNSUPPORTED_CRITICAL_PAYLOAD", w.exchange_name(msg.exchange), critical)
+            self._respond(msg, msg.exchange,
+                          [Notify(w.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([critical]))])
+            return
         if self.state is not State.ESTABLISHED and self.state is not State.DELETING:
             self._respond(msg, msg.exchange, [Notify(w.TEMPORARY_FAILURE)])
             return
@@ -1141,15 +1150,20 @@ class IkeInitiator:
                      w.exchange_name(msg.exchange), exc)
             self._respond(msg, msg.exchange, [Notify(w.INVALID_SYNTAX)])
 
-    def _decrypt(self, data: bytes) -> IkeMessage | None:
+    def _decrypt(self, data: bytes, check_critical: bool = True) -> IkeMessage | None:
         piece = c.decrypt_sk(self.keys, data, initiator=self.role_initiator)
         msg = self._collector.add(piece)
         if msg is None:
             return None
-        for p in msg.payloads:
-            if isinstance(p, w.UnknownPayload) and p.critical:
-                raise ParseError(f"unknown critical payload {p.type}")
+        critical = self._unknown_critical(msg)
+        if check_critical and critical is not None:
+            raise ParseError(f"unknown critical payload {critical}")
         return msg
+
+    @staticmethod
+    def _unknown_critical(msg: IkeMessage) -> int | None:
+        return next((p.type for p in msg.payloads
+                     if isinstance(p, w.UnknownPayload) and p.critical), None)
 
     # -- output, timers, events -------------------------------------------------------
 

@@ -100,3 +100,17 @@ def test_ike_sa_rekey_with_another_ke_group_gets_invalid_ke_payload():
     (n,) = got.notifies()
     assert n.type == w.INVALID_KE_PAYLOAD and w.parse_u16_notify(n.data) == suite.dh
     assert ini.established and ini.next_event() is None
+
+
+def test_request_with_an_unknown_critical_payload_gets_unsupported_critical_payload():
+    """RFC 7296 section 2.5: rejected with UNSUPPORTED_CRITICAL_PAYLOAD (naming the type),
+    not dropped (the responder would retransmit it until it gives the IKE SA up)."""
+    from erebus.wire.ike import UnknownPayload
+    ini, fr = _up()
+    got = _answer(ini, fr, fr.request(w.INFORMATIONAL, [UnknownPayload(200, b"x", True)]),
+                  5.0)
+    (n,) = got.notifies()
+    assert got.response and n.type == w.UNSUPPORTED_CRITICAL_PAYLOAD and n.data == bytes([200])
+    got = _answer(ini, fr, fr.request(w.INFORMATIONAL, [UnknownPayload(201, b"x", False)]),
+                  6.0)
+    assert got.response and got.payloads == [] and ini.established
