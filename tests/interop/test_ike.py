@@ -185,6 +185,17 @@ def test_foreign_ca_refused(lab: SwanLab):
     assert "\n" not in out["error"]
 
 
+def test_proposals_the_responder_refuses(lab: SwanLab):
+    """strongSwan answers NO_PROPOSAL_CHOSEN (unauthenticated, RFC 7296 section 2.21.1):
+    erebus keeps retransmitting for a while, then fails with that reason in one line, well
+    before the connect timeout."""
+    t0 = time.monotonic()
+    out, context = _run(lab, "psk", proposals=["aes128-sha256-ecp384"])
+    assert not out["ok"] and out["stage"] == "proposal", context
+    assert "NO_PROPOSAL_CHOSEN" in out["error"] and "\n" not in out["error"], context
+    assert time.monotonic() - t0 < 20, context
+
+
 def test_download_across_child_rekey(lab: SwanLab):
     """Slow downloads (16 KiB read every 0.3 s) one after the other until the responder,
     which rekeys the CHILD_SA every ~10 s, has rekeyed it (bounded: 60 s): every
