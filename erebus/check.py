@@ -192,6 +192,7 @@ def _check_ipsec(path: str, kind: str, conn: str | None = None) -> tuple[int, di
                 "auth": f"{p.local_auth} (local), {p.remote_auth} (remote)",
                 "local_id": p.local_id, "remote_id": p.remote_id, "virtual_ip": p.vips,
                 "remote_ts": p.remote_ts}
+            report["warnings"] = list(p.warnings)
     except ConfigError as exc:
         report.update(ok=False, problems=[_problem(exc)])
         return EXIT_PROBLEMS, report

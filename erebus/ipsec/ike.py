@@ -61,7 +61,14 @@ RETRANSMIT_TIMEOUT = 2.0          # first retransmission; doubled every time
 RETRANSMIT_TRIES = 5              # retransmissions before giving up (2+4+8+16+32 s)
 DELETE_TRIES = 1                  # a DELETE on close is retransmitted once, then we leave
 MAX_COOKIES = 3
+# An unauthenticated refusal of IKE_SA_INIT (an error notify, an INVALID_KE_PAYLOAD for a
+# group we may not use, a choice we did not offer) may be forged (RFC 7296 section 2.21.1):
+# keep retransmitting and waiting for a real answer: one more retransmission and its
+# whole (doubled) timeout, i.e. until sent + 3 x the timeout in force; then fail with it.
+INIT_REFUSAL_WAIT = 3
 FRAGMENT_SIZE = 1280 - 20 - 8 - 4  # RFC 7383: an IKE message per fragment over IPv4
+# What we send in SIGNATURE_HASH_ALGORITHMS (RFC 7427): SHA-2 and Ed25519's "identity".
+OUR_SIGNATURE_HASHES = (w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512, w.HASH_IDENTITY)
 
 
 class State(enum.Enum):
@@ -229,7 +236,13 @@ class IkeInitiator:
         self.nr = b""
         self.cookie: bytes | None = None
         self.cookies = 0
+        self.dropped = 0                 # peer messages dropped (malformed, unauthentic ...)
+        self.refusals_ignored = 0        # unauthenticated IKE_SA_INIT refusals waited out
+        self._refusal: tuple[str, str] | None = None   # the first one, (stage, message)
+        self._refusal_deadline = 0.0
+        self._groups_tried: set[int] = set()
         self.peer_fragmentation = False
+        self.signature_hashes: set[int] | None = None   # negotiated (RFC 7427); None: not
         self.children: list[_Child] = []
         self.retransmits = 0
         self._dh: c.DiffieHellman | None = None
@@ -306,6 +319,8 @@ class IkeInitiator:
 
     def _send_ike_sa_init(self, now: float) -> None:
         self._dh = c.DiffieHellman(self.group)
+        self._groups_tried.add(self.group)
+        self._refusal = None
         self.ni = self.rng(32)
         local_ip, local_port = self.local_addr
         remote_ip, remote_port = self.remote_addr
@@ -321,8 +336,7 @@ class IkeInitiator:
             Notify(w.NAT_DETECTION_DESTINATION_IP,
                    c.nat_detection_hash(self.spi_i, bytes(8), remote_ip, remote_port)),
             Notify(w.IKEV2_FRAGMENTATION_SUPPORTED),
-            Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(
-                (w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512, w.HASH_IDENTITY))),
+            Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(OUR_SIGNATURE_HASHES)),
         ]
         msg = IkeMessage(self.spi_i, bytes(8), w.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads)
         self._init_request = w.build_message(msg)
@@ -345,10 +359,9 @@ class IkeInitiator:
         invalid_ke = msg.notify(w.INVALID_KE_PAYLOAD)
         if invalid_ke is not None:
             group = w.parse_u16_notify(invalid_ke.data)
-            offered = {s.dh for s in self.suites}
-            if group not in offered or group == self.group:
-                self._fail("proposal", f"the responder wants DH group {group}, which we "
-                           f"did not offer ({', '.join(sorted(str(s) for s in self.suites))})")
+            why = self._unusable_group(group)
+            if why is not None:
+                self._refused("proposal", f"the responder wants DH group {group}, {why}", now)
                 return
             log.info("IKE_SA_INIT: the responder wants DH group %d; retrying", group)
             self.group = group
@@ -358,10 +371,10 @@ class IkeInitiator:
         if errors:
             names = ", ".join(n.name for n in errors)
             if any(n.type == w.NO_PROPOSAL_CHOSEN for n in errors):
-                self._fail("proposal", f"the responder accepts none of our IKE proposals "
-                           f"({', '.join(self.profile.proposals)}): NO_PROPOSAL_CHOSEN")
+                self._refused("proposal", f"the responder accepts none of our IKE proposals "
+                              f"({', '.join(self.profile.proposals)}): NO_PROPOSAL_CHOSEN", now)
             else:
-                self._fail("proposal", f"IKE_SA_INIT refused: {names}")
+                self._refused("proposal", f"IKE_SA_INIT refused: {names}", now)
             return
         if msg.spi_r == bytes(8):
             raise ParseError("IKE_SA_INIT response without a responder SPI")
@@ -372,16 +385,17 @@ class IkeInitiator:
             raise ParseError(f"IKE_SA_INIT response with {len(sa.proposals)} proposals")
         suite = c.IkeSuite.from_proposal(sa.proposals[0])
         if suite not in self.suites:
-            self._fail("proposal", f"the responder chose {suite}, which we did not offer")
+            self._refused("proposal", f"the responder chose {suite}, which we did not offer",
+                          now)
             return
         if suite.dh != self.group or ke.group != self.group:
-            self._fail("proposal", f"the responder chose DH group {ke.group}, our KE is "
-                       f"for {self.group}")
+            self._refused("proposal", f"the responder chose DH group {ke.group}, our KE is "
+                          f"for {self.group}", now)
             return
         try:
             shared = self._dh.shared_secret(ke.data)
         except c.InvalidKeyExchange as exc:
-            self._fail("proposal", f"the responder's KE payload is unusable: {exc}")
+            self._refused("proposal", f"the responder's KE payload is unusable: {exc}", now)
             return
         self.spi_r = msg.spi_r
         self.suite = suite
@@ -389,6 +403,11 @@ class IkeInitiator:
         self.keys = c.ike_sa_keys(suite, shared, self.ni, self.nr, self.spi_i, self.spi_r)
         self._init_response = bytes(data)
         self.peer_fragmentation = msg.notify(w.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        hash_algs = msg.notify(w.SIGNATURE_HASH_ALGORITHMS)
+        theirs = set(w.parse_hash_algorithms(hash_algs.data)) if hash_algs else set()
+        # RFC 7427 section 4: what both sent; the responder's AUTH signs this message,
+        # so the negotiation cannot have been stripped unnoticed
+        self.signature_hashes = (theirs & set(OUR_SIGNATURE_HASHES)) or None
         self._request = None
         log.info("IKE_SA_INIT done: %s, SPIs %s/%s", suite, self.spi_i.hex(), self.spi_r.hex())
         # NAT-T always (section 2.23): a user-space client needs UDP-encapsulated ESP.
@@ -396,6 +415,29 @@ class IkeInitiator:
         self.remote_port = self.profile.natt_port
         self._events.append(NattSwitched(self.remote_port))
         self._send_ike_auth(now)
+
+    def _unusable_group(self, group: int) -> str | None:
+        """Why an INVALID_KE_PAYLOAD's group must not be taken (None: take it): only a
+        group of the profile's proposals (so never one weaker than the weakest the
+        profile allows), each group once (no ping-pong between two)."""
+        if group not in {s.dh for s in self.suites}:
+            return (f"which we did not offer ({', '.join(sorted(str(s) for s in self.suites))})")
+        if group in self._groups_tried:
+            return "which we tried already"
+        return None
+
+    def _refused(self, stage: str, message: str, now: float) -> None:
+        """An unauthenticated refusal of our IKE_SA_INIT: anyone on the path can forge
+        one (RFC 7296 section 2.21.1), so keep retransmitting and waiting for a real
+        answer; fail with it only if none comes (see INIT_REFUSAL_WAIT)."""
+        self.refusals_ignored += 1
+        if self._refusal is not None:
+            return
+        req = self._request
+        self._refusal = (stage, message)
+        self._refusal_deadline = req.sent + req.timeout * INIT_REFUSAL_WAIT
+        log.info("IKE_SA_INIT: %s (unauthenticated: waiting until +%.0f s for another "
+                 "answer)", message, self._refusal_deadline - now)
 
     # -- IKE_AUTH ---------------------------------------------------------------------
 
@@ -545,7 +587,12 @@ class IkeInitiator:
                 self._tell_delete()
                 return
             try:
-                c.verify_auth(auth, octets, public_key=leaf.public_key())
+                c.verify_auth(auth, octets, public_key=leaf.public_key(),
+                              allowed_hashes=self.signature_hashes)
+            except c.HashRefused as exc:
+                self._fail("auth", f"the responder's AUTH is {exc}: refused")
+                self._tell_delete()
+                return
             except c.AuthFailed as exc:
                 self._fail("auth", f"the responder's AUTH does not verify with its "
                            f"certificate {_subject(leaf)}: {exc}")
@@ -573,8 +620,12 @@ class IkeInitiator:
             self._tell_delete()
             return
         sa, tsi, tsr = msg.get(SA), msg.get(TSi), msg.get(TSr)
-        if sa is None or tsi is None or tsr is None or len(sa.proposals) != 1:
-            raise ParseError("IKE_AUTH response lacks SA, TSi or TSr")
+        if sa is None or tsi is None or tsr is None or len(sa.proposals) != 1 \
+                or len(sa.proposals[0].spi) != 4:
+            self._fail("proposal", "the responder's IKE_AUTH response lacks a CHILD_SA (one "
+                       "ESP proposal with a 4-byte SPI, TSi and TSr)")
+            self._tell_delete()
+            return
         try:
             name, esn = c.esp_transform_name(sa.proposals[0])
         except ParseError as exc:
@@ -668,28 +719,43 @@ class IkeInitiator:
         if deletes and not self.children:
             self._fail("restart", "the responder deleted the CHILD_SA")
 
+    def _pfs_groups(self) -> set[int]:
+        """DH groups we accept for a CHILD_SA's PFS: those erebus implements, no weaker
+        than the weakest group of the profile's IKE proposals."""
+        weakest = min(c.DH_STRENGTH[s.dh] for s in self.suites)
+        return {g for g, bits in c.DH_STRENGTH.items() if bits >= weakest}
+
     def _choose_esp(self, sa: SA, group: int | None):
-        """(proposal number, name, peer SPI) of the first of the responder's proposals
-        that offers one of our ESP transforms (without ESN; with ``group`` if PFS)."""
+        """The first of the responder's proposals that offers one of our ESP transforms
+        (without ESN), with the DH group of its KE payload (``group``; None: no PFS):
+        ``(proposal number, name, peer SPI)``; or ``int``, the group we want instead
+        (answered with INVALID_KE_PAYLOAD, RFC 7296 section 1.3); or None."""
+        want = None
+        allowed = self._pfs_groups()
         for prop in sa.proposals:
             if prop.protocol != w.PROTO_ESP or len(prop.spi) != 4:
                 continue
             esns = {t.id for t in prop.of_type(w.TRANSFORM_ESN)}
             if esns and w.ESN_NO not in esns:
                 continue
-            dhs = {t.id for t in prop.of_type(w.TRANSFORM_DH)} - {w.DH_NONE}
-            if group is not None and group not in dhs:
-                continue
-            if group is None and dhs and w.DH_NONE not in {t.id for t in
-                                                           prop.of_type(w.TRANSFORM_DH)}:
-                continue
             encrs = {(t.id, t.key_length) for t in prop.of_type(w.TRANSFORM_ENCR)}
             integs = {t.id for t in prop.of_type(w.TRANSFORM_INTEG)} or {w.INTEG_NONE}
-            for name in self.esp_names:
-                encr, bits, integ = c.ESP_TRANSFORM_IDS[name]
-                if (encr, bits) in encrs and integ in integs:
-                    return prop.number, name, int.from_bytes(prop.spi, "big")
-        return None
+            name = next((n for n in self.esp_names
+                         if c.ESP_TRANSFORM_IDS[n][:2] in encrs
+                         and c.ESP_TRANSFORM_IDS[n][2] in integs), None)
+            if name is None:
+                continue
+            dh_ids = [t.id for t in prop.of_type(w.TRANSFORM_DH)]
+            usable = [g for g in dh_ids if g in allowed]
+            if group is None:
+                if dh_ids and w.DH_NONE not in dh_ids:
+                    continue        # PFS required, but no KE payload: NO_PROPOSAL_CHOSEN
+            elif group not in usable:
+                if want is None and usable:
+                    want = usable[0]
+                continue
+            return prop.number, name, int.from_bytes(prop.spi, "big")
+        return want
 
     def _on_create_child_sa(self, msg: IkeMessage, now: float) -> None:
         rekey = next((n for n in msg.notifies() if n.type == w.REKEY_SA
@@ -709,10 +775,25 @@ class IkeInitiator:
             self._respond(msg, w.CREATE_CHILD_SA,
                           [Notify(w.CHILD_SA_NOT_FOUND, protocol=w.PROTO_ESP, spi=rekey.spi)])
             return
+        pending = self._rekey
+        if pending is not None and (pending.child is None or pending.child is old):
+            # our IKE SA rekey, or our rekey or DELETE of this CHILD_SA, is in flight: the
+            # responder retries later (RFC 7296 section 2.25); ours goes on
+            log.info("CHILD_SA rekey by the responder while our %s is under way: "
+                     "TEMPORARY_FAILURE", self._request.kind if self._request else "rekey")
+            self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.TEMPORARY_FAILURE)])
+            return
         ke = msg.get(KE)
         choice = self._choose_esp(sa, ke.group if ke is not None else None)
         if choice is None:
+            log.info("CHILD_SA rekey by the responder: no acceptable proposal")
             self._respond(msg, w.CREATE_CHILD_SA, [Notify(w.NO_PROPOSAL_CHOSEN)])
+            return
+        if isinstance(choice, int):
+            log.info("CHILD_SA rekey by the responder with a KE for DH group %d: we want "
+                     "%d (INVALID_KE_PAYLOAD)", ke.group, choice)
+            self._respond(msg, w.CREATE_CHILD_SA,
+                          [Notify(w.INVALID_KE_PAYLOAD, choice.to_bytes(2, "big"))])
             return
         number, name, peer_spi = choice
         shared = None
@@ -986,6 +1067,7 @@ class IkeInitiator:
         try:
             self._receive(bytes(data), now)
         except ParseError as exc:
+            self.dropped += 1
             log.debug("IKE message dropped: %s", exc)
 
     def _receive(self, data: bytes, now: float) -> None:
@@ -1042,25 +1124,46 @@ class IkeInitiator:
             return
         if mid != self._peer_mid:
             raise ParseError(f"request {mid}, expected {self._peer_mid}")
-        msg = self._decrypt(data)
+        msg = self._decrypt(data, check_critical=False)
         if msg is None:
             return
         self._peer_mid += 1
         self._last_heard = now
-        if self.state is State.ESTABLISHED or self.state is State.DELETING:
-            self._on_request(msg, now)
-        else:
+        critical = self._unknown_critical(msg)
+        if critical is not None:
+            # section 2.5: the request is rejected, the IKE SA stays
+            self.dropped += 1
+            log.info("%s request with unknown critical payload %d: "
+                     "UNSUPPORTED_CRITICAL_PAYLOAD", w.exchange_name(msg.exchange), critical)
+            self._respond(msg, msg.exchange,
+                          [Notify(w.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([critical]))])
+            return
+        if self.state is not State.ESTABLISHED and self.state is not State.DELETING:
             self._respond(msg, msg.exchange, [Notify(w.TEMPORARY_FAILURE)])
+            return
+        try:
+            self._on_request(msg, now)
+        except ParseError as exc:
+            # authentic but malformed: this exchange ends with an error, the IKE SA stays
+            self.dropped += 1
+            log.info("malformed %s request from the responder (%s): INVALID_SYNTAX",
+                     w.exchange_name(msg.exchange), exc)
+            self._respond(msg, msg.exchange, [Notify(w.INVALID_SYNTAX)])
 
-    def _decrypt(self, data: bytes) -> IkeMessage | None:
+    def _decrypt(self, data: bytes, check_critical: bool = True) -> IkeMessage | None:
         piece = c.decrypt_sk(self.keys, data, initiator=self.role_initiator)
         msg = self._collector.add(piece)
         if msg is None:
             return None
-        for p in msg.payloads:
-            if isinstance(p, w.UnknownPayload) and p.critical:
-                raise ParseError(f"unknown critical payload {p.type}")
+        critical = self._unknown_critical(msg)
+        if check_critical and critical is not None:
+            raise ParseError(f"unknown critical payload {critical}")
         return msg
+
+    @staticmethod
+    def _unknown_critical(msg: IkeMessage) -> int | None:
+        return next((p.type for p in msg.payloads
+                     if isinstance(p, w.UnknownPayload) and p.critical), None)
 
     # -- output, timers, events -------------------------------------------------------
 
@@ -1078,6 +1181,8 @@ class IkeInitiator:
             if old.delete is not None:
                 deadlines.append(old.delete.sent + old.delete.timeout)
         req = self._request
+        if self.state is State.IKE_SA_INIT_SENT and self._refusal is not None:
+            deadlines.append(self._refusal_deadline)
         if req is not None:
             deadlines.append(req.sent + req.timeout)
         else:
@@ -1108,6 +1213,10 @@ class IkeInitiator:
 
     def handle_timer(self, now: float) -> None:
         self._old_timer(now)
+        if self.state is State.IKE_SA_INIT_SENT and self._refusal is not None and \
+                now >= self._refusal_deadline:
+            self._fail(*self._refusal)
+            return
         req = self._request
         if req is not None:
             if now < req.sent + req.timeout:
@@ -1143,6 +1252,8 @@ class IkeInitiator:
             self.state = State.CLOSED
             self._request = None
             self._events.append(Closed("closed (the responder did not confirm the DELETE)"))
+        elif self.state is State.IKE_SA_INIT_SENT and self._refusal is not None:
+            self._fail(*self._refusal)
         elif self.state is State.IKE_SA_INIT_SENT:
             self._fail("unreachable", f"no answer to IKE_SA_INIT from {self.remote_addr[0]}:"
                        f"{self.remote_addr[1]} in {waited:g} s (is an IKEv2 responder there?)")

@@ -86,7 +86,8 @@ __all__ = [
     "rekeyed_ike_sa_keys", "ChildSaKeys", "child_keymat", "child_sa_keys",
     "SkDecrypted", "encrypt_sk", "encrypt_sk_fragments", "decrypt_sk", "decrypt_message",
     "FragmentCollector",
-    "KEY_PAD", "signed_octets", "psk_auth", "sign_auth", "verify_auth",
+    "KEY_PAD", "signed_octets", "psk_auth", "sign_auth", "verify_auth", "HashRefused",
+    "HASH_NAMES", "DH_STRENGTH",
     "ALGID_SHA256_WITH_RSA", "ALGID_SHA384_WITH_RSA", "ALGID_SHA512_WITH_RSA",
     "ALGID_RSASSA_PSS_SHA256", "ALGID_RSASSA_PSS_SHA384", "ALGID_RSASSA_PSS_SHA512",
     "ALGID_ECDSA_WITH_SHA256", "ALGID_ECDSA_WITH_SHA384", "ALGID_ECDSA_WITH_SHA512",
@@ -115,6 +116,11 @@ class AuthFailed(ErebusError):
     does not accept: the IKE SA must not be established."""
 
 
+class HashRefused(AuthFailed):
+    """The peer's AUTH signature uses a hash outside the ones SIGNATURE_HASH_ALGORITHMS
+    negotiated (RFC 7427), e.g. SHA-1 (AUTH method 1) when SHA-2 was agreed."""
+
+
 # -- Diffie-Hellman ------------------------------------------------------------------------
 
 MODP_2048_PRIME = int(
@@ -134,6 +140,9 @@ _ECP = {
 
 KE_LENGTHS = {w.DH_MODP_2048: 256, w.DH_ECP_256: 64, w.DH_ECP_384: 96, w.DH_ECP_521: 132,
               w.DH_CURVE25519: 32}
+# Security strength in bits (NIST SP 800-57 part 1, table 2): what "weaker" means.
+DH_STRENGTH = {w.DH_MODP_2048: 112, w.DH_ECP_256: 128, w.DH_CURVE25519: 128, w.DH_ECP_384: 192,
+               w.DH_ECP_521: 256}
 DH_NAMES = {w.DH_MODP_2048: "modp2048", w.DH_ECP_256: "ecp256", w.DH_ECP_384: "ecp384",
             w.DH_ECP_521: "ecp521", w.DH_CURVE25519: "curve25519"}
 
@@ -848,15 +857,19 @@ ALGID_ECDSA_WITH_SHA384 = bytes.fromhex("300a06082a8648ce3d040303")
 ALGID_ECDSA_WITH_SHA512 = bytes.fromhex("300a06082a8648ce3d040304")
 ALGID_ED25519 = bytes.fromhex("300506032b6570")
 
+HASH_NAMES = {w.HASH_SHA1: "sha1", w.HASH_SHA2_256: "sha256", w.HASH_SHA2_384: "sha384",
+              w.HASH_SHA2_512: "sha512", w.HASH_IDENTITY: "identity"}
 _HASHES = {w.HASH_SHA1: hashes.SHA1, w.HASH_SHA2_256: hashes.SHA256,
            w.HASH_SHA2_384: hashes.SHA384, w.HASH_SHA2_512: hashes.SHA512}
 _OID_HASH = {bytes.fromhex("608648016503040201"): w.HASH_SHA2_256,
              bytes.fromhex("608648016503040202"): w.HASH_SHA2_384,
              bytes.fromhex("608648016503040203"): w.HASH_SHA2_512}
-_OID_PKCS1 = {bytes.fromhex("2a864886f70d01010b"): w.HASH_SHA2_256,
+_OID_PKCS1 = {bytes.fromhex("2a864886f70d010105"): w.HASH_SHA1,      # sha1WithRSAEncryption
+              bytes.fromhex("2a864886f70d01010b"): w.HASH_SHA2_256,
               bytes.fromhex("2a864886f70d01010c"): w.HASH_SHA2_384,
               bytes.fromhex("2a864886f70d01010d"): w.HASH_SHA2_512}
-_OID_ECDSA = {bytes.fromhex("2a8648ce3d040302"): w.HASH_SHA2_256,
+_OID_ECDSA = {bytes.fromhex("2a8648ce3d0401"): w.HASH_SHA1,          # ecdsa-with-SHA1
+              bytes.fromhex("2a8648ce3d040302"): w.HASH_SHA2_256,
               bytes.fromhex("2a8648ce3d040303"): w.HASH_SHA2_384,
               bytes.fromhex("2a8648ce3d040304"): w.HASH_SHA2_512}
 _OID_PSS = bytes.fromhex("2a864886f70d01010a")
@@ -1003,13 +1016,21 @@ def _pss_parameters(params: bytes | None) -> tuple[int, int]:
 
 
 def verify_auth(auth: AUTH, octets: bytes, *, public_key=None, psk: bytes | None = None,
-                prf: Prf | int | None = None) -> int | None:
+                prf: Prf | int | None = None, allowed_hashes=None) -> int | None:
     """Check the peer's AUTH payload over ``octets`` (from :func:`signed_octets`) with
     its certificate's ``public_key`` or the ``psk`` (and the IKE SA's ``prf``).
     Returns the hash algorithm (HASH_*) a signature used (None for PSK, Ed25519
-    gives HASH_IDENTITY) so the caller can hold it to what it offered in
-    SIGNATURE_HASH_ALGORITHMS.  Raises :class:`AuthFailed`."""
+    gives HASH_IDENTITY).  ``allowed_hashes``: the hashes SIGNATURE_HASH_ALGORITHMS
+    negotiated (None: not negotiated, any hash erebus knows); a signature with
+    another hash raises :class:`HashRefused` before it is checked.  Raises
+    :class:`AuthFailed`."""
     method, data = auth.method, auth.data
+
+    def allow(hash_id: int, what: str) -> None:
+        if allowed_hashes is not None and hash_id not in allowed_hashes:
+            names = ", ".join(HASH_NAMES.get(h, str(h)) for h in sorted(allowed_hashes))
+            raise HashRefused(f"{what} although SIGNATURE_HASH_ALGORITHMS negotiated "
+                              f"{names} (RFC 7427)")
     try:
         if method == w.AUTH_PSK:
             if psk is None or prf is None:
@@ -1020,12 +1041,15 @@ def verify_auth(auth: AUTH, octets: bytes, *, public_key=None, psk: bytes | None
         if public_key is None:
             raise AuthFailed(f"AUTH method {method} needs the peer's public key")
         if method == w.AUTH_RSA_SIG:
+            allow(w.HASH_SHA1, "an RSA-SHA1 signature (AUTH method 1, PKCS#1 v1.5 with SHA-1)")
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise AuthFailed("AUTH method 1 (RSA) with a non-RSA key")
             public_key.verify(data, octets, padding.PKCS1v15(), hashes.SHA1())
             return w.HASH_SHA1
         if method in _ECDSA_METHODS:
             curve, hash_id, width = _ECDSA_METHODS[method]
+            allow(hash_id, f"an ECDSA signature with {HASH_NAMES[hash_id]} (AUTH method "
+                  f"{method})")
             if not isinstance(public_key, ec.EllipticCurvePublicKey) or \
                     not isinstance(public_key.curve, curve):
                 raise AuthFailed(f"AUTH method {method} needs a {curve.name} key")
@@ -1046,12 +1070,16 @@ def verify_auth(auth: AUTH, octets: bytes, *, public_key=None, psk: bytes | None
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise AuthFailed("RSA signature, non-RSA key")
             hash_id = _OID_PKCS1[oid]
+            allow(hash_id, f"an RSA PKCS#1 v1.5 signature with {HASH_NAMES[hash_id]} "
+                  "(AUTH method 14)")
             public_key.verify(sig, octets, padding.PKCS1v15(), _hash(hash_id))
             return hash_id
         if oid == _OID_PSS:
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise AuthFailed("RSASSA-PSS signature, non-RSA key")
             hash_id, salt = _pss_parameters(params)
+            allow(hash_id, f"an RSASSA-PSS signature with {HASH_NAMES[hash_id]} "
+                  "(AUTH method 14)")
             h = _hash(hash_id)
             public_key.verify(sig, octets, padding.PSS(padding.MGF1(h), salt), h)
             return hash_id
@@ -1059,11 +1087,13 @@ def verify_auth(auth: AUTH, octets: bytes, *, public_key=None, psk: bytes | None
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
                 raise AuthFailed("ECDSA signature, non-EC key")
             hash_id = _OID_ECDSA[oid]
+            allow(hash_id, f"an ECDSA signature with {HASH_NAMES[hash_id]} (AUTH method 14)")
             public_key.verify(sig, octets, ec.ECDSA(_hash(hash_id)))
             return hash_id
         if oid == _OID_ED25519:
             if not isinstance(public_key, ed25519.Ed25519PublicKey):
                 raise AuthFailed("Ed25519 signature, non-Ed25519 key")
+            allow(w.HASH_IDENTITY, "an Ed25519 signature (hash 'identity', RFC 8420)")
             public_key.verify(sig, octets)
             return w.HASH_IDENTITY
         raise AuthFailed(f"signature algorithm {algid.hex()} not supported")

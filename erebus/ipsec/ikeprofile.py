@@ -34,3 +34,4 @@ class IkeProfile:
     child_rekey_time: float | None = None       # CHILD_SA rekey (client side), seconds
     mtu: int = 1400
     connect_timeout: float = 30.0
+    warnings: list[str] = field(default_factory=list)           # "FILE:LINE: option: ..."

@@ -66,6 +66,7 @@ class IkeTunnel(LinkShell):
         self.link_errors = 0
         self.rekeys = 0
         self.ike_rekeys = 0
+        self._warned = False             # the profile's warnings are logged once
 
     @property
     def counters(self):
@@ -118,6 +119,10 @@ class IkeTunnel(LinkShell):
     async def connect(self, timeout: float | None = None) -> TunnelInfo:
         """Try ``remote_addrs`` in order; the first IKE SA that comes up wins."""
         p = self.profile
+        if not self._warned:
+            self._warned = True
+            for warning in p.warnings:
+                log.warning("%s", warning)
         if timeout is None:
             timeout = p.connect_timeout
         errors: list[SessionError] = []

@@ -854,6 +854,16 @@ def _auth(prof: IkeProfile, local, remote, P: str, base: str, root: _Section,
         raise _err("certs with auth = psk: say auth = pubkey to authenticate with the "
                    "certificate", v, f"{P}.{local.name}.certs")
 
+    # an identity the responder's certificate must name (charon accepts any with %any,
+    # the default, and says nothing; with a PSK it says nothing either, and so do we)
+    if prof.remote_auth == "pubkey" and prof.remote_id is None:
+        anchor = (remote.settings.get("id") or remote) if remote is not None else c
+        name = remote.name if remote is not None else "remote"
+        prof.warnings.append(str(_err(
+            "no remote.id: any certificate the trusted CAs issued, for any name, is accepted "
+            "as the responder's (set remote.id to the responder's identity, e.g. its DNS "
+            "name)", anchor, f"{P}.{name}.id")))
+
     # trust anchors
     if prof.remote_auth == "pubkey":
         v = remote.settings.get("cacerts") if remote is not None else None

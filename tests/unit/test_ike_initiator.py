@@ -35,7 +35,8 @@ def profile(**kw) -> IkeProfile:
 class FakeResponder:
     """Just enough of a responder: IKE_SA_INIT, IKE_AUTH (PSK), and requests of its own."""
 
-    def __init__(self, *, want_group=None, cookie=None, psk=PSK):
+    def __init__(self, *, want_group=None, cookie=None, psk=PSK, init_notifies=()):
+        self.init_notifies = list(init_notifies)    # extra notifies in our IKE_SA_INIT answer
         self.want_group = want_group
         self.cookie = cookie
         self.psk = psk
@@ -71,7 +72,7 @@ class FakeResponder:
         self.spi_i = spi_i
         resp = IkeMessage(spi_i, self.spi_r, w.IKE_SA_INIT, w.FLAG_RESPONSE, 0,
                           [SA([suite.proposal(prop.number)]), KE(ke.group, dh.public_bytes()),
-                           Nonce(self.nr)])
+                           Nonce(self.nr), *self.init_notifies])
         self.init_request = data
         self.init_response = w.build_message(resp)
         self.keys = c.ike_sa_keys(suite, dh.shared_secret(ke.data), self.ni, self.nr, spi_i,
@@ -158,11 +159,19 @@ def test_invalid_ke_retry():
     assert ini.state is State.ESTABLISHED
 
 
-def test_invalid_ke_for_a_group_not_offered_fails():
+def test_invalid_ke_for_a_group_not_offered_fails_after_the_wait():
+    """Unauthenticated (RFC 7296 section 2.21.1): we keep our group, retransmit, and fail
+    with the reason only when no other answer came (sent + 3 timeouts: 6 s)."""
     ini = IkeInitiator(profile(proposals=["aes256gcm16-prfsha256-ecp256"]), 0.0)
     fr = FakeResponder(want_group=w.DH_MODP_2048)
     (first,) = ini.datagrams_to_send(0.0)
-    ini.receive_datagram(fr.ike_sa_init(first), 0.0)
+    ini.receive_datagram(fr.ike_sa_init(first), 0.01)
+    assert ini.next_event() is None and ini.group == w.DH_ECP_256
+    assert ini.get_timer() == 2.0
+    ini.handle_timer(2.0)
+    assert ini.datagrams_to_send(2.0) == [first]
+    assert ini.get_timer() == 6.0 and ini.next_event() is None
+    ini.handle_timer(6.0)
     ev = ini.next_event()
     assert isinstance(ev, Failed) and ev.stage == "proposal" and "14" in ev.message
 

@@ -576,3 +576,56 @@ def test_default_auth_is_pubkey(tmp_path):
         }
     """)
     raises_at(conf, "bare {", "needs our certificate")
+
+
+# --------------------------------------------------------------------------- warnings
+
+@pytest.mark.parametrize("remote_id, needle", [("", "remote {"),
+                                               ("id = %any", "id = %any")])
+def test_no_remote_id_with_certificates_warns_with_file_and_line(tmp_path, pki, capsys,
+                                                                remote_id, needle):
+    """Like the stock OpenVPN client's "No server certificate verification method has been
+    enabled": without remote.id any certificate of the trusted CAs passes as the
+    responder's. `erebus check` shows it with the file and line."""
+    from erebus.check import main
+    d = cert_dir(tmp_path, pki)
+    conf = write(d / "swanctl.conf", CERT_CONF.replace("id = vpn.example.org", remote_id))
+    p = load_swanctl(str(conf))
+    line = line_of(conf, needle)
+    (warning,) = p.warnings
+    assert warning.startswith(f"{conf}:{line}: connections.home.remote.id: no remote.id: ")
+    assert "\n" not in warning
+    assert main(str(conf), False) == 0
+    assert f"warning: {warning}" in capsys.readouterr().out
+
+
+def test_no_warning_with_remote_id_or_with_a_psk(tmp_path, pki):
+    """With a PSK the responder proves the secret, not a name: strongSwan says nothing
+    about a missing remote id, and neither do we."""
+    d = cert_dir(tmp_path, pki)
+    assert load_swanctl(str(write(d / "swanctl.conf", CERT_CONF))).warnings == []
+    conf = write(tmp_path / "psk" / "swanctl.conf", """
+        connections {
+            home {
+                remote_addrs = 192.0.2.10
+                local { auth = psk }
+                remote { auth = psk }
+                children { net { remote_ts = 10.0.0.0/8 } }
+            }
+        }
+        secrets { ike { secret = s3cret } }
+    """)
+    assert load_swanctl(str(conf)).warnings == []
+
+
+def test_the_tunnel_logs_the_profiles_warnings_when_it_starts(caplog):
+    import asyncio
+    import logging
+    from erebus.ipsec.iketunnel import IkeTunnel
+    prof = IkeProfile(path="p", name="p", remote_addrs=[], warnings=["p:3: remote.id: no"])
+    from erebus.errors import SessionError
+    with caplog.at_level(logging.WARNING, logger="erebus.ipsec"):
+        with pytest.raises(SessionError):          # no remote_addrs: nothing is sent
+            asyncio.run(IkeTunnel(prof).connect())
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == \
+        ["p:3: remote.id: no"]
