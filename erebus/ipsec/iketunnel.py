@@ -24,6 +24,7 @@ import socket
 from typing import Callable
 
 from ..errors import ErebusError, SessionError
+from ..runtime.ratelimit import DropReporter
 from ..runtime.retry import with_backoff
 from ..runtime.shell import LinkShell
 from ..runtime.udp import BatchedUdpLink
@@ -32,6 +33,7 @@ from .esp import EspSession, SaExpired, SaSoftLimit
 from .ike import (ChildDeleted, ChildRekeyed, Closed, Connected, Failed, IkeInitiator,
                   IkeRekeyed, NattSwitched, NON_ESP_MARKER)
 from .ikeprofile import IkeProfile
+from .tunnel import DROP_KINDS
 
 __all__ = ["IkeTunnel", "RECOVERABLE"]
 
@@ -67,6 +69,7 @@ class IkeTunnel(LinkShell):
         self.rekeys = 0
         self.ike_rekeys = 0
         self._warned = False             # the profile's warnings are logged once
+        self._drops = DropReporter(log, DROP_KINDS)    # ESP drops, as the manual-SA tunnel
 
     @property
     def counters(self):
@@ -105,6 +108,8 @@ class IkeTunnel(LinkShell):
                     pass
         if self._done is not None and not self._done.done():
             self._done.set_result("closed")
+        if self.session is not None:
+            self._log_counters(log)
         self._teardown()
 
     async def wait_closed(self) -> str:
@@ -255,6 +260,7 @@ class IkeTunnel(LinkShell):
             self._switch_port(ike.remote_port)
         for datagram in ike.datagrams_to_send(now):
             self._send(datagram)
+        self._check_drops()
         self._arm_timer()
 
     def _switch_port(self, port: int) -> None:

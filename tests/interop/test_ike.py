@@ -362,6 +362,10 @@ def test_cli_10mb_through_forward_and_http_proxy(lab: SwanLab, big_files):
     finally:
         up.stop()
     assert not lab.established("psk"), up.text()[-3000:]
+    # on exit, one line of counters, as for the other tunnels (packets_in counts ESP)
+    counters = re.search(r"counters: (.*)", up.text())
+    assert counters and "datagrams_in=" in counters.group(1), up.text()[-3000:]
+    assert "ERROR" not in up.text(), up.text()[-3000:]
 
 
 _OWN_CHILD_REKEY = re.compile(r"CHILD_SA rekeyed: in (0x[0-9a-f]+) out (0x[0-9a-f]+)")
