@@ -31,7 +31,7 @@ import enum
 from collections import deque
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, build_tcp, seq_diff
-from .ooo import COALESCE, SMALL, OutOfOrderQueue
+from .ooo import CHUNK_COST, COALESCE, RUN_COST, SMALL, OutOfOrderQueue
 
 MOD = 1 << 32
 
@@ -718,7 +718,12 @@ class TcpConnection:
     # receiving data ---------------------------------------------------------------------
 
     def _window_now(self) -> int:
-        return max(0, self.rcv_buf - self._rbuf_len - self._ooo.charge)
+        # the room, less what storing it out of order may cost on top of the bytes (a
+        # chunk of at least SMALL bytes is charged CHUNK_COST, a run RUN_COST): a full
+        # window of segments held out of order then stays within rcv_buf, so nothing
+        # the window allowed is ever pruned (reneged) for an honest sender
+        room = self.rcv_buf - self._rbuf_len - self._ooo.charge
+        return max(0, room * SMALL // (SMALL + CHUNK_COST) - RUN_COST)
 
     def _receive_data(self, off: int, payload) -> None:
         rn = self.rcv_nxt
@@ -742,7 +747,7 @@ class TcpConnection:
             self._append_rbuf(payload)
             self.rcv_nxt = end
             self.bytes_in += end - rn
-            if ooo:
+            if ooo.payload:                   # (an attribute: cheaper than __bool__)
                 chunks, nxt = ooo.take(end)
                 for chunk in chunks:
                     self._append_rbuf(chunk)
@@ -757,7 +762,7 @@ class TcpConnection:
                 recent.remove(off)
             recent.insert(0, off)
             del recent[8:]
-        if ooo:
+        if ooo.payload:
             # in-order data always fits (the window promised no more than rcv_buf);
             # out-of-order data makes room for it, and never holds more than the rest
             self.ooo_pruned += ooo.shrink(max(0, self.rcv_buf - self._rbuf_len))
@@ -778,7 +783,7 @@ class TcpConnection:
         """Up to 3 (4 without timestamps) SACK blocks: the run holding the most recently
         received segment first, then the other recent ones (RFC 2018 section 4)."""
         ooo = self._ooo
-        if not ooo:
+        if not ooo.payload:
             return []
         limit = 3 if self.ts_ok else 4
         order: list[tuple[int, int]] = []
@@ -867,7 +872,7 @@ class TcpConnection:
         return build_tcp(self.local_ip, self.remote_ip, self.local_port, self.remote_port,
                          seq, self._rcv_seq(self.rcv_nxt + (1 if self.fin_received else 0)),
                          flags, window >> self.rcv_wscale, payload,
-                         sack_blocks=self._sack_blocks() if self.sack_ok and self._ooo else (),
+                         sack_blocks=self._sack_blocks() if self.sack_ok and self._ooo.payload else (),
                          ts=(self._ts_now(now), self._ts_recent) if self.ts_ok else None)
 
     def _advertise(self) -> int:
@@ -907,7 +912,7 @@ class TcpConnection:
         # payload per segment: the MSS less the options every segment carries (RFC 9293
         # 3.7.1), so that no packet exceeds the MTU
         opts = 12 if self.ts_ok else 0
-        if self.sack_ok and self._ooo:
+        if self.sack_ok and self._ooo.payload:
             opts += 4 + 8 * (3 if self.ts_ok else 4)
         mss = self._eff_mss = self.mss - opts
         # retransmissions in fast recovery (holes first, one per call per hole budget)
