@@ -130,3 +130,16 @@ def test_rsa_sha1_of_a_responder_without_rfc7427_is_still_accepted():
     method 1 is what RFC 7296 gives it."""
     ini, fr, ev = _connect(rsa_sha1_method1, [])
     assert isinstance(ev, Connected) and ini.established
+
+
+def test_a_malformed_hash_algorithms_notify_counts_its_whole_entries_as_strongswan_does():
+    """An odd-length SIGNATURE_HASH_ALGORITHMS (a stray last byte): its whole 16-bit
+    entries are what the responder sent (strongSwan's ike_init.c reads them so); the
+    response is not dropped, and the SA comes up held to what was negotiated."""
+    odd = [Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(
+        (w.HASH_SHA2_256,)) + b"\x00")]
+    ini, fr, ev = _connect(rsa_sha256_method14, odd)
+    assert isinstance(ev, Connected) and ini.established
+    assert ini.signature_hashes == {w.HASH_SHA2_256}
+    ini, fr, ev = _connect(rsa_sha1_method14, odd)
+    assert isinstance(ev, Failed) and ev.stage == "auth" and "sha256" in ev.message, ev
