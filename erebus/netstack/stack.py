@@ -394,15 +394,13 @@ class NetStack:
         if orig.protocol == PROTO_TCP:
             conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
             if conn is not None:
-                quoted = orig.payload[4:8]
-                if len(quoted) < 4 or not conn.quotes_our_segment(
-                        int.from_bytes(quoted, "big")):
+                if orig.tcp_seq is None or not conn.quotes_our_segment(orig.tcp_seq):
                     self.counters.icmp_ignored += 1
                     return
                 conn.icmp_unreachable(text)
-                if conn.state is State.CLOSED and conn.listener is not None:
-                    conn.listener.syn_received.discard(conn)
                 self._touch(conn)
+                if conn.state is State.CLOSED:
+                    self._forget(conn)     # frees its 4-tuple and its listener's slot
         elif orig.protocol == PROTO_UDP:
             sock = self.udp.get(orig.src_port)
             if sock is not None:

@@ -207,3 +207,20 @@ def test_a_deferred_syn_is_answered_once():
     assert s.accept(second, 0.0) is None
     assert sorted(_flags(s.output(0.0))) == sorted([SYN | ACK, RST | ACK])
     assert list(s.conns.values()) == [conn]
+
+
+def test_an_icmp_error_for_a_half_open_connection_frees_its_slot_at_once():
+    s = NetStack(VIP)
+    listener = s.listen(8080, backlog=1)
+    s.receive(_syn("198.18.2.2", 40000, 8080), 0.0)
+    (synack,) = s.output(0.0)
+    assert listener.half_open == 1
+    h, payload = parse_ipv4(synack)
+    s.receive(_icmp_unreach_quoting(bytes(payload)[:8]), 0.1)  # RFC 792 quotes 8 bytes
+    assert listener.half_open == 0 and not s.conns
+    s.receive(_syn("198.18.2.3", 40000, 8080), 0.2)            # before any output()
+    assert listener.half_open == 1 and s.counters.syn_dropped == 0
+    (synack,) = s.output(0.2)
+    h, payload = parse_ipv4(synack)
+    s.receive(_icmp_unreach_quoting(bytes(payload)[:4], "198.18.2.3"), 0.3)  # ports only
+    assert s.counters.icmp_ignored == 1 and listener.half_open == 1 and len(s.conns) == 1
