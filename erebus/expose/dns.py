@@ -93,21 +93,18 @@ class VpnResolver:
                                    "being looked up already")
             # one lookup per name, shared by every caller and not cancelled with any of
             # them; it always ends (every try has a timeout) with addresses or a
-            # ResolveError, so no caller waits forever
+            # ResolveError (a bug's own exception, unchanged), and how it ends reaches
+            # every caller, so none waits forever
             pending = asyncio.get_running_loop().create_task(self._shared_lookup(name))
             pending.add_done_callback(_retrieve)       # also when every caller gave up
             self._inflight[name] = pending
         return await asyncio.shield(pending)
 
     async def _shared_lookup(self, name: str) -> list[str]:
+        """:meth:`_lookup` maps what a server can do wrong to ResolveError; anything
+        else is a bug and goes to the callers as it is, not disguised as a DNS failure."""
         try:
             return await self._lookup(name)
-        except ResolveError:
-            raise
-        except Exception as exc:              # noqa: BLE001 - a bug must not hang the waiters
-            log.debug("lookup of %s failed", name, exc_info=True)
-            raise ResolveError(f"cannot resolve {name}: {type(exc).__name__}: {exc}") \
-                from None
         finally:
             del self._inflight[name]
 

@@ -267,12 +267,17 @@ class RemoteForward:
         try:
             transport, _ = await asyncio.wait_for(loop.create_connection(
                 lambda: local, self.spec.lhost, self.spec.lport), self.LOCAL_TIMEOUT)
+        except asyncio.CancelledError:
+            if local.transport is not None:    # connected as we were cancelled (close)
+                local.transport.abort()
+            raise
         except (OSError, asyncio.TimeoutError) as exc:
+            if not self.vpn.refuse(pending):
+                return                         # reset already (the rule was closed)
             self.refused += 1
             log.info("-R %s: %s:%d from %s:%d: local target failed (%s): RST", self.spec,
                      self.spec.lhost, self.spec.lport, *pending.peer,
                      exc or type(exc).__name__)
-            self.vpn.refuse(pending)
             return
         transport.pause_reading()
 
@@ -282,14 +287,23 @@ class RemoteForward:
             if not transport.is_closing():
                 transport.resume_reading()
 
+        if self.vpn.accept(pending, lambda: Half(on_made=on_made),
+                           on_fail=transport.abort) is None:
+            transport.abort()                  # the SYN was reset meanwhile (close)
+            return
         self.accepted += 1
-        self.vpn.accept(pending, lambda: Half(on_made=on_made),
-                        on_fail=transport.abort)
         log.debug("-R %s: %s:%d connected", self.spec, *pending.peer)
 
     async def close(self) -> None:
+        """Stop exposing: unanswered SYNs get RST, dials under way are cancelled (their
+        local connections aborted), connections already accepted go on."""
         if self.listener is not None:
             self.vpn.stack.unlisten(self.listener)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def warn_if_public(what: str, bind: str) -> None:

@@ -151,14 +151,15 @@ class HttpProxy:
                               REQUEST_TIMEOUT)
                     break
                 except h11.RemoteProtocolError as exc:
+                    # h11's text quotes the offending line (a URL with userinfo or a
+                    # token, a credential header): neither logged nor echoed
                     self.errors += 1
-                    reason = str(exc)
-                    if "header" in reason.lower():     # h11 quotes the line: a secret?
-                        reason = "malformed header (not shown: it may hold a secret)"
-                    log.info("HTTP proxy: bad request from %s: %s", peer, reason)
+                    status = exc.error_status_hint or 400
+                    log.info("HTTP proxy: bad request from %s: %s, status %d (the "
+                             "request is not shown: it may hold a secret)", peer,
+                             type(exc).__name__, status)
                     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        self._error(send, exc.error_status_hint or 400,
-                                    f"Bad request: {reason}")
+                        self._error(send, status, "Bad request: malformed HTTP")
                     break
                 if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                     break

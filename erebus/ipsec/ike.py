@@ -397,17 +397,21 @@ class IkeInitiator:
         except c.InvalidKeyExchange as exc:
             self._refused("proposal", f"the responder's KE payload is unusable: {exc}", now)
             return
+        hash_algs = msg.notify(w.SIGNATURE_HASH_ALGORITHMS)
+        theirs = None if hash_algs is None else set(w.parse_hash_algorithms(hash_algs.data))
+        keys = c.ike_sa_keys(suite, shared, self.ni, nonce.data, self.spi_i, msg.spi_r)
+        # everything that can fail is done: only now does the response change our state
+        # (a forged one that is dropped halfway must leave none of it behind)
         self.spi_r = msg.spi_r
         self.suite = suite
         self.nr = nonce.data
-        self.keys = c.ike_sa_keys(suite, shared, self.ni, self.nr, self.spi_i, self.spi_r)
+        self.keys = keys
         self._init_response = bytes(data)
         self.peer_fragmentation = msg.notify(w.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        hash_algs = msg.notify(w.SIGNATURE_HASH_ALGORITHMS)
-        theirs = set(w.parse_hash_algorithms(hash_algs.data)) if hash_algs else set()
-        # RFC 7427 section 4: what both sent; the responder's AUTH signs this message,
-        # so the negotiation cannot have been stripped unnoticed
-        self.signature_hashes = (theirs & set(OUR_SIGNATURE_HASHES)) or None
+        # RFC 7427 section 4: what both sent (None: the responder sent no notify; an
+        # empty set: it did, with nothing in common); the responder's AUTH signs this
+        # message, so the negotiation cannot have been stripped unnoticed
+        self.signature_hashes = None if theirs is None else theirs & set(OUR_SIGNATURE_HASHES)
         self._request = None
         log.info("IKE_SA_INIT done: %s, SPIs %s/%s", suite, self.spi_i.hex(), self.spi_r.hex())
         # NAT-T always (section 2.23): a user-space client needs UDP-encapsulated ESP.

@@ -859,6 +859,7 @@ ALGID_ED25519 = bytes.fromhex("300506032b6570")
 
 HASH_NAMES = {w.HASH_SHA1: "sha1", w.HASH_SHA2_256: "sha256", w.HASH_SHA2_384: "sha384",
               w.HASH_SHA2_512: "sha512", w.HASH_IDENTITY: "identity"}
+_SHA2 = frozenset((w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512))
 _HASHES = {w.HASH_SHA1: hashes.SHA1, w.HASH_SHA2_256: hashes.SHA256,
            w.HASH_SHA2_384: hashes.SHA384, w.HASH_SHA2_512: hashes.SHA512}
 _OID_HASH = {bytes.fromhex("608648016503040201"): w.HASH_SHA2_256,
@@ -1021,16 +1022,23 @@ def verify_auth(auth: AUTH, octets: bytes, *, public_key=None, psk: bytes | None
     its certificate's ``public_key`` or the ``psk`` (and the IKE SA's ``prf``).
     Returns the hash algorithm (HASH_*) a signature used (None for PSK, Ed25519
     gives HASH_IDENTITY).  ``allowed_hashes``: the hashes SIGNATURE_HASH_ALGORITHMS
-    negotiated (None: not negotiated, any hash erebus knows); a signature with
-    another hash raises :class:`HashRefused` before it is checked.  Raises
-    :class:`AuthFailed`."""
+    negotiated (None: the responder sent no such notify; an empty set: it did, with
+    nothing in common).  Held to them, raising :class:`HashRefused` before anything is
+    checked: a method 14 signature, whose AlgorithmIdentifier must name a negotiated
+    hash (RFC 7427 section 4), and RSA-SHA1 (method 1) once a SHA-2 hash was
+    negotiated.  The ECDSA methods 9-11 fix their hash by the method itself (RFC 7296
+    section 3.8) and are not held to the notify.  Raises :class:`AuthFailed`."""
     method, data = auth.method, auth.data
 
-    def allow(hash_id: int, what: str) -> None:
+    def refuse(what: str):
+        names = ", ".join(HASH_NAMES.get(h, str(h)) for h in sorted(allowed_hashes)) or \
+            "no hash in common"
+        return HashRefused(f"{what} although SIGNATURE_HASH_ALGORITHMS negotiated "
+                           f"{names} (RFC 7427)")
+
+    def allow(hash_id: int, what: str) -> None:       # method 14 only
         if allowed_hashes is not None and hash_id not in allowed_hashes:
-            names = ", ".join(HASH_NAMES.get(h, str(h)) for h in sorted(allowed_hashes))
-            raise HashRefused(f"{what} although SIGNATURE_HASH_ALGORITHMS negotiated "
-                              f"{names} (RFC 7427)")
+            raise refuse(what)
     try:
         if method == w.AUTH_PSK:
             if psk is None or prf is None:
@@ -1041,15 +1049,14 @@ def verify_auth(auth: AUTH, octets: bytes, *, public_key=None, psk: bytes | None
         if public_key is None:
             raise AuthFailed(f"AUTH method {method} needs the peer's public key")
         if method == w.AUTH_RSA_SIG:
-            allow(w.HASH_SHA1, "an RSA-SHA1 signature (AUTH method 1, PKCS#1 v1.5 with SHA-1)")
+            if allowed_hashes is not None and allowed_hashes & _SHA2:
+                raise refuse("an RSA-SHA1 signature (AUTH method 1, PKCS#1 v1.5 with SHA-1)")
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise AuthFailed("AUTH method 1 (RSA) with a non-RSA key")
             public_key.verify(data, octets, padding.PKCS1v15(), hashes.SHA1())
             return w.HASH_SHA1
         if method in _ECDSA_METHODS:
             curve, hash_id, width = _ECDSA_METHODS[method]
-            allow(hash_id, f"an ECDSA signature with {HASH_NAMES[hash_id]} (AUTH method "
-                  f"{method})")
             if not isinstance(public_key, ec.EllipticCurvePublicKey) or \
                     not isinstance(public_key.curve, curve):
                 raise AuthFailed(f"AUTH method {method} needs a {curve.name} key")

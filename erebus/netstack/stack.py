@@ -175,15 +175,19 @@ class NetStack:
         listener.closed = True
         if self.listeners.get(listener.port) is listener:
             del self.listeners[listener.port]
-        for syn in list(listener.unanswered.values()):
-            self.refuse(syn)
+        for syn in listener.unanswered.values():
+            self._refuse(syn)
+        listener.unanswered.clear()
         listener.pending.clear()
 
-    def accept(self, syn: PendingSyn, now: float) -> TcpConnection:
-        """Answer a deferred SYN with SYN-ACK; the connection comes to ``accepted``."""
+    def accept(self, syn: PendingSyn, now: float) -> TcpConnection | None:
+        """Answer a deferred SYN with SYN-ACK; the connection comes to ``accepted``.
+
+        None, and nothing sent, if the SYN is no longer waiting (already answered, or
+        reset when its listener closed): the peer's 4-tuple is not ours to open."""
+        if not self._take_unanswered(syn):
+            return None
         listener = syn.listener
-        if listener.unanswered.get((syn.remote_ip, syn.remote_port)) is syn:
-            del listener.unanswered[(syn.remote_ip, syn.remote_port)]
         key = (syn.remote_ip, syn.remote_port, self.local_ip, listener.port)
         old = self.conns.get(key)
         if old is not None:                    # never two connections on one 4-tuple
@@ -195,11 +199,24 @@ class NetStack:
         self._touch(conn)
         return conn
 
-    def refuse(self, syn: PendingSyn) -> None:
-        """Answer a deferred SYN with RST (the peer sees "connection refused")."""
-        unanswered = syn.listener.unanswered
-        if unanswered.get((syn.remote_ip, syn.remote_port)) is syn:
-            del unanswered[(syn.remote_ip, syn.remote_port)]
+    def refuse(self, syn: PendingSyn) -> bool:
+        """Answer a deferred SYN with RST (the peer sees "connection refused").
+
+        False, and nothing sent, if the SYN is no longer waiting (answered already)."""
+        if not self._take_unanswered(syn):
+            return False
+        self._refuse(syn)
+        return True
+
+    def _take_unanswered(self, syn: PendingSyn) -> bool:
+        listener = syn.listener
+        key = (syn.remote_ip, syn.remote_port)
+        if listener.closed or listener.unanswered.get(key) is not syn:
+            return False
+        del listener.unanswered[key]
+        return True
+
+    def _refuse(self, syn: PendingSyn) -> None:
         seg = syn.segment
         self._send_rst(syn.remote_ip, seg.dst_port, seg.src_port, 0,
                        (seg.seq + 1) % (1 << 32), RST | ACK)
@@ -377,15 +394,13 @@ class NetStack:
         if orig.protocol == PROTO_TCP:
             conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
             if conn is not None:
-                quoted = orig.payload[4:8]
-                if len(quoted) < 4 or not conn.quotes_our_segment(
-                        int.from_bytes(quoted, "big")):
+                if orig.tcp_seq is None or not conn.quotes_our_segment(orig.tcp_seq):
                     self.counters.icmp_ignored += 1
                     return
                 conn.icmp_unreachable(text)
-                if conn.state is State.CLOSED and conn.listener is not None:
-                    conn.listener.syn_received.discard(conn)
                 self._touch(conn)
+                if conn.state is State.CLOSED:
+                    self._forget(conn)     # frees its 4-tuple and its listener's slot
         elif orig.protocol == PROTO_UDP:
             sock = self.udp.get(orig.src_port)
             if sock is not None:

@@ -42,7 +42,9 @@ class RateLimitedLog:
             return False
         suppressed = entry[1] if entry is not None else 0
         if entry is None and len(self._kinds) >= self.MAX_KINDS:
-            self._kinds.pop(next(iter(self._kinds)))
+            evicted = self._kinds.pop(next(iter(self._kinds)))
+            if evicted[1]:                     # told now, or never: it leaves the table
+                self._emit(evicted[2], evicted[3], evicted[1])
         self._kinds[kind] = [now, 0, level, message]
         self._emit(level, message, suppressed + count - 1)
         return True

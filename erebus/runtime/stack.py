@@ -341,10 +341,14 @@ class VpnStack:
         self._deferred[port] = on_syn
         return listener
 
-    def accept(self, pending: PendingSyn, protocol_factory, *, on_fail=None) -> TcpTransport:
+    def accept(self, pending: PendingSyn, protocol_factory, *,
+               on_fail=None) -> TcpTransport | None:
         """SYN-ACK a deferred SYN; ``protocol_factory()`` runs once the handshake is
-        complete, ``on_fail()`` if it never completes."""
+        complete, ``on_fail()`` if it never completes.  None, and nothing sent, if the
+        SYN is no longer waiting (its listener closed and reset it)."""
         conn = self.stack.accept(pending, self.loop.time())
+        if conn is None:
+            return None
         transport = TcpTransport(self, conn)
         self._transports[conn] = transport
         transport._accept_factory = protocol_factory
@@ -352,9 +356,12 @@ class VpnStack:
         self._schedule_flush()
         return transport
 
-    def refuse(self, pending: PendingSyn) -> None:
-        self.stack.refuse(pending)
+    def refuse(self, pending: PendingSyn) -> bool:
+        """RST a deferred SYN; False, and nothing sent, if it is no longer waiting."""
+        if not self.stack.refuse(pending):
+            return False
         self._schedule_flush()
+        return True
 
     def rebind(self, info) -> None:
         """A new session of the tunnel: if the virtual IP changed, the connections of

@@ -69,6 +69,7 @@ _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, rest as two words
 _HEADER32 = struct.Struct("!BBHI")  # type, code, checksum, rest as one word
 _PORTS = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
 
 
 @dataclass(slots=True)
@@ -93,8 +94,11 @@ class OriginalDatagram:
 
     ``src_port``/``dst_port`` are set for TCP and UDP, ``echo_ident`` for an
     ICMP echo (request or reply), when the quote holds the first payload bytes
-    of a first (offset 0) fragment; else they are None.  ``payload`` is the
-    quoted start of the original payload (at most ``header.payload_len``).
+    of a first (offset 0) fragment; else they are None.  ``tcp_seq`` is the quoted
+    TCP segment's sequence number (RFC 5927 checks it against what is in flight),
+    set when the quote holds the first 8 bytes of the segment (RFC 792 quotes 8).
+    ``payload`` is the quoted start of the original payload (at most
+    ``header.payload_len``).
     """
 
     header: IPv4Header
@@ -102,6 +106,7 @@ class OriginalDatagram:
     src_port: int | None = None
     dst_port: int | None = None
     echo_ident: int | None = None
+    tcp_seq: int | None = None
 
     @property
     def src(self) -> int:
@@ -173,6 +178,8 @@ def _parse_original(mv: memoryview) -> OriginalDatagram:
         proto = header.protocol
         if proto == PROTO_TCP or proto == PROTO_UDP:
             original.src_port, original.dst_port = _PORTS.unpack_from(payload)
+            if proto == PROTO_TCP and len(payload) >= 8:
+                original.tcp_seq = _U32.unpack_from(payload, 4)[0]
         elif proto == PROTO_ICMP and payload[0] in (ECHO_REQUEST, ECHO_REPLY) \
                 and len(payload) >= 6:
             original.echo_ident = _U16.unpack_from(payload, 4)[0]

@@ -726,9 +726,10 @@ def build_hash_algorithms(ids) -> bytes:
 
 
 def parse_hash_algorithms(data: bytes) -> tuple[int, ...]:
-    if len(data) % 2:
-        raise ParseError("SIGNATURE_HASH_ALGORITHMS: odd length")
-    return struct.unpack(f"!{len(data) // 2}H", data)
+    """SIGNATURE_HASH_ALGORITHMS data: its whole 16-bit ids.  A stray last byte (odd
+    length) is ignored, as strongSwan reads it (ike_init.c reads while 2 bytes remain):
+    the notify is advisory, never a reason to drop the response carrying it."""
+    return struct.unpack(f"!{len(data) // 2}H", data[:len(data) - len(data) % 2])
 
 
 @dataclass(slots=True)

@@ -130,3 +130,55 @@ def test_rsa_sha1_of_a_responder_without_rfc7427_is_still_accepted():
     method 1 is what RFC 7296 gives it."""
     ini, fr, ev = _connect(rsa_sha1_method1, [])
     assert isinstance(ev, Connected) and ini.established
+
+
+def test_a_malformed_hash_algorithms_notify_counts_its_whole_entries_as_strongswan_does():
+    """An odd-length SIGNATURE_HASH_ALGORITHMS (a stray last byte): its whole 16-bit
+    entries are what the responder sent (strongSwan's ike_init.c reads them so); the
+    response is not dropped, and the SA comes up held to what was negotiated."""
+    odd = [Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(
+        (w.HASH_SHA2_256,)) + b"\x00")]
+    ini, fr, ev = _connect(rsa_sha256_method14, odd)
+    assert isinstance(ev, Connected) and ini.established
+    assert ini.signature_hashes == {w.HASH_SHA2_256}
+    ini, fr, ev = _connect(rsa_sha1_method14, odd)
+    assert isinstance(ev, Failed) and ev.stage == "auth" and "sha256" in ev.message, ev
+
+
+SHA1_ONLY = [Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms((w.HASH_SHA1,)))]
+
+
+def test_a_notify_with_no_hash_in_common_still_holds_method_14_to_it():
+    """The responder sent SIGNATURE_HASH_ALGORITHMS, but only SHA-1 (nothing in common
+    with ours): negotiated is the empty set, not "not negotiated", so a method 14
+    signature with SHA-1 is refused."""
+    ini, fr, ev = _connect(rsa_sha1_method14, SHA1_ONLY)
+    assert ini.signature_hashes == set()
+    assert isinstance(ev, Failed) and ev.stage == "auth", ev
+    assert "AUTH method 14" in ev.message and "no hash in common" in ev.message, ev.message
+
+
+def test_method_1_is_refused_only_once_a_sha2_hash_was_negotiated():
+    ini, fr, ev = _connect(rsa_sha1_method1, SHA1_ONLY)        # no SHA-2 negotiated
+    assert isinstance(ev, Connected) and ini.established
+
+
+def _ecdsa_p256_method9(octets: bytes):
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    key = ec.generate_private_key(ec.SECP256R1())
+    r, s = decode_dss_signature(key.sign(octets, ec.ECDSA(hashes.SHA256())))
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return key.public_key(), AUTH(w.AUTH_ECDSA_256, signature)
+
+
+def test_fixed_hash_ecdsa_methods_are_not_held_to_the_notify():
+    """AUTH method 9 is ECDSA with SHA-256 by its definition (RFC 4754): a valid one is
+    accepted even if the responder advertised only SHA-384 and SHA-512."""
+    octets = b"signed octets" * 4
+    public, auth = _ecdsa_p256_method9(octets)
+    for allowed in (None, set(), {w.HASH_SHA2_384, w.HASH_SHA2_512}):
+        assert c.verify_auth(auth, octets, public_key=public,
+                             allowed_hashes=allowed) == w.HASH_SHA2_256
+    with pytest.raises(c.AuthFailed):
+        c.verify_auth(auth, octets + b"x", public_key=public,
+                      allowed_hashes={w.HASH_SHA2_384})

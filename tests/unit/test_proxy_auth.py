@@ -324,3 +324,19 @@ def test_socks_handshake_is_bounded_in_size_and_time(monkeypatch):
         finally:
             await server.close()
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("bad", [
+    b"GET http://alice:t0kenSECRET@web.lab.test/x HTTP/1.1 extra\r\nhost: w\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nhost: w\r\nproxy-authorization t0kenSECRET\r\n\r\n",
+    b"GET /x?key=t0kenSECRET HTTP/1.1\r\nhost: w\r\nhost: v\r\n\r\n"])
+def test_a_malformed_request_is_neither_logged_nor_echoed(bad, caplog):
+    async def test(proxy, dialer, received):
+        with caplog.at_level(logging.DEBUG):
+            answer = await exchange(proxy.port, bad)
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert answer.endswith(b"\r\n\r\nBad request: malformed HTTP\n"), answer
+        assert dialer.dialed == [] and proxy.errors == 1
+    with_proxy(test, credentials=None)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "t0kenSECRET" not in logged and "RemoteProtocolError, status 400" in logged

@@ -104,3 +104,19 @@ def test_counters_summary_shows_what_is_not_zero():
     assert counters_summary(Counters()).startswith("dropped_malformed=0 ")
     assert "auth_failed=4" in counters_summary(EspCounters(auth_failed=4))
     assert counters_summary(None) == "none"
+
+
+def test_a_kind_pushed_out_of_the_table_tells_what_it_suppressed(caplog):
+    caplog.set_level(logging.DEBUG, LOG.name)
+    limit = RateLimitedLog(LOG, clock=Clock())
+    for _ in range(4):                          # one line, three suppressed
+        limit.log(logging.WARNING, "kind0", "dropped kind0")
+    for i in range(1, RateLimitedLog.MAX_KINDS + 1):   # the last one pushes kind0 out
+        limit.log(logging.WARNING, f"kind{i}", f"dropped kind{i}")
+    got = lines(caplog)
+    assert "dropped kind0 (suppressed 3 similar)" in got
+    assert got.index("dropped kind0 (suppressed 3 similar)") == \
+        got.index(f"dropped kind{RateLimitedLog.MAX_KINDS}") - 1
+    assert len(limit._kinds) == RateLimitedLog.MAX_KINDS
+    limit.flush()
+    assert lines(caplog) == got                 # nothing left to tell, nothing told twice

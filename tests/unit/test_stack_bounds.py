@@ -11,7 +11,7 @@ from erebus.netstack.tcp import State
 from erebus.wire import icmp
 from erebus.wire.ipv4 import (PROTO_TCP, PROTO_UDP, IPv4Header, Reassembler, build_ipv4,
                               ip_from_str, parse_ipv4)
-from erebus.wire.tcp import SYN, build_tcp, parse_tcp
+from erebus.wire.tcp import ACK, RST, SYN, build_tcp, parse_tcp
 from erebus.wire.udp import build_udp
 
 from .tcp_link import B_IP, Link
@@ -171,3 +171,56 @@ def test_reassembly_refuses_a_datagram_in_too_many_pieces():
         assert r.add(header, b"z" * 8, 0.0) is None
     assert r.stats.too_many == 1
     assert sum(len(e.starts) for e in r._entries.values()) <= 16
+
+
+def _flags(packets: list[bytes]) -> list[int]:
+    out = []
+    for packet in packets:
+        h, payload = parse_ipv4(packet)
+        out.append(parse_tcp(payload, h.src, h.dst).flags)
+    return out
+
+
+def test_a_syn_reset_by_unlisten_cannot_be_accepted_or_refused_afterwards():
+    s = NetStack(VIP)
+    listener = s.listen(8080, defer=True)
+    s.receive(_syn("198.18.200.1", 40000, 8080), 0.0)
+    s.receive(_syn("198.18.200.2", 40000, 8080), 0.0)
+    dialling = [listener.pending.popleft(), listener.pending.popleft()]
+    s.unlisten(listener)                         # the -R rule is closed: RST for both
+    assert _flags(s.output(0.0)) == [RST | ACK, RST | ACK]
+    # the dials finish afterwards: no SYN-ACK for a reset 4-tuple, no second RST
+    assert s.accept(dialling[0], 1.0) is None
+    assert s.refuse(dialling[1]) is False
+    assert s.output(1.0) == [] and not s.conns and s.counters.rst_sent == 2
+
+
+def test_a_deferred_syn_is_answered_once():
+    s = NetStack(VIP)
+    listener = s.listen(8080, defer=True)
+    s.receive(_syn("198.18.200.1", 40000, 8080), 0.0)
+    s.receive(_syn("198.18.200.2", 40000, 8080), 0.0)
+    first, second = listener.pending.popleft(), listener.pending.popleft()
+    conn = s.accept(first, 0.0)
+    assert conn is not None and s.accept(first, 0.0) is None and s.refuse(first) is False
+    assert s.refuse(second) is True and s.refuse(second) is False
+    assert s.accept(second, 0.0) is None
+    assert sorted(_flags(s.output(0.0))) == sorted([SYN | ACK, RST | ACK])
+    assert list(s.conns.values()) == [conn]
+
+
+def test_an_icmp_error_for_a_half_open_connection_frees_its_slot_at_once():
+    s = NetStack(VIP)
+    listener = s.listen(8080, backlog=1)
+    s.receive(_syn("198.18.2.2", 40000, 8080), 0.0)
+    (synack,) = s.output(0.0)
+    assert listener.half_open == 1
+    h, payload = parse_ipv4(synack)
+    s.receive(_icmp_unreach_quoting(bytes(payload)[:8]), 0.1)  # RFC 792 quotes 8 bytes
+    assert listener.half_open == 0 and not s.conns
+    s.receive(_syn("198.18.2.3", 40000, 8080), 0.2)            # before any output()
+    assert listener.half_open == 1 and s.counters.syn_dropped == 0
+    (synack,) = s.output(0.2)
+    h, payload = parse_ipv4(synack)
+    s.receive(_icmp_unreach_quoting(bytes(payload)[:4], "198.18.2.3"), 0.3)  # ports only
+    assert s.counters.icmp_ignored == 1 and listener.half_open == 1 and len(s.conns) == 1

@@ -245,3 +245,14 @@ def test_checksummed_messages_only_parse_error(typ, code, rest, data):
         assert typ in (3, 4, 5, 11, 12)
         return
     assert msg.type == typ
+
+
+def test_the_quoted_tcp_sequence_number_is_parsed_when_quoted():
+    original = bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=40002, dport=443, seq=0xDEADBEEF,
+                                                       flags="S"))
+    err = parse_icmp(bytes(ICMP(type=3, code=3) / Raw(original[:28])))   # RFC 792: 8 bytes
+    assert isinstance(err, IcmpError) and err.original.tcp_seq == 0xDEADBEEF
+    err = parse_icmp(bytes(ICMP(type=3, code=3) / Raw(original[:24])))   # ports only
+    assert err.original.src_port == 40002 and err.original.tcp_seq is None
+    udp = bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=40001, dport=53) / Raw(b"q" * 8))
+    assert parse_icmp(bytes(ICMP(type=3, code=3) / Raw(udp))).original.tcp_seq is None
