@@ -123,7 +123,7 @@ def settings(p: Profile) -> dict:
         "connect_retry_max": p.connect_retry_max,
         "tls": _tls_mode(p),
         "data_ciphers": list(p.data_ciphers),
-        "data_ciphers_fallback": p.data_ciphers_fallback or p.cipher,
+        "data_ciphers_fallback": p.data_ciphers_fallback,
         "cipher": p.cipher,
         "auth_digest": p.auth,
         "auth": _auth(p),

@@ -410,8 +410,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("ncp-ciphers", "1", IMPLEMENTED, "old name of data-ciphers"),
     _spec("data-ciphers-fallback", "1", IMPLEMENTED, "cipher of a server that does not "
           "negotiate"),
-    _spec("cipher", "1", IMPLEMENTED, "cipher of a server that does not negotiate "
-          "(and of static-key mode)"),
+    _spec("cipher", "1", IMPLEMENTED, "static-key mode's cipher; with TLS ignored for "
+          "negotiation, as by 2.6 (warned when not in `data-ciphers`)"),
     _spec("auth", "1", IMPLEMENTED, "HMAC digest of CBC ciphers and tls-auth"),
     _spec("replay-window", "0-2", IMPLEMENTED, "size of the replay window"),
     _spec("replay-persist", "1", IGNORED, "replay state is kept in memory"),
@@ -942,6 +942,7 @@ class _Reader:
         self.depth = 0
         self.included = 0                 # bytes of 'config' files read, at most MAX_INCLUDED
         self.seen_dev = False
+        self.cipher_directive: Directive | None = None   # the last 'cipher' line
         self.crl_dir = False
         self.client_directive: Directive | None = None   # the first client / tls-client
 
@@ -1311,6 +1312,7 @@ class _Reader:
 
     def opt_cipher(self, d: Directive, a: list[str]) -> None:
         self.p.cipher = self.cipher_name(d, a[0])
+        self.cipher_directive = d
 
     def opt_auth(self, d: Directive, a: list[str]) -> None:
         digest = a[0].upper().replace("-", "")
@@ -1456,6 +1458,7 @@ class _Reader:
         self.finish_credentials()
         self.finish_pki()
         self.warn_no_server_verification()
+        self.warn_cipher_ignored()
         if not self.seen_dev:
             p.warnings.append(f"{self.path}: dev: no 'dev tun' line (the stock client "
                               "refuses a profile without one; erebus needs no device)")
@@ -1482,6 +1485,20 @@ class _Reader:
             (self.material[n].directive for n in ("ca", "pkcs12") if n in self.material), None)
         self.warn(d, "WARNING: No server certificate verification method has been enabled.  "
                   "See http://openvpn.net/howto.html#mitm for more info.")
+
+    def warn_cipher_ignored(self) -> None:
+        """options.c ``options_postprocess_cipher`` (a pulling client): 'cipher' outside
+        data-ciphers and no data-ciphers-fallback is not used for anything, in 2.6's
+        words.  Without a data-ciphers-fallback line the profile's 'cipher' is never a
+        data cipher that erebus accepts either."""
+        p = self.p
+        if p.cipher is None or p.data_ciphers_fallback is not None \
+                or p.cipher in p.data_ciphers:
+            return
+        self.warn(self.cipher_directive,
+                  f"DEPRECATED OPTION: --cipher set to '{p.cipher}' but missing in "
+                  f"--data-ciphers ({':'.join(p.data_ciphers)}). OpenVPN ignores --cipher "
+                  "for cipher negotiations.")
 
     def reattach(self, exc: ConfigError, d: Directive) -> ConfigError:
         if exc.line is not None and exc.path is not None:

@@ -143,3 +143,14 @@ def options_string(*, cipher: str | None, proto: str = "UDPv4", tun_mtu: int = 1
     parts += ["auth [null-digest]", "keysize 256" if cipher and "256" in cipher else
               "keysize 128", "key-method 2", "tls-client"]
     return ",".join(parts)
+
+
+def options_string_cipher(options: str) -> str | None:
+    """The ``cipher`` a peer's occ options string names (ssl_util.c
+    ``options_string_extract_option``), or None: what 2.6's "poor man's NCP" falls back
+    on when the server pushes no cipher."""
+    for item in options.split(","):
+        name, _, value = item.strip().partition(" ")
+        if name == "cipher" and value.strip():
+            return value.strip()
+    return None

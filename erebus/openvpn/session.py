@@ -100,7 +100,8 @@ class SessionSettings:
     tls: TlsSettings
     data_ciphers: list[str] = field(default_factory=lambda: ["AES-256-GCM", "AES-128-GCM",
                                                                "CHACHA20-POLY1305"])
-    fallback_cipher: str | None = None
+    fallback_cipher: str | None = None   # data-ciphers-fallback only, never 'cipher': 2.6
+                                         # ignores --cipher for cipher negotiation
     auth: str = "SHA1"
     username: str | None = None
     password: str | None = None
@@ -186,6 +187,7 @@ class ClientSession:
         self._reneg_bytes_at: int | None = None
         self.pushed = PushedOptions()
         self.cipher: str | None = None
+        self._remote_cipher: str | None = None   # from the server's occ options string
         self._push_deadline: float | None = None
         self._push_request_at: float | None = None
         self._handshake_deadline = now + settings.hand_window
@@ -569,6 +571,8 @@ class ClientSession:
                                              self.session_id, self.remote_session_id)
             ks.key_method_done = True
             log.debug("server options string: %s", server.options)
+            if ks is self._primary:
+                self._remote_cipher = keymethod.options_string_cipher(server.options)
             if ks is self._reneg:
                 self._finish_renegotiation(ks, now)
                 return
@@ -687,17 +691,34 @@ class ClientSession:
                                    "(OpenVPN 2.6: negotiated cipher not allowed); add it to "
                                    "data-ciphers to connect to this server")
         else:
-            cipher = st.fallback_cipher
-            if cipher is None and len(st.data_ciphers) == 1:
-                cipher = st.data_ciphers[0]
-            if cipher is None:
-                raise SessionError("cipher", "the server pushed no data cipher and the "
-                                   "profile has no data-ciphers-fallback")
-            cipher = normalize_cipher(cipher)
+            cipher = self._no_pushed_cipher()
         if not supported_cipher(cipher):
             raise SessionError("push", f"the server chose data cipher {cipher}, "
                                "which erebus does not support")
         return cipher
+
+    def _no_pushed_cipher(self) -> str:
+        """ssl_ncp.c check_pull_client_ncp when the server pushed no cipher: the cipher of
+        the server's options string if data-ciphers has it ("poor man's NCP"), else, when
+        the server named none, data-ciphers-fallback; otherwise no cipher is agreed.  The
+        profile's 'cipher' plays no part (2.6 ignores --cipher for negotiation)."""
+        st = self.settings
+        listed = ":".join(normalize_cipher(c) for c in st.data_ciphers)
+        remote = self._remote_cipher
+        if remote is not None:
+            cipher = normalize_cipher(remote)
+            if cipher in (normalize_cipher(c) for c in st.data_ciphers):
+                log.debug("using the server's cipher %s (from its options string)", cipher)
+                return cipher
+            raise SessionError("cipher", f"the server pushed no data cipher and its options "
+                               f"string names cipher {cipher}, which is not in data-ciphers "
+                               f"{listed} (OpenVPN 2.6: failed to negotiate cipher with "
+                               "server); add it to data-ciphers to connect to this server")
+        if st.fallback_cipher is not None:
+            return normalize_cipher(st.fallback_cipher)
+        raise SessionError("cipher", "the server pushed no data cipher and the profile has "
+                           "no data-ciphers-fallback (OpenVPN 2.6: failed to negotiate cipher "
+                           "with server); add data-ciphers-fallback to connect to this server")
 
     def _establish(self, now: float) -> None:
         p = self.pushed

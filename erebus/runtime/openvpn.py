@@ -44,8 +44,9 @@ def session_settings(profile: Profile) -> SessionSettings:
     """The session's view of a profile."""
     tls = profile.tls_settings()
     ciphers = list(profile.data_ciphers)
-    fallback = profile.data_ciphers_fallback or profile.cipher
-    return SessionSettings(tls=tls, data_ciphers=ciphers, fallback_cipher=fallback,
+    # data-ciphers-fallback only: 2.6 ignores 'cipher' for negotiation (options.c)
+    return SessionSettings(tls=tls, data_ciphers=ciphers,
+                           fallback_cipher=profile.data_ciphers_fallback,
                            auth=profile.auth, username=profile.username,
                            password=profile.password, tun_mtu=profile.tun_mtu,
                            hand_window=float(profile.hand_window), ping=profile.ping,

@@ -571,3 +571,93 @@ def test_random_datagrams_are_dropped_never_raised(established, datagram):
     assert client.established and after == before + 1          # dropped and counted
     # the session still carries data
     assert client.receive_datagram(server.data_key.encrypt(b"alive"), 1.0) == [b"alive"]
+
+
+# -- the profile's legacy 'cipher' line is no data cipher (2.6 ignores it) --------------------
+
+def _profile(ca, *lines):
+    from erebus.openvpn.config import parse_profile
+    text = "\n".join(["client", "dev tun", "remote 198.18.0.1 1194", "remote-cert-tls server",
+                      *lines, "<ca>", ca.decode().strip(), "</ca>",
+                      "<auth-user-pass>", "alice", "s3cret", "</auth-user-pass>"]) + "\n"
+    return parse_profile(text, "legacy.ovpn")
+
+
+def test_legacy_cipher_line_does_not_allow_a_pushed_cipher(pki):
+    # options.c: "DEPRECATED OPTION: --cipher set to 'none' but missing in --data-ciphers
+    # (AES-256-GCM). OpenVPN ignores --cipher for cipher negotiations."; ssl_ncp.c
+    # check_session_cipher then refuses the pushed 'cipher none'.
+    from erebus.runtime.openvpn import session_settings
+    ca, cert, key = pki["lab-ca"]
+    profile = _profile(ca, "data-ciphers AES-256-GCM", "cipher none", "auth none")
+    assert any("legacy.ovpn:6: cipher: DEPRECATED OPTION: --cipher set to 'none' but missing "
+               "in --data-ciphers (AES-256-GCM). OpenVPN ignores --cipher for cipher "
+               "negotiations." in w for w in profile.warnings), profile.warnings
+    client = ClientSession(session_settings(profile), 0.0)
+    server = FakeServer(cert, key, push=push("auth none", cipher="none"), cipher="none",
+                        auth="none")
+    events, _, now = run(client, server)
+    failed = only_failure(events)
+    assert failed.stage == "push" and "the server pushed cipher none (no encryption), which " \
+        "is not in data-ciphers AES-256-GCM: refused" in failed.message, failed.message
+    assert client.data_key is None and now < 1.0
+
+
+def test_legacy_cipher_inside_data_ciphers_or_with_a_fallback_is_not_warned(pki):
+    ca, _, _ = pki["lab-ca"]
+    for lines in (["data-ciphers none", "cipher none"],
+                  ["cipher AES-256-GCM"],
+                  ["data-ciphers AES-256-GCM", "data-ciphers-fallback AES-256-CBC",
+                   "cipher none"]):
+        profile = _profile(ca, *lines)
+        assert not any("DEPRECATED OPTION: --cipher" in w for w in profile.warnings), lines
+
+
+class _OldServer(FakeServer):
+    """A server that pushes no cipher and names its own in its options string."""
+
+    def __init__(self, *a, options="V4,dev-type tun", **kw):
+        super().__init__(*a, **kw)
+        self.options = options
+
+    def _app(self, k):
+        real_write = k.tls.write
+
+        def write(data):
+            return real_write(data.replace(keymethod.write_string("V4,dev-type tun"),
+                                           keymethod.write_string(self.options)))
+        k.tls.write = write
+        try:
+            super()._app(k)
+        finally:
+            del k.tls.write
+
+
+@pytest.mark.parametrize("options,how,cipher,stage", [
+    # poor man's NCP: the server's options-string cipher, if data-ciphers has it
+    ("V4,dev-type tun,cipher AES-128-GCM,auth SHA1", {}, "AES-128-GCM", None),
+    # ... even with a fallback; a server cipher outside data-ciphers fails (2.6 too)
+    ("V4,dev-type tun,cipher AES-128-GCM", dict(fallback_cipher="AES-256-GCM"),
+     "AES-128-GCM", None),
+    ("V4,dev-type tun,cipher AES-256-CBC", dict(fallback_cipher="AES-256-CBC"), None,
+     "cipher"),
+    # no cipher named: data-ciphers-fallback, else nothing is agreed
+    ("V4,dev-type tun", dict(fallback_cipher="AES-256-CBC"), "AES-256-CBC", None),
+    ("V4,dev-type tun", dict(data_ciphers=["AES-256-GCM"]), None, "cipher"),
+])
+def test_no_pushed_cipher_as_2_6_decides(pki, options, how, cipher, stage):
+    ca, cert, key = pki["lab-ca"]
+    kw = dict(data_ciphers=GCM_ONLY)
+    kw.update(how)
+    client = ClientSession(settings(ca, **kw), 0.0)
+    server = _OldServer(cert, key, push=push(cipher=None), options=options,
+                        cipher=cipher or "AES-256-GCM")
+    events, _, now = run(client, server)
+    if stage is None:
+        assert client.established and client.cipher == cipher
+        datagram = client.send_ip(b"E" + bytes(27), now)
+        assert server.receive(datagram, now) == [b"E" + bytes(27)]
+    else:
+        failed = only_failure(events)
+        assert failed.stage == stage and "pushed no data cipher" in failed.message
+        assert "OpenVPN 2.6: failed to negotiate cipher" in failed.message
