@@ -33,7 +33,7 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi, lib as _lib
 
 from ..errors import ConfigError, ErebusError, SessionError
-from .config import PemError, pem_blocks
+from .config import PemError, _short, pem_blocks
 
 _TLS_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION,
                  "1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
@@ -327,27 +327,30 @@ def _fill_store(store: crypto.X509Store, settings: TlsSettings) -> None:
     store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
 
 
-def _crl_next_update(settings: TlsSettings, issuer: x509.Name) -> datetime.datetime | None:
-    """For a refusal's text only: when the issuer's CRL expired, if cryptography can
-    read it (OpenSSL decided that it had)."""
+def _crl_next_update(settings: TlsSettings, issuer: bytes) -> datetime.datetime | None:
+    """For a refusal's text only: when the CRL of the issuer (its DER name) expired, if
+    cryptography can read it (OpenSSL decided that it had)."""
     for der in _pem_ders(settings.crl, (b"X509 CRL",)):
         try:
             crl = x509.load_der_x509_crl(der)
-            if crl.issuer == issuer:
+            if crl.issuer.public_bytes() == issuer:
                 return crl.next_update_utc
         except (ValueError, x509.InvalidVersion):
             continue
     return None
 
 
-def chain_refusal(code: int, text: str, cert: x509.Certificate, depth: int,
+def chain_refusal(code: int, text: str, cert: crypto.X509, depth: int,
                   settings: TlsSettings) -> SessionError:
     """OpenSSL's verdict on one certificate of the chain (X509_V_ERR_* ``code`` at
-    ``depth``), as a refusal naming that certificate."""
-    who = (f"server certificate {describe(cert)}" if depth == 0 else
-           f"CA certificate {describe(cert)} in the server's chain")
+    ``depth``), as a refusal naming that certificate (read by OpenSSL: cryptography may
+    not read it)."""
+    named = _describe_x509(cert)
+    who = (f"server certificate {named}" if depth == 0 else
+           f"CA certificate {named} in the server's chain")
     if code == _CERT_REVOKED:
-        why = f"{who} (serial {cert.serial_number:X}) is revoked by the CRL (crl-verify)"
+        why = (f"{who} (serial {cert.get_serial_number():X}) is revoked by the CRL "
+               "(crl-verify)")
     elif code == _UNABLE_TO_GET_CRL:
         why = (f"{who}: crl-verify has no CRL from its issuer, so it cannot be checked "
                "(the stock client refuses it too)")
@@ -357,7 +360,7 @@ def chain_refusal(code: int, text: str, cert: x509.Certificate, depth: int,
     elif code == _CRL_NOT_YET_VALID:
         why = f"{who}: the CRL of its issuer is not valid yet"
     elif code == _CRL_HAS_EXPIRED:
-        when = _crl_next_update(settings, cert.issuer)
+        when = _crl_next_update(settings, cert.get_issuer().der())
         why = f"{who}: the CRL of its issuer expired" + (
             f" on {when:%Y-%m-%d %H:%M} UTC" if when else "")
     elif code in _NOT_CHAINED:
@@ -386,8 +389,7 @@ def check_crl(leaf: x509.Certificate, chain: list[x509.Certificate],
         ctx.verify_certificate()
     except crypto.X509StoreContextError as exc:
         code, depth, text = exc.errors
-        raise chain_refusal(code, text, exc.certificate.to_cryptography(), depth,
-                            settings) from None
+        raise chain_refusal(code, text, exc.certificate, depth, settings) from None
 
 
 # -- the context every session of a profile shares ----------------------------------------
@@ -493,6 +495,29 @@ def _verify_callback(conn: SSL.Connection, cert: crypto.X509, code: int, depth: 
     return client._verify(cert, code, depth, bool(ok))
 
 
+def _x509_name(cert: crypto.X509, *, issuer: bool = False) -> str:
+    """A certificate's subject (or issuer) as OpenVPN prints it, read by OpenSSL: for
+    certificates cryptography does not read (pyOpenSSL's get_subject is deprecated)."""
+    name = (_lib.X509_get_issuer_name if issuer else _lib.X509_get_subject_name)(cert._x509)
+    parts = []
+    for i in range(_lib.X509_NAME_entry_count(name)):
+        entry = _lib.X509_NAME_get_entry(name, i)
+        short = _ffi.string(_lib.OBJ_nid2sn(_lib.OBJ_obj2nid(
+            _lib.X509_NAME_ENTRY_get_object(entry)))).decode("ascii", "replace")
+        data = _lib.X509_NAME_ENTRY_get_data(entry)
+        value = _ffi.buffer(_lib.ASN1_STRING_get0_data(data), _lib.ASN1_STRING_length(data))
+        parts.append(f"{short}={bytes(value).decode('utf-8', 'replace')}")
+    return ", ".join(parts)
+
+
+def _describe_x509(cert: crypto.X509) -> str:
+    """:func:`describe` for a certificate cryptography may not read."""
+    try:
+        return f"'{_x509_name(cert)}' (issued by '{_x509_name(cert, issuer=True)}')"
+    except Exception:          # a name OpenSSL itself cannot give: still a refusal
+        return "(with an unreadable name)"
+
+
 # -- one TLS session ------------------------------------------------------------------
 
 class TlsClient:
@@ -512,23 +537,28 @@ class TlsClient:
 
     def _verify(self, cert: crypto.X509, code: int, depth: int, ok: bool) -> bool:
         """OpenSSL's verify callback for this session: the first refusal is kept, named
-        after the certificate at fault, and ends the handshake."""
+        after the certificate at fault, and ends the handshake.  It never raises (pyOpenSSL
+        would re-raise from do_handshake): a certificate OpenSSL reads but cryptography
+        does not (version 2, a duplicate extension, an unsupported name type...) is a
+        refusal too."""
         if self._refusal is not None:
             return False
         try:
             if not ok:
-                self._refusal = chain_refusal(code, _verify_error_string(code),
-                                              cert.to_cryptography(), depth, self.settings)
+                self._refusal = chain_refusal(code, _verify_error_string(code), cert, depth,
+                                              self.settings)
                 return False
             if depth == 0:
                 check_peer(cert.to_cryptography(), self.settings)
         except ErebusError as exc:
             self._refusal = exc
             return False
-        except ValueError as exc:      # a certificate OpenSSL reads and cryptography not
+        except Exception as exc:       # a certificate OpenSSL reads and cryptography not
+            who = "server certificate" if depth == 0 else "CA certificate"
+            where = "" if depth == 0 else " in the server's chain"
             self._refusal = SessionError(
-                "certificate", f"the server's certificate at depth {depth} cannot be "
-                f"checked: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+                "certificate", f"{who} {_describe_x509(cert)}{where} cannot be checked: "
+                f"{_short(exc)}")
             return False
         return True
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 from unittest import mock
 
@@ -34,6 +35,7 @@ from erebus.openvpn.session import ClientSession, State
 from erebus.wire import openvpn as w
 from erebus.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, build_ipv4
 from erebus.wire.tcp import ACK, SYN, build_tcp
+from tests.unit import odd_certs as ODD
 from tests.unit.test_session import PUSH, FakeServer, pki, run, settings as session_settings
 
 __all__ = ["pki"]           # the fixture, shared with test_session.py
@@ -476,3 +478,24 @@ def test_http_proxy_random_client_bytes(data):
     with mock.patch.object(logging.getLogger("erebus"), "exception",
                            side_effect=AssertionError("internal error logged")):
         asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind", ODD.KINDS)
+def test_a_server_certificate_cryptography_cannot_read_fails_the_session(pki, kind,
+                                                                         tmp_path):
+    """Through receive_datagram: the session fails at stage certificate, naming the
+    certificate; nothing escapes (pyOpenSSL re-raises what a verify callback raises)."""
+    from cryptography.hazmat.primitives import serialization
+    from erebus.openvpn.session import Failed
+    from tests.profiles import pki as P
+    ca_pki = P.Pki()
+    key, der, cn = ODD.odd_server(kind, ca_pki.ca_key, ca_pki.ca)
+    (tmp_path / "s.crt").write_text(ssl.DER_cert_to_PEM_cert(der))
+    (tmp_path / "s.key").write_text(P.key_pem(key))
+    client = ClientSession(session_settings(ca_pki.ca_pem.encode()), 0.0)
+    events, _, now = run(client, FakeServer(str(tmp_path / "s.crt"), str(tmp_path / "s.key")))
+    failed = [e for e in events if isinstance(e, Failed)]
+    assert [f.stage for f in failed] == ["certificate"] and client.state is State.FAILED
+    assert f"CN={cn}' (issued by 'O=erebus test-only, CN=Test-Only CA') cannot be " \
+        f"checked: {ODD.CRYPTOGRAPHY_SAYS[kind]}" in failed[0].message
+    assert now < 5.0

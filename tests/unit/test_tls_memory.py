@@ -22,6 +22,7 @@ from erebus.openvpn import tls as T
 from erebus.openvpn.config import load_profile, parse_profile
 from erebus.openvpn.tls import TlsClient, TlsContext, TlsSettings, context_for
 from tests.profiles import pki as P
+from tests.unit import odd_certs as ODD
 
 PKI = P.Pki()
 
@@ -410,3 +411,34 @@ def test_export_keying_material_matches_the_server():
         assert len(ekm) == 256
         assert ekm == server.export_keying_material(b"EXPORTER-OpenVPN-datakeys", 256)
         assert ekm != c.export_keying_material("EXPORTER-OpenVPN-p2p-peerid", 256)
+
+
+# -- certificates OpenSSL reads and cryptography does not --------------------------------
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # pyOpenSSL objects, server side
+@pytest.mark.parametrize("kind", ODD.KINDS)
+def test_a_certificate_cryptography_cannot_read_is_a_refusal_never_an_exception(kind):
+    """pyOpenSSL re-raises what a verify callback raises from do_handshake: the callback
+    turns it into a refusal naming the certificate instead."""
+    key, der, cn = ODD.odd_server(kind, PKI.ca_key, PKI.ca)
+    cert = crypto.load_certificate(crypto.FILETYPE_ASN1, der)     # OpenSSL reads it
+    with pytest.raises(SessionError) as e:
+        handshake(TlsClient(settings()), server_context(
+            crypto.PKey.from_cryptography_key(key), [cert]))
+    assert e.value.stage == "certificate"
+    assert f"server certificate 'O=erebus test-only, CN={cn}' (issued by 'O=erebus " \
+        f"test-only, CN=Test-Only CA') cannot be checked: {ODD.CRYPTOGRAPHY_SAYS[kind]}" \
+        == str(e.value)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_version_2_certificate_from_another_ca_is_refused_as_not_chaining():
+    other = P.Pki("Other Test-Only CA")
+    key, der, _ = ODD.odd_server("version-2", other.ca_key, other.ca)
+    cert = crypto.load_certificate(crypto.FILETYPE_ASN1, der)
+    with pytest.raises(SessionError) as e:
+        handshake(TlsClient(settings()), server_context(
+            crypto.PKey.from_cryptography_key(key), [cert]))
+    assert e.value.stage == "certificate" and "server certificate 'O=erebus test-only, " \
+        "CN=v2-server' (issued by 'O=erebus test-only, CN=Other Test-Only CA') rejected" \
+        in str(e.value) and "does not chain to the profile's CA" in str(e.value)
