@@ -327,13 +327,17 @@ def _fill_store(store: crypto.X509Store, settings: TlsSettings) -> None:
     store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
 
 
-def _crl_next_update(settings: TlsSettings, issuer: bytes) -> datetime.datetime | None:
-    """For a refusal's text only: when the CRL of the issuer (its DER name) expired, if
-    cryptography can read it (OpenSSL decided that it had)."""
+def _crl_next_update(settings: TlsSettings, cert: crypto.X509) -> datetime.datetime | None:
+    """For a refusal's text only: when the CRL of the certificate's issuer expired, if
+    cryptography can read both (OpenSSL decided that it had)."""
+    try:
+        issuer = cert.to_cryptography().issuer
+    except Exception:
+        return None
     for der in _pem_ders(settings.crl, (b"X509 CRL",)):
         try:
             crl = x509.load_der_x509_crl(der)
-            if crl.issuer.public_bytes() == issuer:
+            if crl.issuer == issuer:
                 return crl.next_update_utc
         except (ValueError, x509.InvalidVersion):
             continue
@@ -360,7 +364,7 @@ def chain_refusal(code: int, text: str, cert: crypto.X509, depth: int,
     elif code == _CRL_NOT_YET_VALID:
         why = f"{who}: the CRL of its issuer is not valid yet"
     elif code == _CRL_HAS_EXPIRED:
-        when = _crl_next_update(settings, cert.get_issuer().der())
+        when = _crl_next_update(settings, cert)
         why = f"{who}: the CRL of its issuer expired" + (
             f" on {when:%Y-%m-%d %H:%M} UTC" if when else "")
     elif code in _NOT_CHAINED:
