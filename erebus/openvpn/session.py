@@ -36,7 +36,7 @@ from .data import DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
     PacketIdExhausted, is_aead, normalize_cipher, normalize_digest, supported_cipher
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
-from .tls import TlsClient, TlsContext, TlsSettings, context_for
+from .tls import TlsClient, TlsContext, TlsSettings
 from .wrap import TlsAuth, TlsCrypt, WrapError
 
 log = logging.getLogger("erebus.openvpn")
@@ -154,8 +154,14 @@ class _KeyState:
 
 
 class ClientSession:
-    def __init__(self, settings: SessionSettings, now: float, *, rng=os.urandom):
+    def __init__(self, settings: SessionSettings, now: float, *, rng=os.urandom,
+                 tls_context: TlsContext | None = None):
+        """``tls_context``: the tunnel's, built once per profile; without one the session
+        builds its own.  Either way it exists before anything is sent: a client
+        certificate, key, CRL or tls-cipher OpenSSL refuses is a ConfigError here."""
         self.settings = settings
+        self._tls_context = tls_context if tls_context is not None \
+            else TlsContext(settings.tls)
         self.rng = rng
         self.state = State.INITIAL
         self.session_id = rng(8)
@@ -198,7 +204,6 @@ class ClientSession:
         self._exit_deadline: float | None = None
         self._cc_exit = False
         self.tls_info: TlsEstablished | None = None
-        self._tls_context: TlsContext | None = None
         self._start(now)
 
     # -- public API ---------------------------------------------------------------------
@@ -507,10 +512,8 @@ class ClientSession:
         self._pump_tls(ks, now)
 
     def _new_tls(self) -> TlsClient:
-        """A TLS session for a new key id, from the one context of this profile (built at
-        the first handshake, then shared by every renegotiation)."""
-        if self._tls_context is None:
-            self._tls_context = context_for(self.settings.tls)
+        """A TLS session for a new key id, from the one context of this session (the
+        tunnel's), shared by every renegotiation."""
         return TlsClient(self.settings.tls, self._tls_context)
 
     def _pump_tls(self, ks: _KeyState, now: float) -> None:

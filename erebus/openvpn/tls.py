@@ -4,7 +4,7 @@ No sockets and no files: TLS records go in with :meth:`TlsClient.feed` and come 
 :meth:`TlsClient.take_output`; the session puts them in P_CONTROL_V1 packets.  The client
 certificate and key are loaded from memory (the key never touches the disk, not even
 decrypted), into one :class:`TlsContext` per profile that every TLS session of a tunnel
-(the first and each renegotiation) shares.
+(the first and each renegotiation) shares; the tunnel owns it, nothing global keeps it.
 
 Verification is OpenSSL's, configured as OpenVPN 2.6 configures it (ssl_openssl.c): the
 server chain must lead to the profile's CA, and with ``crl-verify`` the CRLs are in the
@@ -19,10 +19,8 @@ callback at depth 0 as ssl_verify_openssl.c makes them: ``remote-cert-tls``,
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -473,23 +471,6 @@ class TlsContext:
                               option="cert") from None
 
 
-_CONTEXTS: OrderedDict[tuple, TlsContext] = OrderedDict()
-CONTEXT_CACHE_MAX = 8     # profiles whose contexts are kept (a tunnel uses one)
-
-
-def context_for(settings: TlsSettings) -> TlsContext:
-    """The context of these settings, built once and reused by every session (and
-    renegotiation) with equal settings; at most CONTEXT_CACHE_MAX are kept."""
-    key = dataclasses.astuple(settings)
-    ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        ctx = _CONTEXTS[key] = TlsContext(settings)
-        while len(_CONTEXTS) > CONTEXT_CACHE_MAX:
-            _CONTEXTS.popitem(last=False)
-    _CONTEXTS.move_to_end(key)
-    return ctx
-
-
 def _verify_callback(conn: SSL.Connection, cert: crypto.X509, code: int, depth: int,
                      ok: int) -> bool:
     ref = conn.get_app_data()
@@ -528,8 +509,10 @@ class TlsClient:
     """The client side of one TLS session (one key id) over memory BIOs."""
 
     def __init__(self, settings: TlsSettings, context: TlsContext | None = None):
+        """``context``: the tunnel's (shared by every key id); without one, a context of
+        its own is built from ``settings``."""
         self.settings = settings
-        self.context = context or context_for(settings)
+        self.context = context if context is not None else TlsContext(settings)
         self._conn = SSL.Connection(self.context.ssl_context, None)
         self._conn.set_app_data(weakref.ref(self))     # no cycle through OpenSSL
         self._conn.set_connect_state()

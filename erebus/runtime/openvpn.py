@@ -21,12 +21,13 @@ import socket
 import struct
 from typing import Callable
 
-from ..errors import ErebusError, SessionError
+from ..errors import ConfigError, ErebusError, SessionError
 from ..openvpn.config import Profile, Remote
 from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMessage, \
     SessionSettings, TlsEstablished
 from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
+from ..openvpn.tls import TlsContext
 from ..tunnel import TunnelInfo
 from .ratelimit import DropReporter
 from .retry import with_backoff
@@ -58,6 +59,21 @@ def session_settings(profile: Profile) -> SessionSettings:
                            if profile.tls_auth_key is not None else None,
                            tls_crypt=profile.tls_crypt_key, compression=profile.compression,
                            allow_compression=profile.allow_compression)
+
+
+def tls_context(profile: Profile) -> TlsContext:
+    """The one TLS context of a tunnel (every session and renegotiation uses it): the CA,
+    CRLs, client certificate and key loaded into OpenSSL before anything is sent.  A
+    ConfigError names the profile's file and the option OpenSSL refused."""
+    try:
+        return TlsContext(profile.tls_settings())
+    except ConfigError as exc:
+        if exc.path is not None or not profile.path:
+            raise
+        message = str(exc)
+        if exc.option and message.startswith(f"{exc.option}: "):
+            message = message[len(exc.option) + 2:]
+        raise ConfigError(message, path=profile.path, option=exc.option) from None
 
 
 # What a dropped packet was, per counter of the session (Counters, StaticCounters): a
@@ -137,6 +153,9 @@ class OpenVPNTunnel(LinkShell):
         self.info: TunnelInfo | None = None
         self.session = None
         self._session_factory = session_factory or self._new_session
+        # built here, once: a profile OpenSSL refuses fails before any socket exists
+        self._tls_context = tls_context(profile) if session_factory is None \
+            and profile.static_key is None else None
         self._receiver: Callable[[bytes], None] | None = None
         self._link = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -162,7 +181,7 @@ class OpenVPNTunnel(LinkShell):
                 tun_mtu=p.tun_mtu, ping=p.ping, ping_restart=p.ping_restart,
                 replay_window=p.replay_window,
                 routes=[Route(net, mask) for net, mask in p.routes], dns=list(p.dns)), now)
-        return ClientSession(self._settings(token), now)
+        return ClientSession(self._settings(token), now, tls_context=self._tls_context)
 
     def _settings(self, token: str | None) -> SessionSettings:
         settings = session_settings(self.profile)

@@ -23,7 +23,7 @@ from erebus.openvpn import keymethod
 from erebus.openvpn.data import PACKET_ID_WRAP_TRIGGER, DataKey
 from erebus.openvpn.reliable import ReliableReceive, ReliableSend
 from erebus.openvpn.session import ClientSession, Closed, Connected, Failed, SessionSettings
-from erebus.openvpn.tls import TlsSettings
+from erebus.openvpn.tls import TlsContext, TlsSettings
 from erebus.wire import openvpn as w
 
 PUSH = ("PUSH_REPLY,route 198.18.2.0 255.255.255.0,route-gateway 198.19.1.1,topology subnet,"
@@ -278,8 +278,8 @@ def test_foreign_ca_is_refused_naming_the_certificate(pki):
     assert "rogue-ca" in failed[0].message
 
 
-def test_no_answer_is_reported_as_unreachable():
-    client = ClientSession(settings(b"unused", hand_window=10.0), 0.0)
+def test_no_answer_is_reported_as_unreachable(pki):
+    client = ClientSession(settings(pki["lab-ca"][0], hand_window=10.0), 0.0)
 
     class BlackHole:
         def receive(self, d, now):
@@ -515,6 +515,10 @@ def test_packet_id_limit_reached_on_a_timer_and_never_reused(pki):
     assert client.counters.dropped_packet_id_exhausted == 2
 
 
+_CA = _pem(_cert("push-ca", "push-ca", _k := ec.generate_private_key(ec.SECP256R1()), _k,
+                 ca=True))
+_CONTEXT = TlsContext(TlsSettings(ca=_CA))       # never handshakes: PUSH_REPLY only
+
 PUSH_VOCAB = ["cipher AES-256-GCM", "cipher none", "cipher AES-256-CBC", "cipher BF-CBC",
               "auth none", "auth SHA224", "ifconfig 198.19.1.2 255.255.255.0",
               "ifconfig 198.19.1.2 198.19.1.1", "topology subnet", "topology p2p",
@@ -531,7 +535,7 @@ PUSH_VOCAB = ["cipher AES-256-GCM", "cipher none", "cipher AES-256-CBC", "cipher
 def test_random_push_replies_establish_or_fail_with_a_session_error(reply):
     from erebus.errors import SessionError
     from erebus.openvpn.session import State
-    client = ClientSession(settings(b"unused", data_ciphers=GCM_ONLY), 0.0)
+    client = ClientSession(settings(_CA, data_ciphers=GCM_ONLY), 0.0, tls_context=_CONTEXT)
     client.state = State.PUSH_REQUEST_SENT          # as after key method 2
     client._primary.key_block = bytes(range(256))
     client._push_deadline = client._push_request_at = 60.0

@@ -20,7 +20,7 @@ from OpenSSL import SSL, crypto
 from erebus.errors import ConfigError, SessionError
 from erebus.openvpn import tls as T
 from erebus.openvpn.config import load_profile, parse_profile
-from erebus.openvpn.tls import TlsClient, TlsContext, TlsSettings, context_for
+from erebus.openvpn.tls import TlsClient, TlsContext, TlsSettings
 from tests.profiles import pki as P
 from tests.unit import odd_certs as ODD
 
@@ -288,9 +288,10 @@ def test_no_key_material_is_written_during_handshakes_and_renegotiation(tmp_path
     try:
         profile = load_profile(str(path), stdin=_Tty(), prompt=lambda _: "open sesame")
         tls = profile.tls_settings()
-        first = TlsClient(tls)
+        context = TlsContext(tls)                               # the tunnel's, built once
+        first = TlsClient(tls, context)
         server = handshake(first, sctx)
-        again = TlsClient(tls)                                  # the next key id
+        again = TlsClient(tls, context)                         # the next key id
         server_again = handshake(again, sctx)
         for client, srv in ((first, server), (again, server_again)):
             client.write(b"key method 2")
@@ -300,7 +301,6 @@ def test_no_key_material_is_written_during_handshakes_and_renegotiation(tmp_path
     finally:
         _AUDIT["on"] = False
     assert _AUDIT["seen"] == []
-    assert again.context is first.context is context_for(tls)   # built once
 
 
 def test_the_session_builds_one_context_for_all_its_key_ids():
@@ -442,3 +442,53 @@ def test_a_version_2_certificate_from_another_ca_is_refused_as_not_chaining():
     assert e.value.stage == "certificate" and "server certificate 'O=erebus test-only, " \
         "CN=v2-server' (issued by 'O=erebus test-only, CN=Other Test-Only CA') rejected" \
         in str(e.value) and "does not chain to the profile's CA" in str(e.value)
+
+
+# -- the context: built before anything is sent, owned by the tunnel ----------------------
+
+def test_a_tls_cipher_openssl_refuses_fails_probe_before_sending(tmp_path):
+    """The context is built with the tunnel: probe reports the config problem at once
+    (with the file and option), instead of when the server's hard reset arrives."""
+    import asyncio
+    import socket
+    from erebus.probe import probe
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)      # never answers
+    sink.bind(("127.0.0.1", 0))
+    sink.setblocking(False)
+    path = tmp_path / "cipher.ovpn"
+    path.write_text(f"client\ndev tun\nremote 127.0.0.1 {sink.getsockname()[1]}\n"
+                    f"remote-cert-tls server\ntls-cipher NO-SUCH-CIPHER\n{PKI.inline()}")
+    try:
+        report = asyncio.run(probe(str(path), timeout=2.0))
+        with pytest.raises(BlockingIOError):
+            sink.recv(2048)                                        # nothing was sent
+    finally:
+        sink.close()
+    assert report == {"ok": False, "stage": "config", "error": f"{path}: tls-cipher: no "
+                      "usable cipher in 'NO-SUCH-CIPHER'"}, report
+
+
+def test_a_session_without_a_usable_client_key_fails_when_made():
+    from erebus.openvpn.session import ClientSession, SessionSettings
+    s = settings(cert=PKI.client_pem.encode(), key=P.key_pem(P.new_key()).encode())
+    with pytest.raises(ConfigError, match="cert: cannot load the client certificate"):
+        ClientSession(SessionSettings(tls=s), 0.0)
+
+
+def test_every_session_of_a_tunnel_uses_its_one_context_and_nothing_keeps_it():
+    """No global cache: the context (with the decrypted key in it) goes with the tunnel."""
+    import gc
+    import weakref
+    from erebus.openvpn.config import parse_profile
+    from erebus.runtime.openvpn import OpenVPNTunnel
+    profile = parse_profile(f"client\ndev tun\nremote 198.18.1.1 1194\nremote-cert-tls "
+                            f"server\n{PKI.inline()}", "ctx.ovpn")
+    tunnel = OpenVPNTunnel(profile)
+    first, second = tunnel._new_session(0.0, None), tunnel._new_session(1.0, "token")
+    a, b = first._new_tls(), second._new_tls()                  # key ids of two sessions
+    assert a.context is b.context is tunnel._tls_context
+    handshake(a, server_context(PKI.server_key, [PKI.server], client_ca=PKI.ca))
+    context = weakref.ref(a.context)
+    del tunnel, first, second, a, b
+    gc.collect()
+    assert context() is None
