@@ -348,16 +348,20 @@ class ClientSession:
 
     def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
         """Encrypt one IP packet into a data-channel datagram; None when it cannot be
-        sent (the key ran out of packet ids: dropped and counted)."""
+        sent (the key ran out of packet ids: dropped and counted).  The soft reset before
+        the packet id wraps is the timer's (get_timer / handle_timer), not this path's:
+        PACKET_ID_WRAP_TRIGGER leaves ~16.7 M packets of headroom."""
         if self.state is not State.ESTABLISHED:
             raise SessionError("state", f"no data before the session is established "
                                f"(state {self.state.value})")
         if now is not None:
             self._last_out = now
-        datagram = self._encrypt(self._comp.frame(packet))
-        if now is not None:
-            self._renegotiate_before_wrapping(now)
-        return datagram
+        try:
+            return self.data_key.encrypt(self._comp.frame(packet))
+        except PacketIdExhausted as exc:
+            self.counters.dropped_packet_id_exhausted += 1
+            log.debug("dropped outgoing data packet: %s", exc)
+            return None
 
     def close(self, now: float) -> list[bytes]:
         """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.

@@ -491,6 +491,8 @@ def test_packet_id_close_to_wrapping_renegotiates(pki):
     assert client.get_timer() > t0                            # nothing due yet
     trigger = client.send_ip(b"E" + bytes(27), t0)             # id 0xFF000000
     assert server.receive(trigger, t0) == [b"E" + bytes(27)]
+    # the soft reset is the timer's: due at once, sent by handle_timer (not by send_ip)
+    assert client.datagrams_to_send(t0) == [] and client.get_timer() <= t0
     _, _, t1 = run(client, server, until=lambda c: c.renegotiations == 1 or c.finished,
                    start=t0)
     assert server.soft_resets == [1] and client.renegotiations == 1, client.next_event()
