@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 from ..errors import ConfigError, SessionError
 from ..files import MAX_FILE_SIZE, read_limited
 from .compress import Compression
-from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher
+from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher, normalize_digest
 from .statickey import parse_static_key
 
 log = logging.getLogger("erebus.config")
@@ -1315,8 +1315,8 @@ class _Reader:
         self.cipher_directive = d
 
     def opt_auth(self, d: Directive, a: list[str]) -> None:
-        digest = a[0].upper().replace("-", "")
-        if digest in ("NONE", "[NULL-DIGEST]"):
+        digest = normalize_digest(a[0])         # None: 'none' or '[null-digest]'
+        if digest is None:
             self.p.auth = "none"
         elif digest in DIGESTS:
             self.p.auth = digest

@@ -268,6 +268,18 @@ def test_tls_cipher_iana_names_are_translated():
     assert p.tls_cipher == "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305"
 
 
+@pytest.mark.parametrize("value,auth", [("[null-digest]", "none"), ("none", "none"),
+                                        ("sha-256", "SHA256"), ("SHA512", "SHA512")])
+def test_auth_names_like_the_stock_client(value, auth):
+    # '[null-digest]' is how OpenSSL (and the occ options string) names no digest
+    assert parse_profile(profile(f"auth {value}\n")).auth == auth
+
+
+def test_an_unknown_auth_digest_is_a_problem():
+    assert problems(profile("auth WHIRLPOOL\n")) == [
+        (4, "auth", "p.ovpn:4: auth: unsupported digest WHIRLPOOL")]
+
+
 def test_every_implemented_option_has_a_handler_and_back():
     from erebus.openvpn.config import IMPLEMENTED, _Reader
     handlers = {n[4:].replace("_", "-") for n in dir(_Reader) if n.startswith("opt_")}
