@@ -44,9 +44,10 @@ import ipaddress
 import logging
 import struct
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Iterable
 
+from ..counters import CountersDict
 from ..crypto.replay import ReplayWindow
 from ..crypto.seal import AuthenticationError
 from ..errors import ParseError
@@ -308,7 +309,7 @@ class SecurityAssociation:
 # -- the session --------------------------------------------------------------------------
 
 @dataclass(slots=True)
-class EspCounters:
+class EspCounters(CountersDict):
     """What came and went, and why anything was dropped."""
 
     datagrams_in: int = 0
@@ -340,8 +341,6 @@ class EspCounters:
     def dropped_in(self) -> int:
         return sum(getattr(self, name) for name in self.DROPS)
 
-    def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _networks(cidrs: Iterable[str]) -> tuple[tuple[int, int], ...]:

@@ -24,8 +24,9 @@ import logging
 import os
 import re
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
+from ..counters import CountersDict
 from ..crypto.prf import openvpn_key_block
 from ..errors import ParseError, SessionError
 from ..wire import openvpn as w
@@ -124,7 +125,7 @@ class SessionSettings:
 
 
 @dataclass(slots=True)
-class Counters:
+class Counters(CountersDict):
     dropped_malformed: int = 0
     dropped_session: int = 0
     dropped_data_auth: int = 0
@@ -135,8 +136,6 @@ class Counters:
     keepalives_out: int = 0
     dropped_packet_id_exhausted: int = 0    # not sent: the key had no packet id left
 
-    def as_dict(self) -> dict:          # probe --json's "counters"
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class _KeyState:

@@ -50,11 +50,12 @@ import os
 import struct
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ..counters import CountersDict
 from ..crypto.aead import AEAD_CIPHERS
 from ..errors import ConfigError, SessionError
 from .data import CBC_CIPHERS, DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, normalize_cipher
@@ -193,7 +194,7 @@ class StaticKeySettings:
 
 
 @dataclass(slots=True)
-class StaticCounters:
+class StaticCounters(CountersDict):
     """The fields of :class:`erebus.openvpn.session.Counters`, and more."""
 
     dropped_malformed: int = 0       # too short, bad CBC length, no packet id, bad OCC
@@ -214,8 +215,6 @@ class StaticCounters:
     bytes_out: int = 0
     dropped_packet_id_exhausted: int = 0    # not sent: packet id at its end in this second
 
-    def as_dict(self) -> dict:          # probe --json's "counters"
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # -- replay protection (long-form packet ids) ----------------------------------------
