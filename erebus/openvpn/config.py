@@ -1466,20 +1466,21 @@ class _Reader:
 
     # Options that make 2.6 verify the server beyond the CA chain (init.c,
     # do_option_warnings); given but refused, they are reported as problems instead.
+    # verify-hash is not one: it checks depth 1 (the CA), and 2.6 counts only a
+    # depth-0 hash (peer-fingerprint).
     SERVER_VERIFICATION = ("tls-verify", "verify-x509-name", "ns-cert-type", "remote-cert-tls",
-                           "remote-cert-eku", "verify-hash", "peer-fingerprint")
+                           "remote-cert-eku", "peer-fingerprint")
 
     def warn_no_server_verification(self) -> None:
         """init.c ``do_option_warnings``: a TLS client with none of tls-verify,
         verify-x509-name, ns-cert-type server, remote-cert-eku (remote-cert-tls sets it),
-        verify-hash at depth 0 (peer-fingerprint) is warned, in its words: any
-        certificate of the same CA -- another client's -- can then act as the server.
-        remote-cert-ku alone does not count, as in 2.6.  The line is that of
-        client/tls-client, else of the CA."""
+        a depth-0 verify-hash (peer-fingerprint) is warned, in its words: any certificate
+        of the same CA -- another client's -- can then act as the server.
+        remote-cert-ku alone does not count, nor verify-hash (depth 1), as in 2.6.  The
+        line is that of client/tls-client, else of the CA."""
         p = self.p
         if p.remote_cert_eku or p.verify_x509_name or p.ns_cert_type == "server" \
-                or getattr(p, "peer_fingerprint", None) or self.failed & set(
-                    self.SERVER_VERIFICATION):
+                or self.failed & set(self.SERVER_VERIFICATION):
             return
         d = self.client_directive or next(
             (self.material[n].directive for n in ("ca", "pkcs12") if n in self.material), None)

