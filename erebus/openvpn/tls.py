@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from OpenSSL import SSL, crypto
-from OpenSSL._util import ffi as _ffi, lib as _lib
+from OpenSSL._util import ffi as _ffi, lib as _lib   # only in "pyOpenSSL internals" below
 
 from ..errors import ConfigError, ErebusError, SessionError
 from .config import PemError, _short, pem_blocks
@@ -42,6 +42,16 @@ _CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
 _KEY_LABELS = (b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"DSA PRIVATE KEY",
                b"ENCRYPTED PRIVATE KEY")
 _BIO_CHUNK = 65536
+
+
+# -- pyOpenSSL internals -------------------------------------------------------------
+# The only code here that reaches past pyOpenSSL's public API: its cffi bindings
+# (OpenSSL._util ``lib`` / ``ffi``) and the pointers inside its objects (X509Store._store,
+# X509._x509), for what the public API lacks: CRLs as OpenSSL itself reads them, verify
+# error codes and strings, and the names of certificates cryptography cannot read.
+# pyproject.toml pins pyOpenSSL exactly because of it: on an upgrade, check this section
+# (tests/unit/test_tls_memory.py exercises every function; test_pyopenssl_internals_stay_
+# in_one_section holds the rest of the module to the public API).
 
 # X509_V_ERR_* codes the refusals name in words of their own
 _UNABLE_TO_GET_ISSUER_CERT = _lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
@@ -57,6 +67,56 @@ _UNABLE_TO_GET_CRL_ISSUER = _lib.X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER
 _NOT_CHAINED = (_UNABLE_TO_GET_ISSUER_CERT, _UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
                 _UNABLE_TO_VERIFY_LEAF_SIGNATURE)
 
+
+def _drain_openssl_errors() -> str:
+    reason = ""
+    while (code := _lib.ERR_get_error()) != 0:
+        text = _lib.ERR_reason_error_string(code)
+        reason = _ffi.string(text).decode("ascii", "replace") if text != _ffi.NULL else ""
+    return reason or "unparseable DER"
+
+
+def _openssl_crl(der: bytes):
+    """An X509_CRL parsed by OpenSSL's d2i (freed with the returned object).  ValueError
+    with OpenSSL's reason when OpenSSL does not parse it."""
+    bio = _lib.BIO_new_mem_buf(der, len(der))
+    if bio == _ffi.NULL:
+        raise MemoryError("BIO_new_mem_buf")
+    try:
+        crl = _lib.d2i_X509_CRL_bio(bio, _ffi.NULL)
+    finally:
+        _lib.BIO_free(bio)
+    if crl == _ffi.NULL:
+        raise ValueError(_drain_openssl_errors())
+    return _ffi.gc(crl, _lib.X509_CRL_free)
+
+
+def _store_add_crl(store: crypto.X509Store, crl) -> bool:
+    """X509_STORE_add_crl of an X509_CRL from :func:`_openssl_crl` (pyOpenSSL's add_crl
+    takes only what cryptography parses)."""
+    return _lib.X509_STORE_add_crl(store._store, crl) == 1
+
+
+def _verify_error_string(code: int) -> str:
+    return _ffi.string(_lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
+
+
+def _x509_name(cert: crypto.X509, *, issuer: bool = False) -> str:
+    """A certificate's subject (or issuer) as OpenVPN prints it, read by OpenSSL: for
+    certificates cryptography does not read (pyOpenSSL's get_subject is deprecated)."""
+    name = (_lib.X509_get_issuer_name if issuer else _lib.X509_get_subject_name)(cert._x509)
+    parts = []
+    for i in range(_lib.X509_NAME_entry_count(name)):
+        entry = _lib.X509_NAME_get_entry(name, i)
+        short = _ffi.string(_lib.OBJ_nid2sn(_lib.OBJ_obj2nid(
+            _lib.X509_NAME_ENTRY_get_object(entry)))).decode("ascii", "replace")
+        data = _lib.X509_NAME_ENTRY_get_data(entry)
+        value = _ffi.buffer(_lib.ASN1_STRING_get0_data(data), _lib.ASN1_STRING_length(data))
+        parts.append(f"{short}={bytes(value).decode('utf-8', 'replace')}")
+    return ", ".join(parts)
+
+
+# -- settings and checks of the server certificate ------------------------------------
 
 @dataclass(slots=True)
 class TlsSettings:
@@ -250,29 +310,6 @@ def _openssl_reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _drain_openssl_errors() -> str:
-    reason = ""
-    while (code := _lib.ERR_get_error()) != 0:
-        text = _lib.ERR_reason_error_string(code)
-        reason = _ffi.string(text).decode("ascii", "replace") if text != _ffi.NULL else ""
-    return reason or "unparseable DER"
-
-
-def _openssl_crl(der: bytes):
-    """An X509_CRL parsed by OpenSSL's d2i (freed with the returned object).  ValueError
-    with OpenSSL's reason when OpenSSL does not parse it."""
-    bio = _lib.BIO_new_mem_buf(der, len(der))
-    if bio == _ffi.NULL:
-        raise MemoryError("BIO_new_mem_buf")
-    try:
-        crl = _lib.d2i_X509_CRL_bio(bio, _ffi.NULL)
-    finally:
-        _lib.BIO_free(bio)
-    if crl == _ffi.NULL:
-        raise ValueError(_drain_openssl_errors())
-    return _ffi.gc(crl, _lib.X509_CRL_free)
-
-
 def check_crl_der(der: bytes) -> None:
     """Raise ValueError (OpenSSL's reason) unless OpenSSL parses ``der`` as a CRL; what
     OpenSSL accepts, the stock client accepts, even when ``cryptography`` would not."""
@@ -319,7 +356,7 @@ def _fill_store(store: crypto.X509Store, settings: TlsSettings) -> None:
             raise ConfigError(f"a CRL that does not parse ({exc})",
                               option="crl-verify") from None
         # pyOpenSSL's add_crl takes only what cryptography parses: add OpenSSL's own
-        if _lib.X509_STORE_add_crl(store._store, crl) != 1:
+        if not _store_add_crl(store, crl):
             raise ConfigError(f"cannot add a CRL to the store ({_drain_openssl_errors()})",
                               option="crl-verify")
     store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
@@ -370,10 +407,6 @@ def chain_refusal(code: int, text: str, cert: crypto.X509, depth: int,
     else:
         why = f"{who} rejected: {text}"
     return SessionError("certificate", why)
-
-
-def _verify_error_string(code: int) -> str:
-    return _ffi.string(_lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
 
 
 def check_crl(leaf: x509.Certificate, chain: list[x509.Certificate],
@@ -478,21 +511,6 @@ def _verify_callback(conn: SSL.Connection, cert: crypto.X509, code: int, depth: 
     if client is None:
         return False                   # no session to check for: refuse, never pass
     return client._verify(cert, code, depth, bool(ok))
-
-
-def _x509_name(cert: crypto.X509, *, issuer: bool = False) -> str:
-    """A certificate's subject (or issuer) as OpenVPN prints it, read by OpenSSL: for
-    certificates cryptography does not read (pyOpenSSL's get_subject is deprecated)."""
-    name = (_lib.X509_get_issuer_name if issuer else _lib.X509_get_subject_name)(cert._x509)
-    parts = []
-    for i in range(_lib.X509_NAME_entry_count(name)):
-        entry = _lib.X509_NAME_get_entry(name, i)
-        short = _ffi.string(_lib.OBJ_nid2sn(_lib.OBJ_obj2nid(
-            _lib.X509_NAME_ENTRY_get_object(entry)))).decode("ascii", "replace")
-        data = _lib.X509_NAME_ENTRY_get_data(entry)
-        value = _ffi.buffer(_lib.ASN1_STRING_get0_data(data), _lib.ASN1_STRING_length(data))
-        parts.append(f"{short}={bytes(value).decode('utf-8', 'replace')}")
-    return ", ".join(parts)
 
 
 def _describe_x509(cert: crypto.X509) -> str:

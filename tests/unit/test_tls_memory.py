@@ -492,3 +492,20 @@ def test_every_session_of_a_tunnel_uses_its_one_context_and_nothing_keeps_it():
     del tunnel, first, second, a, b
     gc.collect()
     assert context() is None
+
+
+def test_pyopenssl_internals_stay_in_one_section():
+    """pyproject.toml pins pyOpenSSL for tls.py's use of its internals: they stay in the
+    one section an upgrade has to check (every function of it runs in this file)."""
+    import re
+    from pathlib import Path
+    source = Path(T.__file__).read_text().splitlines()
+    start = source.index(next(line for line in source
+                              if line.startswith("# -- pyOpenSSL internals")))
+    end = next(i for i in range(start + 1, len(source)) if source[i].startswith("# -- "))
+    internal = re.compile(r"\b_lib\b|\b_ffi\b|\._store\b|\._x509\b|OpenSSL\._util")
+    outside = [(i + 1, line) for i, line in enumerate(source)
+               if internal.search(line) and not start <= i < end
+               and not line.startswith("from OpenSSL._util import")]
+    assert outside == []
+    assert sum(1 for line in source if "OpenSSL._util" in line and "import" in line) == 1
