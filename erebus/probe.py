@@ -82,7 +82,7 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             pcap.close()
         return _failure("config", str(exc))
     # the profile's warnings (also logged at WARNING when it was read), for --json
-    warnings = list(getattr(getattr(tunnel, "profile", None), "warnings", None) or ())
+    warnings = list(tunnel.warnings)
     try:
         try:
             info = await tunnel.connect(timeout=timeout)

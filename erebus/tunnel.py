@@ -31,6 +31,7 @@ class TunnelInfo:
 
 class Tunnel(Protocol):
     info: TunnelInfo
+    warnings: list[str]             # the profile's ("FILE:LINE: option: ..."), for probe
 
     def send_packet(self, packet: bytes) -> None:
         """Send one IPv4 packet into the VPN (dropped, and counted, if the tunnel is down)."""

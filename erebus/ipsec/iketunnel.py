@@ -49,6 +49,7 @@ class IkeTunnel(LinkShell):
 
     def __init__(self, profile: IkeProfile, *, pcap=None, initiator_factory=None):
         self.profile = profile
+        self.warnings: list[str] = profile.warnings
         self.pcap = pcap
         self.info: TunnelInfo | None = None
         self.ike: IkeInitiator | None = None

@@ -94,6 +94,7 @@ class EspTunnel(LinkShell):
     def __init__(self, profile: EspProfile, *, pcap=None,
                  session_factory: Callable[[float], EspSession] | None = None):
         self.profile = profile
+        self.warnings: list[str] = profile.warnings
         self.pcap = pcap
         self.info: TunnelInfo | None = None
         self.session: EspSession | None = None

@@ -149,6 +149,7 @@ class OpenVPNTunnel(LinkShell):
 
     def __init__(self, profile: Profile, *, pcap=None, session_factory=None):
         self.profile = profile
+        self.warnings: list[str] = profile.warnings
         self.pcap = pcap
         self.info: TunnelInfo | None = None
         self.session = None

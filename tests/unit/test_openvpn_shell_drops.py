@@ -47,7 +47,8 @@ def test_forged_and_replayed_packets_are_warned_about_once_per_kind(caplog):
         transport, peer = await loop.create_datagram_endpoint(
             Peer, local_addr=("127.0.0.1", 0))
         port = transport.get_extra_info("sockname")[1]
-        profile = SimpleNamespace(remotes=[Remote("127.0.0.1", port, "udp")], tls_wrap=None)
+        profile = SimpleNamespace(remotes=[Remote("127.0.0.1", port, "udp")], tls_wrap=None,
+                                  warnings=[])
         tunnel = OpenVPNTunnel(profile, session_factory=lambda now, token: make(1))
         got = []
         tunnel.set_receiver(got.append)
