@@ -145,12 +145,10 @@ def _load_like_a_connection(p: Profile) -> list[ConfigError]:
     """Load the material into a TLS context as connecting would (offline)."""
     if p.static_key is not None or p.key_encrypted or p.ca is None:
         return []
-    from .openvpn.tls import TlsContext
     try:
-        TlsContext(p.tls_settings())
+        p.tls_context()
     except ConfigError as exc:
-        return [ConfigError(str(exc).split(": ", 1)[-1] if exc.option else str(exc),
-                            path=p.path, option=exc.option)]
+        return [exc]
     return []
 
 

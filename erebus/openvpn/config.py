@@ -628,6 +628,21 @@ class Profile:
                            remote_cert_eku=self.remote_cert_eku,
                            ns_cert_type=self.ns_cert_type, crl=self.crl)
 
+    def tls_context(self):
+        """The one TLS context of a tunnel (every session and renegotiation uses it):
+        the CA, CRLs, client certificate and key loaded into OpenSSL before anything is
+        sent.  A ConfigError names this profile's file and the option OpenSSL refused."""
+        from .tls import TlsContext
+        try:
+            return TlsContext(self.tls_settings())
+        except ConfigError as exc:
+            if exc.path is not None or not self.path:
+                raise
+            message = str(exc)
+            if exc.option and message.startswith(f"{exc.option}: "):
+                message = message[len(exc.option) + 2:]
+            raise ConfigError(message, path=self.path, option=exc.option) from None
+
 
 class ProfileError(ConfigError):
     """Every problem found in a profile; reads as the first one."""

@@ -27,7 +27,6 @@ from ..openvpn.session import ClientSession, Closed, Connected, Failed, ServerMe
     SessionSettings, TlsEstablished
 from ..openvpn.push import Route
 from ..openvpn.static import StaticKeySession, StaticKeySettings
-from ..openvpn.tls import TlsContext
 from ..tunnel import TunnelInfo
 from .ratelimit import DropReporter
 from .retry import with_backoff
@@ -59,21 +58,6 @@ def session_settings(profile: Profile) -> SessionSettings:
                            if profile.tls_auth_key is not None else None,
                            tls_crypt=profile.tls_crypt_key, compression=profile.compression,
                            allow_compression=profile.allow_compression)
-
-
-def tls_context(profile: Profile) -> TlsContext:
-    """The one TLS context of a tunnel (every session and renegotiation uses it): the CA,
-    CRLs, client certificate and key loaded into OpenSSL before anything is sent.  A
-    ConfigError names the profile's file and the option OpenSSL refused."""
-    try:
-        return TlsContext(profile.tls_settings())
-    except ConfigError as exc:
-        if exc.path is not None or not profile.path:
-            raise
-        message = str(exc)
-        if exc.option and message.startswith(f"{exc.option}: "):
-            message = message[len(exc.option) + 2:]
-        raise ConfigError(message, path=profile.path, option=exc.option) from None
 
 
 # What a dropped packet was, per counter of the session (Counters, StaticCounters): a
@@ -155,7 +139,7 @@ class OpenVPNTunnel(LinkShell):
         self.session = None
         self._session_factory = session_factory or self._new_session
         # built here, once: a profile OpenSSL refuses fails before any socket exists
-        self._tls_context = tls_context(profile) if session_factory is None \
+        self._tls_context = profile.tls_context() if session_factory is None \
             and profile.static_key is None else None
         self._receiver: Callable[[bytes], None] | None = None
         self._link = None
