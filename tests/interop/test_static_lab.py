@@ -76,6 +76,8 @@ async def main():
         try:
             while True:
                 packet = await asyncio.wait_for(inbound.get(), 2.0)
+                if not packet or packet[0] >> 4 != 4:
+                    continue        # the server's TUN sends IPv6 too (router solicitations)
                 header, body = parse_ipv4(packet)
                 if header.protocol != PROTO_ICMP or header.src_str != web:
                     continue
