@@ -37,6 +37,7 @@ from erebus.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, build_ipv4
 from erebus.wire.tcp import ACK, SYN, build_tcp
 from tests.unit import odd_certs as ODD
 from tests.unit.test_session import PUSH, FakeServer, pki, run, settings as session_settings
+from tests.unit.waiting import run_timers
 
 __all__ = ["pki"]           # the fixture, shared with test_session.py
 
@@ -385,14 +386,7 @@ def test_a_syn_flood_grows_no_table():
             PEER, ME, 1024 + i, 80, i, 0, SYN, 1000)), 0.0)
     assert len(stack.output(0.0)) == 16                       # SYN-ACKs
     assert len(stack.conns) == 16 and stack.counters.syn_dropped == 2000 - 16
-    now = 0.0
-    for _ in range(1000):                       # the half-open ones retransmit, give up
-        deadline = stack.timer()
-        if deadline is None:
-            break
-        now = deadline
-        stack.handle_timer(now)
-        stack.output(now)
+    now = run_timers(stack)                     # the half-open ones retransmit, give up
     assert not stack.conns and not listener.half_open
     stack.receive(build_ipv4(PEER, ME, PROTO_TCP, build_tcp(
         PEER, ME, 5000, 80, 7, 0, SYN, 1000)), now + 1)          # room again

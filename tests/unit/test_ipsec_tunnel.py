@@ -15,6 +15,7 @@ from erebus.ipsec.profile import parse_esp_profile
 from erebus.ipsec.tunnel import EspTunnel
 from erebus.runtime.pcap import PcapWriter
 from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4
+from tests.unit.waiting import until
 
 GCM = "ab" * 36
 CBC, HMAC = "cd" * 32, "ef" * 32
@@ -65,16 +66,6 @@ async def start_peer():
 
 async def next_datagram(peer):
     return await asyncio.wait_for(peer.received.get(), 2)
-
-
-async def until(predicate, timeout: float = 2.0, what: str = "condition"):
-    """Wait (at most ``timeout`` seconds) until ``predicate()`` holds: the datagrams
-    sent on the loopback are read by the tunnel's reader callback, not by us."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 def test_connect_send_receive_pcap_close(caplog):

@@ -13,6 +13,7 @@ from erebus.openvpn.config import Remote
 from erebus.runtime.openvpn import OpenVPNTunnel
 from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4
 from tests.unit.test_static import CLIENT_IP, SERVER_IP, make, peer_of
+from tests.unit.waiting import until
 
 
 class Peer(asyncio.DatagramProtocol):
@@ -31,14 +32,6 @@ class Peer(asyncio.DatagramProtocol):
 
     def send(self, datagram: bytes):
         self.transport.sendto(datagram, self.client)
-
-
-async def until(predicate, timeout: float = 2.0, what: str = "condition"):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 def test_forged_and_replayed_packets_are_warned_about_once_per_kind(caplog):

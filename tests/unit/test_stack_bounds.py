@@ -15,6 +15,7 @@ from erebus.wire.tcp import ACK, RST, SYN, build_tcp, parse_tcp
 from erebus.wire.udp import build_udp
 
 from .tcp_link import B_IP, Link
+from .waiting import run_timers
 
 VIP = "198.19.1.2"
 
@@ -76,14 +77,7 @@ def test_a_syn_received_connection_that_times_out_frees_its_slot():
         s.accept(listener.pending.popleft(), 0.0)
     s.output(0.0)
     assert listener.half_open == 2
-    now = 0.0
-    for _ in range(100):
-        deadline = s.timer()
-        if deadline is None:
-            break
-        now = deadline
-        s.handle_timer(now)
-        s.output(now)
+    now = run_timers(s, limit=100)
     assert not s.conns and listener.half_open == 0
     s.receive(_syn(_spoofed(9), 40000, 8080), now)
     assert len(listener.pending) == 1
