@@ -310,6 +310,11 @@ def _openssl_reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _tls_error(exc: Exception) -> SessionError:
+    """An OpenSSL error on the control channel, as the session reports it."""
+    return SessionError("tls", f"TLS error: {_openssl_reason(exc)}")
+
+
 def check_crl_der(der: bytes) -> None:
     """Raise ValueError (OpenSSL's reason) unless OpenSSL parses ``der`` as a CRL; what
     OpenSSL accepts, the stock client accepts, even when ``cryptography`` would not."""
@@ -571,7 +576,7 @@ class TlsClient:
         try:
             self._conn.bio_write(data)
         except SSL.Error as exc:
-            raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
+            raise _tls_error(exc) from None
 
     def take_output(self) -> bytes:
         out = []
@@ -581,7 +586,7 @@ class TlsClient:
             except SSL.WantReadError:
                 break
             except SSL.Error as exc:
-                raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
+                raise _tls_error(exc) from None
             if not chunk:
                 break
             out.append(chunk)
@@ -617,7 +622,7 @@ class TlsClient:
             try:
                 sent = self._conn.send(view)
             except SSL.Error as exc:
-                raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
+                raise _tls_error(exc) from None
             view = view[sent:]
 
     def read_records(self) -> list[bytes]:
@@ -631,7 +636,7 @@ class TlsClient:
             except SSL.ZeroReturnError:
                 raise SessionError("tls", "the server closed the TLS session") from None
             except SSL.Error as exc:
-                raise SessionError("tls", f"TLS error: {_openssl_reason(exc)}") from None
+                raise _tls_error(exc) from None
             if not chunk:
                 break
             out.append(chunk)
