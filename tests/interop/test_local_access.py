@@ -149,24 +149,25 @@ def test_socks5_reply_codes(lab, proxies):
     assert code == 97 and "(4)" in err, (code, err)          # reply 0x04: host unreachable
 
 
-def test_socks5_username_password(lab, proxies):
-    p = proxies["ports"]["socks_auth"]
+def _socks_auth_right_and_wrong(lab, p):
+    """alice/s3cret fetches byte-exact; a wrong password is refused (curl exit 97)."""
     code, body, err = curl(lab, "--socks5-hostname", f"alice:s3cret@127.0.0.1:{p}",
                            lab.blob_url)
     assert code == 0 and hashlib.sha256(body).hexdigest() == lab.blob_sha256, err
     code, _, err = curl(lab, "--socks5-hostname", f"alice:wrong@127.0.0.1:{p}", lab.blob_url)
     assert code == 97, (code, err)
+
+
+def test_socks5_username_password(lab, proxies):
+    p = proxies["ports"]["socks_auth"]
+    _socks_auth_right_and_wrong(lab, p)
     code, _, err = curl(lab, "--socks5-hostname", f"127.0.0.1:{p}", lab.blob_url)
     assert code == 97, (code, err)
 
 
 def test_socks5_old_flag_still_works_and_warns(lab, proxies):
     p = proxies["ports"]["socks_legacy"]
-    code, body, err = curl(lab, "--socks5-hostname", f"alice:s3cret@127.0.0.1:{p}",
-                           lab.blob_url)
-    assert code == 0 and hashlib.sha256(body).hexdigest() == lab.blob_sha256, err
-    code, _, err = curl(lab, "--socks5-hostname", f"alice:wrong@127.0.0.1:{p}", lab.blob_url)
-    assert code == 97, (code, err)
+    _socks_auth_right_and_wrong(lab, p)
     log = proxies["up_legacy"].log.read_text()
     assert "--socks-auth puts the password on the command line" in log
 
