@@ -3,7 +3,9 @@
 Each key state has one :class:`ReliableSend` and one :class:`ReliableReceive`.
 Message packet ids start at 0 per key and per direction.  The sender keeps at
 most ``window`` messages in flight, retransmits each after a timeout that
-doubles up to a cap, and forgets a message once it is ACKed.  The receiver
+doubles up to a cap, and forgets a message once it is ACKed; like 2.6 it also
+resends a message at once when ACKs for three later messages arrived first (fast
+retransmit), which is what keeps a handshake short on a lossy path.  The receiver
 delivers messages in order, buffers up to ``window`` ahead, suppresses
 duplicates and ACKs everything it accepts (duplicates too, since the peer's
 copy of our ACK may have been lost).
@@ -19,6 +21,7 @@ RECEIVE_WINDOW = 12  # TLS_RELIABLE_N_REC_BUFFERS
 ACK_HISTORY = 8      # RELIABLE_ACK_SIZE: how many sent ACKs are remembered for resending
 INITIAL_TIMEOUT = 2.0
 MAX_TIMEOUT = 16.0
+N_ACK_RETRANSMIT = 3  # as 2.6: a message that 3 later messages' ACKs passed is resent now
 
 
 @dataclass(slots=True)
@@ -29,6 +32,8 @@ class _InFlight:
     deadline: float
     timeout: float
     sends: int = 0
+    later_acks: int = 0          # ACKs of later messages since this one was last sent
+    fast: bool = False           # resend at once (fast retransmit), without backoff
 
 
 class ReliableSend:
@@ -53,8 +58,17 @@ class ReliableSend:
         return not self._queue and not self._inflight
 
     def ack(self, packet_id: int) -> bool:
-        """Forget an ACKed message; False if it was not in flight (old or bogus ACK)."""
-        return self._inflight.pop(packet_id, None) is not None
+        """Forget an ACKed message; False if it was not in flight (old or bogus ACK).
+        Earlier messages still in flight count it towards their fast retransmit."""
+        if self._inflight.pop(packet_id, None) is None:
+            return False
+        for entry in self._inflight.values():
+            if entry.packet_id < packet_id:
+                entry.later_acks += 1
+                if entry.later_acks >= N_ACK_RETRANSMIT and not entry.fast:
+                    entry.fast = True
+                    entry.deadline = 0.0         # due at the next look
+        return True
 
     def _oldest(self) -> int:
         return min(self._inflight) if self._inflight else self.next_packet_id
@@ -66,7 +80,9 @@ class ReliableSend:
             if entry.deadline <= now:
                 if entry.sends:
                     self.retransmissions += 1
-                    entry.timeout = min(entry.timeout * 2, self.max_timeout)
+                    if not entry.fast:
+                        entry.timeout = min(entry.timeout * 2, self.max_timeout)
+                entry.fast, entry.later_acks = False, 0
                 entry.sends += 1
                 entry.deadline = now + entry.timeout
                 out.append((entry.packet_id, entry.opcode, entry.payload))

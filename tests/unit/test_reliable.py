@@ -47,7 +47,8 @@ def test_window_slides_from_the_oldest_unacked_message():
     s.due(0.0)
     for pid in (1, 2, 3, 4, 5):              # everything but the oldest
         assert s.ack(pid)
-    assert s.due(0.1) == []                  # id 6 would be 6 ahead of unacked id 0
+    # id 6 would be 6 ahead of unacked id 0: not sent; 0 itself is fast-retransmitted
+    assert ids(s.due(0.1)) == [0]
     assert s.ack(0)
     assert ids(s.due(0.2)) == [6, 7, 8, 9]
 
@@ -228,3 +229,20 @@ def test_ack_history_refills_free_slots_for_a_stateless_2_6_server():
     first = r.take_acks(4, history=True)
     assert first == [1, 2, 3, 4]
     assert r.take_acks(8, history=True)[:7] == [5, 6, 7, 8, 9, 10, 11]
+
+
+def test_fast_retransmit_after_three_later_acks_as_2_6():
+    """A lost message is resent as soon as ACKs of three later messages arrived (2.6's
+    N_ACK_RETRANSMIT), without waiting for its timer and without doubling it."""
+    s = ReliableSend()
+    for payload in (b"a", b"b", b"c", b"d"):
+        s.push(P_CONTROL_V1, payload)
+    assert len(s.due(0.0)) == 4
+    s.ack(1)
+    s.ack(2)
+    assert s.due(0.5) == [] and s.next_deadline() == INITIAL_TIMEOUT
+    s.ack(3)                                 # the third later ACK: 0 is resent now
+    assert s.next_deadline() <= 0.5
+    assert s.due(0.5) == [(0, P_CONTROL_V1, b"a")] and s.retransmissions == 1
+    assert s.next_deadline() == 0.5 + INITIAL_TIMEOUT     # same timeout, not doubled
+    assert s.due(0.6) == []                  # once, not on every later look
