@@ -9,7 +9,6 @@ asked for on the terminal (what would be asked is reported instead).
 from __future__ import annotations
 
 import json
-import os
 
 from .errors import ConfigError
 from .openvpn.config import (KU_REQUIRED, OPTIONS, Profile, Reading, read_profile)
@@ -23,16 +22,6 @@ class _FileOrder:
 
     def shuffle(self, items) -> None:
         pass
-
-
-def profile_format(path: str) -> str:
-    """"openvpn", "esp-toml" or "swanctl"."""
-    base = os.path.basename(path).lower()
-    if base.endswith(".toml"):
-        return "esp-toml"
-    if base == "swanctl.conf" or base.endswith(".swanctl.conf"):
-        return "swanctl"
-    return "openvpn"
 
 
 def _problem(exc: ConfigError) -> dict:
@@ -153,10 +142,13 @@ def _load_like_a_connection(p: Profile) -> list[ConfigError]:
 
 
 def check(path: str, conn: str | None = None) -> tuple[int, dict]:
-    """The exit code and the report for ``path``."""
-    kind = profile_format(path)
-    if kind != "openvpn":
-        return _check_ipsec(path, kind, conn)
+    """The exit code and the report for ``path``, by its family (erebus.families)."""
+    from .families import family_of
+    return family_of(path).check(path, conn)
+
+
+def check_openvpn(path: str) -> tuple[int, dict]:
+    """An OpenVPN profile: every problem in one pass, the settings, the warnings."""
     reading: Reading = read_profile(path, rng=_FileOrder())
     problems = list(reading.problems)
     if reading.profile is not None:
@@ -168,29 +160,39 @@ def check(path: str, conn: str | None = None) -> tuple[int, dict]:
     return (EXIT_OK if not problems else EXIT_PROBLEMS), report
 
 
-def _check_ipsec(path: str, kind: str, conn: str | None = None) -> tuple[int, dict]:
-    """An ESP (TOML) profile or a swanctl.conf: the same offline verdict."""
-    report = {"profile": path, "format": kind, "warnings": []}
-    try:
-        if kind == "esp-toml":
-            from .ipsec.profile import load_esp_profile
-            p = load_esp_profile(path, log_warnings=False)
-            report["warnings"] = list(p.warnings)
-            report["settings"] = {
-                "kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
+def check_esp(path: str) -> tuple[int, dict]:
+    """An ESP profile with manual SAs (TOML)."""
+    from .ipsec.profile import load_esp_profile
+
+    def settings_of(p) -> dict:
+        return {"kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
                 "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform.name,
                 "inbound": p.inbound.transform.name, "dns": list(p.dns), "mtu": p.mtu}
-        else:
-            from .ipsec.swanctl import load_swanctl
-            p = load_swanctl(path, conn=conn)
-            report["settings"] = {
-                "kind": "ipsec (IKEv2)", "connection": p.name,
+    return _check_ipsec(path, "esp-toml", lambda: load_esp_profile(path, log_warnings=False),
+                        settings_of)
+
+
+def check_swanctl(path: str, conn: str | None = None) -> tuple[int, dict]:
+    """A strongSwan swanctl.conf (IKEv2), the connection ``conn`` of it."""
+    from .ipsec.swanctl import load_swanctl
+
+    def settings_of(p) -> dict:
+        return {"kind": "ipsec (IKEv2)", "connection": p.name,
                 "remotes": [f"{a}:{p.remote_port}" for a in p.remote_addrs],
                 "proposals": p.proposals, "esp_proposals": p.esp_proposals,
                 "auth": f"{p.local_auth} (local), {p.remote_auth} (remote)",
                 "local_id": p.local_id, "remote_id": p.remote_id, "virtual_ip": p.vips,
                 "remote_ts": p.remote_ts}
-            report["warnings"] = list(p.warnings)
+    return _check_ipsec(path, "swanctl", lambda: load_swanctl(path, conn=conn), settings_of)
+
+
+def _check_ipsec(path: str, kind: str, load, settings_of) -> tuple[int, dict]:
+    """An IPsec profile: the same offline verdict for both formats."""
+    report = {"profile": path, "format": kind, "warnings": []}
+    try:
+        p = load()
+        report["settings"] = settings_of(p)
+        report["warnings"] = list(p.warnings)
     except ConfigError as exc:
         report.update(ok=False, problems=[_problem(exc)])
         return EXIT_PROBLEMS, report

@@ -24,9 +24,13 @@ class ConfigError(ErebusError):
 
 
 class SessionError(ErebusError):
-    """A session that failed; `stage` says what failed (unreachable, tls, certificate,
-    auth, push-timeout, halted, ...)."""
+    """A session that failed; ``stage`` (an :class:`erebus.session.Stage`) says what
+    failed (unreachable, tls, certificate, auth, push-timeout, halted, ...);
+    ``recoverable``: whether a new session may well succeed (the stage's default
+    unless the family knows better)."""
 
-    def __init__(self, stage: str, message: str):
-        self.stage = stage
+    def __init__(self, stage: str, message: str, *, recoverable: bool | None = None):
+        from .session import Stage       # errors is imported by everything: keep it light
+        self.stage = Stage(stage)
+        self.recoverable = self.stage.recoverable if recoverable is None else recoverable
         super().__init__(message)

@@ -9,7 +9,8 @@ import os
 import time
 
 from .errors import ConfigError, ErebusError, ParseError, SessionError
-from .profiles import open_tunnel
+from .families import family_of, open_tunnel
+from .tunnel import Tunnel
 from .wire import icmp, ipv4
 
 log = logging.getLogger("erebus.probe")
@@ -22,7 +23,7 @@ def _failure(stage: str, message: str) -> dict:
     return {"ok": False, "stage": stage, "error": message}
 
 
-async def ping_through(tunnel, address: str, *, tries: int = PING_TRIES,
+async def ping_through(tunnel: Tunnel, address: str, *, tries: int = PING_TRIES,
                wait: float = PING_WAIT) -> float | None:
     """Round-trip time in ms of an ICMP echo to ``address`` through the tunnel."""
     src = ipv4.ip_from_str(tunnel.info.virtual_ip)
@@ -75,8 +76,8 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
                     from None
         if pcap_path:
             from .runtime.pcap import PcapWriter
-            pcap = PcapWriter(pcap_path)
-        tunnel, _ = open_tunnel(profile_path, pcap=pcap, conn=conn)
+            pcap = PcapWriter(pcap_path, family=family_of(profile_path).kind)
+        tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn)
     except ConfigError as exc:
         if pcap:
             pcap.close()
@@ -90,21 +91,23 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             return {**_failure(exc.stage, str(exc)), "warnings": warnings}
         report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None,
                   "warnings": warnings}
-        counters = getattr(tunnel.session, "counters", None)
-        if counters is not None and hasattr(counters, "control_retransmits"):
-            report["control_retransmits"] = counters.control_retransmits
+        counters = tunnel.counters
+        seen = counters.as_dict() if counters is not None else {}
+        if "control_retransmits" in seen:
+            report["control_retransmits"] = seen["control_retransmits"]
         if ping_addr:
             rtt = await ping_through(tunnel, ping_addr)
             report["ping"] = ping_addr
             report["ping_ms"] = rtt
             if rtt is None:
                 why = ""
-                if getattr(counters, "policy_out", 0):
+                if tunnel.counters is not None and \
+                        tunnel.counters.as_dict().get("policy_out"):
                     why = f"; {ping_addr} is outside what the tunnel reaches (remote_ts)"
                 report.update(ok=False, stage="ping", error=f"no reply from {ping_addr} "
                               f"through the tunnel ({PING_TRIES} echo requests{why})")
-        if counters is not None and hasattr(counters, "as_dict"):
-            report["counters"] = counters.as_dict()
+        if tunnel.counters is not None:
+            report["counters"] = tunnel.counters.as_dict()
         return report
     except ErebusError as exc:
         return {**_failure(getattr(exc, "stage", "error"), str(exc)), "warnings": warnings}

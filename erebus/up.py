@@ -13,9 +13,10 @@ from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
                              parse_local_forward, parse_remote_forward)
 from .expose.http_proxy import HttpProxy
 from .expose.socks import SocksServer
-from .profiles import open_tunnel
-from .runtime.openvpn import RECOVERABLE
+from .families import family_of, open_tunnel
 from .runtime.stack import VpnStack
+from .session import Stage
+from .tunnel import Tunnel
 
 log = logging.getLogger("erebus")
 
@@ -45,9 +46,10 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     pcap = None
     if pcap_path:
         from .runtime.pcap import PcapWriter
-        pcap = PcapWriter(pcap_path)
+        pcap = PcapWriter(pcap_path, family=family_of(profile_path).kind)
     try:
-        tunnel, connect_timeout = open_tunnel(profile_path, pcap=pcap, conn=conn)
+        tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn)
+        connect_timeout = tunnel.connect_timeout
     except BaseException:
         if pcap:
             pcap.close()
@@ -89,14 +91,14 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
             exc = ended.exception()
             if exc is None:
                 return 1
-            if exc.stage not in RECOVERABLE:
+            if not exc.recoverable:
                 raise exc
             log.warning("tunnel down: %s; reconnecting (listeners stay up)", exc)
             try:
                 info = await tunnel.reconnect(timeout=timeout or connect_timeout,
                                               stop=stop)
             except SessionError as err:
-                if err.stage == "stopped":
+                if err.stage is Stage.STOPPED:
                     log.info("signal received while reconnecting")
                     return 0
                 raise

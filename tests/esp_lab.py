@@ -365,7 +365,7 @@ CLIENT_SCRIPT = r'''
 import argparse, asyncio, hashlib, json, logging, socket, sys, time
 
 from erebus.ipsec.profile import load_esp_profile
-from erebus.ipsec.tunnel import EspTunnel
+from erebus.runtime.ipsec import EspTunnel
 from erebus.probe import ping_through
 from erebus.runtime.pcap import PcapWriter
 from erebus.runtime.stack import VpnStack

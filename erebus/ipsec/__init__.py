@@ -1,17 +1,16 @@
-"""IPsec: ESP in tunnel mode over UDP with manually keyed SAs (IKEv2 later).
+"""IPsec, sans-IO: ESP in tunnel mode over UDP (RFC 4301, 4303, 3948) with manually
+keyed SAs, and an IKEv2 initiator (RFC 7296) that negotiates them.
 
-    profile = load_esp_profile("site.toml")       # erebus.ipsec.profile
-    tunnel = EspTunnel(profile, pcap=None)         # erebus.ipsec.tunnel
-    info = await tunnel.connect(timeout=10)        # kind "ipsec"
-
-``esp`` holds the sans-IO core (SecurityAssociation, EspSession), ``transforms``
-the ciphers by their strongSwan names; the wire format is :mod:`erebus.wire.esp`.
+``esp`` holds SA processing (SecurityAssociation, EspSession), ``transforms`` the
+ciphers by their strongSwan names, ``ike`` the IKEv2 initiator, ``manual`` and
+``ikesession`` the two cores behind erebus.session's contract; the wire formats are
+:mod:`erebus.wire.esp` and :mod:`erebus.wire.ike`.  The asyncio side is
+:mod:`erebus.runtime.ipsec` (EspTunnel, IkeTunnel): nothing here imports asyncio.
 """
 
 from .esp import EspCounters, EspSession, SecurityAssociation
 from .profile import EspProfile, load_esp_profile
 from .transforms import TRANSFORMS, Transform
-from .tunnel import EspTunnel
 
-__all__ = ["EspCounters", "EspProfile", "EspSession", "EspTunnel", "SecurityAssociation",
+__all__ = ["EspCounters", "EspProfile", "EspSession", "SecurityAssociation",
            "TRANSFORMS", "Transform", "load_esp_profile"]

@@ -12,7 +12,7 @@ time, and returns datagrams and packets; it never touches a socket or a clock::
 
     session = EspSession(outbound_sa, inbound_sa, local_ip="198.19.11.2",
                          remote_ts=["198.19.20.0/24"], now=now)
-    datagram = session.send_ip(packet, now)        # bytes for the peer, or None
+    datagram = session.send_packet(packet, now)    # bytes for the peer, or None
     packet = session.receive_datagram(data, now)   # an inner IPv4 packet, or None
     session.get_timer() / session.handle_timer(now) -> [NAT keepalives]
     session.next_event()                           # SaExpired, SaSoftLimit, ...
@@ -51,6 +51,7 @@ from ..counters import CountersDict
 from ..crypto.replay import ReplayWindow
 from ..crypto.seal import AuthenticationError
 from ..errors import ParseError
+from ..session import Closed, Notice
 from ..wire import esp as wire
 from ..wire.esp import NH_IPV4, NH_NO_NEXT
 from .transforms import Transform, get_transform
@@ -117,27 +118,36 @@ class SaExpired:
 
 
 @dataclass(frozen=True, slots=True)
-class SaSoftLimit:
+class SaSoftLimit(Notice):
     """An SA used 90 % of a hard limit (manual SAs cannot be rekeyed: a warning)."""
 
     direction: str
     spi: int
     reason: str
+    level = logging.WARNING
+
+    @property
+    def message(self) -> str:
+        return f"{self.direction} SA {self.spi:#010x}: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
-class SequenceReset:
+class SequenceReset(Notice):
     """Many packets in a row were far older than the window: the peer probably
     restarted with the same manual keys and counts from 1 again."""
 
     spi: int
     highest: int
     received: int
+    level = logging.WARNING
 
+    @property
+    def message(self) -> str:
+        return (f"inbound SA {self.spi:#010x}: the peer's sequence numbers went back from "
+                f"{self.highest} to {self.received} (did it restart with the same keys?); "
+                "its packets are dropped as replays: give both ends new keys and restart "
+                "both")
 
-@dataclass(frozen=True, slots=True)
-class Closed:
-    reason: str
 
 
 # -- one SA -------------------------------------------------------------------------------
@@ -385,7 +395,7 @@ class EspSession:
                 return True
         return False
 
-    def send_ip(self, packet: bytes | bytearray | memoryview, now: float) -> bytes | None:
+    def send_packet(self, packet: bytes | bytearray | memoryview, now: float) -> bytes | None:
         """The datagram carrying one IPv4 packet to the peer, or None if it is dropped
         (outside the selectors, SA expired, session closed: counted)."""
         c = self.counters

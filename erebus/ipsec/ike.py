@@ -38,10 +38,12 @@ import hashlib
 import ipaddress
 import logging
 import os
+import time
 from collections import deque
 from dataclasses import dataclass
 
 from ..errors import ParseError
+from ..session import Closed, Failed
 from ..wire import ike as w
 from ..wire.ike import (
     AUTH, CERT, CERTREQ, CP, IDi, IDr, KE, SA, ConfigAttribute, Delete, IkeMessage, Nonce,
@@ -130,20 +132,6 @@ class ChildDeleted:
 
 
 @dataclass(slots=True)
-class Failed:
-    """The IKE SA is over: ``stage`` names what failed (unreachable, timeout, proposal,
-    auth, certificate, config, restart)."""
-
-    stage: str
-    message: str
-
-
-@dataclass(slots=True)
-class Closed:
-    reason: str
-
-
-@dataclass(slots=True)
 class _Child:
     inbound_spi: int                # ours
     outbound_spi: int               # the responder's
@@ -207,9 +195,13 @@ class IkeInitiator:
 
     def __init__(self, profile: IkeProfile, now: float, *, rng=os.urandom,
                  local_addr: tuple[str, int] = ("0.0.0.0", 0),
-                 remote_addr: tuple[str, int] = ("0.0.0.0", 500)):
+                 remote_addr: tuple[str, int] = ("0.0.0.0", 500),
+                 wall_clock=time.time):
+        """``rng`` gives SPIs, nonces and DH secrets; ``wall_clock`` (epoch seconds)
+        the time at which the responder's certificate must be valid."""
         self.profile = profile
         self.rng = rng
+        self.wall_clock = wall_clock
         self.local_addr = local_addr
         self.remote_addr = remote_addr
         self.remote_port = remote_addr[1]
@@ -525,7 +517,8 @@ class IkeInitiator:
             return None
         try:
             verifier = (v.PolicyBuilder().store(v.Store(anchors))
-                        .time(datetime.datetime.now(datetime.timezone.utc))
+                        .time(datetime.datetime.fromtimestamp(self.wall_clock(),
+                                                        datetime.timezone.utc))
                         .extension_policies(ca_policy=v.ExtensionPolicy.webpki_defaults_ca(),
                                             ee_policy=v.ExtensionPolicy.permit_all())
                         .build_client_verifier())

@@ -298,6 +298,11 @@ class TcpConnection:
         """The peer sent FIN and every byte before it has been read."""
         return self.fin_received and not self._rbuf
 
+    @property
+    def fin_queued(self) -> bool:
+        """shutdown() was called: a FIN follows the queued data."""
+        return self._fin_queued
+
     def shutdown(self) -> None:
         """Half-close: FIN once the queued data is out (RFC 9293 CLOSE call)."""
         if self._fin_queued or self.state in (State.CLOSED, State.TIME_WAIT):

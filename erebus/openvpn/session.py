@@ -3,14 +3,16 @@
 Bytes and the current time go in; datagrams to send, events and the next
 timer deadline come out (in the manner of aioquic's ``QuicConnection``)::
 
-    s = ClientSession(settings, now)
+    s = ClientSession(settings, now, rng=rng)
     s.receive_datagram(data, now)   -> list of inbound IP packets (data channel)
     s.datagrams_to_send(now)        -> list of datagrams for the transport
     s.get_timer()                   -> the next deadline, or None
     s.handle_timer(now)
     s.next_event()                  -> Connected / Failed / Closed / ... or None
-    s.send_ip(packet)               -> one datagram (after Connected)
+    s.send_packet(packet, now)      -> one datagram (after Connected)
     s.close(now)                    -> exit notification, then Closed
+
+It is an :class:`erebus.session.Session`: the events are erebus.session's.
 
 Stages: hard reset, TLS handshake, key method 2, PUSH_REQUEST / PUSH_REPLY,
 established.  No data packet is sent or accepted before the session is
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from ..counters import CountersDict
 from ..crypto.prf import openvpn_key_block
 from ..errors import ParseError, SessionError
+from ..session import Closed, Failed, Notice, Stage, TunnelInfo
+from ..session import Connected as _Connected
 from ..wire import openvpn as w
 from . import keymethod
 from .compress import Compression, CompressionError
@@ -60,40 +64,45 @@ class State(enum.Enum):
     FAILED = "failed"
 
 
-# -- events --------------------------------------------------------------------------------
+# -- events (erebus.session's Failed and Closed; these carry what is OpenVPN's) -----------
 
 @dataclass(slots=True)
-class TlsEstablished:
+class TlsEstablished(Notice):
     version: str | None
     cipher: str | None
     peer_subject: str
 
-
-@dataclass(slots=True)
-class Connected:
-    options: PushedOptions
-    cipher: str
-    setup_time: float
+    @property
+    def message(self) -> str:
+        return f"TLS {self.version} ({self.cipher}) with {self.peer_subject}"
 
 
 @dataclass(slots=True)
-class Failed:
-    """The session is over: ``stage`` names what failed (tls, certificate, auth, ...)."""
+class Connected(_Connected):
+    """erebus.session.Connected with the options the server pushed."""
 
-    stage: str
-    message: str
-
-
-@dataclass(slots=True)
-class Closed:
-    reason: str
+    options: PushedOptions = field(default_factory=PushedOptions)
 
 
 @dataclass(slots=True)
-class ServerMessage:
+class ServerMessage(Notice):
     """A control message the session does not act on (INFO, ...)."""
 
     text: str
+
+    @property
+    def message(self) -> str:
+        return f"server says: {self.text}"
+
+
+def tunnel_info(options: PushedOptions, cipher: str, setup_time: float,
+                tun_mtu: int) -> TunnelInfo:
+    """The TunnelInfo of a session with these pushed options (server: the shell's)."""
+    return TunnelInfo(kind="openvpn", server="", virtual_ip=options.virtual_ip,
+                      netmask=options.netmask, gateway=options.gateway,
+                      routes=[r.cidr for r in options.routes],
+                      mtu=options.tun_mtu or tun_mtu, dns=list(options.dns), cipher=cipher,
+                      setup_ms=round(setup_time * 1000, 1))
 
 
 @dataclass(slots=True)
@@ -203,6 +212,7 @@ class ClientSession:
         self._exit_deadline: float | None = None
         self._cc_exit = False
         self.tls_info: TlsEstablished | None = None
+        self._data_out: list[bytes] = []        # data-channel datagrams due (keepalive, exit)
         self._start(now)
 
     # -- public API ---------------------------------------------------------------------
@@ -215,8 +225,24 @@ class ClientSession:
     def finished(self) -> bool:
         return self.state in (State.CLOSED, State.FAILED)
 
+    @property
+    def answered(self) -> bool:
+        return self.remote_session_id is not None
+
     def next_event(self):
         return self._events.popleft() if self._events else None
+
+    def connect_timeout(self) -> tuple[Stage, str]:
+        if self.remote_session_id is None:
+            wrap = self._wrapper.name if self._wrapper is not None else None
+            if wrap:
+                return Stage.UNREACHABLE, (
+                    f"no answer from the server; with {wrap}, a wrong key or key-direction "
+                    "makes the server drop every packet silently")
+            return Stage.UNREACHABLE, "no answer from the server"
+        stage = {State.TLS_HANDSHAKE: Stage.TLS, State.KEY_EXCHANGE: Stage.TLS,
+                 State.PUSH_REQUEST_SENT: Stage.PUSH_TIMEOUT}.get(self.state, Stage.TIMEOUT)
+        return stage, stage.value
 
     def receive_datagram(self, data: bytes | memoryview, now: float) -> list[bytes]:
         """Process one datagram from the server; returns inbound IP packets, if any."""
@@ -251,7 +277,7 @@ class ClientSession:
         return []
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
-        out: list[bytes] = []
+        out, self._data_out = self._data_out, []
         if self.state is State.FAILED:
             return out
         wrap = self._wrapper.wrap if self._wrapper is not None else None
@@ -298,9 +324,9 @@ class ClientSession:
         deadlines = [d for d in deadlines if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now: float) -> list[bytes]:
-        """Deadlines that passed; returns data-channel datagrams (keepalives) to send."""
-        out: list[bytes] = []
+    def handle_timer(self, now: float) -> None:
+        """Deadlines that passed (what they make is in datagrams_to_send)."""
+        out = self._data_out
         st = self.state
         if st in (State.HARD_RESET_SENT, State.TLS_HANDSHAKE, State.KEY_EXCHANGE):
             if now >= self._handshake_deadline:
@@ -309,11 +335,11 @@ class ClientSession:
                         State.TLS_HANDSHAKE: ("tls", "TLS handshake did not complete in time"),
                         State.KEY_EXCHANGE: ("tls", "key exchange did not complete in time")}
                 self._fail(*what[st])
-                return out
+                return
         elif st is State.PUSH_REQUEST_SENT:
             if now >= self._push_deadline:
                 self._fail("push-timeout", "no PUSH_REPLY from the server in time")
-                return out
+                return
             if now >= self._push_request_at:
                 self._send_app(self._primary, b"PUSH_REQUEST\x00")
                 self._push_request_at = now + PUSH_REQUEST_INTERVAL
@@ -329,11 +355,11 @@ class ClientSession:
             if self._reneg_deadline is not None and now >= self._reneg_deadline:
                 self._fail("renegotiation", "a renegotiation did not complete within "
                            f"{self.settings.hand_window:.0f} s")
-                return out
+                return
             if self._ping_restart and now >= self._last_in + self._ping_restart:
                 self._fail("ping-restart", f"no packet from the server for "
                            f"{self._ping_restart:.0f} s (ping-restart)")
-                return out
+                return
             if self._ping_interval and now >= self._last_out + self._ping_interval:
                 datagram = self._encrypt(self._comp.frame(KEEPALIVE))
                 if datagram is not None:
@@ -343,9 +369,8 @@ class ClientSession:
         elif st is State.CLOSING:
             if now >= self._exit_deadline or all(k.send.idle for k in self._keys.values()):
                 self._finish("closed by us")
-        return out
 
-    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
+    def send_packet(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
         """Encrypt one IP packet into a data-channel datagram; None when it cannot be
         sent (the key ran out of packet ids: dropped and counted).  The soft reset before
         the packet id wraps is the timer's (get_timer / handle_timer), not this path's:
@@ -362,15 +387,15 @@ class ClientSession:
             log.debug("dropped outgoing data packet: %s", exc)
             return None
 
-    def close(self, now: float) -> list[bytes]:
+    def close(self, now: float) -> None:
         """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.
 
-        Returns data-channel datagrams to send (the OCC exit); control packets
-        come from :meth:`datagrams_to_send` as usual.
+        What is due (the OCC exit, the EXIT control message) comes from
+        :meth:`datagrams_to_send` as usual.
         """
         if self.finished or self.state is State.CLOSING:
-            return []
-        out: list[bytes] = []
+            return
+        out = self._data_out
         if self.state is State.ESTABLISHED:
             if self._cc_exit:
                 self._send_app(self._primary, b"EXIT\x00")
@@ -384,7 +409,6 @@ class ClientSession:
                 self._finish("closed by us")
         else:
             self._finish("closed by us before the session was established")
-        return out
 
     def control_idle(self) -> bool:
         return all(k.send.idle for k in self._keys.values())
@@ -777,6 +801,7 @@ class ClientSession:
         self._ping_restart = float(restart) if restart else None
         self._last_in = self._last_out = now
         self.state = State.ESTABLISHED
-        self._events.append(Connected(p, cipher, now - self.started))
+        self._events.append(Connected(tunnel_info(p, cipher, now - self.started,
+                                                  self.settings.tun_mtu), p))
         log.info("session established: virtual IP %s/%s, cipher %s, peer-id %s",
                  p.virtual_ip, p.netmask, cipher, p.peer_id)

@@ -60,7 +60,8 @@ from ..crypto.aead import AEAD_CIPHERS
 from ..errors import ConfigError, SessionError
 from .data import CBC_CIPHERS, DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, normalize_cipher
 from .push import PushedOptions, Route
-from .session import Closed, Connected, Failed, ServerMessage, State
+from ..session import Closed, Failed, Stage
+from .session import Connected, ServerMessage, State, tunnel_info
 from .statickey import STATIC_KEY_LEN, key_slices
 
 log = logging.getLogger("erebus.openvpn")
@@ -299,11 +300,11 @@ class StaticKeySession:
 
         s = StaticKeySession(settings, now)
         s.receive_datagram(data, now)  -> inbound IP packets
-        s.datagrams_to_send(now)       -> OCC requests/replies due
-        s.get_timer() / s.handle_timer(now) -> keepalives
+        s.datagrams_to_send(now)       -> OCC requests/replies, keepalives due
+        s.get_timer() / s.handle_timer(now)
         s.next_event()                 -> Connected (at once), Failed, Closed, ServerMessage
-        s.send_ip(packet, now)         -> one datagram
-        s.close(now)                   -> [OCC exit datagram], then Closed
+        s.send_packet(packet, now)     -> one datagram
+        s.close(now)                   -> OCC exit (in datagrams_to_send), then Closed
 
     ``clock`` gives the wall-clock seconds for the packet-id ``time`` field;
     ``rng`` the CBC IVs.
@@ -378,7 +379,9 @@ class StaticKeySession:
                                     routes=list(st.routes), dns=list(st.dns),
                                     tun_mtu=st.tun_mtu, cipher=cipher,
                                     ping=st.ping, ping_restart=st.ping_restart)
-        self._events.append(Connected(self.pushed, cipher, 0.0))
+        self._data_out: list[bytes] = []            # sealed datagrams due (keepalive, exit)
+        self._events.append(Connected(tunnel_info(self.pushed, cipher, 0.0, st.tun_mtu),
+                                      self.pushed))
         log.info("static-key session: %s <-> %s, cipher %s, auth %s, key direction %s",
                  st.local_ip, st.remote_ip, cipher, self.auth,
                  "bidirectional" if st.direction is None else st.direction)
@@ -397,8 +400,15 @@ class StaticKeySession:
     def peer_seen(self) -> bool:
         return self.remote_session_id is not None
 
+    @property
+    def answered(self) -> bool:
+        return self.remote_session_id is not None
+
     def next_event(self):
         return self._events.popleft() if self._events else None
+
+    def connect_timeout(self) -> tuple[Stage, str]:
+        return Stage.UNREACHABLE, "no answer from the server"    # Connected comes at once
 
     def control_idle(self) -> bool:
         return True
@@ -433,11 +443,12 @@ class StaticKeySession:
         return [payload]
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
+        out, self._data_out = self._data_out, []
         if self.state is not State.ESTABLISHED:
-            return []
+            return out
         if self._occ_next is not None and now >= self._occ_next:
             self._queue_occ_request(now)
-        out = [d for d in map(self._encrypt, self._outbox) if d is not None]
+        out += [d for d in map(self._encrypt, self._outbox) if d is not None]
         self._outbox.clear()
         if out:
             self._last_out = now
@@ -454,30 +465,28 @@ class StaticKeySession:
         deadlines = [d for d in deadlines if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now: float) -> list[bytes]:
-        """Deadlines that passed: ping-restart, keepalive; OCC requests are queued
-        for :meth:`datagrams_to_send`."""
-        out: list[bytes] = []
+    def handle_timer(self, now: float) -> None:
+        """Deadlines that passed: ping-restart, keepalive, OCC requests (what they make
+        is in :meth:`datagrams_to_send`)."""
         if self.state is not State.ESTABLISHED:
-            return out
+            return
         if self._ping_restart and now >= self._last_in + self._ping_restart:
             what = ("no authentic packet from the peer" if self.remote_session_id is None
                     else "no packet from the peer")
             self._fail("ping-restart", f"{what} for {self._ping_restart:.0f} s "
                        "(ping-restart); with a static key, check that both ends use the "
                        "same key, key direction, cipher and auth")
-            return out
+            return
         if self._occ_next is not None and now >= self._occ_next:
             self._queue_occ_request(now)
         if self._ping_interval and now >= self._last_out + self._ping_interval:
             datagram = self._encrypt(KEEPALIVE)
             if datagram is not None:
-                out.append(datagram)
+                self._data_out.append(datagram)
                 self.counters.keepalives_out += 1
             self._last_out = now
-        return out
 
-    def send_ip(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
+    def send_packet(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
         """Encrypt one IP packet into a datagram; None when it cannot be sent (the packet
         id space ran out within one second: dropped and counted)."""
         if self.state is not State.ESTABLISHED:
@@ -486,16 +495,17 @@ class StaticKeySession:
             self._last_out = now
         return self._encrypt(packet)
 
-    def close(self, now: float) -> list[bytes]:
-        """Tell the peer we leave (OCC exit); the session is then closed."""
+    def close(self, now: float) -> None:
+        """Tell the peer we leave (OCC exit, in :meth:`datagrams_to_send`); the session
+        is then closed."""
         if self.finished:
-            return []
+            return
         exit_ = self._encrypt(OCC_MAGIC + bytes((OCC_EXIT,)))
-        out = [exit_] if exit_ is not None else []
+        if exit_ is not None:
+            self._data_out.append(exit_)
         self.counters.occ_out += 1
         self._outbox.clear()
         self._finish("closed by us")
-        return out
 
     # -- crypto ---------------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 One section with two interfaces, both ``LINKTYPE_RAW`` (101, raw IP)::
 
-    interface 0  "openvpn-outer"  the OpenVPN datagrams exchanged with the server,
-                                  wrapped in synthesized IPv4 + UDP headers
-                                  (valid checksums) so dissectors see UDP
+    interface 0  "openvpn-outer"  the VPN's datagrams exchanged with the server,
+                 ("ipsec-outer")  wrapped in synthesized IPv4 + UDP headers
+                                  (valid checksums) so dissectors see UDP; named
+                                  by the VPN family (``family=``)
     interface 1  "tunnel-inner"   the IPv4 packets carried inside the tunnel
 
 Blocks written (pcapng, little-endian, every block padded to 32 bits)::
@@ -76,6 +77,9 @@ _FLAGS_OUTBOUND = _OPT.pack(_EPB_FLAGS, 4) + _U32.pack(2) + _END_OF_OPTIONS
 _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by length % 4
 
 _MAX_UDP_PAYLOAD = 0xFFFF - 20 - 8
+
+
+_FAMILY_NAMES = {"openvpn": "OpenVPN", "ipsec": "IKE and ESP"}
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -159,7 +163,8 @@ class PcapWriter:
     """
 
     def __init__(self, target: str | os.PathLike[str] | BinaryIO, *,
-                 flush_interval: float = 1.0, application: str = "erebus"):
+                 flush_interval: float = 1.0, application: str = "erebus",
+                 family: str = "openvpn"):
         if isinstance(target, (str, os.PathLike)):
             self._fp: BinaryIO = os.fdopen(open_capture(target), "wb", buffering=1 << 16)
             self._owned = True
@@ -173,8 +178,8 @@ class PcapWriter:
         self._ident = 0
         self._fp.write(b"".join((
             _shb(application),
-            _idb("openvpn-outer", "OpenVPN datagrams to and from the server "
-                                  "(IPv4/UDP headers synthesized by erebus)"),
+            _idb(f"{family}-outer", f"{_FAMILY_NAMES.get(family, family)} datagrams to "
+                 "and from the server (IPv4/UDP headers synthesized by erebus)"),
             _idb("tunnel-inner", "IPv4 packets inside the tunnel"),
         )))
         self._fp.flush()

@@ -7,6 +7,7 @@ import logging
 from typing import Awaitable, Callable
 
 from ..errors import SessionError
+from ..session import Stage
 
 log = logging.getLogger("erebus.tunnel")
 
@@ -14,25 +15,25 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 
 
-async def with_backoff(connect: Callable[[], Awaitable], recoverable: frozenset, *,
-                       attempts: int | None = None, stop: asyncio.Event | None = None):
+async def with_backoff(connect: Callable[[], Awaitable], *, attempts: int | None = None,
+                       stop: asyncio.Event | None = None):
     """``await connect()`` until it succeeds, waiting 1, 2, 4 ... 60 s between tries.
-    A failure whose stage is not in ``recoverable`` (authentication, a certificate ...)
-    is raised at once; so is the last one after ``attempts`` tries; ``stop`` set while
-    waiting ends it with SessionError("stopped")."""
+    A failure that is not ``recoverable`` (authentication, a certificate, an expired
+    manual SA ...) is raised at once; so is the last one after ``attempts`` tries;
+    ``stop`` set while waiting ends it with SessionError("stopped")."""
     delay, tries = BACKOFF_FIRST, 0
     while True:
         tries += 1
         try:
             return await connect()
         except SessionError as exc:
-            if exc.stage not in recoverable or (attempts and tries >= attempts):
+            if not exc.recoverable or (attempts and tries >= attempts):
                 raise
             log.warning("reconnect failed (%s); next try in %.0f s", exc, delay)
         if stop is not None:
             try:
                 await asyncio.wait_for(stop.wait(), delay)
-                raise SessionError("stopped", "stopped while reconnecting")
+                raise SessionError(Stage.STOPPED, "stopped while reconnecting")
             except asyncio.TimeoutError:
                 pass
         else:

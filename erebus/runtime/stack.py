@@ -171,9 +171,9 @@ class TcpTransport(asyncio.Transport):
                 self._protocol.resume_writing()
             except Exception:                      # noqa: BLE001
                 log.exception("resume_writing failed")
-        if self._eof_wanted and not self._wbuf and conn.state in (State.ESTABLISHED,
-                                                                  State.CLOSE_WAIT):
-            conn.shutdown()
+        if self._eof_wanted and not self._wbuf and not conn.fin_queued and \
+                conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            conn.shutdown()                  # once: touching it again every pass would spin
             self._vpn._touch(conn)
 
     def _update(self) -> None:

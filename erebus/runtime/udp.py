@@ -25,6 +25,7 @@ class BatchedUdpLink:
         self._on_batch_end = on_batch_end
         self.closed = False
         self.send_dropped = 0
+        self.local = self.remote = ("0.0.0.0", 0)     # set by whoever connected the socket
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, opt, self.BUFFER)
@@ -57,6 +58,11 @@ class BatchedUdpLink:
                 return
         if got and self._on_batch_end is not None:
             self._on_batch_end()
+
+    def redirect(self, port: int) -> None:
+        """Send to (and only take datagrams from) ``port`` of the same peer from now on."""
+        self.remote = (self.remote[0], port)
+        self.sock.connect(self.remote)
 
     def send(self, datagram: bytes) -> None:
         if self.closed:

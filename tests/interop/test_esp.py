@@ -130,7 +130,7 @@ def test_replayed_and_flipped_packets_dropped_and_counted(esp_lab, mode):
 @pytest.mark.parametrize("mode", ["gcm", "cbc"])
 def test_pcap_decrypted_by_tshark(esp_lab, mode):
     from erebus.ipsec.profile import load_esp_profile
-    from erebus.ipsec.tunnel import tshark_esp_options
+    from erebus.ipsec.wireshark import tshark_esp_options
 
     peer = esp_lab.start_peer(mode)
     pcap = esp_lab.outdir() / f"esp-{mode}.pcapng"

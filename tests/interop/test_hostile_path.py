@@ -126,7 +126,7 @@ def esp_lab():
 
 
 def test_esp_download_through_a_hostile_path(esp_lab):
-    from erebus.ipsec.tunnel import DROP_KINDS
+    from erebus.runtime.ipsec import DROP_KINDS
     from tests.esp_lab import BIG_FILE, LINK_PEER, RELAY_OFFSET
     from tests.esp_lab import WEB_ADDR as ESP_WEB
     peer = esp_lab.start_peer("gcm")

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 CLIENT = r"""
 import asyncio, hashlib, json, sys, time, logging
 from erebus.ipsec.ikeprofile import IkeProfile
-from erebus.ipsec.iketunnel import IkeTunnel
+from erebus.runtime.ipsec import IkeTunnel
 from erebus.runtime.stack import VpnStack
 from erebus.probe import ping_through
 from erebus.errors import SessionError

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from erebus.ipsec.profile import parse_esp_profile
-from erebus.ipsec.tunnel import tshark_esp_options
+from erebus.ipsec.wireshark import tshark_esp_options
 from erebus.runtime.pcap import PcapWriter
 from erebus.wire.icmp import build_echo_reply, build_echo_request
 from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4
@@ -53,13 +53,13 @@ def capture(tmp_path, p, local_port: int):
         pcap.write_outer(client.keepalive(0.0), local, remote, 1.0, inbound=False)
         request = build_ipv4("198.19.11.2", "198.19.20.5", PROTO_ICMP,
                              build_echo_request(7, 1, b"erebus"))
-        out = client.send_ip(request, 0.0)
+        out = client.send_packet(request, 0.0)
         pcap.write_inner(request, 1.1, inbound=False)
         pcap.write_outer(out, local, remote, 1.1, inbound=False)
         assert peer.receive_datagram(out, 0.0) == request
         reply = build_ipv4("198.19.20.5", "198.19.11.2", PROTO_ICMP,
                            build_echo_reply(build_echo_request(7, 1, b"erebus")))
-        back = peer.send_ip(reply, 0.0)
+        back = peer.send_packet(reply, 0.0)
         pcap.write_outer(back, remote, local, 1.2, inbound=True)
         assert client.receive_datagram(back, 0.0) == reply
         pcap.write_inner(reply, 1.2, inbound=True)

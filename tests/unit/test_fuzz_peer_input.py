@@ -293,7 +293,7 @@ def esp_pair():
 def test_esp_session_receive(data):
     client, peer = esp_pair()
     inner = build_ipv4("198.19.20.5", "198.19.11.2", PROTO_ICMP, b"pong")
-    real = peer.send_ip(inner, 0)
+    real = peer.send_packet(inner, 0)
     datagrams = data.draw(st.lists(
         st.binary(max_size=300)
         | st.binary(max_size=300).map(lambda b: real[:8] + b)        # our SPI and a seq

@@ -17,7 +17,7 @@ import pytest
 from erebus.check import check
 from erebus.errors import ConfigError
 from erebus.files import MAX_FILE_SIZE, FileRefused, read_limited
-from erebus.profiles import open_tunnel
+from erebus.families import open_tunnel
 
 PKI = Path(__file__).resolve().parents[1] / "profiles" / "pki"
 TWO_GB = 2 * 1024 * 1024 * 1024

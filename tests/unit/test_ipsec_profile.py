@@ -6,7 +6,7 @@ import pytest
 
 from erebus.errors import ConfigError
 from erebus.ipsec.profile import load_esp_profile
-from erebus.ipsec.tunnel import tshark_esp_options, wireshark_esp_sa
+from erebus.ipsec.wireshark import tshark_esp_options, wireshark_esp_sa
 
 GCM_KEY = "11" * 36
 CBC_KEY = "22" * 32

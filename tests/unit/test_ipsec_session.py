@@ -66,9 +66,9 @@ def test_round_trip_both_ways(names):
     client, peer = pair(*names)
     for size in (0, 1, 3, 100, 1372):
         up = ip(CLIENT_IP, WEB_IP, os.urandom(size))
-        assert peer.receive_datagram(client.send_ip(up, 1.0), 1.0) == up
+        assert peer.receive_datagram(client.send_packet(up, 1.0), 1.0) == up
         down = ip(payload=os.urandom(size))
-        assert client.receive_datagram(peer.send_ip(down, 1.0), 1.0) == down
+        assert client.receive_datagram(peer.send_packet(down, 1.0), 1.0) == down
     c = client.counters
     assert (c.packets_out, c.packets_in, c.dropped_in) == (5, 5, 0)
     assert c.bytes_in == sum(20 + n for n in (0, 1, 3, 100, 1372))
@@ -76,12 +76,12 @@ def test_round_trip_both_ways(names):
 
 def test_replayed_packet_dropped_and_counted():
     client, peer = pair()
-    d = peer.send_ip(ip(), 0)
+    d = peer.send_packet(ip(), 0)
     assert client.receive_datagram(d, 0) is not None
     assert client.receive_datagram(d, 0) is None
     assert client.counters.replayed == 1
     # reordering inside the window is fine; older than the window is not
-    later = [peer.send_ip(ip(payload=bytes([i])), 0) for i in range(70)]
+    later = [peer.send_packet(ip(payload=bytes([i])), 0) for i in range(70)]
     assert client.receive_datagram(later[-1], 0) is not None
     assert client.receive_datagram(later[10], 0) is not None     # 60 behind: in the window
     assert client.receive_datagram(later[2], 0) is None          # 68 behind: too old
@@ -90,7 +90,7 @@ def test_replayed_packet_dropped_and_counted():
 
 def test_every_flipped_bit_is_dropped_and_counted():
     client, peer = pair()
-    d = peer.send_ip(ip(payload=b"x" * 40), 0)
+    d = peer.send_packet(ip(payload=b"x" * 40), 0)
     for i in range(len(d) * 8):
         bad = bytearray(d)
         bad[i // 8] ^= 1 << (i % 8)
@@ -105,11 +105,11 @@ def test_every_flipped_bit_is_dropped_and_counted():
 
 def test_forged_sequence_number_does_not_poison_the_window():
     client, peer = pair()
-    d = bytearray(peer.send_ip(ip(), 0))
+    d = bytearray(peer.send_packet(ip(), 0))
     d[4:8] = struct.pack("!I", 1_000_000)           # a far-future seq, not authentic
     assert client.receive_datagram(bytes(d), 0) is None
     assert client.counters.auth_failed == 1
-    assert client.receive_datagram(peer.send_ip(ip(), 0), 0) is not None
+    assert client.receive_datagram(peer.send_packet(ip(), 0), 0) is not None
 
 
 def test_keepalive_and_non_esp_ignored():
@@ -142,12 +142,12 @@ def test_cbc_opener_survives_odd_lengths():
     """Whole-block checks come before the CBC decryptor sees anything (a partial block
     left in a long-lived decryptor would corrupt every later packet)."""
     client, peer = pair("aes256gcm16", "aes256-sha256")
-    good = peer.send_ip(ip(), 0)
+    good = peer.send_packet(ip(), 0)
     for cut in range(1, 40):
         assert client.receive_datagram(good[:-cut], 0) is None
     assert client.receive_datagram(good, 0) is not None
     after = ip(payload=b"after")
-    assert client.receive_datagram(peer.send_ip(after, 0), 0) == after
+    assert client.receive_datagram(peer.send_packet(after, 0), 0) == after
 
 
 def test_tfc_padding_after_the_inner_packet_is_trimmed():
@@ -159,8 +159,8 @@ def test_tfc_padding_after_the_inner_packet_is_trimmed():
 def test_selectors_enforced_both_ways():
     client, peer = pair()
     # outbound: only to remote_ts
-    assert client.send_ip(ip(CLIENT_IP, "198.19.99.1"), 0) is None
-    assert client.send_ip(b"\x60" + bytes(50), 0) is None
+    assert client.send_packet(ip(CLIENT_IP, "198.19.99.1"), 0) is None
+    assert client.send_packet(b"\x60" + bytes(50), 0) is None
     assert client.counters.policy_out == 2
     # inbound: only from remote_ts, only to our virtual IP
     for src, dst in (("198.19.99.1", CLIENT_IP), (WEB_IP, "198.19.11.3")):
@@ -174,7 +174,7 @@ def test_keepalive_timer():
     assert client.handle_timer(119.0) == []
     assert client.handle_timer(120.0) == [b"\xff"]
     assert client.get_timer() == 140.0
-    client.send_ip(ip(CLIENT_IP, WEB_IP), 130.0)          # traffic postpones it
+    client.send_packet(ip(CLIENT_IP, WEB_IP), 130.0)          # traffic postpones it
     assert client.get_timer() == 150.0
     assert client.counters.keepalives_out == 1
     assert pair(keepalive=None)[0].get_timer() is None
@@ -182,7 +182,7 @@ def test_keepalive_timer():
 
 def test_outbound_packet_lifetime():
     client, peer = pair(lifetime_packets=10)
-    sent = [client.send_ip(ip(CLIENT_IP, WEB_IP), 0) for _ in range(12)]
+    sent = [client.send_packet(ip(CLIENT_IP, WEB_IP), 0) for _ in range(12)]
     assert all(sent[:10]) and sent[10] is None and sent[11] is None
     evs = events(client)
     assert isinstance(evs[0], SaSoftLimit) and evs[0].direction == "outbound"
@@ -195,9 +195,9 @@ def test_inbound_byte_lifetime():
     client, peer = pair(lifetime_bytes=1000)
     packet = ip(payload=bytes(180))                        # 200 bytes
     for _ in range(5):
-        assert client.receive_datagram(peer.send_ip(packet, 0), 0) == packet
-    assert client.receive_datagram(peer.send_ip(packet, 0), 0) is None
-    assert client.receive_datagram(peer.send_ip(packet, 0), 0) is None
+        assert client.receive_datagram(peer.send_packet(packet, 0), 0) == packet
+    assert client.receive_datagram(peer.send_packet(packet, 0), 0) is None
+    assert client.receive_datagram(peer.send_packet(packet, 0), 0) is None
     evs = events(client)
     assert [type(e) for e in evs] == [SaSoftLimit, SaExpired]
     assert evs[1] == SaExpired("inbound", IN_SPI, "hard lifetime of 1000 bytes reached")
@@ -220,8 +220,8 @@ def test_esn_window_straddling_the_epoch():
     client, peer = pair("aes256gcm16", "aes256-sha256", esn=True)
     peer.outbound.seq = (1 << 32) - 40
     client.inbound[IN_SPI].replay.update((1 << 32) - 50)     # earlier traffic, not shown
-    early = [peer.send_ip(ip(payload=bytes([i])), 0) for i in range(30)]   # high 0
-    late = [peer.send_ip(ip(payload=bytes([i])), 0) for i in range(30)]    # high 1 from #10
+    early = [peer.send_packet(ip(payload=bytes([i])), 0) for i in range(30)]   # high 0
+    late = [peer.send_packet(ip(payload=bytes([i])), 0) for i in range(30)]    # high 1 from #10
     assert wire.parse_header(late[-1])[1] == 20
     for d in early[:5] + late[20:]:                        # the window jumps the epoch
         assert client.receive_datagram(d, 0) is not None
@@ -236,15 +236,15 @@ def test_esn_window_straddling_the_epoch():
 
 def test_disabled_anti_replay_and_peer_restart_warning():
     client, peer = pair(window=0)
-    d = peer.send_ip(ip(), 0)
+    d = peer.send_packet(ip(), 0)
     assert client.receive_datagram(d, 0) and client.receive_datagram(d, 0)
     # with a window, a peer that restarts (counts from 1 again) is told apart
     client, peer = pair()
     for _ in range(200):
-        client.receive_datagram(peer.send_ip(ip(), 0), 0)
+        client.receive_datagram(peer.send_packet(ip(), 0), 0)
     peer.outbound.seq = 0
     for _ in range(40):
-        assert client.receive_datagram(peer.send_ip(ip(), 0), 0) is None
+        assert client.receive_datagram(peer.send_packet(ip(), 0), 0) is None
     evs = [e for e in events(client) if isinstance(e, SequenceReset)]
     assert len(evs) == 1 and evs[0].highest == 200
 
@@ -253,8 +253,8 @@ def test_close_ends_the_session():
     client, peer = pair()
     assert client.close(5.0) == []
     assert events(client) == [Closed("closed")]
-    assert client.send_ip(ip(CLIENT_IP, WEB_IP), 5.0) is None
-    assert client.receive_datagram(peer.send_ip(ip(), 5.0), 5.0) is None
+    assert client.send_packet(ip(CLIENT_IP, WEB_IP), 5.0) is None
+    assert client.receive_datagram(peer.send_packet(ip(), 5.0), 5.0) is None
     assert client.get_timer() is None
 
 
@@ -275,7 +275,7 @@ def test_seal_open_objects_alone():
 # -- fuzzing -------------------------------------------------------------------------------
 
 _CLIENT, _PEER = pair()
-_GOOD = [_PEER.send_ip(ip(payload=os.urandom(n)), 0) for n in (0, 7, 64, 300)]
+_GOOD = [_PEER.send_packet(ip(payload=os.urandom(n)), 0) for n in (0, 7, 64, 300)]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

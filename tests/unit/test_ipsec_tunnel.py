@@ -12,7 +12,7 @@ import pytest
 from erebus.errors import SessionError
 from erebus.ipsec.esp import EspSession, SecurityAssociation
 from erebus.ipsec.profile import parse_esp_profile
-from erebus.ipsec.tunnel import EspTunnel
+from erebus.runtime.ipsec import EspTunnel
 from erebus.runtime.pcap import PcapWriter
 from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4
 from tests.unit.waiting import until
@@ -55,7 +55,7 @@ class Peer(asyncio.DatagramProtocol):
         self.received.put_nowait(data)
 
     def send(self, packet: bytes):
-        self.transport.sendto(self.session.send_ip(packet, 0), self.client)
+        self.transport.sendto(self.session.send_packet(packet, 0), self.client)
 
 
 async def start_peer():
@@ -147,7 +147,7 @@ def test_reconnect_keeps_the_sas():
         await tunnel.reconnect(timeout=5)
         assert tunnel._local != first and tunnel.sessions == 2
         tunnel.send_packet(build_ipv4("198.19.11.2", "198.19.20.5", PROTO_ICMP, b"2"))
-        assert tunnel.session.outbound.seq == 2                 # sequence numbers go on
+        assert tunnel.session.esp.outbound.seq == 2                 # sequence numbers go on
         await tunnel.close()
         peer.transport.close()
 

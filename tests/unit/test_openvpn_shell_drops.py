@@ -48,7 +48,7 @@ def test_forged_and_replayed_packets_are_warned_about_once_per_kind(caplog):
         await tunnel.connect(timeout=5)
         tunnel.send_packet(build_ipv4(CLIENT_IP, SERVER_IP, PROTO_ICMP, b"ping"))
         await asyncio.wait_for(peer.seen.wait(), 2)       # the peer knows our port now
-        real = peer.session.send_ip(build_ipv4(SERVER_IP, CLIENT_IP, PROTO_ICMP, b"pong"))
+        real = peer.session.send_packet(build_ipv4(SERVER_IP, CLIENT_IP, PROTO_ICMP, b"pong"))
         peer.send(real)
         await until(lambda: got, what="the real packet")
         c = tunnel.session.counters

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from erebus.ipsec.esp import EspCounters
-from erebus.ipsec.tunnel import DROP_KINDS as ESP_DROP_KINDS
+from erebus.runtime.ipsec import DROP_KINDS as ESP_DROP_KINDS
 from erebus.openvpn.session import Counters
 from erebus.openvpn.static import StaticCounters
 from erebus.runtime.openvpn import DROP_KINDS as OVPN_DROP_KINDS

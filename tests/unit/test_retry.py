@@ -27,7 +27,7 @@ def test_retries_recoverable_failures_with_growing_delays(monkeypatch):
             raise item
         return item
 
-    assert run(retry.with_backoff(connect, frozenset({"unreachable", "tls"}))) == "info"
+    assert run(retry.with_backoff(connect)) == "info"
     assert waits == [1.0, 2.0]
 
 
@@ -36,7 +36,7 @@ def test_auth_failure_is_not_retried():
         raise SessionError("auth", "wrong password")
 
     with pytest.raises(SessionError, match="wrong password"):
-        run(retry.with_backoff(connect, frozenset({"unreachable"})))
+        run(retry.with_backoff(connect))
 
 
 def test_attempts_and_stop():
@@ -44,12 +44,12 @@ def test_attempts_and_stop():
         raise SessionError("unreachable", "nobody home")
 
     with pytest.raises(SessionError, match="nobody home"):
-        run(retry.with_backoff(connect, frozenset({"unreachable"}), attempts=1))
+        run(retry.with_backoff(connect, attempts=1))
 
     async def stopped():
         stop = asyncio.Event()
         stop.set()
-        await retry.with_backoff(connect, frozenset({"unreachable"}), stop=stop)
+        await retry.with_backoff(connect, stop=stop)
 
     with pytest.raises(SessionError) as e:
         run(stopped())

@@ -83,7 +83,7 @@ def test_verify_hash_checks_the_ca_so_the_warning_stays(tmp_path):
 
 
 def test_up_and_probe_log_it_at_warning_when_loading(tmp_path, caplog):
-    # `up` and `probe` load the profile with load_profile (erebus.profiles.open_tunnel)
+    # `up` and `probe` load the profile with load_profile (erebus.families.open_tunnel)
     path = write(tmp_path, "")
     with caplog.at_level(logging.WARNING, logger="erebus"):
         load_profile(path)

@@ -241,11 +241,11 @@ def test_session_establishes_and_carries_data(pki):
     server = FakeServer(cert, key)
     events, _, _ = run(client, server)
     connected = [e for e in events if isinstance(e, Connected)]
-    assert connected and connected[0].cipher == "AES-256-GCM"
+    assert connected and connected[0].info.cipher == "AES-256-GCM"
     assert connected[0].options.virtual_ip == "198.19.1.2"
     assert server.control_messages == ["PUSH_REQUEST"]
     # data both ways, packet ids from 1, the server's header carries peer id 3
-    datagram = client.send_ip(b"E" + bytes(27), 1.0)
+    datagram = client.send_packet(b"E" + bytes(27), 1.0)
     assert datagram[:4] == bytes((0x48, 0, 0, 3)) and datagram[4:8] == b"\0\0\0\1"
     assert server.receive(datagram, 1.0) == [b"E" + bytes(27)]
     reply = server.data_key.encrypt(b"reply packet")
@@ -311,7 +311,7 @@ def test_no_data_before_established_and_exit_notification(pki):
     ca, cert, key = pki["lab-ca"]
     client = ClientSession(settings(ca), 0.0)
     with pytest.raises(Exception, match="established"):
-        client.send_ip(b"x")
+        client.send_packet(b"x")
     server = FakeServer(cert, key)
     run(client, server)
     client.close(5.0)
@@ -327,7 +327,8 @@ def test_keepalive_and_ping_restart_follow_the_pushed_timers(pki):
     _, _, t0 = run(client, server)
     client.datagrams_to_send(t0)
     assert client.get_timer() == pytest.approx(t0 + 10)      # ping 10
-    out = client.handle_timer(t0 + 10)
+    client.handle_timer(t0 + 10)
+    out = client.datagrams_to_send(t0 + 10)
     assert len(out) == 1 and server.receive(out[0], t0 + 10) == [
         bytes.fromhex("2a187bf3641eb4cb07ed2d0a981fc748")]
     client.handle_timer(t0 + 60)                              # ping-restart 60, silence
@@ -385,7 +386,7 @@ def test_pushed_cipher_outside_data_ciphers_is_refused(pki, cipher, options, sho
     assert client.data_key is None and client.cipher is None
     assert now < 1.0                         # refused at once, not a push timeout
     with pytest.raises(Exception, match="established"):
-        client.send_ip(b"x")
+        client.send_packet(b"x")
 
 
 def test_refusal_names_the_fallback_too(pki):
@@ -408,7 +409,7 @@ def test_cipher_none_only_when_the_profile_asks_for_it(pki, caplog, how):
     with caplog.at_level("WARNING", logger="erebus.openvpn"):
         events, _, now = run(client, server)
     assert client.established and client.cipher == "none"
-    datagram = client.send_ip(b"E" + bytes(27), now)
+    datagram = client.send_packet(b"E" + bytes(27), now)
     assert datagram[8:] == b"E" + bytes(27)                  # clear text, as asked
     assert server.receive(datagram, now) == [b"E" + bytes(27)]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -426,7 +427,7 @@ def test_cbc_with_auth_none_carries_data(pki, caplog):
     with caplog.at_level("WARNING", logger="erebus.openvpn"):
         events, _, now = run(client, server)
     assert client.established and client.cipher == "AES-256-CBC"
-    datagram = client.send_ip(b"E" + bytes(27), now)
+    datagram = client.send_packet(b"E" + bytes(27), now)
     assert len(datagram) == 4 + 16 + 48      # header | IV | CBC(pid | 28 bytes | 16 padding)
     assert server.receive(datagram, now) == [b"E" + bytes(27)]
     assert client.receive_datagram(server.data_key.encrypt(b"reply"), now) == [b"reply"]
@@ -446,7 +447,7 @@ def test_pushed_auth_is_not_taken_as_by_the_stock_client(pki, caplog, profile_au
     with caplog.at_level("WARNING", logger="erebus.openvpn"):
         run(client, server)
     assert client.established
-    datagram = client.send_ip(b"E" + bytes(27), 1.0)
+    datagram = client.send_packet(b"E" + bytes(27), 1.0)
     assert server.receive(datagram, 1.0) == [b"E" + bytes(27)]
     assert client.receive_datagram(server.data_key.encrypt(b"reply"), 1.0) == [b"reply"]
     assert any("option 'auth' cannot be used in this context ([PUSH-OPTIONS])"
@@ -485,18 +486,18 @@ def test_packet_id_close_to_wrapping_renegotiates(pki):
     _, _, t0 = run(client, server)
     client.data_key.next_pid = PACKET_ID_WRAP_TRIGGER - 1
     server.data_key.replay.top = PACKET_ID_WRAP_TRIGGER - 2   # as if it had seen them all
-    before = client.send_ip(b"E" + bytes(27), t0)
+    before = client.send_packet(b"E" + bytes(27), t0)
     assert struct.unpack("!I", before[4:8])[0] == PACKET_ID_WRAP_TRIGGER - 1
     assert server.receive(before, t0) and client.renegotiations == 0
     assert client.get_timer() > t0                            # nothing due yet
-    trigger = client.send_ip(b"E" + bytes(27), t0)             # id 0xFF000000
+    trigger = client.send_packet(b"E" + bytes(27), t0)             # id 0xFF000000
     assert server.receive(trigger, t0) == [b"E" + bytes(27)]
-    # the soft reset is the timer's: due at once, sent by handle_timer (not by send_ip)
+    # the soft reset is the timer's: due at once, sent by handle_timer (not by send_packet)
     assert client.datagrams_to_send(t0) == [] and client.get_timer() <= t0
     _, _, t1 = run(client, server, until=lambda c: c.renegotiations == 1 or c.finished,
                    start=t0)
     assert server.soft_resets == [1] and client.renegotiations == 1, client.next_event()
-    after = client.send_ip(b"after", t1)
+    after = client.send_packet(b"after", t1)
     assert after[0] & 7 == 1 and after[4:8] == b"\0\0\0\1"  # key id 1, packet id 1
     assert server.receive(after, t1) == [b"after"]
 
@@ -507,13 +508,15 @@ def test_packet_id_limit_reached_on_a_timer_and_never_reused(pki):
     server = FakeServer(cert, key, push=push())              # no cc-exit: OCC exit on close
     _, _, t0 = run(client, server)
     client.data_key.next_pid = 0xFFFFFFFF + 1                 # every id used (no `now`
-    assert client.send_ip(b"x") is None                       # given: no renegotiation)
+    assert client.send_packet(b"x") is None                       # given: no renegotiation)
     assert client.counters.dropped_packet_id_exhausted == 1
     assert client.get_timer() <= t0                           # a renegotiation is due now
     client.handle_timer(t0)
     sent = [w.parse_packet(d) for d in client.datagrams_to_send(t0)]
     assert [(p.opcode, p.key_id) for p in sent] == [(w.P_CONTROL_SOFT_RESET_V1, 1)]
-    assert client.close(t0) == []                              # the OCC exit: no id left
+    client.close(t0)                                          # the OCC exit: no id left
+    assert not [d for d in client.datagrams_to_send(t0)
+                if isinstance(w.parse_packet(d), w.DataPacket)]
     assert client.counters.dropped_packet_id_exhausted == 2
 
 
@@ -548,7 +551,7 @@ def test_random_push_replies_establish_or_fail_with_a_session_error(reply):
         return
     if client.established:
         assert client.cipher in GCM_ONLY
-        assert client.send_ip(b"E" + bytes(27), 1.0)
+        assert client.send_packet(b"E" + bytes(27), 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -661,7 +664,7 @@ def test_no_pushed_cipher_as_2_6_decides(pki, options, how, cipher, stage):
     events, _, now = run(client, server)
     if stage is None:
         assert client.established and client.cipher == cipher
-        datagram = client.send_ip(b"E" + bytes(27), now)
+        datagram = client.send_packet(b"E" + bytes(27), now)
         assert server.receive(datagram, now) == [b"E" + bytes(27)]
     else:
         failed = only_failure(events)

@@ -621,7 +621,7 @@ def test_no_warning_with_remote_id_or_with_a_psk(tmp_path, pki):
 def test_the_tunnel_logs_the_profiles_warnings_when_it_starts(caplog):
     import asyncio
     import logging
-    from erebus.ipsec.iketunnel import IkeTunnel
+    from erebus.runtime.ipsec import IkeTunnel
     prof = IkeProfile(path="p", name="p", remote_addrs=[], warnings=["p:3: remote.id: no"])
     from erebus.errors import SessionError
     with caplog.at_level(logging.WARNING, logger="erebus.ipsec"):

@@ -483,13 +483,18 @@ def test_every_session_of_a_tunnel_uses_its_one_context_and_nothing_keeps_it():
     from erebus.runtime.openvpn import OpenVPNTunnel
     profile = parse_profile(f"client\ndev tun\nremote 198.18.1.1 1194\nremote-cert-tls "
                             f"server\n{PKI.inline()}", "ctx.ovpn")
+    from erebus.runtime.tunnel import Endpoint
     tunnel = OpenVPNTunnel(profile)
-    first, second = tunnel._new_session(0.0, None), tunnel._new_session(1.0, "token")
+    driver, where = tunnel.driver, Endpoint("198.18.1.1", 1194)
+    first = driver.new_session(0.0, where, None, None, None)
+    first.auth_token = "token"
+    second = driver.new_session(1.0, where, None, None, first)
+    assert second.auth_token == "token"
     a, b = first._new_tls(), second._new_tls()                  # key ids of two sessions
-    assert a.context is b.context is tunnel._tls_context
+    assert a.context is b.context is driver._tls_context
     handshake(a, server_context(PKI.server_key, [PKI.server], client_ca=PKI.ca))
     context = weakref.ref(a.context)
-    del tunnel, first, second, a, b
+    del tunnel, driver, first, second, a, b
     gc.collect()
     assert context() is None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from erebus.profiles import open_tunnel
+from erebus.families import open_tunnel
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 
@@ -18,6 +18,6 @@ PROFILES = Path(__file__).resolve().parents[1] / "profiles"
     ("cloud-aws.ovpn", None),
 ])
 def test_each_tunnel_has_its_profiles_warnings(name, warned):
-    tunnel, _ = open_tunnel(str(PROFILES / name))      # nothing is sent
+    tunnel = open_tunnel(str(PROFILES / name))      # nothing is sent
     assert tunnel.warnings is tunnel.profile.warnings
     assert any(warned in w for w in tunnel.warnings) if warned else tunnel.warnings == []

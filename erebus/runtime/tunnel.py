@@ -1,0 +1,435 @@
+"""The one asyncio shell: any family's sans-IO core (:class:`erebus.session.Session`)
+over a UDP socket or a TCP stream, as an :class:`erebus.tunnel.Tunnel`.
+
+It only moves bytes and time.  Outer datagrams from the link (read in batches) go into
+the core; the inner packets it returns go to the receiver the network stack set;
+packets from the stack come in through :meth:`ShellTunnel.send_packet`.  After every
+batch of input, timer or refused send, one :meth:`ShellTunnel._step`: the core's
+events first, then the datagrams it has due, then one timer handle re-armed on the
+core's next deadline.  Everything is recorded in the pcap (outer and inner), counted,
+and the core's drops are logged rate-limited.
+
+What differs by family is a :class:`Driver` (erebus/runtime/openvpn.py,
+erebus/runtime/ipsec.py): the endpoints to try, how to build a core, the logger,
+what a refused port means, and (OpenVPN only) how a TCP stream frames packets.
+
+:meth:`connect` tries the endpoints in order (names resolved every time);
+:meth:`reconnect` starts new sessions with backoff after one ended; the driver gets
+the previous core, so it can carry what lasts across sessions (an auth-token, a
+manual SA's sequence numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from ..errors import ErebusError, SessionError
+from ..session import Closed, Connected, Failed, Notice, PathChanged, Rekeyed, Session, \
+    Stage, TunnelInfo
+from .ratelimit import DropReporter, counters_summary
+from .retry import with_backoff
+from .udp import BatchedUdpLink
+
+__all__ = ["Driver", "Endpoint", "ShellTunnel"]
+
+CLOSE_WAIT = 3.0      # seconds close() waits for the peer to confirm (EXIT, DELETE)
+_REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One place to try: ``proto`` is "udp" or "tcp-client"."""
+
+    host: str
+    port: int
+    proto: str = "udp"
+    local_port: int = 0              # bind the UDP socket here (0: ephemeral)
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Driver(Protocol):
+    """What one VPN family tells the shell."""
+
+    family: str                      # TunnelInfo.kind, the pcap's outer interface
+    log: logging.Logger
+    drop_kinds: dict                 # counter -> (level, what), see ratelimit.DropReporter
+    refused_after: int | None        # ICMP refusals, before the peer answered, that end
+                                     # an attempt as "unreachable" (None: never)
+    refused_hint: str                # said with the first refusal ("" : debug only)
+
+    def endpoints(self) -> list[Endpoint]:
+        ...
+
+    def new_session(self, now: float, endpoint: Endpoint, local: tuple, remote: tuple,
+                    previous: Session | None) -> Session:
+        """A core for one attempt; raise SessionError if none can be made."""
+
+    def stream_link(self, on_datagram: Callable[[bytes], None],
+                    on_batch_end: Callable[[], None],
+                    on_lost: Callable[[Exception | None], None]) -> asyncio.Protocol:
+        """For "tcp-client" endpoints: the protocol that frames packets on the stream."""
+
+
+class DirectConnector:
+    """How the shell reaches a server: straight to it, a connected UDP socket read in
+    batches or a TCP stream framed by the driver.  (Outer proxies are other
+    connectors; tests use a fake one in virtual time.)"""
+
+    async def resolve(self, endpoint: Endpoint) -> tuple[str, int]:
+        """The address to connect to (OSError if the name does not resolve)."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(endpoint.host, endpoint.port, family=socket.AF_INET,
+                                       type=socket.SOCK_STREAM if endpoint.proto ==
+                                       "tcp-client" else socket.SOCK_DGRAM)
+        return infos[0][4][:2]
+
+    async def open(self, endpoint: Endpoint, addr: tuple[str, int], on_datagram,
+                   on_batch_end, on_error, on_lost, driver: Driver):
+        """A link with ``send``, ``close``, ``redirect(port)``, ``local``, ``remote``;
+        SessionError("unreachable") if it cannot be made."""
+        loop = asyncio.get_running_loop()
+        if endpoint.proto == "tcp-client":
+            try:
+                _, link = await loop.create_connection(
+                    lambda: driver.stream_link(on_datagram, on_batch_end, on_lost), *addr)
+            except OSError as exc:
+                raise SessionError(Stage.UNREACHABLE, f"{endpoint.name}: TCP connect "
+                                   f"failed: {exc.strerror or exc}") from None
+            sock = link.transport.get_extra_info("socket")
+            link.local, link.remote = sock.getsockname()[:2], addr
+            return link
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            if endpoint.local_port:
+                sock.bind(("0.0.0.0", endpoint.local_port))
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            raise SessionError(Stage.UNREACHABLE,
+                               f"{endpoint.name}: {exc.strerror or exc}") from None
+        link = BatchedUdpLink(sock, loop, on_datagram=on_datagram, on_error=on_error,
+                              on_batch_end=on_batch_end)
+        link.local, link.remote = sock.getsockname()[:2], addr
+        return link
+
+
+class ShellTunnel:
+    """Any family's core, one session at a time, as an :class:`erebus.tunnel.Tunnel`."""
+
+    def __init__(self, driver: Driver, *, warnings: list[str], connect_timeout: float,
+                 pcap=None, connector=None):
+        self.driver = driver
+        self.connector = connector if connector is not None else DirectConnector()
+        self.family = driver.family
+        self.log = driver.log
+        self.warnings = warnings
+        self.connect_timeout = connect_timeout
+        self.pcap = pcap
+        self.info: TunnelInfo | None = None
+        self.session: Session | None = None
+        self._receiver: Callable[[bytes], None] | None = None
+        self._link = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._connected: asyncio.Future | None = None
+        self._done: asyncio.Future | None = None
+        self._local = ("0.0.0.0", 0)
+        self._remote = ("0.0.0.0", 0)
+        self._server_name = ""
+        self._resolving = False
+        self._started = 0.0
+        self.sessions = 0               # attempts that got a core
+        self.dropped_down = 0           # packets the stack sent while the tunnel was down
+        self.link_errors = 0            # errors on the socket in this attempt
+        self.rekeys = 0                 # Rekeyed events (every kind)
+        self.datagrams_in = self.datagrams_out = 0
+        self._drops = DropReporter(self.log, driver.drop_kinds)
+
+    # -- Tunnel interface ----------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        s = self.session
+        return self._link is not None and s is not None and s.established
+
+    @property
+    def counters(self):
+        return self.session.counters if self.session is not None else None
+
+    def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
+        self._receiver = receiver
+
+    def send_packet(self, packet: bytes) -> None:
+        s = self.session
+        if s is None or self._link is None or not s.established:
+            self.dropped_down += 1
+            return
+        datagram = s.send_packet(packet, self._loop.time())
+        if datagram is None:                 # dropped and counted; maybe an event
+            self._step()
+            return
+        pcap = self.pcap
+        if pcap:
+            pcap.write_inner(packet, time.time(), inbound=False)
+        self._send(datagram)
+
+    async def connect(self, timeout: float | None = None) -> TunnelInfo:
+        """Try the driver's endpoints in order; the first session that comes up wins.
+        A failure that another endpoint cannot cure (a refusal) is raised at once."""
+        if timeout is None:
+            timeout = self.connect_timeout
+        errors: list[SessionError] = []
+        endpoints = self.driver.endpoints()
+        for i, endpoint in enumerate(endpoints):
+            try:
+                return await asyncio.wait_for(self._connect_one(endpoint), timeout)
+            except asyncio.TimeoutError:
+                errors.append(self._timed_out(endpoint, timeout))
+                self._teardown()
+            except SessionError as exc:
+                self._teardown()
+                errors.append(exc)
+                if not exc.recoverable:
+                    raise
+            if i + 1 < len(endpoints):
+                self.log.warning("%s; trying the next remote", errors[-1])
+        if not errors:
+            raise SessionError(Stage.CONFIG, "the profile names no remote")
+        raise errors[-1]
+
+    async def reconnect(self, *, timeout: float | None = None, attempts: int | None = None,
+                        stop: asyncio.Event | None = None) -> TunnelInfo:
+        """New sessions with backoff (1, 2, 4 ... 60 s) until one comes up.  Only
+        failures that another try can cure are retried."""
+        if self.session is not None:
+            self._log_counters(f"session {self.sessions} counters")
+        self._teardown()
+        info = await with_backoff(lambda: self.connect(timeout=timeout), attempts=attempts,
+                                  stop=stop)
+        self.log.info("reconnected (session %d)", self.sessions)
+        return info
+
+    async def wait_closed(self) -> str:
+        """Until the session ends: its reason ("closed" ... after :meth:`close`); raises
+        the SessionError that ended it otherwise."""
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._done)
+
+    async def close(self) -> None:
+        """Tell the peer we leave (and wait up to CLOSE_WAIT s for it to confirm),
+        log the counters, release the link."""
+        s = self.session
+        if s is not None and not s.finished and self._link is not None:
+            s.close(self._loop.time())
+            self._step()
+            if not s.finished and self._done is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._done), CLOSE_WAIT)
+                except (asyncio.TimeoutError, ErebusError):
+                    pass
+        if self._done is not None and not self._done.done():
+            self._done.set_result("closed")
+        if s is not None:
+            self._log_counters()
+        self._teardown()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _timed_out(self, endpoint: Endpoint, timeout: float) -> SessionError:
+        if self._resolving:
+            return SessionError(Stage.RESOLVE, f"{endpoint.name}: resolving {endpoint.host} "
+                                f"timed out after {timeout:g} s")
+        s = self.session
+        stage, why = (Stage.UNREACHABLE, "no answer from the server") \
+            if s is None else s.connect_timeout()
+        return SessionError(stage, f"{endpoint.name}: timed out after {timeout:g} s ({why})")
+
+    async def _connect_one(self, endpoint: Endpoint) -> TunnelInfo:
+        loop = self._loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        self._server_name = name = endpoint.name
+        self._resolving = True
+        try:
+            addr = await self.connector.resolve(endpoint)
+        except OSError as exc:
+            raise SessionError(Stage.RESOLVE, f"cannot resolve {endpoint.host}: {exc}") \
+                from None
+        finally:
+            self._resolving = False
+        self.log.info("connecting to %s (%s:%d, %s)", name, addr[0], addr[1], endpoint.proto)
+        self._link = link = await self.connector.open(
+            endpoint, addr, self._on_datagram, self._step, self._on_link_error,
+            self._on_link_lost, self.driver)
+        self._local, self._remote = link.local, link.remote
+        self._connected = loop.create_future()
+        if self._done is None or self._done.done():
+            self._done = loop.create_future()
+        self.link_errors = 0
+        self.session = self.driver.new_session(loop.time(), endpoint, self._local,
+                                               self._remote, self.session)
+        self.sessions += 1
+        self._step()
+        return await asyncio.shield(self._connected)
+
+    # -- the pump --------------------------------------------------------------------------
+
+    def _on_datagram(self, data: bytes) -> None:
+        """One datagram from the peer; the link calls _step() after the batch."""
+        s = self.session
+        if s is None:
+            return
+        self.datagrams_in += 1
+        pcap = self.pcap
+        if pcap:
+            pcap.write_outer(data, self._remote, self._local, time.time(), inbound=True)
+        packets = s.receive_datagram(data, self._loop.time())
+        if packets:
+            receiver = self._receiver
+            for packet in packets:
+                if pcap:
+                    pcap.write_inner(packet, time.time(), inbound=True)
+                if receiver is not None:
+                    receiver(packet)
+
+    def _send(self, datagram: bytes) -> None:
+        link = self._link
+        if link is None:
+            return
+        self.datagrams_out += 1
+        if self.pcap:
+            self.pcap.write_outer(datagram, self._local, self._remote, time.time(),
+                                  inbound=False)
+        link.send(datagram)
+
+    def _step(self) -> None:
+        """Events, then the datagrams due, then the timer: after every input."""
+        s = self.session
+        if s is None or self._link is None:
+            return
+        while (event := s.next_event()) is not None:
+            self._on_event(event)
+            if self._link is None:
+                return                       # the session ended
+        now = self._loop.time()
+        for datagram in s.datagrams_to_send(now):
+            self._send(datagram)
+        self._drops.check(s.counters)
+        deadline = s.get_timer()
+        if deadline == self._deadline and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._deadline = None
+        s = self.session
+        if s is None or self._link is None:
+            return
+        s.handle_timer(self._loop.time())
+        self._step()
+
+    def _on_event(self, event) -> None:
+        log = self.log
+        if isinstance(event, Notice):
+            log.log(event.level, "%s", event.message)
+        elif isinstance(event, Connected):
+            info = self.info = event.info
+            info.server = self._server_name
+            info.setup_ms = round((self._loop.time() - self._started) * 1000, 1)
+            log.info("connected to %s: virtual IP %s/%s, cipher %s", info.server,
+                     info.virtual_ip, info.netmask, info.cipher)
+            if self._connected is not None and not self._connected.done():
+                self._connected.set_result(info)
+        elif isinstance(event, Failed):
+            self._end(SessionError(event.stage, f"{self._server_name}: {event.message}",
+                                   recoverable=event.recoverable))
+        elif isinstance(event, Closed):
+            log.info("session closed: %s", event.reason)
+            if self._done is not None and not self._done.done():
+                self._done.set_result(event.reason)
+        elif isinstance(event, Rekeyed):
+            self.rekeys += 1
+            log.debug("rekeyed: %s %s", event.what, event.detail)
+        elif isinstance(event, PathChanged):
+            self._switch_port(event.port)
+
+    def _switch_port(self, port: int) -> None:
+        addr = (self._remote[0], port)
+        try:
+            self._link.redirect(port)
+        except OSError as exc:
+            self._end(SessionError(Stage.UNREACHABLE, f"{self._server_name}: cannot switch "
+                                   f"to UDP {port}: {exc.strerror or exc}"))
+            return
+        self._remote = addr
+        self.log.debug("now sending to %s:%d", *addr)
+
+    def _on_link_error(self, exc: Exception) -> None:
+        self.link_errors += 1
+        if getattr(exc, "errno", None) not in _REFUSED:
+            self.log.debug("socket error: %s", exc)     # ENOBUFS ...: a lost datagram
+            return
+        d, s = self.driver, self.session
+        why = exc.strerror or exc
+        if self.link_errors == 1 and d.refused_hint:
+            self.log.warning("%s: %s (%s)", self._server_name, why, d.refused_hint)
+        else:
+            self.log.debug("socket error: %s", exc)
+        if d.refused_after is not None and self.link_errors >= d.refused_after \
+                and s is not None and not s.answered and self._connected is not None \
+                and not self._connected.done():
+            self._end(SessionError(Stage.UNREACHABLE, f"{self._server_name}: {why} "
+                                   f"(nothing answers on UDP {self._remote[1]})"))
+
+    def _on_link_lost(self, exc: Exception | None) -> None:
+        """The TCP stream to the server ended: the session is over."""
+        self._end(SessionError(Stage.CONNECTION_LOST, f"{self._server_name}: the TCP "
+                               "connection to the server was lost" +
+                               (f" ({exc})" if exc else " (closed by the server)")))
+
+    def _end(self, error: SessionError) -> None:
+        """The session failed: what it still has to say goes out, then the link."""
+        self.log.info("%s", error)                  # the caller reports it
+        s = self.session
+        if self._link is not None and s is not None:
+            for datagram in s.datagrams_to_send(self._loop.time()):
+                self._send(datagram)                # a last DELETE, an answer
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_exception(error)
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(error)
+            self._done.exception()                  # retrieved: nobody has to await it
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def _log_counters(self, what: str = "counters") -> None:
+        """At the end of a session: what is still suppressed, then one line of counters."""
+        counters = self.counters
+        self._drops.flush(counters)
+        self.log.info("%s: %s", what, counters_summary(counters, {
+            "datagrams_in": self.datagrams_in, "datagrams_out": self.datagrams_out}))

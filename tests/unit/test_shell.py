@@ -1,0 +1,281 @@
+"""The one asyncio shell (erebus.runtime.tunnel.ShellTunnel) in virtual time: every
+family's core over a fake link (tests/unit/virtual_loop.py), no sockets and no root.
+What the shell owes every family: connect over the remotes, the timer from the core's
+deadline, pcap and counters, failures with their stage, reconnect with backoff,
+wait_closed, close."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from erebus.errors import SessionError
+from erebus.ipsec.ike import NON_ESP_MARKER
+from erebus.ipsec.profile import parse_esp_profile
+from erebus.openvpn.config import Remote
+from erebus.runtime.ipsec import EspTunnel, IkeTunnel
+from erebus.runtime.openvpn import OpenVPNTunnel
+from erebus.runtime.pcap import PcapWriter
+from erebus.session import Stage
+from erebus.wire import icmp
+from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
+from tests.unit.ike_peer import SimResponder
+from tests.unit.test_ike_initiator import NET, VIP, FakeResponder
+from tests.unit.test_ike_initiator import profile as ike_profile
+from tests.unit.test_static import CLIENT_IP, SERVER_IP, make, peer_of
+from tests.unit.virtual_loop import FakeConnector, run
+
+
+def echo_request(src: str, dst: str, seq: int) -> bytes:
+    return build_ipv4(src, dst, PROTO_ICMP, icmp.build_echo_request(7, seq, b"shell"))
+
+
+def echo_replies(packets: list[bytes]) -> list[int]:
+    seqs = []
+    for packet in packets:
+        header, payload = parse_ipv4(packet)
+        message = icmp.parse_icmp(payload)
+        if isinstance(message, icmp.IcmpEcho) and message.type == icmp.ECHO_REPLY:
+            seqs.append(message.seq)
+    return seqs
+
+
+class EchoPeer:
+    """A sans-IO peer core (any erebus.session.Session) that answers ICMP echoes, until
+    ``silent`` is set."""
+
+    def __init__(self, core):
+        self.core = core
+        self.silent = False
+        self.inner: list[bytes] = []
+
+    def receive(self, datagram, now):
+        if self.silent:
+            return []
+        out = []
+        for packet in self.core.receive_datagram(datagram, now):
+            self.inner.append(packet)
+            header, payload = parse_ipv4(packet)
+            message = icmp.parse_icmp(payload)
+            if isinstance(message, icmp.IcmpEcho) and message.type == icmp.ECHO_REQUEST:
+                reply = build_ipv4(header.dst, header.src, PROTO_ICMP,
+                                   icmp.build_echo_reply(message))
+                sealed = self.core.send_packet(reply, now)
+                if sealed is not None:
+                    out.append(sealed)
+        return out
+
+    def datagrams(self, now):
+        return [] if self.silent else self.core.datagrams_to_send(now)
+
+    def timer(self):
+        return None if self.silent else self.core.get_timer()
+
+    def handle_timer(self, now):
+        self.core.handle_timer(now)
+        return []
+
+
+def static_tunnel(connector, hosts=("vpn",), **kw) -> OpenVPNTunnel:
+    profile = SimpleNamespace(remotes=[Remote(h, 1194, "udp") for h in hosts], warnings=[],
+                              tls_wrap=None, connect_timeout=10)
+    return OpenVPNTunnel(profile, session_factory=lambda now, token: make(1, now=now, **kw),
+                         connector=connector)
+
+
+async def ping(tunnel, got: list, seq: int, src=CLIENT_IP, dst=SERVER_IP) -> None:
+    tunnel.send_packet(echo_request(src, dst, seq))
+    for _ in range(100):
+        if seq in echo_replies(got):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no echo reply {seq}")
+
+
+def test_a_static_key_session_carries_packets_records_them_and_says_goodbye(caplog):
+    peers = []
+
+    def peer():
+        peers.append(EchoPeer(peer_of(1)))
+        return peers[-1]
+
+    async def main():
+        connector = FakeConnector({"vpn": peer})
+        pcap_buf = io.BytesIO()
+        tunnel = static_tunnel(connector)
+        tunnel.pcap = PcapWriter(pcap_buf, flush_interval=0)
+        got: list[bytes] = []
+        tunnel.set_receiver(got.append)
+        info = await tunnel.connect()
+        assert (info.kind, info.server, info.virtual_ip, info.cipher) == \
+            ("openvpn", "vpn:1194", CLIENT_IP, "AES-256-CBC")
+        assert tunnel.up and tunnel.counters is tunnel.session.counters
+        await ping(tunnel, got, 1)
+        await ping(tunnel, got, 2)
+        waiter = asyncio.ensure_future(tunnel.wait_closed())
+        await tunnel.close()
+        assert await waiter == "closed by us"
+        assert not tunnel.up
+        tunnel.send_packet(echo_request(CLIENT_IP, SERVER_IP, 3))
+        assert tunnel.dropped_down == 1
+        return tunnel
+
+    with caplog.at_level(logging.INFO, logger="erebus.tunnel"):
+        tunnel = run(main())
+    assert echo_replies(peers[0].inner) == [] and len(peers[0].inner) == 2
+    assert peers[0].core.counters.occ_in >= 1          # the OCC exit reached the peer
+    # every outer datagram both ways is in the capture, and the 2 + 2 inner packets
+    assert tunnel.datagrams_out >= 3 and tunnel.datagrams_in >= 2
+    assert tunnel.pcap.packets == tunnel.datagrams_in + tunnel.datagrams_out + 4
+    assert "counters: datagrams_in=" in caplog.text
+
+
+def test_ping_restart_is_recoverable_and_reconnect_backs_off_in_virtual_time(caplog):
+    peers = []
+
+    def peer():
+        peers.append(EchoPeer(peer_of(1)))
+        return peers[-1]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        connector = FakeConnector({"vpn": peer})
+        tunnel = static_tunnel(connector, ping=10, ping_restart=60)
+        got: list[bytes] = []
+        tunnel.set_receiver(got.append)
+        await tunnel.connect()
+        await ping(tunnel, got, 1)
+        started = loop.time()
+        peers[0].silent = True
+        with pytest.raises(SessionError) as ended:
+            await tunnel.wait_closed()
+        assert ended.value.stage is Stage.PING_RESTART and ended.value.recoverable
+        waited = loop.time() - started
+        assert 59 <= waited <= 61, waited
+        info = await tunnel.reconnect()
+        assert tunnel.sessions == 2 and len(connector.links) == 2 and info.virtual_ip
+        await ping(tunnel, got, 2)
+        await tunnel.close()
+
+    with caplog.at_level(logging.INFO, logger="erebus.tunnel"):
+        run(main())
+    assert "ping-restart" in caplog.text and "reconnected (session 2)" in caplog.text
+
+
+def test_a_name_that_does_not_resolve_moves_on_to_the_next_remote(caplog):
+    async def main():
+        connector = FakeConnector({"vpn": lambda: EchoPeer(peer_of(1))})
+        tunnel = static_tunnel(connector, hosts=("nowhere", "vpn"))
+        info = await tunnel.connect()
+        assert info.server == "vpn:1194" and connector.resolved == ["nowhere", "vpn"]
+        await tunnel.close()
+
+    with caplog.at_level(logging.WARNING, logger="erebus.tunnel"):
+        run(main())
+    assert "cannot resolve nowhere" in caplog.text and "trying the next remote" in caplog.text
+
+
+def test_a_refused_port_ends_the_attempt_and_the_next_address_is_tried(caplog):
+    async def main():
+        loop = asyncio.get_running_loop()
+        connector = FakeConnector({"dead": "refused", "swan": IkePeer})
+        tunnel = IkeTunnel(ike_profile(remote_addrs=["dead", "swan"]), connector=connector)
+        started = loop.time()
+        info = await tunnel.connect(timeout=30)
+        assert info.server == "swan:500" and connector.resolved == ["dead", "swan"]
+        assert loop.time() - started < 10       # three refusals, not the 30 s timeout
+        await tunnel.close()
+
+    with caplog.at_level(logging.INFO, logger="erebus.ipsec"):
+        run(main())
+    assert "dead:500: Connection refused (is an IKEv2 responder listening there?)" \
+        in caplog.text
+    assert "(nothing answers on UDP 500); trying the next remote" in caplog.text
+
+
+class IkePeer:
+    """IKE_SA_INIT and IKE_AUTH by FakeResponder, then SimResponder's answers."""
+
+    def __init__(self):
+        self.fake = FakeResponder()
+        self.sim = None
+        self.esp = []
+
+    def receive(self, datagram, now):
+        if self.sim is None and self.fake.keys is None:
+            return [self.fake.ike_sa_init(datagram)]
+        if self.sim is None:
+            answer = self.fake.ike_auth(datagram)
+            self.sim = SimResponder(self.fake)
+            return [answer]
+        if datagram[:4] == NON_ESP_MARKER:
+            self.sim.now = now
+            return self.sim.handle(datagram)
+        self.esp.append(datagram)
+        return []
+
+
+def test_ike_connects_moves_to_natt_and_carries_esp():
+    async def main():
+        peer = IkePeer()
+        connector = FakeConnector({"swan": peer})
+        tunnel = IkeTunnel(ike_profile(remote_addrs=["swan"]), connector=connector)
+        info = await tunnel.connect(timeout=10)
+        assert (info.kind, info.virtual_ip, info.routes) == ("ipsec", VIP, [NET])
+        assert connector.links[0].remote[1] == 4500        # PathChanged: NAT-T
+        tunnel.send_packet(build_ipv4(VIP, str(ipaddress.ip_network(NET)[5]), PROTO_ICMP,
+                                      b"x"))
+        assert tunnel.session.counters.packets_out == 1
+        await asyncio.sleep(0.1)
+        assert len(peer.esp) == 1 and peer.esp[0][:4] == \
+            tunnel.session.esp.outbound.spi.to_bytes(4, "big")        # ESP, not IKE
+        await tunnel.close()
+        return tunnel, peer
+
+    tunnel, peer = run(main())
+    assert not tunnel.up and peer.sim.log.ike_deletes                 # DELETE on close
+
+
+def test_ike_connect_timeout_names_where_it_stalled():
+    async def main():
+        connector = FakeConnector({"swan": SimpleNamespace(receive=lambda d, now: [])})
+        tunnel = IkeTunnel(ike_profile(remote_addrs=["swan"]), connector=connector)
+        with pytest.raises(SessionError) as failed:
+            await tunnel.connect(timeout=5)
+        return failed.value
+
+    error = run(main())
+    assert error.stage is Stage.UNREACHABLE and error.recoverable
+    assert str(error) == "swan:500: timed out after 5 s (no IKE SA: ike-sa-init-sent)"
+
+
+def test_an_expired_manual_sa_ends_the_session_for_good():
+    gcm = "ab" * 36
+    data = {"ipsec": {
+        "peer": "peer:4500", "local_ip": "198.19.11.2", "remote_ts": ["198.19.20.0/24"],
+        "allow_static_aead": True, "lifetime_packets": 3,
+        "outbound": {"spi": 0x1001, "transform": "aes256gcm16", "key": gcm},
+        "inbound": {"spi": 0x2002, "transform": "aes256gcm16", "key": "cd" * 36}}}
+    profile = parse_esp_profile(data, "sa.toml")
+
+    async def main():
+        connector = FakeConnector({"peer": SimpleNamespace(receive=lambda d, now: [])})
+        tunnel = EspTunnel(profile, connector=connector)
+        await tunnel.connect()
+        for seq in range(4):
+            tunnel.send_packet(echo_request("198.19.11.2", "198.19.20.5", seq))
+        with pytest.raises(SessionError) as ended:
+            await tunnel.wait_closed()
+        assert ended.value.stage is Stage.SA_EXPIRED and not ended.value.recoverable
+        with pytest.raises(SessionError) as again:
+            await tunnel.reconnect()
+        assert again.value.stage is Stage.CLOSED
+        return tunnel
+
+    tunnel = run(main())
+    assert tunnel.session.counters.packets_out == 3
