@@ -8,11 +8,11 @@ import signal
 
 from .credentials import SOCKS_AUTH_WARNING, proxy_credentials
 from .errors import ConfigError, SessionError
-from .expose.dns import VpnResolver
-from .expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
+from .runtime.expose.dns import VpnResolver
+from .runtime.expose.forward import (Dialer, LocalForward, RemoteForward, parse_listen,
                              parse_local_forward, parse_remote_forward)
-from .expose.http_proxy import HttpProxy
-from .expose.socks import SocksServer
+from .runtime.expose.http_proxy import HttpProxy
+from .runtime.expose.socks import SocksServer
 from .families import family_of, open_tunnel
 from .runtime.stack import VpnStack
 from .session import Stage

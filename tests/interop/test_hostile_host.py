@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from erebus.expose.forward import RemoteForward
+from erebus.runtime.expose.forward import RemoteForward
 from tests.interop.util import Up, _big_file, _fetch, _free_port, outdir
 from tests.lab import SYSTEM_PYTHON, WEB_ADDR, tail
 

@@ -11,8 +11,8 @@ import dns.flags
 import dns.message
 import pytest
 
-from erebus.expose import dns as vpndns
-from erebus.expose.dns import MAX_PENDING, ResolveError, VpnResolver
+from erebus.runtime.expose import dns as vpndns
+from erebus.runtime.expose.dns import MAX_PENDING, ResolveError, VpnResolver
 
 SERVER = "198.18.2.53"
 

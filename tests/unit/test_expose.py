@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from erebus.errors import ConfigError
-from erebus.expose import socks
-from erebus.expose.dns import ResolveError, VpnResolver
-from erebus.expose.forward import parse_listen, parse_local_forward, parse_remote_forward
-from erebus.expose.http_proxy import end_to_end
+from erebus.runtime.expose import socks
+from erebus.runtime.expose.dns import ResolveError, VpnResolver
+from erebus.runtime.expose.forward import parse_listen, parse_local_forward, parse_remote_forward
+from erebus.runtime.expose.http_proxy import end_to_end
 
 
 def test_forward_specs_like_ssh():

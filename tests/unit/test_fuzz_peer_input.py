@@ -24,8 +24,8 @@ from lzallright import LZOCompressor
 
 from erebus.crypto.aead import AEAD_CIPHERS
 from erebus.errors import ErebusError
-from erebus.expose.dns import ResolveError, VpnResolver
-from erebus.expose.http_proxy import HttpProxy
+from erebus.runtime.expose.dns import ResolveError, VpnResolver
+from erebus.runtime.expose.http_proxy import HttpProxy
 from erebus.ipsec.esp import EspSession, SecurityAssociation
 from erebus.netstack.stack import NetStack
 from erebus.openvpn.compress import MAX_DECOMPRESSED

@@ -15,8 +15,8 @@ import pytest
 from erebus import credentials as creds
 from erebus.credentials import ProxyCredentials, proxy_credentials, read_proxy_auth_file
 from erebus.errors import ConfigError
-from erebus.expose import http_proxy
-from erebus.expose.http_proxy import HttpProxy
+from erebus.runtime.expose import http_proxy
+from erebus.runtime.expose.http_proxy import HttpProxy
 
 USER, PASSWORD = "alice", "s3cret:with colon"
 GOOD = ProxyCredentials(USER.encode(), PASSWORD.encode())
@@ -285,7 +285,7 @@ def test_an_oversized_head_is_refused():
 
 
 def test_socks_server_takes_the_same_credentials():
-    from erebus.expose.socks import SocksServer
+    from erebus.runtime.expose.socks import SocksServer
     server = SocksServer(None, "127.0.0.1", 0, credentials=GOOD)
     assert server.check(USER.encode(), PASSWORD.encode())
     assert not server.check(USER.encode(), b"wrong")
@@ -295,7 +295,7 @@ def test_socks_server_takes_the_same_credentials():
 def test_socks_handshake_is_bounded_in_size_and_time(monkeypatch):
     """A local client that sends an endless or a never-finished SOCKS handshake is cut:
     after HANDSHAKE_LIMIT bytes, or after HANDSHAKE_TIMEOUT."""
-    from erebus.expose import socks
+    from erebus.runtime.expose import socks
     monkeypatch.setattr(socks, "HANDSHAKE_TIMEOUT", 0.3)
 
     async def go():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from erebus.expose.forward import RemoteForward, RemoteSpec
+from erebus.runtime.expose.forward import RemoteForward, RemoteSpec
 from erebus.netstack.stack import NetStack
 from erebus.wire.ipv4 import PROTO_TCP, build_ipv4, parse_ipv4
 from erebus.wire.tcp import ACK, RST, SYN, build_tcp, parse_tcp

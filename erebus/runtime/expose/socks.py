@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import struct
 
-from ..credentials import ProxyCredentials
+from ...credentials import ProxyCredentials
 from .dns import ResolveError
 from .forward import Half
 

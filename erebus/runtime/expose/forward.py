@@ -15,8 +15,8 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from ..errors import ConfigError
-from ..netstack.stack import SYN_BACKLOG
+from ...errors import ConfigError
+from ...netstack.stack import SYN_BACKLOG
 
 log = logging.getLogger("erebus.forward")
 
