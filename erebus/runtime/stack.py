@@ -1,7 +1,7 @@
 """The asyncio shell of the network stack: connections through the VPN as ordinary
 asyncio transports and streams.
 
-    vpn = VpnStack(tunnel)                         # tunnel: any erebus.tunnel.Tunnel
+    vpn = VpnStack(tunnel)                         # any erebus.tunnel.PacketLink
     reader, writer = await vpn.open_connection("198.18.2.2", 80)
     server = await vpn.start_server(handler, 8080) # on the virtual IP
 
@@ -24,6 +24,7 @@ import socket
 
 from ..netstack.stack import SYN_BACKLOG, Listener, NetStack, PendingSyn, UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
+from ..tunnel import PacketLink
 from ..wire.ipv4 import ip_to_str, to_ip
 
 log = logging.getLogger("erebus.stack")
@@ -270,7 +271,7 @@ class VpnServer:
 class VpnStack:
     """A NetStack bound to a tunnel and an event loop."""
 
-    def __init__(self, tunnel, *, stack: NetStack | None = None):
+    def __init__(self, tunnel: PacketLink, *, stack: NetStack | None = None):
         self.tunnel = tunnel
         info = tunnel.info
         self.stack = stack or NetStack(info.virtual_ip, info.mtu)
