@@ -10,7 +10,7 @@ Nothing outside this protocol is used by ``up``, ``probe`` or ``VpnStack``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from .counters import CountersDict
 from .session import TunnelInfo
@@ -21,6 +21,7 @@ if TYPE_CHECKING:                  # no asyncio at import time: erebus.session i
 __all__ = ["PacketLink", "Tunnel", "TunnelInfo"]
 
 
+@runtime_checkable
 class PacketLink(Protocol):
     info: TunnelInfo | None
 
@@ -31,8 +32,8 @@ class PacketLink(Protocol):
         """Call ``receiver(packet)`` for every IP packet that comes out of the VPN."""
 
 
+@runtime_checkable
 class Tunnel(PacketLink, Protocol):
-    family: str                     # "openvpn", "ipsec" (TunnelInfo.kind)
     warnings: list[str]             # the profile's ("FILE:LINE: option: ..."), for probe
     connect_timeout: float          # the profile's, in seconds
 

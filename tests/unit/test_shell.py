@@ -22,6 +22,7 @@ from erebus.runtime.ipsec import EspTunnel, IkeTunnel
 from erebus.runtime.openvpn import OpenVPNTunnel
 from erebus.runtime.pcap import PcapWriter
 from erebus.session import Stage
+from erebus.tunnel import Tunnel
 from erebus.wire import icmp
 from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
 from tests.unit.ike_peer import SimResponder
@@ -111,6 +112,7 @@ def test_a_static_key_session_carries_packets_records_them_and_says_goodbye(capl
         tunnel.pcap = PcapWriter(pcap_buf, flush_interval=0)
         got: list[bytes] = []
         tunnel.set_receiver(got.append)
+        assert isinstance(tunnel, Tunnel)                 # the whole typed surface
         info = await tunnel.connect()
         assert (info.kind, info.server, info.virtual_ip, info.cipher) == \
             ("openvpn", "vpn:1194", CLIENT_IP, "AES-256-CBC")
@@ -225,6 +227,7 @@ def test_ike_connects_moves_to_natt_and_carries_esp():
         peer = IkePeer()
         connector = FakeConnector({"swan": peer})
         tunnel = IkeTunnel(ike_profile(remote_addrs=["swan"]), connector=connector)
+        assert isinstance(tunnel, Tunnel)
         info = await tunnel.connect(timeout=10)
         assert (info.kind, info.virtual_ip, info.routes) == ("ipsec", VIP, [NET])
         assert connector.links[0].remote[1] == 4500        # PathChanged: NAT-T
@@ -266,6 +269,7 @@ def test_an_expired_manual_sa_ends_the_session_for_good():
     async def main():
         connector = FakeConnector({"peer": SimpleNamespace(receive=lambda d, now: [])})
         tunnel = EspTunnel(profile, connector=connector)
+        assert isinstance(tunnel, Tunnel)
         await tunnel.connect()
         for seq in range(4):
             tunnel.send_packet(echo_request("198.19.11.2", "198.19.20.5", seq))
