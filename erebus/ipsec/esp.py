@@ -382,6 +382,16 @@ class EspSession:
         self._last_out = now
         self._reset_reported: set[int] = set()
 
+    def install(self, outbound: SecurityAssociation, inbound: SecurityAssociation) -> None:
+        """A rekeyed CHILD_SA: send on ``outbound`` from now on, accept ``inbound`` too
+        (the old inbound SA stays until :meth:`retire_inbound`)."""
+        self.inbound[inbound.spi] = inbound
+        self.outbound = outbound
+
+    def retire_inbound(self, spi: int) -> None:
+        """The old inbound SA of a rekey was deleted: its packets are unknown now."""
+        self.inbound.pop(spi, None)
+
     @property
     def established(self) -> bool:
         """Packets can be sent (the outbound SA is alive and the session not closed)."""

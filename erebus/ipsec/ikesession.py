@@ -152,15 +152,13 @@ class IkeSession:
                 gateway=None, routes=list(event.remote_ts), mtu=p.mtu, dns=list(event.dns),
                 cipher=event.esp_transform, setup_ms=round(event.setup_time * 1000, 1))))
         elif isinstance(event, ChildRekeyed):
-            esp = self.esp
-            if esp is not None:
-                esp.inbound[event.inbound.spi] = event.inbound
-                esp.outbound = event.outbound
+            if self.esp is not None:
+                self.esp.install(event.outbound, event.inbound)
             self.child_rekeys += 1
             events.append(Rekeyed("CHILD_SA", f"inbound SPI {event.inbound.spi:#010x}"))
         elif isinstance(event, ChildDeleted):
             if self.esp is not None:
-                self.esp.inbound.pop(event.inbound_spi, None)
+                self.esp.retire_inbound(event.inbound_spi)
         elif isinstance(event, IkeRekeyed):
             self.ike_rekeys += 1
             by = "by us" if event.initiator else "by the responder"

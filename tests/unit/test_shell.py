@@ -283,3 +283,29 @@ def test_an_expired_manual_sa_ends_the_session_for_good():
 
     tunnel = run(main())
     assert tunnel.session.counters.packets_out == 3
+
+
+def test_ike_rekeys_install_new_sas_in_the_core_and_are_counted():
+    async def main():
+        peer = IkePeer()
+        connector = FakeConnector({"swan": peer})
+        tunnel = IkeTunnel(ike_profile(remote_addrs=["swan"], child_rekey_time=30,
+                                       rekey_time=100), connector=connector)
+        await tunnel.connect(timeout=10)
+        first_out = tunnel.session.esp.outbound.spi
+        first_in = set(tunnel.session.esp.inbound)
+        while tunnel.rekeys < 3:                 # CHILD_SA at 30, 60, 90; IKE SA at 100
+            await asyncio.sleep(5)
+        await asyncio.sleep(5)
+        esp = tunnel.session.esp
+        assert esp.outbound.spi != first_out and not first_in & set(esp.inbound)
+        assert tunnel.session.child_rekeys >= 3 and tunnel.up
+        dst = str(ipaddress.ip_network(NET)[5])
+        tunnel.send_packet(build_ipv4(VIP, dst, PROTO_ICMP, b"after rekeys"))
+        await asyncio.sleep(0.1)
+        assert peer.esp[-1][:4] == esp.outbound.spi.to_bytes(4, "big")
+        await tunnel.close()
+        return peer
+
+    peer = run(main())
+    assert len(peer.sim.log.child_rekeys) >= 3
