@@ -31,16 +31,13 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi, lib as _lib   # only in "pyOpenSSL internals" below
 
 from ..errors import ConfigError, ErebusError, SessionError
-from .config import PemError, _short, pem_blocks
+from .material import CERT_LABELS, KEY_LABELS, PemError, pem_blocks, short_reason
 
 _TLS_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION,
                  "1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 # The stock client's cipher list when the profile has no tls-cipher
 # (ssl_openssl.c: tls_ctx_restrict_ciphers).
 DEFAULT_TLS_CIPHERS = "DEFAULT:!EXP:!LOW:!MEDIUM:!kDH:!kECDH:!DSS:!PSK:!SRP:!kRSA"
-_CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
-_KEY_LABELS = (b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"DSA PRIVATE KEY",
-               b"ENCRYPTED PRIVATE KEY")
 _BIO_CHUNK = 65536
 
 
@@ -332,7 +329,7 @@ def _pem_ders(data: bytes | None, labels: tuple[bytes, ...]) -> list[bytes]:
 
 def _certificates(data: bytes | None, option: str) -> list[crypto.X509]:
     out = []
-    for der in _pem_ders(data, _CERT_LABELS):
+    for der in _pem_ders(data, CERT_LABELS):
         try:
             out.append(crypto.load_certificate(crypto.FILETYPE_ASN1, der))
         except crypto.Error as exc:
@@ -484,7 +481,7 @@ class TlsContext:
                               "certificate)", option="cert" if not settings.cert else "key")
         certs = _certificates(settings.cert, "cert")
         extra = _certificates(settings.extra_certs, "extra-certs")
-        keys = _pem_ders(settings.key, _KEY_LABELS)
+        keys = _pem_ders(settings.key, KEY_LABELS)
         if not certs or not keys:
             raise ConfigError("cannot load the client certificate and key: no PEM "
                               f"{'certificate' if not certs else 'private key'} found",
@@ -568,7 +565,7 @@ class TlsClient:
             where = "" if depth == 0 else " in the server's chain"
             self._refusal = SessionError(
                 "certificate", f"{who} {_describe_x509(cert)}{where} cannot be checked: "
-                f"{_short(exc)}")
+                f"{short_reason(exc)}")
             return False
         return True
 
