@@ -40,6 +40,7 @@ from ..wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reassembler, build_ipv
     ip_to_str, parse_ipv4, to_ip
 from ..wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp
 from ..wire.udp import build_udp, parse_udp
+from .errors import NetError, NetErrorReason, TcpError
 from .tcp import DEFAULT_RCV_BUF, DEFAULT_SND_BUF, SYNCHRONIZED, State, TcpConnection
 
 log = logging.getLogger("erebus.netstack")
@@ -60,13 +61,18 @@ MAX_TIME_WAIT = 2048
 ICMP_ERRORS_PER_SEC = 1000
 ICMP_ERRORS_BURST = 50
 
-_ICMP_MESSAGES = {
-    (icmp.DEST_UNREACH, icmp.UNREACH_NET): "network unreachable",
-    (icmp.DEST_UNREACH, icmp.UNREACH_HOST): "host unreachable",
-    (icmp.DEST_UNREACH, icmp.UNREACH_PROTOCOL): "protocol unreachable",
-    (icmp.DEST_UNREACH, icmp.UNREACH_PORT): "connection refused",
-    (icmp.DEST_UNREACH, icmp.UNREACH_ADMIN_PROHIBITED): "administratively prohibited",
-    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): "TTL expired in transit",
+# what an ICMP error means for the connection or datagram it quotes (any other type
+# and code: UNREACHABLE, named by its numbers)
+_ICMP_ERRORS = {
+    (icmp.DEST_UNREACH, icmp.UNREACH_NET): (NetErrorReason.UNREACHABLE, "network unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_HOST): (NetErrorReason.UNREACHABLE, "host unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_PROTOCOL): (NetErrorReason.UNREACHABLE,
+                                                 "protocol unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_PORT): (NetErrorReason.REFUSED, "connection refused"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_ADMIN_PROHIBITED): (NetErrorReason.UNREACHABLE,
+                                                         "administratively prohibited"),
+    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): (NetErrorReason.UNREACHABLE,
+                                              "TTL expired in transit"),
 }
 
 
@@ -126,7 +132,7 @@ class Listener:
 class UdpSocket:
     port: int
     queue: deque = field(default_factory=deque)          # (payload, (ip_str, port))
-    errors: deque = field(default_factory=deque)         # (message, (ip_str, port))
+    errors: deque = field(default_factory=deque)         # (NetError, (ip_str, port))
     closed: bool = False
 
 
@@ -388,8 +394,8 @@ class NetStack:
         orig = message.original
         if orig.src != self.local_ip or orig.src_port is None:
             return
-        text = _ICMP_MESSAGES.get((message.type, message.code),
-                                  f"ICMP type {message.type} code {message.code}")
+        reason, text = _ICMP_ERRORS.get((message.type, message.code), (
+            NetErrorReason.UNREACHABLE, f"ICMP type {message.type} code {message.code}"))
         text = f"{text} (from {ip_to_str(src)})"
         if orig.protocol == PROTO_TCP:
             conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
@@ -397,7 +403,7 @@ class NetStack:
                 if orig.tcp_seq is None or not conn.quotes_our_segment(orig.tcp_seq):
                     self.counters.icmp_ignored += 1
                     return
-                conn.icmp_unreachable(text)
+                conn.icmp_unreachable(TcpError(reason, text))
                 self._touch(conn)
                 if conn.state is State.CLOSED:
                     self._forget(conn)     # frees its 4-tuple and its listener's slot
@@ -407,7 +413,8 @@ class NetStack:
                 if len(sock.errors) >= UDP_QUEUE_LIMIT:
                     self.counters.udp_dropped += 1
                     return
-                sock.errors.append((text, (ip_to_str(orig.dst), orig.dst_port)))
+                sock.errors.append((NetError(reason, text),
+                                    (ip_to_str(orig.dst), orig.dst_port)))
                 self._changed.add(sock)
 
     # -- output and timers ---------------------------------------------------------------

@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, build_tcp, seq_diff
+from .errors import NetErrorReason, TcpError
 from .reassembly import StreamReassembler
 from .sack import SackScoreboard
 
@@ -80,10 +81,6 @@ DEFAULT_SND_BUF = 1 << 20
 RCV_WSCALE_MAX = 14
 
 
-class TcpError(Exception):
-    """Why a connection ended abnormally: refused, reset, timed out, unreachable."""
-
-
 class TcpConnection:
     """A transmission control block and everything it does."""
 
@@ -93,9 +90,9 @@ class TcpConnection:
         self.local_ip, self.local_port = local_ip, local_port
         self.remote_ip, self.remote_port = remote_ip, remote_port
         self.state = State.CLOSED
-        self.error: str | None = None     # set when the connection ended abnormally
+        self.failure: TcpError | None = None   # why the connection ended abnormally
         self.listener = None              # the listener that accepted it (passive open)
-        self.last_icmp_error: str | None = None
+        self.last_icmp_error: TcpError | None = None
         self.created = now
         # -- send side (offsets into our byte stream) --
         self.iss = iss
@@ -161,6 +158,11 @@ class TcpConnection:
         self.retransmits = 0
         self.segments_in = self.segments_out = 0
         self.dropped = 0
+
+    @property
+    def error(self) -> str | None:
+        """Why the connection ended abnormally, in words (``failure`` has the reason)."""
+        return str(self.failure) if self.failure is not None else None
 
     # -- the receive side's state, by its RFC names ---------------------------------------
 
@@ -262,9 +264,11 @@ class TcpConnection:
         """Queue data; returns how much fit in the send buffer (may be 0)."""
         if self.state not in CAN_SEND and self.state not in (State.SYN_SENT,
                                                              State.SYN_RECEIVED):
-            raise TcpError(self.error or f"cannot send in state {self.state.value}")
+            if self.failure is not None:
+                raise TcpError(self.failure.reason, str(self.failure))
+            raise TcpError(NetErrorReason.CLOSED, f"cannot send in state {self.state.value}")
         if self._fin_queued:
-            raise TcpError("cannot send after shutdown")
+            raise TcpError(NetErrorReason.CLOSED, "cannot send after shutdown")
         room = self.snd_buf_limit - len(self._sbuf)
         if room <= 0:
             return 0
@@ -353,7 +357,8 @@ class TcpConnection:
         if self._keepalive_deadline is not None and now >= self._keepalive_deadline:
             self._keepalive_retries += 1
             if self._keepalive_retries > MAX_KEEPALIVE_PROBES:
-                self._enter_closed("connection timed out (keepalive)")
+                self._enter_closed(TcpError(NetErrorReason.TIMED_OUT,
+                                            "connection timed out (keepalive)"))
                 return
             self._keepalive_probe = True
             self._keepalive_deadline = now + self.keepalive_interval
@@ -363,7 +368,7 @@ class TcpConnection:
         limit = MAX_SYN_RETRIES if self.state in (State.SYN_SENT, State.SYN_RECEIVED) \
             else MAX_RETRIES
         if self._retries > limit:
-            self._enter_closed("connection timed out")
+            self._enter_closed(TcpError(NetErrorReason.TIMED_OUT, "connection timed out"))
             return
         self.rto = min(self.rto * 2, RTO_MAX)
         self._timed_off = None                     # Karn: no sample from a resend
@@ -424,7 +429,7 @@ class TcpConnection:
         # 2. RST (RFC 5961: exact match resets, otherwise a challenge ACK)
         if flags & RST:
             if seq_off == self.rcv_nxt + self.fin_received:
-                self._enter_closed("connection reset by peer")
+                self._enter_closed(TcpError(NetErrorReason.RESET, "connection reset by peer"))
             else:
                 self._challenge_ack()
             return None
@@ -516,7 +521,7 @@ class TcpConnection:
                     return None
                 return self._rst_for(seg)
             if flags & RST:
-                self._enter_closed("connection refused")
+                self._enter_closed(TcpError(NetErrorReason.REFUSED, "connection refused"))
                 return None
         elif flags & RST:
             return None
@@ -721,9 +726,9 @@ class TcpConnection:
         self._sbuf = bytearray()
         self._ooo.clear()
 
-    def _enter_closed(self, error: str | None) -> None:
-        if error and self.error is None:
-            self.error = error
+    def _enter_closed(self, failure: TcpError | None) -> None:
+        if failure is not None and self.failure is None:
+            self.failure = failure
         self.state = State.CLOSED
         self._rtx_deadline = self._persist_deadline = None
         self._time_wait_deadline = self._keepalive_deadline = None
@@ -740,13 +745,13 @@ class TcpConnection:
         d = seq_diff(seq, self._snd_seq(self.snd_una))
         return 0 <= d <= self.snd_max - self.snd_una + (1 if self._fin_used else 0)
 
-    def icmp_unreachable(self, message: str) -> None:
+    def icmp_unreachable(self, error: TcpError) -> None:
         """An ICMP error about this connection: fatal while connecting (RFC 1122 4.2.3.9
         calls it soft later on; then it is only remembered)."""
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
-            self._enter_closed(message)
+            self._enter_closed(error)
         else:
-            self.last_icmp_error = message
+            self.last_icmp_error = error
 
     # -- output --------------------------------------------------------------------------
 
