@@ -150,8 +150,13 @@ class NetStack:
         self.counters = Counters()
         self._secret = rng(32)
         self._rand = random.Random(rng(16))
+        # the IPv4 identification of the next packet (RFC 6864: one counter for every
+        # packet we send, all of them atomic: DF set, never fragmented)
+        self._ident = int.from_bytes(rng(2), "big")
         self._out: list[bytes] = []
-        self._dirty: set[TcpConnection] = set()
+        # connections with output due, in the order they were touched (a dict, not a
+        # set: a set's order is the objects' addresses, and the stack is deterministic)
+        self._dirty: dict[TcpConnection, None] = {}
         self._changed: set = set()
         self._heap: list = []
         self._tick = itertools.count()
@@ -420,7 +425,7 @@ class NetStack:
     # -- output and timers ---------------------------------------------------------------
 
     def output(self, now: float) -> list[bytes]:
-        dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, {}
         emit = self._emit
         for conn in dirty:
             for seg in conn.output(now):
@@ -457,7 +462,7 @@ class NetStack:
     # -- internals -----------------------------------------------------------------------
 
     def _touch(self, conn: TcpConnection) -> None:
-        self._dirty.add(conn)
+        self._dirty[conn] = None
         self._changed.add(conn)
 
     def _schedule(self, conn: TcpConnection) -> None:
@@ -489,7 +494,9 @@ class NetStack:
         return True
 
     def _emit(self, dst: int, proto: int, payload: bytes) -> None:
-        self._out.append(build_ipv4(self.local_ip, dst, proto, payload))
+        ident = self._ident
+        self._ident = (ident + 1) & 0xFFFF
+        self._out.append(build_ipv4(self.local_ip, dst, proto, payload, ident=ident))
 
     def _send_rst(self, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int):
         self.counters.rst_sent += 1
