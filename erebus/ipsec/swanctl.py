@@ -220,7 +220,7 @@ def _duration(setting: Setting, opt: str) -> float | None:
 
 def _port(setting: Setting, opt: str) -> int:
     v = (setting.value or "").strip()
-    if not v.isdigit() or not 0 <= int(v) <= 65535:
+    if not (v.isascii() and v.isdigit()) or not 0 <= int(v) <= 65535:
         raise _err(f"{setting.value!r} is not a port number", setting, opt)
     return int(v)
 

@@ -166,17 +166,20 @@ def unlock_key(pem: bytes, passphrase: str) -> bytes:
 
 
 def key_matches_certificate(key_pem: bytes, cert_pem: bytes) -> bool:
+    """Whether the key is the first certificate's; True when either cannot be read (a
+    certificate whose public key does not load, e.g. an EC point off its curve, included:
+    OpenSSL refuses it when the TLS context is built)."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
     try:
         blocks = pem_blocks(cert_pem)
         leaf = x509.load_der_x509_certificate(
             next(b for b in blocks if b.label in CERT_LABELS).der)
         key_block = next(b for b in pem_blocks(key_pem) if b.label in KEY_LABELS)
         key = serialization.load_pem_private_key(key_block.text, password=None)
+        theirs = leaf.public_key().public_bytes(serialization.Encoding.DER, spki)
     except Exception:          # noqa: BLE001 - unparseable material is reported elsewhere
         return True
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    return (key.public_key().public_bytes(serialization.Encoding.DER, spki)
-            == leaf.public_key().public_bytes(serialization.Encoding.DER, spki))
+    return key.public_key().public_bytes(serialization.Encoding.DER, spki) == theirs
 
 
 # -- PKCS#12 -------------------------------------------------------------------------
