@@ -3,19 +3,22 @@ bytes, and random edits of a valid profile (.ovpn, ESP TOML, swanctl.conf)."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import os
 import tempfile
+import tomllib
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from erebus.errors import ConfigError
 from erebus.ipsec.profile import load_esp_profile, parse_esp_profile
 from erebus.ipsec.swanctl import list_connections, load_swanctl
 from erebus.openvpn.options import OPTIONS
-from erebus.openvpn.reader import load_profile, read_profile
+from erebus.openvpn.reader import load_profile, parse_profile, read_profile
 from tests.profiles import pki as P
 
 FUZZ = settings(max_examples=150, deadline=None,
@@ -128,14 +131,26 @@ def _ovpn(path: str) -> None:
     load_profile(path, stdin=io.StringIO(), prompt=lambda _: pytest.fail("prompted"))
 
 
-def _only_config_errors(read, path: str) -> None:
+def _swanctl(path: str) -> None:
+    list_connections(path)
+    load_swanctl(path)
+
+
+# each reader: how to read a file, a valid profile, the file's name
+READERS = {"ovpn": (_ovpn, OVPN, "fuzz.ovpn"),
+           "esp-toml": (load_esp_profile, TOML, "fuzz.toml"),
+           "swanctl": (_swanctl, SWANCTL, "swanctl.conf")}
+
+
+def _only_config_errors(folder: str, kind: str, data: bytes) -> None:
+    read, _, name = READERS[kind]
+    if data.count(b"include") > data.count(b"include missing.conf"):
+        return                                   # no walking of the file system
     try:
-        read(path)
+        read(_write(folder, name, data))
     except ConfigError as exc:
         assert str(exc)
 
-
-# -- .ovpn ------------------------------------------------------------------------------
 
 def test_the_valid_profiles_are_valid(folder):
     load_profile(_write(folder, "valid.ovpn", OVPN.encode()))
@@ -143,30 +158,18 @@ def test_the_valid_profiles_are_valid(folder):
     assert load_swanctl(_write(folder, "swanctl.conf", SWANCTL.encode())).psk == b"\1\2\xff"
 
 
+@pytest.mark.parametrize("kind", READERS)
 @FUZZ
 @given(data=st.binary(max_size=400))
-def test_ovpn_random_bytes(folder, data):
-    _only_config_errors(_ovpn, _write(folder, "bytes.ovpn", data))
+def test_random_bytes(folder, kind, data):
+    _only_config_errors(folder, kind, data)
 
 
+@pytest.mark.parametrize("kind", READERS)
 @FUZZ
 @given(edits=st.lists(_EDIT, min_size=1, max_size=6))
-def test_ovpn_random_edits(folder, edits):
-    _only_config_errors(_ovpn, _write(folder, "edited.ovpn", mutate(OVPN, edits)))
-
-
-# -- ESP (TOML) -------------------------------------------------------------------------
-
-@FUZZ
-@given(data=st.binary(max_size=400))
-def test_esp_toml_random_bytes(folder, data):
-    _only_config_errors(load_esp_profile, _write(folder, "bytes.toml", data))
-
-
-@FUZZ
-@given(edits=st.lists(_EDIT, min_size=1, max_size=6))
-def test_esp_toml_random_edits(folder, edits):
-    _only_config_errors(load_esp_profile, _write(folder, "edited.toml", mutate(TOML, edits)))
+def test_random_edits_of_a_valid_profile(folder, kind, edits):
+    _only_config_errors(folder, kind, mutate(READERS[kind][1], edits))
 
 
 _TOML_VALUES = st.recursive(
@@ -189,35 +192,12 @@ _TOP_KEYS = ["peer", "local_ip", "remote_ts", "dns", "mtu", "replay_window", "es
 @given(table=st.dictionaries(st.sampled_from(_TOP_KEYS), _TOML_VALUES, max_size=15),
        keep=st.sets(st.sampled_from(_TOP_KEYS)))
 def test_esp_values_of_any_type(table, keep):
-    import tomllib
     good = tomllib.loads(TOML)["ipsec"]
     data = {"ipsec": {**{k: v for k, v in good.items() if k in keep}, **table}}
     try:
         parse_esp_profile(data, "typed.toml")
     except ConfigError:
         pass
-
-
-# -- swanctl.conf ------------------------------------------------------------------------
-
-def _swanctl(path: str) -> None:
-    list_connections(path)
-    load_swanctl(path)
-
-
-@FUZZ
-@given(data=st.binary(max_size=400))
-def test_swanctl_random_bytes(folder, data):
-    if b"include" not in data:                       # no walking of the file system
-        _only_config_errors(_swanctl, _write(folder, "bytes.conf", data))
-
-
-@FUZZ
-@given(edits=st.lists(_EDIT, min_size=1, max_size=6))
-def test_swanctl_random_edits(folder, edits):
-    data = mutate(SWANCTL, edits)
-    if data.count(b"include") <= data.count(b"include missing.conf"):
-        _only_config_errors(_swanctl, _write(folder, "edited.conf", data))
 
 
 # -- what the fuzzing found ---------------------------------------------------------------
@@ -243,14 +223,11 @@ def test_a_swanctl_port_in_other_digits_is_refused(folder, port):
 def test_a_client_certificate_whose_key_does_not_load_is_a_config_error():
     """An EC point off its curve: cryptography parses the certificate but not its key;
     the profile reads, and building the TLS context refuses it."""
-    from cryptography.hazmat.primitives import serialization
-    from erebus.openvpn.reader import parse_profile
     der = _PKI.client.public_bytes(serialization.Encoding.DER)
     point = _PKI.client.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     bad = der.replace(point, point[:-1] + bytes([point[-1] ^ 1]))
     assert bad != der
-    import base64
     body = base64.encodebytes(bad).decode()
     pem = f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
     profile = parse_profile(OVPN.replace(P.cert_pem(_PKI.client), pem), "bad-key.ovpn")
