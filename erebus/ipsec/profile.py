@@ -132,6 +132,9 @@ def load_esp_profile(path: str | Path, *, log_warnings: bool = True) -> EspProfi
                           path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+    except RecursionError:          # tomllib reads nested arrays and tables recursively
+        raise ConfigError("not valid TOML: arrays or tables nested too deeply",
+                          path=path) from None
     profile = parse_esp_profile(data, path)
     if log_warnings:
         for warning in profile.warnings:
@@ -189,7 +192,8 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
     host, sep, port_text = peer.strip().rpartition(":")
     if not sep:
         host, port_text = peer.strip(), str(NAT_T_PORT)
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not host or not (port_text.isascii() and port_text.isdigit()) \
+            or not 0 < int(port_text) < 65536:
         fail("ipsec.peer", f"must be \"HOST:PORT\" with a port from 1 to 65535, not {peer!r}")
     peer_port = int(port_text)
 

@@ -1,16 +1,8 @@
 """The strongSwan ``swanctl.conf`` reader: one IKEv2 client connection as an
 :class:`erebus.ipsec.ikeprofile.IkeProfile`.
 
-Syntax follows strongSwan's settings parser (``settings_lexer.l`` and
-``settings_parser.y``): sections ``name { ... }`` (the ``{`` may be on the next
-line), settings ``key = value`` where the value runs to the end of the line, a
-``#`` or a ``}`` (parts separated by white space are joined by one space; quoted
-strings keep their spaces and take the escapes ``\\n``, ``\\r``, ``\\t``,
-``\\<newline>`` (joins lines) and ``\\<any>``); ``#`` starts a comment; ``include
-PATTERN`` (a glob, relative to the including file's folder, quoted or with ``\\``
-escapes) reads files in place, in sorted order.  A section given twice is merged; a
-key given twice keeps its last value.  Section references (``name : other {``) are
-refused.
+The syntax (sections, settings, includes) is read by :mod:`erebus.ipsec.swanctl_syntax`;
+this module maps the tree it gives to the profile.
 
 Credentials are found the way ``swanctl --load-all`` finds them, in folders beside
 the swanctl.conf given: certificates in ``x509/`` (``local.certs``), CA
@@ -31,11 +23,9 @@ the key, e.g. ``connections.home.version``).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -44,11 +34,10 @@ from ..errors import ConfigError
 from ..files import FileRefused, read_limited
 from .ikecrypto import ESP_TRANSFORM_IDS, IkeSuite
 from .ikeprofile import IkeProfile
+from .swanctl_syntax import Section, Setting, parse
 
 __all__ = ["load_swanctl", "list_connections", "parse_duration",
            "CONNECTION_KEYS", "AUTH_KEYS", "CHILD_KEYS", "SUPPORTED", "IGNORED", "REFUSED"]
-
-MAX_INCLUDE_DEPTH = 10
 
 _DEFAULTS = {f.name: f for f in dataclasses.fields(IkeProfile)}
 
@@ -56,251 +45,6 @@ _DEFAULTS = {f.name: f for f in dataclasses.fields(IkeProfile)}
 def _default(name: str):
     f = _DEFAULTS[name]
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-
-
-# --------------------------------------------------------------------------- the syntax
-
-@dataclass
-class _Setting:
-    key: str
-    value: str | None
-    path: str
-    line: int
-
-
-@dataclass
-class _Section:
-    name: str
-    path: str
-    line: int
-    settings: dict[str, _Setting] = field(default_factory=dict)
-    sections: dict[str, "_Section"] = field(default_factory=dict)
-
-    def merge(self, other: "_Section") -> None:
-        for key, s in other.settings.items():
-            self.settings[key] = s
-        for name, sec in other.sections.items():
-            if name in self.sections:
-                self.sections[name].merge(sec)
-            else:
-                self.sections[name] = sec
-
-
-# token kinds
-_NAME, _OPEN, _CLOSE, _EQ, _VALUE, _NL, _EOF = "name", "{", "}", "=", "value", "newline", "eof"
-_NAME_CHARS = re.compile(r'[^#{}=":\r\n\t ]+')
-_VALUE_CHARS = re.compile(r'[^#}"\r\n\t ]+')
-_GLOB_CHARS = re.compile(r"[*?\[]")
-
-
-class _Lexer:
-    """Tokens of one file and, spliced in place, of the files it includes."""
-
-    def __init__(self, path: str, depth: int = 0, included_at: tuple[_Lexer, int] | None = None):
-        self.path = path
-        self.depth = depth
-        try:
-            data = read_limited(path)
-        except OSError as exc:
-            if included_at is not None:          # name the include line that named it
-                parent, line = included_at
-                raise parent.error(f"cannot read {path}: {exc.strerror or exc}", line,
-                                   "include") from None
-            raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
-        try:
-            self.text = data.decode("utf-8").removeprefix("\ufeff")
-        except UnicodeDecodeError:
-            self.text = data.decode("latin-1")
-        self.pos = 0
-        self.line = 1
-
-    def error(self, message: str, line: int | None = None, option: str | None = None):
-        return ConfigError(message, path=self.path, line=line or self.line, option=option)
-
-    def tokens(self):
-        text, n = self.text, len(self.text)
-        while self.pos < n:
-            c = text[self.pos]
-            if c in " \t\r":
-                self.pos += 1
-            elif c == "#":
-                while self.pos < n and text[self.pos] != "\n":
-                    self.pos += 1
-            elif c == "\n":
-                yield (_NL, None, self.path, self.line)
-                self.line += 1
-                self.pos += 1
-            elif c in "{}":
-                yield (c, c, self.path, self.line)
-                self.pos += 1
-            elif c == "=":
-                line = self.line
-                self.pos += 1
-                yield (_EQ, "=", self.path, line)
-                yield (_VALUE, self._value(), self.path, line)
-            elif c == '"':
-                raise self.error("unexpected quoted string (quotes are for values)")
-            elif c == ":":
-                raise self.error("section references ('name : other { ... }') are not "
-                                 "supported: write the section out in full")
-            else:
-                m = _NAME_CHARS.match(text, self.pos)
-                word = m.group()
-                after = m.end()
-                if word == "include" and after < n and text[after] in " \t":
-                    rest = after
-                    while rest < n and text[rest] in " \t":
-                        rest += 1
-                    if rest < n and text[rest] != "=":
-                        line = self.line
-                        self.pos = rest
-                        pattern = self._include_pattern()
-                        yield from self._include(pattern, line)
-                        continue
-                self.pos = after
-                yield (_NAME, word, self.path, self.line)
-        if self.depth == 0:            # an included file's end is not the end
-            yield (_EOF, None, self.path, self.line)
-
-    def _string(self) -> str:
-        """A quoted string; self.pos is just after the opening quote."""
-        text, n = self.text, len(self.text)
-        start_line = self.line
-        out = []
-        while True:
-            if self.pos >= n:
-                raise self.error("unterminated string", start_line)
-            c = text[self.pos]
-            if c == '"':
-                self.pos += 1
-                return "".join(out)
-            if c == "\r":
-                self.pos += 1
-            elif c == "\\":
-                if self.pos + 1 >= n:
-                    raise self.error("unterminated string", start_line)
-                nxt = text[self.pos + 1]
-                if nxt == "\r" and text[self.pos + 2:self.pos + 3] == "\n":
-                    self.pos += 3
-                    self.line += 1
-                elif nxt == "\n":
-                    self.pos += 2
-                    self.line += 1
-                else:
-                    out.append({"n": "\n", "r": "\r", "t": "\t"}.get(nxt, nxt))
-                    self.pos += 2
-            else:
-                if c == "\n":
-                    self.line += 1
-                out.append(c)
-                self.pos += 1
-
-    def _value(self) -> str | None:
-        text, n = self.text, len(self.text)
-        parts = []
-        while self.pos < n:
-            c = text[self.pos]
-            if c in " \t\r":
-                self.pos += 1
-            elif c in "#}\n":
-                break
-            elif c == '"':
-                self.pos += 1
-                parts.append(self._string())
-            else:
-                m = _VALUE_CHARS.match(text, self.pos)
-                parts.append(m.group())
-                self.pos = m.end()
-        return " ".join(parts) if parts else None
-
-    def _include_pattern(self) -> str:
-        text, n = self.text, len(self.text)
-        if self.pos < n and text[self.pos] == '"':
-            self.pos += 1
-            return self._string()
-        out = []
-        while self.pos < n:
-            c = text[self.pos]
-            if c in "#}\n\t ":
-                break
-            if c == "\r":
-                self.pos += 1
-            elif c == "\\" and text[self.pos + 1:self.pos + 2] in ('"', "#", "}", " "):
-                out.append(text[self.pos + 1])
-                self.pos += 2
-            elif c == '"':
-                raise self.error("unexpected quote in include pattern")
-            else:
-                out.append(c)
-                self.pos += 1
-        return "".join(out)
-
-    def _include(self, pattern: str, line: int):
-        if not pattern:
-            raise self.error("include without a file name", line, "include")
-        if self.depth >= MAX_INCLUDE_DEPTH:
-            raise self.error(f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels",
-                             line, "include")
-        full = pattern if os.path.isabs(pattern) else \
-            os.path.join(os.path.dirname(self.path) or ".", pattern)
-        if _GLOB_CHARS.search(pattern):
-            files = sorted(glob.glob(full))        # no match: nothing included (strongSwan)
-        else:
-            if not os.path.exists(full):
-                raise self.error(f"included file {full} does not exist", line, "include")
-            files = [full]
-        for f in files:
-            if os.path.isdir(f):
-                continue
-            yield from _Lexer(f, self.depth + 1, (self, line)).tokens()
-
-
-def _parse(path: str) -> _Section:
-    """The settings tree of a swanctl.conf (with its includes)."""
-    root = _Section("", path, 0)
-    stack = [root]
-    toks = _Lexer(path).tokens()
-    tok = next(toks)
-    while True:
-        kind, text, tpath, tline = tok
-        if kind == _EOF:
-            break
-        if kind == _NL:
-            tok = next(toks)
-            continue
-        if kind == _CLOSE:
-            if len(stack) == 1:
-                raise ConfigError("'}' without a section to close", path=tpath, line=tline)
-            done = stack.pop()
-            parent = stack[-1]
-            if done.name in parent.sections:
-                parent.sections[done.name].merge(done)
-            else:
-                parent.sections[done.name] = done
-            tok = next(toks)
-            continue
-        if kind != _NAME:
-            raise ConfigError(f"unexpected {text!r}: a name was expected", path=tpath,
-                              line=tline)
-        tok = next(toks)
-        while tok[0] == _NL:
-            tok = next(toks)
-        if tok[0] == _EQ:
-            value = next(toks)[1]
-            stack[-1].settings[text] = _Setting(text, value, tpath, tline)
-            tok = next(toks)
-        elif tok[0] == _OPEN:
-            stack.append(_Section(text, tpath, tline))
-            tok = next(toks)
-        else:
-            found = "the end of the file" if tok[0] == _EOF else repr(tok[1] or "")
-            raise ConfigError(f"'=' or '{{' expected after {text!r}, found {found}",
-                              path=tok[2], line=tok[3], option=text)
-    if len(stack) > 1:
-        sec = stack[-1]
-        raise ConfigError(f"section {sec.name!r} is never closed (missing '}}')",
-                          path=sec.path, line=sec.line, option=sec.name)
-    return root
 
 
 # --------------------------------------------------------------------------- the keys
@@ -315,21 +59,21 @@ _LIFETIME = "hard limits are the responder's business; erebus rekeys by rekey_ti
 
 
 def _refuse_yes(what: str):
-    def check(v: str, setting: _Setting, opt: str) -> None:
+    def check(v: str, setting: Setting, opt: str) -> None:
         if _bool(setting, opt):
             raise ConfigError(what, path=setting.path, line=setting.line, option=opt)
     return check
 
 
 def _refuse_set(what: str):
-    def check(v: str, setting: _Setting, opt: str) -> None:
+    def check(v: str, setting: Setting, opt: str) -> None:
         if v.strip():
             raise ConfigError(what, path=setting.path, line=setting.line, option=opt)
     return check
 
 
 def _refuse_unless(allowed: tuple[str, ...], what: str):
-    def check(v: str, setting: _Setting, opt: str) -> None:
+    def check(v: str, setting: Setting, opt: str) -> None:
         if v.strip().lower() not in allowed:
             raise ConfigError(what, path=setting.path, line=setting.line, option=opt)
     return check
@@ -437,15 +181,15 @@ _KEY_FOLDERS = ("private", "rsa", "ecdsa", "pkcs8")
 
 # --------------------------------------------------------------------------- value helpers
 
-def _err(message: str, setting: _Setting | _Section, option: str) -> ConfigError:
+def _err(message: str, setting: Setting | Section, option: str) -> ConfigError:
     return ConfigError(message, path=setting.path, line=setting.line, option=option)
 
 
-def _list(setting: _Setting) -> list[str]:
+def _list(setting: Setting) -> list[str]:
     return [v.strip() for v in (setting.value or "").split(",") if v.strip()]
 
 
-def _bool(setting: _Setting, opt: str) -> bool:
+def _bool(setting: Setting, opt: str) -> bool:
     v = (setting.value or "").strip().lower()
     if v in ("yes", "true", "enabled", "1"):
         return True
@@ -466,7 +210,7 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _duration(setting: _Setting, opt: str) -> float | None:
+def _duration(setting: Setting, opt: str) -> float | None:
     try:
         seconds = parse_duration(setting.value or "")
     except ValueError as exc:
@@ -474,14 +218,14 @@ def _duration(setting: _Setting, opt: str) -> float | None:
     return float(seconds) if seconds else None       # 0: disabled
 
 
-def _port(setting: _Setting, opt: str) -> int:
+def _port(setting: Setting, opt: str) -> int:
     v = (setting.value or "").strip()
-    if not v.isdigit() or not 0 <= int(v) <= 65535:
+    if not (v.isascii() and v.isdigit()) or not 0 <= int(v) <= 65535:
         raise _err(f"{setting.value!r} is not a port number", setting, opt)
     return int(v)
 
 
-def _ts(items: list[str], setting: _Setting, opt: str, *, local: bool) -> list[str]:
+def _ts(items: list[str], setting: Setting, opt: str, *, local: bool) -> list[str]:
     out = []
     for item in items:
         if item.lower() in ("dynamic", "%dynamic"):
@@ -503,7 +247,7 @@ def _ts(items: list[str], setting: _Setting, opt: str, *, local: bool) -> list[s
     return out
 
 
-def _secret_value(setting: _Setting, opt: str) -> bytes:
+def _secret_value(setting: Setting, opt: str) -> bytes:
     v = setting.value or ""
     try:
         if v[:2].lower() == "0x":
@@ -523,7 +267,7 @@ def _secret_value(setting: _Setting, opt: str) -> bytes:
 
 # --------------------------------------------------------------------------- credentials
 
-def _read_cert(file: str, setting: _Setting, opt: str) -> x509.Certificate:
+def _read_cert(file: str, setting: Setting, opt: str) -> x509.Certificate:
     try:
         data = read_limited(file)
     except OSError as exc:
@@ -551,7 +295,7 @@ def _spki(public_key) -> bytes:
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _find_key(base: str, cert: x509.Certificate, cert_file: str, setting: _Setting,
+def _find_key(base: str, cert: x509.Certificate, cert_file: str, setting: Setting,
               opt: str) -> bytes:
     """The private key of *cert* among private/, rsa/, ecdsa/, pkcs8/ (PKCS#8 PEM)."""
     want = _spki(cert.public_key())
@@ -597,7 +341,7 @@ def _find_key(base: str, cert: x509.Certificate, cert_file: str, setting: _Setti
 
 # --------------------------------------------------------------------------- the mapping
 
-def _check_keys(section: _Section, table: dict, prefix: str, allowed_sections=()) -> None:
+def _check_keys(section: Section, table: dict, prefix: str, allowed_sections=()) -> None:
     for key, s in section.settings.items():
         opt = f"{prefix}.{key}"
         if key not in table:
@@ -612,7 +356,7 @@ def _check_keys(section: _Section, table: dict, prefix: str, allowed_sections=()
                        sub, f"{prefix}.{name}")
 
 
-def _connections(root: _Section) -> _Section | None:
+def _connections(root: Section) -> Section | None:
     for name, sec in root.sections.items():
         if name not in _TOP_SECTIONS:
             raise _err("unknown section (swanctl.conf has connections, secrets, pools and "
@@ -624,7 +368,7 @@ def _connections(root: _Section) -> _Section | None:
 
 def list_connections(path: str) -> list[str]:
     """The names of ``connections.*`` in *path*, in file order."""
-    conns = _connections(_parse(path))
+    conns = _connections(parse(path))
     if conns is None:
         return []
     for key, s in conns.settings.items():
@@ -639,7 +383,7 @@ def load_swanctl(path: str, *, conn: str | None = None,
     (*conn* may be left out when the file has one connection), with its CHILD_SA
     ``children.<child>`` (default: the first)."""
     path = os.fspath(path)
-    root = _parse(path)
+    root = parse(path)
     base = os.path.dirname(os.path.abspath(path))
     conns = _connections(root)
     if conns is None or not conns.sections:
@@ -744,7 +488,7 @@ def load_swanctl(path: str, *, conn: str | None = None,
     return prof
 
 
-def _proposals(v: _Setting, opt: str, *, ike: bool) -> list[str]:
+def _proposals(v: Setting, opt: str, *, ike: bool) -> list[str]:
     out: list[str] = []
     for p in _list(v):
         if p.lower() == "default":
@@ -777,7 +521,7 @@ def _proposals(v: _Setting, opt: str, *, ike: bool) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _round(c: _Section, kind: str, P: str) -> _Section | None:
+def _round(c: Section, kind: str, P: str) -> Section | None:
     rounds = [sec for name, sec in c.sections.items() if name.startswith(kind)]
     if len(rounds) > 1:
         raise _err(f"several {kind} authentication rounds ({', '.join(r.name for r in rounds)})"
@@ -793,7 +537,7 @@ def _round(c: _Section, kind: str, P: str) -> _Section | None:
     return None
 
 
-def _auth_method(r: _Section | None, P: str) -> str:
+def _auth_method(r: Section | None, P: str) -> str:
     if r is None or (v := r.settings.get("auth")) is None:
         return "pubkey"            # strongSwan's default for both ends
     opt = f"{P}.{r.name}.auth"
@@ -814,15 +558,15 @@ def _auth_method(r: _Section | None, P: str) -> str:
     raise _err(f"{v.value!r}: authentication method not supported (psk or pubkey)", v, opt)
 
 
-def _ident(r: _Section | None) -> str | None:
+def _ident(r: Section | None) -> str | None:
     if r is None or (v := r.settings.get("id")) is None:
         return None
     ident = (v.value or "").strip()
     return None if ident in ("", "%any", "%any6") else ident
 
 
-def _auth(prof: IkeProfile, local, remote, P: str, base: str, root: _Section,
-          c: _Section) -> None:
+def _auth(prof: IkeProfile, local, remote, P: str, base: str, root: Section,
+          c: Section) -> None:
     prof.local_auth = _auth_method(local, P)
     prof.remote_auth = _auth_method(remote, P)
     prof.local_id = _ident(local)
@@ -893,7 +637,7 @@ def _only_cert(x509_dir: str, anchor, opt: str):
     return _read_cert(file, anchor, opt), file
 
 
-def _all_cas(x509ca: str, root: _Section, base: str) -> list[bytes]:
+def _all_cas(x509ca: str, root: Section, base: str) -> list[bytes]:
     out = []
     try:
         names = sorted(os.listdir(x509ca))
@@ -902,7 +646,7 @@ def _all_cas(x509ca: str, root: _Section, base: str) -> list[bytes]:
     for n in names:
         file = os.path.join(x509ca, n)
         if os.path.isfile(file):
-            out.append(_pem(_read_cert(file, _Section("x509ca", file, None), "x509ca")))
+            out.append(_pem(_read_cert(file, Section("x509ca", file, None), "x509ca")))
     auths = root.sections.get("authorities")
     if auths is not None:
         for name, sec in auths.sections.items():
@@ -912,7 +656,7 @@ def _all_cas(x509ca: str, root: _Section, base: str) -> list[bytes]:
     return list(dict.fromkeys(out))
 
 
-def _child(prof: IkeProfile, c: _Section, child: str | None, P: str) -> None:
+def _child(prof: IkeProfile, c: Section, child: str | None, P: str) -> None:
     children = c.sections.get("children")
     if children is None or not children.sections:
         raise _err("no children { ... }: erebus needs a CHILD_SA (remote_ts)", children or c,
@@ -943,7 +687,7 @@ def _child(prof: IkeProfile, c: _Section, child: str | None, P: str) -> None:
         prof.child_rekey_time = _duration(v, f"{C}.rekey_time")
 
 
-def _psk(root: _Section, prof: IkeProfile, c: _Section, P: str) -> bytes:
+def _psk(root: Section, prof: IkeProfile, c: Section, P: str) -> bytes:
     secrets = root.sections.get("secrets")
     candidates = []
     if secrets is not None:

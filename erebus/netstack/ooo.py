@@ -6,9 +6,10 @@ overlapping or tiny segments must not turn that into memory: the queue stores
 each byte offset once, in disjoint *runs* (maximal contiguous ranges, which are
 also exactly the SACK blocks of RFC 2018), and reports a :attr:`charge` that
 counts the Python objects holding the bytes as well as the bytes.  The
-connection keeps ``charge`` within its receive buffer with :meth:`shrink`,
-which drops from the top (the data furthest from RCV.NXT, as Linux's
-``tcp_prune_ofo_queue`` does; SACK reneging is allowed, RFC 2018 section 8).
+reassembler (:mod:`erebus.netstack.reassembly`) keeps ``charge`` within the
+receive buffer with :meth:`shrink`, which drops from the top (the data furthest
+from RCV.NXT, as Linux's ``tcp_prune_ofo_queue`` does; SACK reneging is allowed,
+RFC 2018 section 8).
 
 Costs: :meth:`add` is a binary search plus work proportional to the runs the
 segment touches and the bytes it adds; a segment that only repeats held bytes

@@ -40,6 +40,7 @@ from ..wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reassembler, build_ipv
     ip_to_str, parse_ipv4, to_ip
 from ..wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp
 from ..wire.udp import build_udp, parse_udp
+from .errors import NetError, NetErrorReason, TcpError
 from .tcp import DEFAULT_RCV_BUF, DEFAULT_SND_BUF, SYNCHRONIZED, State, TcpConnection
 
 log = logging.getLogger("erebus.netstack")
@@ -60,13 +61,18 @@ MAX_TIME_WAIT = 2048
 ICMP_ERRORS_PER_SEC = 1000
 ICMP_ERRORS_BURST = 50
 
-_ICMP_MESSAGES = {
-    (icmp.DEST_UNREACH, icmp.UNREACH_NET): "network unreachable",
-    (icmp.DEST_UNREACH, icmp.UNREACH_HOST): "host unreachable",
-    (icmp.DEST_UNREACH, icmp.UNREACH_PROTOCOL): "protocol unreachable",
-    (icmp.DEST_UNREACH, icmp.UNREACH_PORT): "connection refused",
-    (icmp.DEST_UNREACH, icmp.UNREACH_ADMIN_PROHIBITED): "administratively prohibited",
-    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): "TTL expired in transit",
+# what an ICMP error means for the connection or datagram it quotes (any other type
+# and code: UNREACHABLE, named by its numbers)
+_ICMP_ERRORS = {
+    (icmp.DEST_UNREACH, icmp.UNREACH_NET): (NetErrorReason.UNREACHABLE, "network unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_HOST): (NetErrorReason.UNREACHABLE, "host unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_PROTOCOL): (NetErrorReason.UNREACHABLE,
+                                                 "protocol unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_PORT): (NetErrorReason.REFUSED, "connection refused"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_ADMIN_PROHIBITED): (NetErrorReason.UNREACHABLE,
+                                                         "administratively prohibited"),
+    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): (NetErrorReason.UNREACHABLE,
+                                              "TTL expired in transit"),
 }
 
 
@@ -126,7 +132,7 @@ class Listener:
 class UdpSocket:
     port: int
     queue: deque = field(default_factory=deque)          # (payload, (ip_str, port))
-    errors: deque = field(default_factory=deque)         # (message, (ip_str, port))
+    errors: deque = field(default_factory=deque)         # (NetError, (ip_str, port))
     closed: bool = False
 
 
@@ -144,8 +150,13 @@ class NetStack:
         self.counters = Counters()
         self._secret = rng(32)
         self._rand = random.Random(rng(16))
+        # the IPv4 identification of the next packet (RFC 6864: one counter for every
+        # packet we send, all of them atomic: DF set, never fragmented)
+        self._ident = int.from_bytes(rng(2), "big")
         self._out: list[bytes] = []
-        self._dirty: set[TcpConnection] = set()
+        # connections with output due, in the order they were touched (a dict, not a
+        # set: a set's order is the objects' addresses, and the stack is deterministic)
+        self._dirty: dict[TcpConnection, None] = {}
         self._changed: set = set()
         self._heap: list = []
         self._tick = itertools.count()
@@ -388,8 +399,8 @@ class NetStack:
         orig = message.original
         if orig.src != self.local_ip or orig.src_port is None:
             return
-        text = _ICMP_MESSAGES.get((message.type, message.code),
-                                  f"ICMP type {message.type} code {message.code}")
+        reason, text = _ICMP_ERRORS.get((message.type, message.code), (
+            NetErrorReason.UNREACHABLE, f"ICMP type {message.type} code {message.code}"))
         text = f"{text} (from {ip_to_str(src)})"
         if orig.protocol == PROTO_TCP:
             conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
@@ -397,7 +408,7 @@ class NetStack:
                 if orig.tcp_seq is None or not conn.quotes_our_segment(orig.tcp_seq):
                     self.counters.icmp_ignored += 1
                     return
-                conn.icmp_unreachable(text)
+                conn.icmp_unreachable(TcpError(reason, text))
                 self._touch(conn)
                 if conn.state is State.CLOSED:
                     self._forget(conn)     # frees its 4-tuple and its listener's slot
@@ -407,13 +418,14 @@ class NetStack:
                 if len(sock.errors) >= UDP_QUEUE_LIMIT:
                     self.counters.udp_dropped += 1
                     return
-                sock.errors.append((text, (ip_to_str(orig.dst), orig.dst_port)))
+                sock.errors.append((NetError(reason, text),
+                                    (ip_to_str(orig.dst), orig.dst_port)))
                 self._changed.add(sock)
 
     # -- output and timers ---------------------------------------------------------------
 
     def output(self, now: float) -> list[bytes]:
-        dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, {}
         emit = self._emit
         for conn in dirty:
             for seg in conn.output(now):
@@ -450,7 +462,7 @@ class NetStack:
     # -- internals -----------------------------------------------------------------------
 
     def _touch(self, conn: TcpConnection) -> None:
-        self._dirty.add(conn)
+        self._dirty[conn] = None
         self._changed.add(conn)
 
     def _schedule(self, conn: TcpConnection) -> None:
@@ -482,7 +494,9 @@ class NetStack:
         return True
 
     def _emit(self, dst: int, proto: int, payload: bytes) -> None:
-        self._out.append(build_ipv4(self.local_ip, dst, proto, payload))
+        ident = self._ident
+        self._ident = (ident + 1) & 0xFFFF
+        self._out.append(build_ipv4(self.local_ip, dst, proto, payload, ident=ident))
 
     def _send_rst(self, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int):
         self.counters.rst_sent += 1

@@ -21,17 +21,23 @@ that steers our retransmissions, RFC 6298 retransmission timer with Karn's
 rule, slow start and congestion avoidance (RFC 5681), fast retransmit and
 NewReno fast recovery (RFC 6582), an out-of-order queue that holds each
 byte once and whose cost (bytes and the objects holding them) is kept within
-the receive buffer (:mod:`erebus.netstack.ooo`), zero-window probes, FIN and half-close both ways, RST handling with
-RFC 5961 challenge ACKs, TIME_WAIT, and no keepalive unless asked for.
+the receive buffer, zero-window probes, FIN and half-close both ways, RST handling
+with RFC 5961 challenge ACKs, TIME_WAIT, and no keepalive unless asked for.
+
+The receive side's bytes (RCV.NXT, unread data, the out-of-order queue, the order of
+our SACK blocks) are a :class:`~erebus.netstack.reassembly.StreamReassembler`; what
+the peer SACKed of ours is a :class:`~erebus.netstack.sack.SackScoreboard`.  Both
+work in offsets and are tested alone; sequence numbers stay in here.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import deque
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, build_tcp, seq_diff
-from .ooo import CHUNK_COST, COALESCE, RUN_COST, SMALL, OutOfOrderQueue
+from .errors import NetErrorReason, TcpError
+from .reassembly import StreamReassembler
+from .sack import SackScoreboard
 
 MOD = 1 << 32
 
@@ -75,10 +81,6 @@ DEFAULT_SND_BUF = 1 << 20
 RCV_WSCALE_MAX = 14
 
 
-class TcpError(Exception):
-    """Why a connection ended abnormally: refused, reset, timed out, unreachable."""
-
-
 class TcpConnection:
     """A transmission control block and everything it does."""
 
@@ -88,9 +90,9 @@ class TcpConnection:
         self.local_ip, self.local_port = local_ip, local_port
         self.remote_ip, self.remote_port = remote_ip, remote_port
         self.state = State.CLOSED
-        self.error: str | None = None     # set when the connection ended abnormally
+        self.failure: TcpError | None = None   # why the connection ended abnormally
         self.listener = None              # the listener that accepted it (passive open)
-        self.last_icmp_error: str | None = None
+        self.last_icmp_error: TcpError | None = None
         self.created = now
         # -- send side (offsets into our byte stream) --
         self.iss = iss
@@ -110,16 +112,9 @@ class TcpConnection:
         self._fin_acked = False
         # -- receive side --
         self.irs = 0
-        self.rcv_nxt = 0                 # next data offset expected from the peer
-        # in-order data not yet read; small chunks are joined (see _append_rbuf), so
-        # the objects holding it cost a few percent of rcv_buf at most
-        self._rbuf: deque[bytes] = deque()
-        self._rbuf_len = 0
-        self.rcv_buf = rcv_buf           # bound of _rbuf_len + _ooo.charge
+        self._rx = StreamReassembler(rcv_buf)   # rcv_nxt, unread and out-of-order data
+        self._ooo = self._rx.ooo         # data ahead of rcv_nxt
         self._rcv_adv = 0                # right edge (offset) we advertised
-        self._ooo = OutOfOrderQueue()    # data ahead of rcv_nxt
-        self._sack_recent: list[int] = []   # offsets of recently received OOO segments
-        self.ooo_pruned = 0              # OOO bytes dropped to stay within rcv_buf
         self.fin_received = False
         self._fin_offset: int | None = None  # their FIN's offset once seen (even OOO)
         # -- options --
@@ -153,7 +148,7 @@ class TcpConnection:
         self._dupacks = 0
         self._recover: int | None = None       # NewReno: snd_max when recovery began
         self._rexmit_from: int | None = None   # next offset to retransmit in recovery
-        self._sacked: list[list[int]] = []     # scoreboard: merged [start, end) offsets
+        self._sacked = SackScoreboard()        # what the peer SACKed of our stream
         self._ack_pending = False
         self._challenge_acks = 0
         self._last_oow_ack: float | None = None
@@ -163,6 +158,32 @@ class TcpConnection:
         self.retransmits = 0
         self.segments_in = self.segments_out = 0
         self.dropped = 0
+
+    @property
+    def error(self) -> str | None:
+        """Why the connection ended abnormally, in words (``failure`` has the reason)."""
+        return str(self.failure) if self.failure is not None else None
+
+    # -- the receive side's state, by its RFC names ---------------------------------------
+
+    @property
+    def rcv_nxt(self) -> int:
+        """Next data offset expected from the peer."""
+        return self._rx.rcv_nxt
+
+    @property
+    def rcv_buf(self) -> int:
+        """The bound of the unread and the out-of-order data together."""
+        return self._rx.rcv_buf
+
+    @property
+    def _rbuf_len(self) -> int:
+        return self._rx.buffered
+
+    @property
+    def ooo_pruned(self) -> int:
+        """Out-of-order bytes dropped to stay within rcv_buf."""
+        return self._rx.pruned
 
     # -- naming --------------------------------------------------------------------------
 
@@ -188,7 +209,8 @@ class TcpConnection:
         return self.snd_una + seq_diff(ack, self._snd_seq(self.snd_una))
 
     def _seq_off(self, seq: int) -> int:
-        return self.rcv_nxt + seq_diff(seq, self._rcv_seq(self.rcv_nxt))
+        rn = self._rx.rcv_nxt
+        return rn + seq_diff(seq, self._rcv_seq(rn))
 
     def _ts_now(self, now: float) -> int:
         return int((now - self._ts_base) * 1000) % MOD
@@ -242,9 +264,11 @@ class TcpConnection:
         """Queue data; returns how much fit in the send buffer (may be 0)."""
         if self.state not in CAN_SEND and self.state not in (State.SYN_SENT,
                                                              State.SYN_RECEIVED):
-            raise TcpError(self.error or f"cannot send in state {self.state.value}")
+            if self.failure is not None:
+                raise TcpError(self.failure.reason, str(self.failure))
+            raise TcpError(NetErrorReason.CLOSED, f"cannot send in state {self.state.value}")
         if self._fin_queued:
-            raise TcpError("cannot send after shutdown")
+            raise TcpError(NetErrorReason.CLOSED, "cannot send after shutdown")
         room = self.snd_buf_limit - len(self._sbuf)
         if room <= 0:
             return 0
@@ -263,32 +287,14 @@ class TcpConnection:
 
     @property
     def readable(self) -> int:
-        return self._rbuf_len
+        return self._rx.buffered
 
     def read(self, limit: int = -1) -> list[bytes]:
         """Take in-order data (in chunks, small ones joined) up to ``limit`` bytes."""
-        out: list[bytes] = []
-        if limit < 0:
-            out = list(self._rbuf)
-            self._rbuf.clear()
-            self._rbuf_len = 0
-        else:
-            taken = 0
-            while self._rbuf and taken < limit:
-                chunk = self._rbuf[0]
-                if taken + len(chunk) <= limit:
-                    self._rbuf.popleft()
-                    out.append(chunk)
-                    taken += len(chunk)
-                else:
-                    cut = limit - taken
-                    out.append(chunk[:cut])
-                    self._rbuf[0] = chunk[cut:]
-                    taken = limit
-            self._rbuf_len -= taken
+        out = self._rx.read(limit)
         if out and self.state in SYNCHRONIZED:
             # window update when the reader opened a worthwhile amount of room
-            if self._window_now() - (self._rcv_adv - self.rcv_nxt) >= min(
+            if self._rx.window() - (self._rcv_adv - self.rcv_nxt) >= min(
                     self.rcv_buf // 2, 2 * self.mss_local):
                 self._ack_pending = True
         return out
@@ -296,7 +302,7 @@ class TcpConnection:
     @property
     def at_eof(self) -> bool:
         """The peer sent FIN and every byte before it has been read."""
-        return self.fin_received and not self._rbuf
+        return self.fin_received and not self._rx.has_unread
 
     @property
     def fin_queued(self) -> bool:
@@ -356,7 +362,8 @@ class TcpConnection:
         if self._keepalive_deadline is not None and now >= self._keepalive_deadline:
             self._keepalive_retries += 1
             if self._keepalive_retries > MAX_KEEPALIVE_PROBES:
-                self._enter_closed("connection timed out (keepalive)")
+                self._enter_closed(TcpError(NetErrorReason.TIMED_OUT,
+                                            "connection timed out (keepalive)"))
                 return
             self._keepalive_probe = True
             self._keepalive_deadline = now + self.keepalive_interval
@@ -366,7 +373,7 @@ class TcpConnection:
         limit = MAX_SYN_RETRIES if self.state in (State.SYN_SENT, State.SYN_RECEIVED) \
             else MAX_RETRIES
         if self._retries > limit:
-            self._enter_closed("connection timed out")
+            self._enter_closed(TcpError(NetErrorReason.TIMED_OUT, "connection timed out"))
             return
         self.rto = min(self.rto * 2, RTO_MAX)
         self._timed_off = None                     # Karn: no sample from a resend
@@ -410,7 +417,7 @@ class TcpConnection:
         seq_off = self._seq_off(seg.seq)
         seg_len = len(seg.payload) + (1 if flags & FIN else 0)
         # 1. sequence check (acceptability test)
-        wnd = max(self._rcv_adv - self.rcv_nxt, 0)
+        wnd = max(self._rcv_adv - self._rx.rcv_nxt, 0)
         if flags & SYN and st is State.SYN_RECEIVED and seg.seq == self.irs:
             self._ack_pending = True        # our SYN-ACK was lost: it is resent by the timer
             return None
@@ -427,7 +434,7 @@ class TcpConnection:
         # 2. RST (RFC 5961: exact match resets, otherwise a challenge ACK)
         if flags & RST:
             if seq_off == self.rcv_nxt + self.fin_received:
-                self._enter_closed("connection reset by peer")
+                self._enter_closed(TcpError(NetErrorReason.RESET, "connection reset by peer"))
             else:
                 self._challenge_ack()
             return None
@@ -471,7 +478,7 @@ class TcpConnection:
         return None
 
     def _acceptable(self, seq_off: int, seg_len: int, wnd: int) -> bool:
-        rn = self.rcv_nxt + self.fin_received     # their FIN takes one sequence number
+        rn = self._rx.rcv_nxt + self.fin_received     # their FIN takes one sequence number
         if self.fin_received and wnd == 0:
             wnd = 1
         if seg_len == 0:
@@ -519,7 +526,7 @@ class TcpConnection:
                     return None
                 return self._rst_for(seg)
             if flags & RST:
-                self._enter_closed("connection refused")
+                self._enter_closed(TcpError(NetErrorReason.REFUSED, "connection refused"))
                 return None
         elif flags & RST:
             return None
@@ -586,7 +593,7 @@ class TcpConnection:
                 self.snd_una += data_acked
                 if self.snd_nxt < self.snd_una:
                     self.snd_nxt = self.snd_una
-                self._prune_sack()
+                self._sacked.advance(self.snd_una)
             if self._fin_used and ack_off == self.snd_max + 1:
                 self._fin_acked = True
                 self._fin_sent = True       # not to be sent again after an RTO rewind
@@ -652,7 +659,7 @@ class TcpConnection:
             self.cwnd += mss                      # inflate: a segment has left the network
             return
         if self._dupacks >= DUPACK_THRESHOLD or (self.sack_ok and self._sacked and
-                                                 self._sacked_bytes() >= 3 * mss):
+                                                 self._sacked.sacked_bytes() >= 3 * mss):
             if self._recover is not None and self.snd_una < self._recover:
                 return                            # still inside the last recovery's window
             flight = self.snd_max - self.snd_una
@@ -682,129 +689,22 @@ class TcpConnection:
     # SACK scoreboard -----------------------------------------------------------------
 
     def _take_sack(self, blocks) -> None:
-        base = self._snd_seq(self.snd_una)
-        for left, right in blocks:
-            start = self.snd_una + seq_diff(left, base)
-            end = self.snd_una + seq_diff(right, base)
-            if start >= end or end <= self.snd_una or end > self.snd_max:
-                continue
-            start = max(start, self.snd_una)
-            self._sacked.append([start, end])
-        if self._sacked:
-            self._sacked.sort()
-            merged = [self._sacked[0]]
-            for s, e in self._sacked[1:]:
-                if s <= merged[-1][1]:
-                    merged[-1][1] = max(merged[-1][1], e)
-                else:
-                    merged.append([s, e])
-            self._sacked = merged
-
-    def _prune_sack(self) -> None:
         una = self.snd_una
-        self._sacked = [[max(s, una), e] for s, e in self._sacked if e > una]
-
-    def _sacked_bytes(self) -> int:
-        return sum(e - s for s, e in self._sacked)
-
-    def _next_hole(self, frm: int) -> tuple[int, int] | None:
-        """The first unsacked range at or after ``frm`` below the highest SACKed byte
-        (or, without SACK, the segment at ``frm``)."""
-        if not self._sacked:
-            return (frm, min(frm + self._eff_mss, self.snd_max)) if frm < self.snd_max \
-                else None
-        for s, e in self._sacked:
-            if frm < s:
-                return frm, min(s, frm + self._eff_mss)
-            if frm < e:
-                frm = e
-        return None
+        base = self._snd_seq(una)
+        self._sacked.add([(una + seq_diff(left, base), una + seq_diff(right, base))
+                          for left, right in blocks], una, self.snd_max)
 
     # receiving data ---------------------------------------------------------------------
 
-    def _window_now(self) -> int:
-        # the room, less what storing it out of order may cost on top of the bytes (a
-        # chunk of at least SMALL bytes is charged CHUNK_COST, a run RUN_COST): a full
-        # window of segments held out of order then stays within rcv_buf, so nothing
-        # the window allowed is ever pruned (reneged) for an honest sender
-        room = self.rcv_buf - self._rbuf_len - self._ooo.charge
-        return max(0, room * SMALL // (SMALL + CHUNK_COST) - RUN_COST)
-
     def _receive_data(self, off: int, payload) -> None:
-        rn = self.rcv_nxt
-        end = off + len(payload)
-        if end <= rn:
-            self._ack_pending = True              # all old: a duplicate
-            return
-        if off < rn:
-            payload = payload[rn - off:]
-            off = rn
-        limit = self._rcv_adv if self._rcv_adv > rn else rn + self._window_now()
-        if end > limit:                          # beyond the window: keep what fits
-            payload = payload[:max(0, limit - off)]
-            end = off + len(payload)
-            if not payload:
-                self._ack_pending = True
-                return
         self._ack_pending = True
-        ooo = self._ooo
-        if off == rn:
-            self._append_rbuf(payload)
-            self.rcv_nxt = end
-            self.bytes_in += end - rn
-            if ooo.payload:                   # (an attribute: cheaper than __bool__)
-                chunks, nxt = ooo.take(end)
-                for chunk in chunks:
-                    self._append_rbuf(chunk)
-                if nxt > end:
-                    self.rcv_nxt = nxt
-                    self.bytes_in += nxt - end
-                self._sack_recent = [o for o in self._sack_recent if o >= self.rcv_nxt]
-        else:
-            ooo.add(off, payload)
-            recent = self._sack_recent
-            if off in recent:
-                recent.remove(off)
-            recent.insert(0, off)
-            del recent[8:]
-        if ooo.payload:
-            # in-order data always fits (the window promised no more than rcv_buf);
-            # out-of-order data makes room for it, and never holds more than the rest
-            self.ooo_pruned += ooo.shrink(max(0, self.rcv_buf - self._rbuf_len))
-
-    def _append_rbuf(self, chunk) -> None:
-        rbuf = self._rbuf
-        n = len(chunk)
-        if rbuf:
-            last = rbuf[-1]
-            if (n < SMALL or len(last) < SMALL) and len(last) + n <= COALESCE:
-                rbuf[-1] = last + chunk
-                self._rbuf_len += n
-                return
-        rbuf.append(bytes(chunk))
-        self._rbuf_len += n
+        self.bytes_in += self._rx.receive(off, payload, self._rcv_adv)
 
     def _sack_blocks(self) -> list[tuple[int, int]]:
         """Up to 3 (4 without timestamps) SACK blocks: the run holding the most recently
         received segment first, then the other recent ones (RFC 2018 section 4)."""
-        ooo = self._ooo
-        if not ooo.payload:
-            return []
-        limit = 3 if self.ts_ok else 4
-        order: list[tuple[int, int]] = []
-        for off in self._sack_recent:
-            r = ooo.run_at(off)
-            if r is not None and r not in order:
-                order.append(r)
-                if len(order) == limit:
-                    break
-        if len(order) < limit:
-            for r in ooo.first_ranges(2 * limit):
-                if r not in order:
-                    order.append(r)
-                    if len(order) == limit:
-                        break
-        return [(self._rcv_seq(s), self._rcv_seq(e)) for s, e in order]
+        return [(self._rcv_seq(s), self._rcv_seq(e))
+                for s, e in self._rx.sack_ranges(3 if self.ts_ok else 4)]
 
     def _check_fin(self, now: float) -> None:
         if self._fin_offset is None or self.fin_received or self.rcv_nxt != self._fin_offset:
@@ -831,9 +731,9 @@ class TcpConnection:
         self._sbuf = bytearray()
         self._ooo.clear()
 
-    def _enter_closed(self, error: str | None) -> None:
-        if error and self.error is None:
-            self.error = error
+    def _enter_closed(self, failure: TcpError | None) -> None:
+        if failure is not None and self.failure is None:
+            self.failure = failure
         self.state = State.CLOSED
         self._rtx_deadline = self._persist_deadline = None
         self._time_wait_deadline = self._keepalive_deadline = None
@@ -850,13 +750,13 @@ class TcpConnection:
         d = seq_diff(seq, self._snd_seq(self.snd_una))
         return 0 <= d <= self.snd_max - self.snd_una + (1 if self._fin_used else 0)
 
-    def icmp_unreachable(self, message: str) -> None:
+    def icmp_unreachable(self, error: TcpError) -> None:
         """An ICMP error about this connection: fatal while connecting (RFC 1122 4.2.3.9
         calls it soft later on; then it is only remembered)."""
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
-            self._enter_closed(message)
+            self._enter_closed(error)
         else:
-            self.last_icmp_error = message
+            self.last_icmp_error = error
 
     # -- output --------------------------------------------------------------------------
 
@@ -875,22 +775,24 @@ class TcpConnection:
                 ts=(self._ts_now(now), 0 if active else self._ts_recent)
                 if active or self.ts_ok else None)
         return build_tcp(self.local_ip, self.remote_ip, self.local_port, self.remote_port,
-                         seq, self._rcv_seq(self.rcv_nxt + (1 if self.fin_received else 0)),
+                         seq, self._rcv_seq(self._rx.rcv_nxt + (1 if self.fin_received else 0)),
                          flags, window >> self.rcv_wscale, payload,
                          sack_blocks=self._sack_blocks() if self.sack_ok and self._ooo.payload else (),
                          ts=(self._ts_now(now), self._ts_recent) if self.ts_ok else None)
 
     def _advertise(self) -> int:
         """The window to advertise, never shrinking the right edge we offered."""
-        wnd = self._window_now()
-        if wnd < min(self.rcv_buf // 4, self.mss_local) and wnd < self._rcv_adv - self.rcv_nxt:
+        rx = self._rx
+        rn = rx.rcv_nxt
+        wnd = rx.window()
+        if wnd < min(rx.rcv_buf // 4, self.mss_local) and wnd < self._rcv_adv - rn:
             wnd = 0                                # receiver-side SWS avoidance
-        right = max(self._rcv_adv, self.rcv_nxt + wnd)
+        right = max(self._rcv_adv, rn + wnd)
         max_wnd = 0xFFFF << self.rcv_wscale
-        if right - self.rcv_nxt > max_wnd:
-            right = self.rcv_nxt + max_wnd
+        if right - rn > max_wnd:
+            right = rn + max_wnd
         self._rcv_adv = max(self._rcv_adv, right)
-        return right - self.rcv_nxt
+        return right - rn
 
     def output(self, now: float) -> list[bytes]:
         """Segments to send now."""
@@ -919,12 +821,13 @@ class TcpConnection:
         opts = 12 if self.ts_ok else 0
         if self.sack_ok and self._ooo.payload:
             opts += 4 + 8 * (3 if self.ts_ok else 4)
-        mss = self._eff_mss = self.mss - opts
+        mss = self.mss - opts
         # retransmissions in fast recovery (holes first, one per call per hole budget)
         if self._rexmit_from is not None:
             budget = max(1, (self.cwnd - self._pipe()) // mss) if self._sacked else 1
             while budget > 0:
-                hole = self._next_hole(max(self._rexmit_from, self.snd_una))
+                hole = self._sacked.next_hole(max(self._rexmit_from, self.snd_una), mss,
+                                              self.snd_max)
                 if hole is None or hole[0] >= self.snd_max:
                     break
                 start, end = hole
@@ -949,7 +852,7 @@ class TcpConnection:
                 size = usable
             if self.snd_nxt < self.snd_max and self._sacked:
                 # resending after an RTO: skip what the peer already SACKed
-                hole = self._next_hole(self.snd_nxt)
+                hole = self._sacked.next_hole(self.snd_nxt, mss, self.snd_max)
                 if hole is None:
                     self.snd_nxt = self.snd_max
                     continue
@@ -998,11 +901,9 @@ class TcpConnection:
     _send_probe = False
     _keepalive_probe = False
 
-    _eff_mss = 536
-
     def _pipe(self) -> int:
         """Bytes believed in flight: sent, not acked, not SACKed (RFC 6675, simplified)."""
-        return max(0, self.snd_max - self.snd_una - self._sacked_bytes())
+        return max(0, self.snd_max - self.snd_una - self._sacked.sacked_bytes())
 
     def _data_segment(self, start: int, end: int, now: float, *, retransmit: bool,
                       probe: bool = False) -> bytes:

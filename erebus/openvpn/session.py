@@ -21,10 +21,12 @@ established.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 import os
 import re
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -163,11 +165,15 @@ class _KeyState:
 
 class ClientSession:
     def __init__(self, settings: SessionSettings, now: float, *, rng=os.urandom,
-                 tls_context: TlsContext | None = None):
+                 tls_context: TlsContext | None = None, clock=time.time):
         """``tls_context``: the tunnel's, built once per profile; without one the session
         builds its own.  Either way it exists before anything is sent: a client
-        certificate, key, CRL or tls-cipher OpenSSL refuses is a ConfigError here."""
+        certificate, key, CRL or tls-cipher OpenSSL refuses is a ConfigError here.
+        ``clock``: the wall clock (seconds since the epoch) the server's certificate must
+        be valid by, read when each key id's TLS session starts (``now`` is the session's
+        own, monotonic time)."""
         self.settings = settings
+        self._clock = clock
         self._tls_context = tls_context if tls_context is not None \
             else TlsContext(settings.tls)
         self.rng = rng
@@ -541,7 +547,8 @@ class ClientSession:
     def _new_tls(self) -> TlsClient:
         """A TLS session for a new key id, from the one context of this session (the
         tunnel's), shared by every renegotiation."""
-        return TlsClient(self.settings.tls, self._tls_context)
+        wall = datetime.datetime.fromtimestamp(self._clock(), datetime.timezone.utc)
+        return TlsClient(self.settings.tls, self._tls_context, now=wall)
 
     def _pump_tls(self, ks: _KeyState, now: float) -> None:
         tls = ks.tls

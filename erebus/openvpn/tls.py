@@ -19,6 +19,7 @@ callback at depth 0 as ssl_verify_openssl.c makes them: ``remote-cert-tls``,
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import weakref
 from collections.abc import Sequence
@@ -31,24 +32,22 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi, lib as _lib   # only in "pyOpenSSL internals" below
 
 from ..errors import ConfigError, ErebusError, SessionError
-from .config import PemError, _short, pem_blocks
+from .material import CERT_LABELS, KEY_LABELS, PemError, pem_blocks, short_reason
 
 _TLS_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION,
                  "1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 # The stock client's cipher list when the profile has no tls-cipher
 # (ssl_openssl.c: tls_ctx_restrict_ciphers).
 DEFAULT_TLS_CIPHERS = "DEFAULT:!EXP:!LOW:!MEDIUM:!kDH:!kECDH:!DSS:!PSK:!SRP:!kRSA"
-_CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
-_KEY_LABELS = (b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"DSA PRIVATE KEY",
-               b"ENCRYPTED PRIVATE KEY")
 _BIO_CHUNK = 65536
 
 
 # -- pyOpenSSL internals -------------------------------------------------------------
 # The only code here that reaches past pyOpenSSL's public API: its cffi bindings
 # (OpenSSL._util ``lib`` / ``ffi``) and the pointers inside its objects (X509Store._store,
-# X509._x509), for what the public API lacks: CRLs as OpenSSL itself reads them, verify
-# error codes and strings, and the names of certificates cryptography cannot read.
+# X509._x509, Connection._ssl), for what the public API lacks: CRLs as OpenSSL itself
+# reads them, verify error codes and strings, the names of certificates cryptography
+# cannot read, and the time one session verifies its peer at.
 # pyproject.toml pins pyOpenSSL exactly because of it: on an upgrade, check this section
 # (tests/unit/test_tls_memory.py exercises every function; test_pyopenssl_internals_stay_
 # in_one_section holds the rest of the module to the public API).
@@ -99,6 +98,16 @@ def _store_add_crl(store: crypto.X509Store, crl) -> bool:
 
 def _verify_error_string(code: int) -> str:
     return _ffi.string(_lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
+
+
+def _verify_at(conn: SSL.Connection, when: datetime.datetime) -> None:
+    """OpenSSL verifies this connection's peer (validity of the chain and of the CRLs)
+    at ``when`` (naive: UTC), not by its own clock: X509_VERIFY_PARAM_set_time on the
+    connection's own parameters.  pyOpenSSL's public X509Store.set_time is per store, so
+    per context, shared by every session of a tunnel, and cannot move a time once set
+    (X509_STORE_set1_param copies a check time only into parameters without one)."""
+    _lib.X509_VERIFY_PARAM_set_time(_lib.SSL_get0_param(conn._ssl),
+                                    calendar.timegm(when.utctimetuple()))
 
 
 def _x509_name(cert: crypto.X509, *, issuer: bool = False) -> str:
@@ -332,7 +341,7 @@ def _pem_ders(data: bytes | None, labels: tuple[bytes, ...]) -> list[bytes]:
 
 def _certificates(data: bytes | None, option: str) -> list[crypto.X509]:
     out = []
-    for der in _pem_ders(data, _CERT_LABELS):
+    for der in _pem_ders(data, CERT_LABELS):
         try:
             out.append(crypto.load_certificate(crypto.FILETYPE_ASN1, der))
         except crypto.Error as exc:
@@ -484,7 +493,7 @@ class TlsContext:
                               "certificate)", option="cert" if not settings.cert else "key")
         certs = _certificates(settings.cert, "cert")
         extra = _certificates(settings.extra_certs, "extra-certs")
-        keys = _pem_ders(settings.key, _KEY_LABELS)
+        keys = _pem_ders(settings.key, KEY_LABELS)
         if not certs or not keys:
             raise ConfigError("cannot load the client certificate and key: no PEM "
                               f"{'certificate' if not certs else 'private key'} found",
@@ -531,12 +540,16 @@ def _describe_x509(cert: crypto.X509) -> str:
 class TlsClient:
     """The client side of one TLS session (one key id) over memory BIOs."""
 
-    def __init__(self, settings: TlsSettings, context: TlsContext | None = None):
+    def __init__(self, settings: TlsSettings, context: TlsContext | None = None, *,
+                 now: datetime.datetime | None = None):
         """``context``: the tunnel's (shared by every key id); without one, a context of
-        its own is built from ``settings``."""
+        its own is built from ``settings``.  ``now``: the time the server's certificates
+        (and the CRLs) must be valid at; None: OpenSSL's clock when it verifies."""
         self.settings = settings
         self.context = context if context is not None else TlsContext(settings)
         self._conn = SSL.Connection(self.context.ssl_context, None)
+        if now is not None:
+            _verify_at(self._conn, now)
         self._conn.set_app_data(weakref.ref(self))     # no cycle through OpenSSL
         self._conn.set_connect_state()
         self._refusal: ErebusError | None = None     # why the verify callback said no
@@ -568,7 +581,7 @@ class TlsClient:
             where = "" if depth == 0 else " in the server's chain"
             self._refusal = SessionError(
                 "certificate", f"{who} {_describe_x509(cert)}{where} cannot be checked: "
-                f"{_short(exc)}")
+                f"{short_reason(exc)}")
             return False
         return True
 

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import socket
 
+from ..netstack.errors import NetError, NetErrorReason
 from ..netstack.stack import SYN_BACKLOG, Listener, NetStack, PendingSyn, UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
 from ..tunnel import PacketLink
@@ -33,14 +34,17 @@ WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 
 
-def _error_for(message: str) -> OSError:
-    if "refused" in message:
-        return ConnectionRefusedError(message)
-    if "reset" in message:
-        return ConnectionResetError(message)
-    if "timed out" in message:
-        return TimeoutError(message)
-    return OSError(message)
+_OS_ERRORS = {NetErrorReason.REFUSED: ConnectionRefusedError,
+              NetErrorReason.RESET: ConnectionResetError,
+              NetErrorReason.TIMED_OUT: TimeoutError}
+
+
+def _error_for(error: NetError | None) -> OSError:
+    """The OSError a socket would raise for ``error``, with its message (None: a
+    connection that closed before it opened, with no reason from the peer)."""
+    if error is None:
+        return OSError("connection failed")
+    return _OS_ERRORS.get(error.reason, OSError)(str(error))
 
 
 class TcpTransport(asyncio.Transport):
@@ -188,7 +192,7 @@ class TcpTransport(asyncio.Transport):
                 if self._waiter is not None and not self._waiter.done():
                     self._waiter.set_result(None)
             elif conn.state is State.CLOSED:
-                error = _error_for(conn.error or "connection failed")
+                error = _error_for(conn.failure)
                 if self._waiter is not None and not self._waiter.done():
                     self._waiter.set_exception(error)
                 if self._on_fail is not None:
@@ -221,7 +225,7 @@ class TcpTransport(asyncio.Transport):
                 self.close()
         self._push_writes()
         if conn.state is State.CLOSED:
-            self._connection_lost(_error_for(conn.error) if conn.error else None)
+            self._connection_lost(_error_for(conn.failure) if conn.failure else None)
         elif self._closing and self._eof_delivered and conn.state in (
                 State.TIME_WAIT, State.LAST_ACK, State.CLOSING) and not self._wbuf:
             self._connection_lost(None)
@@ -477,9 +481,9 @@ class VpnStack:
                 if source == peer and (accept is None or accept(data)):
                     fut.set_result(data)
             while item.errors and not fut.done():
-                message, dest = item.errors.popleft()
+                error, dest = item.errors.popleft()
                 if dest == peer:
-                    fut.set_exception(_error_for(message))
+                    fut.set_exception(_error_for(error))
 
     def _serve(self, listener: Listener, now: float) -> None:
         if listener.defer:

@@ -91,7 +91,9 @@ _ident_counter = itertools.count(int.from_bytes(os.urandom(2), "big"))
 
 
 def next_ident() -> int:
-    """Next value of the process-wide IPv4 identification counter."""
+    """Next value of the process-wide IPv4 identification counter: the default of the
+    builders, for a caller without a counter of its own (the network stack has one,
+    seeded from its rng, so that it is deterministic)."""
     return next(_ident_counter) & 0xFFFF
 
 
@@ -203,8 +205,8 @@ def build_ipv4_header(src: int | str | bytes, dst: int | str | bytes, protocol: 
                       frag_offset: int = 0) -> bytes:
     """A 20-byte IPv4 header (no options) with a correct checksum.
 
-    ``frag_offset`` is in bytes and must be a multiple of 8.  ``ident``
-    defaults to :func:`next_ident`.
+    ``frag_offset`` is in bytes and must be a multiple of 8.  ``ident``: the
+    identification field; by default the next value of :func:`next_ident`.
     """
     if type(src) is not int:
         src = to_ip(src)

@@ -499,6 +499,67 @@ def test_every_session_of_a_tunnel_uses_its_one_context_and_nothing_keeps_it():
     assert context() is None
 
 
+# -- the time certificates are valid at ---------------------------------------------------
+
+_UTC = datetime.timezone.utc
+
+
+def _dated(key, issuer_key, issuer_name, subject, begin: int, end: int, *, ca=False):
+    return (x509.CertificateBuilder().subject_name(P.name(subject)).issuer_name(issuer_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(datetime.datetime(begin, 1, 1, tzinfo=_UTC))
+            .not_valid_after(datetime.datetime(end, 1, 1, tzinfo=_UTC))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+@pytest.fixture(scope="module")
+def expired():
+    """A server certificate valid only in 2020, from a CA valid 2018-2099."""
+    ca_key, key = P.new_key(), P.new_key()
+    ca = _dated(ca_key, ca_key, P.name("Test-Only Old CA"), "Test-Only Old CA", 2018, 2099,
+                ca=True)
+    leaf = _dated(key, ca_key, ca.subject, "old.example.test", 2020, 2021)
+    return TlsSettings(ca=P.cert_pem(ca).encode()), server_context(key, [leaf])
+
+
+def test_the_server_certificate_is_valid_or_expired_at_the_time_given(expired):
+    tls, sctx = expired
+    inside = TlsClient(tls, now=datetime.datetime(2020, 6, 1, tzinfo=_UTC))
+    handshake(inside, sctx)
+    assert inside.established and inside.peer_certificate.subject.rfc4514_string() == \
+        "CN=old.example.test,O=erebus test-only"
+    for now, why in ((None, "certificate has expired"),          # the wall clock: today
+                     (datetime.datetime(2021, 6, 1), "certificate has expired"),   # naive: UTC
+                     (datetime.datetime(2019, 6, 1, tzinfo=_UTC), "not yet valid")):
+        with pytest.raises(SessionError) as e:
+            handshake(TlsClient(tls, now=now), sctx)
+        assert e.value.stage == "certificate"
+        assert str(e.value).startswith("server certificate 'O=erebus test-only, "
+                                       "CN=old.example.test'") and why in str(e.value)
+
+
+def test_sessions_of_one_context_each_verify_at_their_own_time(expired):
+    tls, sctx = expired
+    context = TlsContext(tls)
+    then = TlsClient(tls, context, now=datetime.datetime(2020, 6, 1, tzinfo=_UTC))
+    today = TlsClient(tls, context)
+    handshake(then, sctx)
+    with pytest.raises(SessionError, match="certificate has expired"):
+        handshake(today, sctx)
+    handshake(TlsClient(tls, context, now=datetime.datetime(2020, 7, 1, tzinfo=_UTC)), sctx)
+
+
+def test_the_session_verifies_by_the_clock_it_is_given(expired):
+    from erebus.openvpn.session import ClientSession, SessionSettings
+    tls, sctx = expired
+    in_2020 = datetime.datetime(2020, 6, 1, tzinfo=_UTC).timestamp()
+    session = ClientSession(SessionSettings(tls=tls), 0.0, clock=lambda: in_2020)
+    handshake(session._new_tls(), sctx)
+    with pytest.raises(SessionError, match="certificate has expired"):
+        handshake(ClientSession(SessionSettings(tls=tls), 0.0)._new_tls(), sctx)
+
+
 def test_pyopenssl_internals_stay_in_one_section():
     """pyproject.toml pins pyOpenSSL for tls.py's use of its internals: they stay in the
     one section an upgrade has to check (every function of it runs in this file)."""

@@ -1,0 +1,32 @@
+"""Typed errors of the network stack: why a connection or a datagram through the VPN
+failed, as an enum the asyncio shell maps to the OSError a socket would raise
+(:func:`erebus.runtime.stack._error_for`), and a message for the user."""
+
+from __future__ import annotations
+
+import enum
+
+from ..errors import ErebusError
+
+__all__ = ["NetErrorReason", "NetError", "TcpError"]
+
+
+class NetErrorReason(enum.Enum):
+    REFUSED = "refused"           # a RST answering our SYN, or ICMP port unreachable
+    RESET = "reset"               # a RST on an open connection
+    TIMED_OUT = "timed out"       # retransmissions (or keepalive probes) unanswered
+    UNREACHABLE = "unreachable"   # any other ICMP destination unreachable, time exceeded
+    CLOSED = "closed"             # the connection is not open for sending (any more)
+
+
+class NetError(ErebusError):
+    """A connection or a datagram through the VPN that failed: ``reason`` says how, the
+    message says it to the user."""
+
+    def __init__(self, reason: NetErrorReason, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+class TcpError(NetError):
+    """A TCP connection that ended abnormally, or cannot do what was asked of it."""

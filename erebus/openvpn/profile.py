@@ -1,0 +1,122 @@
+"""What a ``.ovpn`` profile says, in the terms erebus uses: :class:`Profile` and its
+:class:`Remote` servers, built by the reader (:mod:`erebus.openvpn.reader`), and
+:class:`ProfileError`, every problem the reader found at once.  The TLS layer's view
+of a profile is in :mod:`erebus.openvpn.tlssettings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+__all__ = ["DEFAULT_DATA_CIPHERS", "KU_REQUIRED", "Remote", "Ignored", "Profile",
+           "ProfileError"]
+
+DEFAULT_DATA_CIPHERS = ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
+KU_REQUIRED = "required"       # remote-cert-ku without values: the extension must be there
+
+
+@dataclass(slots=True)
+class Remote:
+    host: str
+    port: int
+    proto: str          # "udp" or "tcp-client"
+    line: int | None = None                 # the line of the 'remote' option
+    connection: int | None = None           # the line of its <connection> block, if any
+    connect_timeout: int | None = None
+    connect_retry: tuple[int, int] | None = None
+    explicit_exit_notify: int | None = None
+    tun_mtu: int | None = None
+
+
+@dataclass(slots=True)
+class Ignored:
+    line: int
+    option: str
+    text: str
+
+
+@dataclass
+class Profile:
+    """What a profile says, in the terms erebus uses."""
+
+    path: str
+    remotes: list[Remote] = field(default_factory=list)
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    extra_certs: bytes | None = None
+    remote_cert_tls: str | None = None
+    verify_x509_name: tuple[str, str] | None = None
+    remote_cert_ku: tuple[int, ...] | str | None = None   # values, or KU_REQUIRED
+    remote_cert_eku: str | None = None
+    ns_cert_type: str | None = None
+    crl: bytes | None = None
+    tls_version_min: str | None = None
+    tls_version_max: str | None = None
+    tls_cipher: str | None = None
+    tls_ciphersuites: str | None = None
+    data_ciphers: list[str] = field(default_factory=lambda: list(DEFAULT_DATA_CIPHERS))
+    data_ciphers_fallback: str | None = None
+    cipher: str | None = None
+    auth: str = "SHA1"
+    username: str | None = None
+    password: str | None = None
+    auth_user_pass: bool = False         # username/password auth; None parts are asked for
+    key_encrypted: bool = False          # the private key (or PKCS#12) needs a passphrase
+    key_passphrase: str | None = None    # from askpass FILE (never printed)
+    pkcs12: bytes | None = None          # a PKCS#12 bundle still locked by its passphrase
+    ping: int | None = None
+    ping_restart: int | None = None
+    tun_mtu: int = 1500
+    hand_window: int = 60
+    connect_timeout: int = 120
+    connect_retry: tuple[int, int] = (1, 300)
+    connect_retry_max: int | None = None
+    remote_random: bool = False
+    remote_random_hostname: bool = False
+    replay_window: int = 64
+    compression: str | None = None
+    allow_compression: str = "asym"
+    explicit_exit_notify: int = 0
+    reneg_sec: float | None = 3600.0
+    reneg_bytes: int | None = None
+    tls_wrap: str | None = None          # "tls-auth" or "tls-crypt" when the profile has one
+    tls_auth_key: bytes | None = None    # 256-byte OpenVPN static key
+    tls_auth_direction: int | None = None
+    tls_crypt_key: bytes | None = None
+    static_key: bytes | None = None      # 'secret': static-key (pre-shared key) mode
+    static_direction: int | None = None
+    ifconfig: tuple[str, str] | None = None
+    routes: list[tuple[str, str]] = field(default_factory=list)    # (network, netmask)
+    dns: list[str] = field(default_factory=list)                    # dhcp-option DNS
+    tls_client: bool = False             # 'client' or 'tls-client' was given
+    ignored: list[Ignored] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def tls_settings(self):
+        """Everything the TLS layer checks, from this profile
+        (:func:`erebus.openvpn.tlssettings.tls_settings`)."""
+        from .tlssettings import tls_settings
+        return tls_settings(self)
+
+    def tls_context(self):
+        """The one TLS context of a tunnel, built from this profile
+        (:func:`erebus.openvpn.tlssettings.tls_context`)."""
+        from .tlssettings import tls_context
+        return tls_context(self)
+
+
+class ProfileError(ConfigError):
+    """Every problem found in a profile; reads as the first one."""
+
+    def __init__(self, problems: list[ConfigError]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        self.path, self.line, self.option = first.path, first.line, first.option
+        text = str(first)
+        if len(self.problems) > 1:
+            more = len(self.problems) - 1
+            text += f" (and {more} more problem{'s' if more > 1 else ''}: 'erebus check' " \
+                    "lists them all)"
+        Exception.__init__(self, text)

@@ -1,0 +1,1075 @@
+"""The ``.ovpn`` profile reader: directives (:mod:`erebus.openvpn.lexer`) checked
+against the option registry (:mod:`erebus.openvpn.options`) and applied, then the
+material read (:mod:`erebus.openvpn.material`), into a
+:class:`~erebus.openvpn.profile.Profile`.
+
+``<connection>`` blocks hold the per-connection options the stock client allows
+there and become extra remotes, tried in order.  An option OpenVPN does not know is
+an error, as it is for the stock client, unless ``ignore-unknown-option`` names it,
+``setenv opt`` precedes it or ``setenv FORWARD_COMPATIBLE 1`` was given.
+
+The reader keeps going after an error: :func:`read_profile` returns every problem
+it found, each as ``FILE:LINE: option: reason``; :func:`parse_profile` and
+:func:`load_profile` raise a :class:`~erebus.openvpn.profile.ProfileError` holding
+them all.  Reading is offline: no name is resolved and no packet is sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import ipaddress
+import logging
+import os
+import random
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError, SessionError
+from ..files import MAX_FILE_SIZE, read_limited
+from .compress import Compression
+from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher, normalize_digest
+from .lexer import Directive, lex
+from .material import (PemError, Pkcs12Error, check_certificates, check_crls,
+                       check_private_key, key_matches_certificate, open_pkcs12,
+                       pkcs12_from_base64, pkcs12_pems, private_key_block, unlock_key)
+from .options import IGNORED, OPTIONS, REFUSED, REMOVED, OptionSpec
+from .profile import KU_REQUIRED, Ignored, Profile, ProfileError, Remote
+from .statickey import parse_static_key
+
+__all__ = ["Reading", "read_profile", "parse_profile", "load_profile", "unlock",
+           "openssl_cipher_name"]
+
+log = logging.getLogger("erebus.config")
+
+MAX_CONFIG_DEPTH = 10         # read_config_file: nested 'config' includes
+MAX_INCLUDED = 4 * MAX_FILE_SIZE    # bytes of all 'config' includes together (erebus' own)
+
+REMOTE_CERT_TLS_EKU = {"server": "TLS Web Server Authentication",
+                       "client": "TLS Web Client Authentication"}
+
+
+@dataclass(slots=True)
+class _Source:
+    """Where one piece of material comes from: an inline block or a file."""
+
+    directive: Directive
+    inline: str | None
+    filename: str | None
+    base: str           # the folder a relative file name is in
+    shown: str = ""     # the file name as problems show it
+
+
+@dataclass
+class _Conn:
+    """The per-connection options (the stock client's connection_entry)."""
+
+    proto: str = "udp"
+    port: int = 1194
+    connect_timeout: int = 120
+    connect_retry: tuple[int, int] = (1, 300)
+    explicit_exit_notify: int = 0
+    tun_mtu: int = 1500
+    tls_auth: _Source | None = None       # a <connection> block's own (globals: _Reader)
+    tls_crypt: _Source | None = None
+    key_direction: int | None = None
+    remote: tuple[str, int | None, str | None, int] | None = None   # host, port, proto, line
+
+
+class _Reader:
+    def __init__(self, path: str, *, rng: random.Random | None = None):
+        self.path = path
+        self.base = os.path.dirname(os.path.abspath(path))
+        self.shown_base = os.path.dirname(path)
+        self.rng = rng
+        self.p = Profile(path=path)
+        self.ce = _Conn()
+        self.remotes: list[tuple[str, int | None, str | None, int]] = []
+        self.connections: list[tuple[int, _Conn]] = []
+        self.ignore_unknown: set[str] = set()
+        self.forward_compatible = False
+        self.problems: list[ConfigError] = []
+        self.material: dict[str, _Source] = {}
+        self.tls_auth: _Source | None = None       # the profile's own (outside blocks)
+        self.tls_crypt: _Source | None = None
+        self.key_direction: int | None = None      # tls-auth/secret DIR or key-direction
+        self.askpass: _Source | None = None
+        self.askpass_prompt = False
+        self.in_connection: _Conn | None = None
+        self.depth = 0
+        self.included = 0                 # bytes of 'config' files read, at most MAX_INCLUDED
+        self.seen_dev = False
+        self.cipher_directive: Directive | None = None   # the last 'cipher' line
+        self.crl_dir = False
+        self.client_directive: Directive | None = None   # the first client / tls-client
+
+    # -- reporting
+
+    def err(self, d: Directive, message: str) -> ConfigError:
+        return ConfigError(message, path=d.path, line=d.line, option=d.name)
+
+    def problem(self, d: Directive | None, message: str, *, option: str | None = None,
+                path: str | None = None, line: int | None = None) -> None:
+        if d is not None:
+            self.problems.append(ConfigError(message, path=path or d.path,
+                                             line=line if line is not None else d.line,
+                                             option=option or d.name))
+        else:
+            self.problems.append(ConfigError(message, path=path or self.path, line=line,
+                                             option=option))
+
+    def warn(self, d: Directive | None, message: str) -> None:
+        where = f"{d.path}:{d.line}: {d.name}: " if d is not None else f"{self.path}: "
+        self.p.warnings.append(where + message)
+
+    def ignore(self, d: Directive) -> None:
+        self.p.ignored.append(Ignored(d.line, d.name, d.text))
+        log.debug("%s:%d: %s: accepted, means nothing in user space", d.path, d.line,
+                  d.name)
+
+    # -- small parsers
+
+    def integer(self, d: Directive, value: str, lo: int = 0, hi: int = 2**31) -> int:
+        try:
+            v = int(value)
+        except ValueError:
+            raise self.err(d, f"{value!r} is not a number") from None
+        if not lo <= v <= hi:
+            raise self.err(d, f"{v} is out of range {lo}..{hi}")
+        return v
+
+    def direction(self, d: Directive, value: str) -> int | None:
+        if value == "0":
+            return 0
+        if value == "1":
+            return 1
+        if value == "bidirectional":
+            return None
+        raise self.err(d, f"key direction must be 0, 1 or bidirectional, not {value!r}")
+
+    def cipher_name(self, d: Directive, name: str) -> str:
+        n = normalize_cipher(name)
+        if n != "none" and n not in AEAD_CIPHERS and n not in CBC_CIPHERS:
+            if n == "BF-CBC":
+                raise self.err(d, "BF-CBC (Blowfish) is not supported: ask for an AES-GCM "
+                               "or ChaCha20-Poly1305 data cipher")
+            raise self.err(d, f"unsupported data cipher {name}")
+        return n
+
+    def proto_name(self, d: Directive, value: str) -> str:
+        v = value.lower()
+        if v in ("udp", "udp4"):
+            return "udp"
+        if v in ("tcp", "tcp-client", "tcp4", "tcp4-client"):
+            return "tcp-client"
+        if v in ("tcp-server", "tcp4-server", "tcp6-server"):
+            raise self.err(d, "erebus is a client: tcp-server is for servers")
+        if v in ("udp6", "tcp6", "tcp6-client"):
+            raise self.err(d, "IPv6 transport is not supported yet")
+        raise self.err(d, f"unknown protocol {value!r}")
+
+    def ipv4(self, d: Directive, text: str) -> str:
+        try:
+            return str(ipaddress.IPv4Address(text))
+        except ValueError:
+            raise self.err(d, f"{text!r} is not an IPv4 address") from None
+
+    def source(self, d: Directive) -> _Source:
+        if d.inline is not None:
+            return _Source(d, d.inline, None, self.base)
+        name = d.args[0]
+        shown = name if os.path.isabs(name) else os.path.normpath(
+            os.path.join(self.shown_base, name))
+        return _Source(d, None, name, self.base, shown)
+
+    def read(self, src: _Source) -> bytes | None:
+        """The bytes of some material; None (and a problem) when it cannot be read."""
+        d = src.directive
+        if src.inline is not None:
+            return src.inline.encode("utf-8", "surrogateescape")
+        name = src.filename
+        path = name if os.path.isabs(name) else os.path.join(src.base, name)
+        try:
+            return read_limited(path)
+        except OSError as exc:
+            if name == "[inline]":
+                self.problem(d, f"says [inline] but no <{d.name}> block follows it (the "
+                             "stock client then looks for a file named '[inline]')")
+            else:
+                self.problem(d, f"cannot read {path}: {exc.strerror}")
+        except ValueError as exc:
+            self.problem(d, f"cannot read {path!r}: {exc}")
+        return None
+
+    def material_problem(self, src: _Source, data: bytes, offset: int, message: str) -> None:
+        """A problem inside some material, named by the line it is on."""
+        d = src.directive
+        line_in = data[:offset].count(b"\n")
+        if src.inline is not None:
+            self.problem(d, message, line=d.line + 1 + line_in)
+        else:
+            self.problem(d, message, path=src.shown, line=line_in + 1)
+
+    # -- applying options
+
+    def apply_all(self, directives: list[Directive]) -> None:
+        for d in directives:
+            try:
+                self.apply(d)
+            except ConfigError as exc:
+                self.problems.append(exc)
+
+    def apply(self, d: Directive, *, soft_unknown: bool = False) -> None:
+        name = d.name
+        if name == "setenv" and d.args and d.args[0] == "opt" and self.in_connection is None:
+            if len(d.args) < 2:
+                raise self.err(d, "'setenv opt' needs an option after it")
+            inner = Directive(d.line, d.args[1], d.args[2:], d.inline, d.path,
+                              " ".join(d.args[1:]))
+            self.apply(inner, soft_unknown=True)
+            return
+        spec = OPTIONS.get(name)
+        problem = None          # why the stock client would call it unrecognized
+        if spec is None:
+            problem = ("unknown option (the stock OpenVPN client refuses it too; "
+                       "'ignore-unknown-option' can name it)")
+        elif spec.unknown_to_26:
+            problem = spec.reason
+        else:
+            n = len(d.args) if d.inline is None else 1
+            if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
+                problem = self.count_message(spec, len(d.args))
+        if problem is not None:
+            if soft_unknown or name in self.ignore_unknown or self.forward_compatible:
+                how = ("'setenv opt'" if soft_unknown else "ignore-unknown-option"
+                       if name in self.ignore_unknown else "setenv FORWARD_COMPATIBLE 1")
+                self.warn(d, f"{problem}: skipped ({how})")
+                self.ignore(d)
+                return
+            raise self.err(d, problem)
+        if d.inline is not None and not spec.inline:
+            raise self.err(d, f"cannot be given inline (as <{name}>)")
+        if self.in_connection is not None and not spec.connection:
+            raise self.err(d, "cannot be used in a <connection> block (the stock client "
+                           "refuses it there too)")
+        if spec.connection and self.in_connection is None and self.connections \
+                and name != "remote":
+            self.warn(d, "ignored by the <connection> blocks above it (as by the stock "
+                      "client)")
+        if spec.warning:
+            self.warn(d, spec.warning)
+        if spec.kind in (REFUSED, REMOVED):
+            raise self.err(d, spec.reason)
+        if spec.kind == IGNORED:
+            if name == "setenv" and d.args[:2] == ["FORWARD_COMPATIBLE", "1"]:
+                self.forward_compatible = True
+            self.ignore(d)
+            return
+        handler = getattr(self, "opt_" + name.replace("-", "_"))
+        handler(d, d.args)
+
+    @staticmethod
+    def count_message(spec: OptionSpec, got: int) -> str:
+        lo, hi = spec.min_args, spec.max_args
+        if hi is None:
+            want = f"at least {lo}"
+        elif lo == hi:
+            want = str(lo)
+        else:
+            want = f"{lo} to {hi}"
+        return f"takes {want} argument{'s' if want != '1' else ''}, got {got}"
+
+    # -- option handlers: one per IMPLEMENTED option ---------------------------------------
+
+    def conn(self) -> _Conn:
+        return self.in_connection if self.in_connection is not None else self.ce
+
+    def opt_remote(self, d: Directive, a: list[str]) -> None:
+        port = self.integer(d, a[1], 1, 65535) if len(a) > 1 else None
+        proto = self.proto_name(d, a[2]) if len(a) > 2 else None
+        entry = (a[0], port, proto, d.line)
+        if self.in_connection is not None:
+            self.in_connection.remote = entry
+        else:
+            self.remotes.append(entry)
+
+    def opt_proto(self, d: Directive, a: list[str]) -> None:
+        self.conn().proto = self.proto_name(d, a[0])
+
+    def opt_port(self, d: Directive, a: list[str]) -> None:
+        self.conn().port = self.integer(d, a[0], 1, 65535)
+
+    opt_rport = opt_port
+
+    def opt_connection(self, d: Directive, a: list[str]) -> None:
+        if d.inline is None:
+            raise self.err(d, "give the connection's options in a <connection> block")
+        sub = copy.deepcopy(self.ce)
+        sub.set_here = set()
+        sub.remote = None
+        before = len(self.problems)
+        directives = lex(d.inline, d.path, first_line=d.line + 1, problems=self.problems,
+                         warnings=self.p.warnings)
+        self.in_connection = sub
+        try:
+            for inner in directives:
+                try:
+                    self.apply(inner)
+                except ConfigError as exc:
+                    self.problems.append(exc)
+        finally:
+            self.in_connection = None
+        if sub.remote is None and len(self.problems) == before:
+            raise self.err(d, "each <connection> block must contain a 'remote' line")
+        if sub.remote is not None:
+            self.connections.append((d.line, sub))
+
+    def opt_remote_random(self, d: Directive, a: list[str]) -> None:
+        self.p.remote_random = True
+
+    def opt_remote_random_hostname(self, d: Directive, a: list[str]) -> None:
+        self.p.remote_random_hostname = True
+
+    def opt_connect_retry(self, d: Directive, a: list[str]) -> None:
+        first = min(self.integer(d, a[0]), 0xFFFF)
+        most = self.integer(d, a[1]) if len(a) > 1 else 300
+        self.conn().connect_retry = (first, max(first, most))
+
+    def opt_connect_retry_max(self, d: Directive, a: list[str]) -> None:
+        self.p.connect_retry_max = self.integer(d, a[0]) or None
+
+    def opt_connect_timeout(self, d: Directive, a: list[str]) -> None:
+        self.conn().connect_timeout = self.integer(d, a[0], 1)
+
+    opt_server_poll_timeout = opt_connect_timeout
+
+    def opt_dev(self, d: Directive, a: list[str]) -> None:
+        self.seen_dev = True
+        if not a[0].startswith("tun"):
+            raise self.err(d, f"'{a[0]}': only tun (layer 3) is supported, not tap")
+
+    def opt_dev_type(self, d: Directive, a: list[str]) -> None:
+        if a[0] != "tun":
+            raise self.err(d, f"'{a[0]}': only tun (layer 3) is supported")
+
+    def opt_ca(self, d: Directive, a: list[str]) -> None:
+        self.material[d.name] = self.source(d)
+
+    opt_cert = opt_key = opt_extra_certs = opt_pkcs12 = opt_ca
+
+    def opt_crl_verify(self, d: Directive, a: list[str]) -> None:
+        if len(a) == 2:
+            if a[1] != "dir":
+                raise self.err(d, f"the second argument can only be 'dir', not {a[1]!r}")
+            raise self.err(d, "a directory of CRLs ('dir') is not supported: give the CRL "
+                           "file or inline <crl-verify>")
+        self.material[d.name] = self.source(d)
+
+    def opt_askpass(self, d: Directive, a: list[str]) -> None:
+        if a and a[0] != "stdin":
+            self.askpass, self.askpass_prompt = self.source(d), False
+        else:
+            self.askpass, self.askpass_prompt = None, True
+
+    def opt_secret(self, d: Directive, a: list[str]) -> None:
+        self.material["secret"] = self.source(d)
+        if d.inline is None and len(a) > 1:
+            self.key_direction = self.direction(d, a[1])
+
+    def opt_tls_auth(self, d: Directive, a: list[str]) -> None:
+        direction = self.direction(d, a[1]) if d.inline is None and len(a) > 1 else None
+        if self.in_connection is not None:
+            c = self.in_connection
+            c.tls_auth = self.source(d)
+            c.key_direction = direction
+        else:
+            self.tls_auth = self.source(d)
+            if direction is not None or (d.inline is None and len(a) > 1):
+                self.key_direction = direction
+
+    def opt_tls_crypt(self, d: Directive, a: list[str]) -> None:
+        if self.in_connection is not None:
+            self.in_connection.tls_crypt = self.source(d)
+        else:
+            self.tls_crypt = self.source(d)
+
+    def opt_key_direction(self, d: Directive, a: list[str]) -> None:
+        if self.in_connection is not None:
+            self.in_connection.key_direction = self.direction(d, a[0])
+        else:
+            self.key_direction = self.direction(d, a[0])
+
+    def opt_remote_cert_tls(self, d: Directive, a: list[str]) -> None:
+        if a[0] not in REMOTE_CERT_TLS_EKU:
+            raise self.err(d, f"must be 'server' or 'client', not {a[0]!r}")
+        self.p.remote_cert_tls = a[0]
+        self.p.remote_cert_ku = KU_REQUIRED
+        self.p.remote_cert_eku = REMOTE_CERT_TLS_EKU[a[0]]
+
+    def opt_remote_cert_ku(self, d: Directive, a: list[str]) -> None:
+        values = []
+        for v in a:
+            try:
+                values.append(int(v, 16))
+            except ValueError:
+                raise self.err(d, f"{v!r} is not a hexadecimal key usage value") from None
+        self.p.remote_cert_ku = tuple(values) if values else KU_REQUIRED
+        self.p.remote_cert_tls = None
+
+    def opt_remote_cert_eku(self, d: Directive, a: list[str]) -> None:
+        self.p.remote_cert_eku = a[0]
+        self.p.remote_cert_tls = None
+
+    def opt_ns_cert_type(self, d: Directive, a: list[str]) -> None:
+        if a[0] not in ("server", "client"):
+            raise self.err(d, f"must be 'server' or 'client', not {a[0]!r}")
+        self.p.ns_cert_type = a[0]
+        self.warn(d, "deprecated: use 'remote-cert-tls server' (erebus checks the TLS "
+                  "server purpose of the certificate, as OpenVPN 2.6 does)")
+
+    def opt_verify_x509_name(self, d: Directive, a: list[str]) -> None:
+        if not a[0]:
+            raise self.err(d, "the name is empty")
+        kind = a[1] if len(a) > 1 else "subject"
+        if kind not in ("subject", "name", "name-prefix"):
+            raise self.err(d, f"unknown type {kind!r}")
+        self.p.verify_x509_name = (a[0], kind)
+
+    def opt_tls_version_min(self, d: Directive, a: list[str]) -> None:
+        if len(a) > 1 and a[1] != "or-highest":
+            raise self.err(d, f"the second argument can only be 'or-highest', not {a[1]!r}")
+        self.p.tls_version_min = a[0]
+
+    def opt_tls_version_max(self, d: Directive, a: list[str]) -> None:
+        self.p.tls_version_max = a[0]
+
+    def opt_tls_cipher(self, d: Directive, a: list[str]) -> None:
+        self.p.tls_cipher = ":".join(openssl_cipher_name(c) for c in a[0].split(":"))
+
+    def opt_tls_ciphersuites(self, d: Directive, a: list[str]) -> None:
+        self.p.tls_ciphersuites = a[0]
+
+    def opt_data_ciphers(self, d: Directive, a: list[str]) -> None:
+        usable = []
+        for c in (c for c in a[0].split(":") if c):
+            c = c.lstrip("?")   # '?' marks an optional cipher in 2.6
+            n = normalize_cipher(c)
+            if n == "none" or n in AEAD_CIPHERS or n in CBC_CIPHERS:
+                usable.append(n)
+            else:
+                self.warn(d, f"cipher {c} is not supported by erebus and is left out")
+        if not usable:
+            raise self.err(d, f"none of {a[0]} is supported by erebus")
+        self.p.data_ciphers = usable
+
+    opt_ncp_ciphers = opt_data_ciphers
+
+    def opt_data_ciphers_fallback(self, d: Directive, a: list[str]) -> None:
+        self.p.data_ciphers_fallback = self.cipher_name(d, a[0])
+
+    def opt_cipher(self, d: Directive, a: list[str]) -> None:
+        self.p.cipher = self.cipher_name(d, a[0])
+        self.cipher_directive = d
+
+    def opt_auth(self, d: Directive, a: list[str]) -> None:
+        digest = normalize_digest(a[0])         # None: 'none' or '[null-digest]'
+        if digest is None:
+            self.p.auth = "none"
+        elif digest in DIGESTS:
+            self.p.auth = digest
+        else:
+            raise self.err(d, f"unsupported digest {a[0]}")
+
+    def opt_auth_user_pass(self, d: Directive, a: list[str]) -> None:
+        self.p.auth_user_pass = True
+        if d.inline is not None or (a and a[0] != "stdin"):
+            self.material["auth-user-pass"] = self.source(d)
+        else:
+            self.material.pop("auth-user-pass", None)
+
+    def opt_ping(self, d: Directive, a: list[str]) -> None:
+        self.p.ping = self.integer(d, a[0])
+
+    def opt_ping_restart(self, d: Directive, a: list[str]) -> None:
+        self.p.ping_restart = self.integer(d, a[0])
+
+    def opt_keepalive(self, d: Directive, a: list[str]) -> None:
+        self.p.ping = self.integer(d, a[0])
+        self.p.ping_restart = self.integer(d, a[1])
+
+    def opt_tun_mtu(self, d: Directive, a: list[str]) -> None:
+        self.conn().tun_mtu = self.integer(d, a[0], 576, 65535)
+
+    def opt_hand_window(self, d: Directive, a: list[str]) -> None:
+        self.p.hand_window = self.integer(d, a[0], 1)
+
+    def opt_replay_window(self, d: Directive, a: list[str]) -> None:
+        if a:
+            self.p.replay_window = self.integer(d, a[0], 1, 65536)
+
+    def opt_comp_lzo(self, d: Directive, a: list[str]) -> None:
+        text = " ".join([d.name, *a])
+        try:
+            Compression.from_options(text, None)
+        except SessionError as exc:
+            raise self.err(d, str(exc)) from None
+        self.p.compression = text
+
+    opt_compress = opt_comp_lzo
+
+    def opt_allow_compression(self, d: Directive, a: list[str]) -> None:
+        if a[0] not in ("yes", "no", "asym"):
+            raise self.err(d, f"must be yes, no or asym, not {a[0]!r}")
+        # erebus never compresses what it sends (VORACLE): 'yes' acts as 'asym'
+        self.p.allow_compression = "no" if a[0] == "no" else "asym"
+
+    def opt_reneg_sec(self, d: Directive, a: list[str]) -> None:
+        value = self.integer(d, a[0])
+        self.p.reneg_sec = float(value) if value else None
+
+    def opt_reneg_bytes(self, d: Directive, a: list[str]) -> None:
+        value = self.integer(d, a[0], 0, 2**62)
+        self.p.reneg_bytes = value or None
+
+    def opt_explicit_exit_notify(self, d: Directive, a: list[str]) -> None:
+        self.conn().explicit_exit_notify = self.integer(d, a[0]) if a else 1
+
+    def opt_ifconfig(self, d: Directive, a: list[str]) -> None:
+        self.p.ifconfig = (self.ipv4(d, a[0]), self.ipv4(d, a[1]))
+
+    def opt_route(self, d: Directive, a: list[str]) -> None:
+        mask = a[1] if len(a) > 1 and a[1] != "default" else "255.255.255.255"
+        self.p.routes.append((a[0], mask))
+        self.ignore(d)
+
+    def opt_dhcp_option(self, d: Directive, a: list[str]) -> None:
+        if a[0].upper() == "DNS" and len(a) == 2 and ":" not in a[1]:
+            self.p.dns.append(self.ipv4(d, a[1]))
+        self.ignore(d)
+
+    def opt_ignore_unknown_option(self, d: Directive, a: list[str]) -> None:
+        self.ignore_unknown.update(a)
+
+    def opt_client(self, d: Directive, a: list[str]) -> None:
+        self.p.tls_client = True     # what erebus does unless the profile is static-key
+        if self.client_directive is None:
+            self.client_directive = d
+
+    opt_tls_client = opt_client
+
+    def opt_pull(self, d: Directive, a: list[str]) -> None:
+        pass
+
+    def opt_cd(self, d: Directive, a: list[str]) -> None:
+        folder = a[0] if os.path.isabs(a[0]) else os.path.join(self.base, a[0])
+        if not os.path.isdir(folder):
+            raise self.err(d, f"cd to {folder!r} failed: no such folder")
+        self.base = folder
+        self.shown_base = a[0] if os.path.isabs(a[0]) else os.path.normpath(
+            os.path.join(self.shown_base, a[0]))
+
+    def opt_config(self, d: Directive, a: list[str]) -> None:
+        path = a[0] if os.path.isabs(a[0]) else os.path.join(self.base, a[0])
+        if self.included > MAX_INCLUDED:
+            return                        # refused once already (see below): not read again
+        if self.depth + 1 >= MAX_CONFIG_DEPTH:
+            raise self.err(d, f"more than {MAX_CONFIG_DEPTH} nested 'config' files (does a "
+                           "file include itself?)")
+        try:
+            raw = read_limited(path)
+        except OSError as exc:
+            raise self.err(d, f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise self.err(d, f"cannot read {path!r}: {exc}") from None
+        self.included += len(raw)
+        if self.included > MAX_INCLUDED:
+            raise self.err(d, f"the 'config' files of this profile add up to more than "
+                           f"{MAX_INCLUDED >> 20} MiB (is one included again and again?)")
+        text = _decode(raw, path, self.problems)
+        if text is None:
+            return
+        self.depth += 1
+        try:
+            self.apply_all(lex(text, path, problems=self.problems, warnings=self.p.warnings))
+        finally:
+            self.depth -= 1
+
+    # -- after the last option -------------------------------------------------------------
+
+    def finish(self) -> Profile:
+        p = self.p
+        # an option whose line failed is not also reported missing
+        self.failed = {e.option for e in self.problems if e.option}
+        self.finish_remotes()
+        self.finish_tls_wrap()
+        secret = self.material.get("secret")
+        if secret is not None:
+            data = self.read(secret)
+            if data is not None:
+                try:
+                    p.static_key = parse_static_key(
+                        data, source=f"{secret.directive.path}:{secret.directive.line}")
+                except ConfigError as exc:
+                    self.problems.append(self.reattach(exc, secret.directive))
+            return self.finish_static()
+        self.finish_credentials()
+        self.finish_pki()
+        self.warn_no_server_verification()
+        self.warn_cipher_ignored()
+        if not self.seen_dev:
+            p.warnings.append(f"{self.path}: dev: no 'dev tun' line (the stock client "
+                              "refuses a profile without one; erebus needs no device)")
+        return p
+
+    # Options that make 2.6 verify the server beyond the CA chain (init.c,
+    # do_option_warnings); given but refused, they are reported as problems instead.
+    # verify-hash is not one: it checks depth 1 (the CA), and 2.6 counts only a
+    # depth-0 hash (peer-fingerprint).
+    SERVER_VERIFICATION = ("tls-verify", "verify-x509-name", "ns-cert-type", "remote-cert-tls",
+                           "remote-cert-eku", "peer-fingerprint")
+
+    def warn_no_server_verification(self) -> None:
+        """init.c ``do_option_warnings``: a TLS client with none of tls-verify,
+        verify-x509-name, ns-cert-type server, remote-cert-eku (remote-cert-tls sets it),
+        a depth-0 verify-hash (peer-fingerprint) is warned, in its words: any certificate
+        of the same CA -- another client's -- can then act as the server.
+        remote-cert-ku alone does not count, nor verify-hash (depth 1), as in 2.6.  The
+        line is that of client/tls-client, else of the CA."""
+        p = self.p
+        if p.remote_cert_eku or p.verify_x509_name or p.ns_cert_type == "server" \
+                or self.failed & set(self.SERVER_VERIFICATION):
+            return
+        d = self.client_directive or next(
+            (self.material[n].directive for n in ("ca", "pkcs12") if n in self.material), None)
+        self.warn(d, "WARNING: No server certificate verification method has been enabled.  "
+                  "See http://openvpn.net/howto.html#mitm for more info.")
+
+    def warn_cipher_ignored(self) -> None:
+        """options.c ``options_postprocess_cipher`` (a pulling client): 'cipher' outside
+        data-ciphers and no data-ciphers-fallback is not used for anything, in 2.6's
+        words.  Without a data-ciphers-fallback line the profile's 'cipher' is never a
+        data cipher that erebus accepts either."""
+        p = self.p
+        if p.cipher is None or p.data_ciphers_fallback is not None \
+                or p.cipher in p.data_ciphers:
+            return
+        self.warn(self.cipher_directive,
+                  f"DEPRECATED OPTION: --cipher set to '{p.cipher}' but missing in "
+                  f"--data-ciphers ({':'.join(p.data_ciphers)}). OpenVPN ignores --cipher "
+                  "for cipher negotiations.")
+
+    def reattach(self, exc: ConfigError, d: Directive) -> ConfigError:
+        if exc.line is not None and exc.path is not None:
+            return exc
+        message = str(exc)
+        prefix = f"{d.path}:{d.line}: "
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+        return ConfigError(message, path=d.path, line=d.line, option=d.name)
+
+    def finish_remotes(self) -> None:
+        p, ce = self.p, self.ce
+        remotes: list[Remote] = []
+        if self.connections:
+            if self.remotes:
+                p.warnings.append(f"{self.path}: remote: the 'remote' lines outside "
+                                  "<connection> blocks are ignored, as by the stock client")
+            for block_line, c in self.connections:
+                host, port, proto, line = c.remote
+                remotes.append(Remote(host, port or c.port, proto or c.proto, line,
+                                      block_line, c.connect_timeout, c.connect_retry,
+                                      c.explicit_exit_notify, c.tun_mtu))
+        else:
+            for host, port, proto, line in self.remotes:
+                remotes.append(Remote(host, port or ce.port, proto or ce.proto, line, None,
+                                      ce.connect_timeout, ce.connect_retry,
+                                      ce.explicit_exit_notify, ce.tun_mtu))
+        if p.remote_random and len(remotes) > 1:
+            (self.rng or random.SystemRandom()).shuffle(remotes)
+        p.remotes = remotes
+        p.connect_timeout = ce.connect_timeout
+        p.connect_retry = ce.connect_retry
+        p.tun_mtu = ce.tun_mtu
+        p.explicit_exit_notify = ce.explicit_exit_notify
+        for r in remotes:
+            if r.proto != "udp" and r.explicit_exit_notify:
+                r.explicit_exit_notify = 0      # the stock client ignores it over TCP
+        if not remotes and not self.failed & {"remote", "connection"}:
+            self.problem(None, "no 'remote' line: nothing to connect to", option="remote")
+
+    def finish_tls_wrap(self) -> None:
+        """tls-auth / tls-crypt: a <connection> block's own, else the profile's."""
+        p = self.p
+        if self.tls_auth is not None and self.tls_crypt is not None:
+            self.problem(self.tls_crypt.directive, "tls-auth and tls-crypt cannot be used "
+                         "together (the stock client refuses it too)")
+            return
+        if self.tls_auth is not None:
+            profile_wide = ("tls-auth", self.tls_auth, self.key_direction)
+        elif self.tls_crypt is not None:
+            profile_wide = ("tls-crypt", self.tls_crypt, None)
+        else:
+            profile_wide = None
+        choices = []
+        for _, c in self.connections:
+            if c.tls_auth is not None:
+                choices.append(("tls-auth", c.tls_auth, c.key_direction))
+            elif c.tls_crypt is not None:
+                choices.append(("tls-crypt", c.tls_crypt, None))
+            else:
+                choices.append(profile_wide)
+        if not self.connections:
+            choices.append(profile_wide)
+        distinct = {None if ch is None else (ch[0], ch[1].directive.path,
+                                             ch[1].directive.line, ch[2]) for ch in choices}
+        if len(distinct) > 1:
+            self.problem(None, "the <connection> blocks use different tls-auth/tls-crypt "
+                         "keys; erebus supports one for the whole profile for now",
+                         option="connection")
+            return
+        if choices[0] is None:
+            return
+        kind, src, direction = choices[0]
+        data = self.read(src)
+        if data is None:
+            return
+        try:
+            key = parse_static_key(data, source=f"{src.directive.path}:{src.directive.line}")
+        except ConfigError as exc:
+            self.problems.append(self.reattach(exc, src.directive))
+            return
+        p.tls_wrap = kind
+        if kind == "tls-auth":
+            p.tls_auth_key, p.tls_auth_direction = key, direction
+        else:
+            p.tls_crypt_key = key
+
+    def finish_static(self) -> Profile:
+        """A static-key profile: no TLS, no CA; the cipher and ifconfig are needed."""
+        p = self.p
+        d = self.material["secret"].directive
+
+        def fail(message: str) -> None:
+            self.problem(d, message, option="secret")
+
+        if p.tls_client or p.tls_wrap or p.auth_user_pass:
+            fail("a static-key profile cannot also use TLS (client, tls-client, tls-auth, "
+                 "tls-crypt, auth-user-pass)")
+        if p.cipher is None:
+            fail("static-key mode needs an explicit 'cipher' (OpenVPN's default BF-CBC is "
+                 "not supported)")
+        if p.ifconfig is None:
+            fail("static-key mode needs 'ifconfig LOCAL REMOTE'")
+        if p.compression:
+            fail("compression in static-key mode is not supported")
+        if any(r.proto != "udp" for r in p.remotes):
+            fail("static-key mode over TCP is not supported")
+        p.static_direction = self.key_direction
+        p.warnings.append(f"{d.path}:{d.line}: secret: static-key mode is deprecated and "
+                          "removed in OpenVPN 2.7; ask for a TLS profile")
+        return p
+
+    def finish_credentials(self) -> None:
+        p = self.p
+        src = self.material.get("auth-user-pass")
+        p.username = p.password = None
+        if src is not None:
+            data = self.read(src)
+            if data is not None:
+                lines = data.decode("utf-8", "replace").splitlines()
+                if not lines or not lines[0]:
+                    self.problem(src.directive, "the credentials have no username line")
+                else:
+                    # like 2.6: a file with the username only means "ask for the password"
+                    p.username = lines[0]
+                    p.password = lines[1] if len(lines) > 1 else None
+        if self.askpass is not None:
+            data = self.read(self.askpass)
+            if data is not None:
+                lines = data.decode("utf-8", "replace").splitlines()
+                p.key_passphrase = lines[0] if lines else ""
+
+    def finish_pki(self) -> None:
+        p = self.p
+        m = self.material
+        if "pkcs12" in m:
+            for other in ("cert", "key"):
+                if other in m:
+                    self.problem(m[other].directive, "cannot be used together with "
+                                 "'pkcs12' (the stock client refuses it too)")
+        ca = self.certificates("ca")
+        if ca is not None:
+            p.ca = ca
+        cert = self.certificates("cert")
+        if cert is not None:
+            p.cert = cert
+        extra = self.certificates("extra-certs")
+        if extra is not None:
+            p.extra_certs = extra
+        self.private_key()
+        if "pkcs12" in m:
+            self.load_pkcs12(m["pkcs12"])
+        crl = m.get("crl-verify")
+        if crl is not None:
+            self.load_crl(crl)
+        if "ca" not in m and "pkcs12" not in m and not self.failed & {"ca", "pkcs12"}:
+            self.problem(None, "no CA certificate ('ca' or <ca>): the server cannot be "
+                         "verified", option="ca")
+        has_cert = p.cert is not None or p.pkcs12 is not None or "cert" in m
+        has_key = p.key is not None or p.pkcs12 is not None or "key" in m
+        if has_cert != has_key and not self.failed & {"cert", "key", "pkcs12"}:
+            missing = "key" if not has_key else "cert"
+            self.problem(None, "a client certificate needs its key and the key its "
+                         f"certificate: '{missing}' is missing", option=missing)
+        if not has_cert and not p.auth_user_pass and "pkcs12" not in m \
+                and not self.failed & {"cert", "key", "pkcs12", "auth-user-pass"}:
+            self.problem(None, "no client certificate and no auth-user-pass: the server "
+                         "has no way to authenticate this client", option="cert")
+        self.match_key()
+
+    def certificates(self, name: str) -> bytes | None:
+        src = self.material.get(name)
+        if src is None:
+            return None
+        data = self.read(src)
+        if data is None:
+            return None
+        try:
+            check_certificates(data)
+        except PemError as exc:
+            self.material_problem(src, data, exc.offset, str(exc))
+            return None
+        return data
+
+    def private_key(self) -> None:
+        p = self.p
+        src = self.material.get("key")
+        if src is None:
+            return
+        data = self.read(src)
+        if data is None:
+            return
+        try:
+            block = private_key_block(data)
+            if not block.locked:
+                check_private_key(block)
+        except PemError as exc:
+            self.material_problem(src, data, exc.offset, str(exc))
+            return
+        if not block.locked:
+            p.key = data
+            return
+        p.key = block.text + b"\n"
+        p.key_encrypted = True
+        if p.key_passphrase is not None:
+            try:
+                p.key = unlock_key(block.text, p.key_passphrase)
+                p.key_encrypted = False
+            except ValueError:
+                self.problem(self.askpass.directive if self.askpass else src.directive,
+                             "the passphrase does not unlock the private key")
+
+    def load_pkcs12(self, src: _Source) -> None:
+        p = self.p
+        data = self.read(src)
+        if data is None:
+            return
+        tries: list[bytes | None] = [None, b""]
+        if p.key_passphrase is not None:
+            tries.append(p.key_passphrase.encode())
+        try:
+            if src.inline is not None:
+                data = pkcs12_from_base64(data)
+            opened = open_pkcs12(data, tries)
+        except Pkcs12Error as exc:
+            self.problem(src.directive, str(exc))
+            return
+        if opened is not None:
+            problem = _from_pkcs12(p, *opened, has_ca="ca" in self.material)
+            if problem:
+                self.problem(src.directive, problem)
+            return
+        if p.key_passphrase is not None:
+            self.problem(src.directive, "the passphrase does not unlock the PKCS#12 bundle "
+                         "(or it is damaged)")
+            return
+        p.pkcs12 = data              # locked: unlocked once the passphrase is known
+        p.key_encrypted = True
+
+    def load_crl(self, src: _Source) -> None:
+        data = self.read(src)
+        if data is None:
+            return
+        try:
+            check_crls(data)
+        except PemError as exc:
+            self.material_problem(src, data, exc.offset, str(exc))
+            return
+        self.p.crl = data
+
+    def match_key(self) -> None:
+        """The stock client refuses a key that is not the certificate's."""
+        p = self.p
+        if p.cert is None or p.key is None or p.key_encrypted:
+            return
+        if not key_matches_certificate(p.key, p.cert):
+            src = self.material.get("key") or self.material.get("pkcs12")
+            self.problem(src.directive if src else None, "the private key does not match "
+                         "the certificate", option="key")
+
+
+def _from_pkcs12(p: Profile, key, cert, extra, *, has_ca: bool) -> str | None:
+    """Certificate, key and (unless the profile has its own 'ca') CA from a PKCS#12
+    bundle; what is wrong with it, if anything."""
+    if key is None or cert is None:
+        return "the PKCS#12 bundle has no certificate and key"
+    p.cert, p.key, cas = pkcs12_pems(key, cert, extra)
+    p.pkcs12, p.key_encrypted = None, False
+    if has_ca:
+        return None
+    if not cas:
+        return ("the PKCS#12 bundle has no CA certificate and the profile no 'ca': the "
+                "server cannot be verified")
+    p.ca = cas          # like the stock client: the bundle's CA certificates are the anchors
+    return None
+
+
+def openssl_cipher_name(name: str) -> str:
+    """OpenSSL's name of a TLS 1.2 cipher given by its IANA-style name, as the stock
+    client translates them (TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256 becomes
+    ECDHE-ECDSA-AES128-GCM-SHA256); OpenSSL names and keywords pass unchanged."""
+    m = re.fullmatch(r"TLS-(.+)-WITH-(AES|CAMELLIA|ARIA)-(\d+)-(GCM|CBC|CCM8?)(?:-(SHA\d*))?",
+                     name, re.I)
+    chacha = re.fullmatch(r"TLS-(.+)-WITH-CHACHA20-POLY1305(?:-SHA256)?", name, re.I)
+    if chacha:
+        kx = chacha.group(1).upper()
+        return ("" if kx == "RSA" else kx + "-") + "CHACHA20-POLY1305"
+    if not m:
+        return name
+    kx, algo, bits, mode, digest = (g.upper() if g else g for g in m.groups())
+    if mode == "CBC":
+        body = f"{algo}{bits}-{digest or 'SHA'}"
+    else:
+        body = f"{algo}{bits}-{mode}" + (f"-{digest}" if digest and mode == "GCM" else "")
+    return ("" if kx == "RSA" else kx + "-") + body
+
+
+def _decode(raw: bytes, path: str, problems: list[ConfigError]) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        problems.append(ConfigError("not valid UTF-8", path=path, line=line))
+        return None
+
+
+# -- entry points --------------------------------------------------------------------------
+
+@dataclass
+class Reading:
+    """What :func:`read_profile` found: the profile (None when it has problems), every
+    problem, and the warnings."""
+
+    path: str
+    profile: Profile | None
+    problems: list[ConfigError]
+    warnings: list[str]
+    draft: Profile | None = None      # what was understood, even with problems
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _read_text(text: str, path: str, rng: random.Random | None,
+               problems: list[ConfigError] | None = None) -> Reading:
+    reader = _Reader(path, rng=rng)
+    if problems:
+        reader.problems.extend(problems)
+    directives = lex(text, path, problems=reader.problems, warnings=reader.p.warnings)
+    reader.apply_all(directives)
+    profile = reader.finish()
+    problems = sorted(reader.problems, key=_problem_order(path))
+    return Reading(path, None if problems else profile, problems, reader.p.warnings,
+                   profile)
+
+
+def _problem_order(path: str):
+    def key(exc: ConfigError):
+        return (exc.path != path, exc.path or "", exc.line is None, exc.line or 0)
+    return key
+
+
+def parse_profile(text: str, path: str = "<profile>", *,
+                  rng: random.Random | None = None) -> Profile:
+    """The profile ``text`` describes; :class:`ProfileError` lists every problem."""
+    reading = _read_text(text, path, rng)
+    if reading.problems:
+        raise ProfileError(reading.problems)
+    return reading.profile
+
+
+def read_profile(path: str, *, rng: random.Random | None = None) -> Reading:
+    """Read a profile file offline and report everything: never raises for the profile's
+    own problems, never asks for anything, never touches the network."""
+    try:
+        raw = read_limited(path)
+    except OSError as exc:
+        problem = ConfigError(f"cannot read the profile: {exc.strerror}", path=path)
+        return Reading(path, None, [problem], [])
+    problems: list[ConfigError] = []
+    text = _decode(raw, path, problems)
+    if text is None:
+        return Reading(path, None, problems, [])
+    return _read_text(text, path, rng)
+
+
+def load_profile(path: str, *, rng: random.Random | None = None, stdin=None,
+                 prompt: Callable[[str], str] = getpass.getpass) -> Profile:
+    """The profile at ``path``, ready to connect with: an encrypted private key or
+    PKCS#12 bundle is unlocked (askpass, or a prompt on the terminal)."""
+    reading = read_profile(path, rng=rng)
+    if reading.problems:
+        raise ProfileError(reading.problems)
+    profile = reading.profile
+    for warning in reading.warnings:
+        log.warning("%s", warning)
+    unlock(profile, stdin=stdin, prompt=prompt)
+    return profile
+
+
+def unlock(profile: Profile, *, stdin=None, prompt: Callable[[str], str] = getpass.getpass
+           ) -> None:
+    """Ask for the passphrase of an encrypted private key or PKCS#12 bundle, on the
+    terminal like the stock client, and unlock it; never echoed, never logged."""
+    if not profile.key_encrypted:
+        return
+    stream = stdin or sys.stdin
+    if stream is None or not stream.isatty():
+        raise ConfigError("the private key is protected by a passphrase and there is no "
+                          "terminal to ask on: give 'askpass FILE' (the passphrase on its "
+                          "first line)", path=profile.path, option="askpass")
+    passphrase = prompt("Enter Private Key Password: ")
+    if profile.pkcs12 is not None:
+        try:
+            opened = open_pkcs12(profile.pkcs12, [passphrase.encode()])
+        except Pkcs12Error as exc:
+            raise ConfigError(str(exc), path=profile.path, option="pkcs12") from None
+        if opened is None:
+            raise ConfigError("the passphrase does not unlock the PKCS#12 bundle",
+                              path=profile.path, option="pkcs12")
+        problem = _from_pkcs12(profile, *opened, has_ca=profile.ca is not None)
+        if problem:
+            raise ConfigError(problem, path=profile.path, option="pkcs12")
+        return
+    try:
+        profile.key = unlock_key(profile.key, passphrase)
+    except ValueError:
+        raise ConfigError("the passphrase does not unlock the private key",
+                          path=profile.path, option="key") from None
+    profile.key_encrypted = False
+    if profile.cert is not None and not key_matches_certificate(profile.key, profile.cert):
+        raise ConfigError("the private key does not match the certificate",
+                          path=profile.path, option="key")
