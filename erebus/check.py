@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 
 from .errors import ConfigError
-from .openvpn.config import (KU_REQUIRED, OPTIONS, Profile, Reading, read_profile)
+from .openvpn.options import OPTIONS
+from .openvpn.profile import KU_REQUIRED, Profile
+from .openvpn.reader import Reading, read_profile
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

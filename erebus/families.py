@@ -39,7 +39,7 @@ def _base(path: str) -> str:
 
 def _openvpn_load(path: str, conn: str | None):
     from . import credentials
-    from .openvpn.config import load_profile
+    from .openvpn.reader import load_profile
     profile = load_profile(path)
     credentials.complete(profile)
     return profile

@@ -15,7 +15,9 @@ class NetErrorReason(enum.Enum):
     REFUSED = "refused"           # a RST answering our SYN, or ICMP port unreachable
     RESET = "reset"               # a RST on an open connection
     TIMED_OUT = "timed out"       # retransmissions (or keepalive probes) unanswered
-    UNREACHABLE = "unreachable"   # any other ICMP destination unreachable, time exceeded
+    UNREACHABLE = "unreachable"   # ICMP host unreachable, and any other unreachable code
+    NET_UNREACHABLE = "network unreachable"   # ICMP network unreachable
+    TTL_EXPIRED = "ttl expired"   # ICMP time exceeded in transit
     CLOSED = "closed"             # the connection is not open for sending (any more)
 
 

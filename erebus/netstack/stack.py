@@ -64,14 +64,15 @@ ICMP_ERRORS_BURST = 50
 # what an ICMP error means for the connection or datagram it quotes (any other type
 # and code: UNREACHABLE, named by its numbers)
 _ICMP_ERRORS = {
-    (icmp.DEST_UNREACH, icmp.UNREACH_NET): (NetErrorReason.UNREACHABLE, "network unreachable"),
+    (icmp.DEST_UNREACH, icmp.UNREACH_NET): (NetErrorReason.NET_UNREACHABLE,
+                                             "network unreachable"),
     (icmp.DEST_UNREACH, icmp.UNREACH_HOST): (NetErrorReason.UNREACHABLE, "host unreachable"),
     (icmp.DEST_UNREACH, icmp.UNREACH_PROTOCOL): (NetErrorReason.UNREACHABLE,
                                                  "protocol unreachable"),
     (icmp.DEST_UNREACH, icmp.UNREACH_PORT): (NetErrorReason.REFUSED, "connection refused"),
     (icmp.DEST_UNREACH, icmp.UNREACH_ADMIN_PROHIBITED): (NetErrorReason.UNREACHABLE,
                                                          "administratively prohibited"),
-    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): (NetErrorReason.UNREACHABLE,
+    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): (NetErrorReason.TTL_EXPIRED,
                                               "TTL expired in transit"),
 }
 

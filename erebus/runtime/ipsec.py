@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from ..errors import SessionError
 from ..ipsec.ikeprofile import IkeProfile
@@ -100,8 +101,9 @@ class IkeDriver:
         return [Endpoint(host, p.remote_port, "udp", p.local_port) for host in p.remote_addrs]
 
     def new_session(self, now, endpoint, local, remote, previous) -> IkeSession:
-        return IkeSession(self.profile, now, rng=self.rng, local_addr=local,
-                          remote_addr=remote, initiator_factory=self._initiator_factory)
+        return IkeSession(self.profile, now, rng=self.rng, wall_clock=time.time,
+                          local_addr=local, remote_addr=remote,
+                          initiator_factory=self._initiator_factory)
 
 
 class IkeTunnel(ShellTunnel):

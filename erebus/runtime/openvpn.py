@@ -16,9 +16,10 @@ import logging
 import os
 import socket
 import struct
+import time
 from typing import Callable
 
-from ..openvpn.config import Profile
+from ..openvpn.profile import Profile
 from ..openvpn.push import Route
 from ..openvpn.session import ClientSession, SessionSettings
 from ..openvpn.static import StaticKeySession, StaticKeySettings
@@ -161,7 +162,8 @@ class OpenVPNDriver:
         settings = session_settings(p)
         settings.auth_token = token
         settings.proto = endpoint.proto
-        return ClientSession(settings, now, rng=self.rng, tls_context=self._tls_context)
+        return ClientSession(settings, now, rng=self.rng, clock=time.time,
+                             tls_context=self._tls_context)
 
 
 class OpenVPNTunnel(ShellTunnel):

@@ -44,7 +44,9 @@ def _error_for(error: NetError | None) -> OSError:
     connection that closed before it opened, with no reason from the peer)."""
     if error is None:
         return OSError("connection failed")
-    return _OS_ERRORS.get(error.reason, OSError)(str(error))
+    exc = _OS_ERRORS.get(error.reason, OSError)(str(error))
+    exc.reason = error.reason            # for the SOCKS reply code (expose/socks.py)
+    return exc
 
 
 class TcpTransport(asyncio.Transport):

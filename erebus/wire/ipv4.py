@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import os
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -87,13 +86,14 @@ def to_ip(addr: int | str | bytes) -> int:
     raise ValueError(f"not an IPv4 address: {addr!r}")
 
 
-_ident_counter = itertools.count(int.from_bytes(os.urandom(2), "big"))
+_ident_counter = itertools.count()
 
 
 def next_ident() -> int:
-    """Next value of the process-wide IPv4 identification counter: the default of the
-    builders, for a caller without a counter of its own (the network stack has one,
-    seeded from its rng, so that it is deterministic)."""
+    """Next value of the process-wide IPv4 identification counter (from 0): the default
+    of the builders, for a caller without a counter of its own, whose packets carry DF
+    (atomic datagrams: RFC 6864 section 4.1 gives the field no meaning then).  The
+    network stack has its own, seeded from its rng."""
     return next(_ident_counter) & 0xFFFF
 
 

@@ -58,8 +58,9 @@ def _syn_and_icmp(code: int, kind: int = icmp.DEST_UNREACH):
 @pytest.mark.parametrize("kind, code, reason, text", [
     (icmp.DEST_UNREACH, icmp.UNREACH_PORT, NetErrorReason.REFUSED, "connection refused"),
     (icmp.DEST_UNREACH, icmp.UNREACH_HOST, NetErrorReason.UNREACHABLE, "host unreachable"),
-    (icmp.DEST_UNREACH, icmp.UNREACH_NET, NetErrorReason.UNREACHABLE, "network unreachable"),
-    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL, NetErrorReason.UNREACHABLE,
+    (icmp.DEST_UNREACH, icmp.UNREACH_NET, NetErrorReason.NET_UNREACHABLE,
+     "network unreachable"),
+    (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL, NetErrorReason.TTL_EXPIRED,
      "TTL expired in transit"),
     (icmp.DEST_UNREACH, 4, NetErrorReason.UNREACHABLE, "ICMP type 3 code 4"),
 ])

@@ -40,7 +40,7 @@ class ProxyError(Exception):
 
 
 def _status_for(exc: BaseException) -> int:
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "timed out" in str(exc):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return 504
     return 502
 

@@ -15,6 +15,7 @@ import logging
 import struct
 
 from ...credentials import ProxyCredentials
+from ...netstack.errors import NetErrorReason
 from .dns import ResolveError
 from .forward import Half
 
@@ -39,19 +40,24 @@ HANDSHAKE_LIMIT = 1024          # bytes buffered before the request is complete
 HANDSHAKE_TIMEOUT = 30.0
 
 
+_BY_REASON = {NetErrorReason.REFUSED: REP_CONNECTION_REFUSED,
+              NetErrorReason.TTL_EXPIRED: REP_TTL_EXPIRED,
+              NetErrorReason.NET_UNREACHABLE: REP_NETWORK_UNREACHABLE,
+              NetErrorReason.UNREACHABLE: REP_HOST_UNREACHABLE,
+              NetErrorReason.TIMED_OUT: REP_HOST_UNREACHABLE}
+
+
 def reply_code(exc: BaseException) -> int:
-    """The SOCKS reply for a failed CONNECT."""
-    text = str(exc).lower()
+    """The SOCKS reply for a failed CONNECT, by the error's type and the stack's reason
+    (erebus.netstack.errors), never by its words."""
     if isinstance(exc, ResolveError):
         return REP_HOST_UNREACHABLE
-    if isinstance(exc, ConnectionRefusedError) or "refused" in text:
+    if isinstance(exc, ConnectionRefusedError):
         return REP_CONNECTION_REFUSED
-    if "ttl" in text:
-        return REP_TTL_EXPIRED
-    if "network unreachable" in text:
-        return REP_NETWORK_UNREACHABLE
-    if isinstance(exc, (ResolveError, TimeoutError, asyncio.TimeoutError)) or \
-            "unreachable" in text or "timed out" in text:
+    code = _BY_REASON.get(getattr(exc, "reason", None))
+    if code is not None:
+        return code
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return REP_HOST_UNREACHABLE
     return REP_GENERAL_FAILURE
 
