@@ -16,8 +16,10 @@ section 7.1, RFC 7634) and there are no SK_a.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
+from ...crypto.seal import Rng, SealOpen
 from .suites import IkeSuite, Prf, get_prf
 
 __all__ = ["prf_plus", "IkeSaKeys", "skeyseed", "rekey_skeyseed", "derive_ike_sa_keys",
@@ -42,7 +44,8 @@ def prf_plus(prf: Prf | int, key: bytes, seed: bytes, length: int) -> bytes:
 
 @dataclass(slots=True, repr=False)
 class IkeSaKeys:
-    """The seven keys of an IKE SA (section 2.14) and the suite they are for."""
+    """The seven keys of an IKE SA (section 2.14) and the suite they are for; ``rng``
+    gives the IVs of its SK payloads."""
 
     suite: IkeSuite
     sk_d: bytes
@@ -52,9 +55,20 @@ class IkeSaKeys:
     sk_er: bytes
     sk_pi: bytes
     sk_pr: bytes
+    rng: Rng = field(default=os.urandom, compare=False)
+    _sealers: dict = field(default_factory=dict, init=False, compare=False)
 
     def __repr__(self) -> str:
         return f"IkeSaKeys({self.suite.name})"
+
+    def sealer(self, sender_initiator: bool) -> SealOpen:
+        """The protection of what the IKE SA's initiator (True: SK_ei, SK_ai) or its
+        responder (False: SK_er, SK_ar) sends; built at first use, then kept."""
+        sealer = self._sealers.get(sender_initiator)
+        if sealer is None:
+            keys = (self.sk_ei, self.sk_ai) if sender_initiator else (self.sk_er, self.sk_ar)
+            sealer = self._sealers[sender_initiator] = self.suite.sealer(*keys, self.rng)
+        return sealer
 
     @property
     def prf(self) -> Prf:
@@ -73,7 +87,7 @@ def rekey_skeyseed(old_prf: Prf | int, old_sk_d: bytes, shared: bytes, ni: bytes
 
 
 def derive_ike_sa_keys(suite: IkeSuite, seed: bytes, ni: bytes, nr: bytes, spi_i: bytes,
-                       spi_r: bytes) -> IkeSaKeys:
+                       spi_r: bytes, *, rng: Rng = os.urandom) -> IkeSaKeys:
     prf = suite.prf_function
     p, a, e = prf.size, suite.integ_key_len, suite.encr_key_len
     km = prf_plus(prf, seed, ni + nr + spi_i + spi_r, 3 * p + 2 * a + 2 * e)
@@ -81,23 +95,25 @@ def derive_ike_sa_keys(suite: IkeSuite, seed: bytes, ni: bytes, nr: bytes, spi_i
     for n in (p, a, a, e, e, p, p):
         cuts.append(km[pos:pos + n])
         pos += n
-    return IkeSaKeys(suite, *cuts)
+    return IkeSaKeys(suite, *cuts, rng=rng)
 
 
 def ike_sa_keys(suite: IkeSuite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes,
-                spi_r: bytes) -> IkeSaKeys:
+                spi_r: bytes, *, rng: Rng = os.urandom) -> IkeSaKeys:
     """The keys after IKE_SA_INIT: ``shared`` is g^ir, ``ni``/``nr`` the nonce data,
-    ``spi_i``/``spi_r`` the 8-byte SPIs of the header."""
+    ``spi_i``/``spi_r`` the 8-byte SPIs of the header; ``rng`` for the SK IVs."""
     return derive_ike_sa_keys(suite, skeyseed(suite.prf, ni, nr, shared), ni, nr,
-                              spi_i, spi_r)
+                              spi_i, spi_r, rng=rng)
 
 
 def rekeyed_ike_sa_keys(old: IkeSaKeys, suite: IkeSuite, shared: bytes, ni: bytes,
-                        nr: bytes, spi_i: bytes, spi_r: bytes) -> IkeSaKeys:
+                        nr: bytes, spi_i: bytes, spi_r: bytes, *,
+                        rng: Rng | None = None) -> IkeSaKeys:
     """The new IKE SA's keys after a CREATE_CHILD_SA rekey: ``spi_i`` is the SPI of the
-    rekey exchange's initiator (from its proposal), ``spi_r`` the responder's."""
+    rekey exchange's initiator (from its proposal), ``spi_r`` the responder's; the SK
+    IVs come from ``rng``, by default the old SA's."""
     seed = rekey_skeyseed(old.prf, old.sk_d, shared, ni, nr)
-    return derive_ike_sa_keys(suite, seed, ni, nr, spi_i, spi_r)
+    return derive_ike_sa_keys(suite, seed, ni, nr, spi_i, spi_r, rng=rng or old.rng)
 
 
 @dataclass(slots=True, repr=False)

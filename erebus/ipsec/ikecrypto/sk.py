@@ -3,6 +3,10 @@
 
     SK payload = generic header | IV | E(inner payloads | padding | pad length) | ICV
 
+The protection is :mod:`erebus.crypto.seal`'s, one sealer per direction built with
+the keys (:meth:`IkeSaKeys.sealer`); this module lays out the payloads, the padding
+and what is authenticated:
+
 * AES-CBC + HMAC: 16-byte random IV, zero padding to the 16-byte block; the ICV is
   the truncated HMAC (SK_a of the sender) over the whole message from the first
   byte of the IKE header (with its final length) to the pad length byte.
@@ -20,15 +24,10 @@ anything malformed raises ParseError.
 
 from __future__ import annotations
 
-import hmac
-import os
 import struct
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
-
+from ...crypto.seal import AuthenticationError
 from ...errors import ParseError
 from ...wire import ike as w
 from ...wire.ike import (
@@ -36,7 +35,7 @@ from ...wire.ike import (
     parse_payloads)
 from .errors import IntegrityError
 from .keys import IkeSaKeys
-from .suites import _INTEGS, IkeSuite
+from .suites import IkeSuite
 
 __all__ = ["SkDecrypted", "encrypt_sk", "encrypt_sk_fragments", "decrypt_sk",
            "decrypt_message", "FragmentCollector"]
@@ -45,40 +44,17 @@ __all__ = ["SkDecrypted", "encrypt_sk", "encrypt_sk_fragments", "decrypt_sk",
 _FRAGMENT = struct.Struct("!HH")     # SKF: fragment number, total fragments
 
 
-def _direction_keys(keys: IkeSaKeys, sender_initiator: bool) -> tuple[bytes, bytes]:
-    if sender_initiator:
-        return keys.sk_ei, keys.sk_ai
-    return keys.sk_er, keys.sk_ar
-
-
-def _aead(suite: IkeSuite, enc_key: bytes):
-    kind = suite._e.aead
-    key = enc_key[:suite.key_bits // 8]
-    if kind == "gcm":
-        return AESGCM(key)
-    if kind == "ccm":
-        return AESCCM(key, tag_length=suite.icv_len)
-    return ChaCha20Poly1305(key)
-
-
-def _seal(suite: IkeSuite, enc_key: bytes, integ_key: bytes, prefix: bytes, inner: bytes,
+def _seal(keys: IkeSaKeys, sender_initiator: bool, prefix: bytes, inner: bytes,
           iv: bytes | None) -> bytes:
-    """IV | ciphertext | ICV for the SK/SKF payload whose preceding bytes (header with
-    final length, outer payloads, the payload's own header) are ``prefix``."""
-    bs = suite.block_len
-    pad = (-(len(inner) + 1)) % bs
-    plain = inner + bytes(pad) + bytes((pad,))
-    if iv is None:
-        iv = os.urandom(suite.iv_len)
-    elif len(iv) != suite.iv_len:
+    """The SK/SKF message: ``prefix`` (header with its final length, outer payloads,
+    the payload's own header), then IV | E(inner | padding | pad length) | ICV, with
+    ``prefix`` authenticated."""
+    suite = keys.suite
+    pad = (-(len(inner) + 1)) % suite.block_len
+    if iv is not None and len(iv) != suite.iv_len:
         raise ValueError(f"{suite.name}: IV of {len(iv)} bytes (want {suite.iv_len})")
-    if suite.aead:
-        salt = enc_key[suite.key_bits // 8:]
-        return iv + _aead(suite, enc_key).encrypt(salt + iv, plain, prefix)
-    enc = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).encryptor()
-    ct = enc.update(plain) + enc.finalize()
-    icv = hmac.digest(integ_key, prefix + iv + ct, _INTEGS[suite.integ].digest)
-    return iv + ct + icv[:suite.icv_len]
+    plain = b"".join((inner, bytes(pad), bytes((pad,))))
+    return keys.sealer(sender_initiator).seal(None, plain, prefix, prefix=prefix, iv=iv)
 
 
 def _sealed_len(suite: IkeSuite, inner_len: int) -> int:
@@ -99,14 +75,11 @@ def encrypt_sk(keys: IkeSaKeys, message: IkeMessage, *, initiator: bool,
     with the Initiator flag); ``iv``: for tests, else random."""
     _check_role(message, initiator)
     first, inner = build_payloads(message.payloads)
-    suite = keys.suite
-    enc_key, integ_key = _direction_keys(keys, initiator)
-    sk_len = SK.HEADER_LEN + _sealed_len(suite, len(inner))
+    sk_len = SK.HEADER_LEN + _sealed_len(keys.suite, len(inner))
     header = build_header(message.spi_i, message.spi_r, w.PT_SK, message.exchange,
                           message.flags, message.message_id, HEADER_LEN + sk_len,
                           message.version)
-    prefix = header + w.GENERIC.pack(first, 0, sk_len)
-    return prefix + _seal(suite, enc_key, integ_key, prefix, inner, iv)
+    return _seal(keys, initiator, header + w.GENERIC.pack(first, 0, sk_len), inner, iv)
 
 
 def encrypt_sk_fragments(keys: IkeSaKeys, message: IkeMessage, *, initiator: bool,
@@ -117,7 +90,6 @@ def encrypt_sk_fragments(keys: IkeSaKeys, message: IkeMessage, *, initiator: boo
     _check_role(message, initiator)
     first, inner = build_payloads(message.payloads)
     suite = keys.suite
-    enc_key, integ_key = _direction_keys(keys, initiator)
     room = max_size - HEADER_LEN - SKF.HEADER_LEN - suite.iv_len - suite.icv_len
     room -= room % suite.block_len        # the padded plaintext, a whole number of blocks
     chunk = room - 1                       # at least the pad length byte
@@ -134,7 +106,7 @@ def encrypt_sk_fragments(keys: IkeSaKeys, message: IkeMessage, *, initiator: boo
                               message.version)
         prefix = header + w.GENERIC.pack(first if number == 1 else 0, 0, skf_len) + \
             _FRAGMENT.pack(number, len(pieces))
-        out.append(prefix + _seal(suite, enc_key, integ_key, prefix, piece, None))
+        out.append(_seal(keys, initiator, prefix, piece, None))
     return out
 
 
@@ -174,29 +146,19 @@ def decrypt_sk(keys: IkeSaKeys, data: bytes, *, initiator: bool) -> SkDecrypted:
         raise ParseError("message has no SK or SKF payload")
     sk = payloads[-1]
     suite = keys.suite
-    iv, ct, icv = sk.split(suite.iv_len, suite.icv_len)
+    _, ct, _ = sk.split(suite.iv_len, suite.icv_len)
     if len(ct) % suite.block_len:
         raise ParseError(f"SK payload: ciphertext of {len(ct)} bytes, not whole blocks")
     prefix_end = len(data) - len(sk.data)
-    enc_key, integ_key = _direction_keys(keys, header.initiator)
-    data = bytes(data)
-    if suite.aead:
-        salt = enc_key[suite.key_bits // 8:]
-        try:
-            plain = _aead(suite, enc_key).decrypt(salt + iv, ct + icv, data[:prefix_end])
-        except InvalidTag:
-            raise IntegrityError("SK payload: ICV does not verify") from None
-    else:
-        want = hmac.digest(integ_key, data[:len(data) - suite.icv_len],
-                           _INTEGS[suite.integ].digest)[:suite.icv_len]
-        if not hmac.compare_digest(want, icv):
-            raise IntegrityError("SK payload: ICV does not verify")
-        dec = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).decryptor()
-        plain = dec.update(ct) + dec.finalize()
-    pad = plain[-1]
-    if pad + 1 > len(plain):
+    view = memoryview(data)
+    try:
+        plain = keys.sealer(header.initiator).open(view[prefix_end:], view[:prefix_end])
+    except AuthenticationError:
+        raise IntegrityError("SK payload: ICV does not verify") from None
+    pad = plain[-1] if plain else 0
+    if not plain or pad + 1 > len(plain):
         raise ParseError(f"SK payload: pad length {pad} in {len(plain)} bytes")
-    plain = plain[:len(plain) - pad - 1]
+    plain = bytes(plain[:len(plain) - pad - 1])
     if isinstance(sk, SKF):
         return SkDecrypted(header, payloads[:-1], sk.first_payload, plain, sk.number, sk.total)
     return SkDecrypted(header, payloads[:-1], sk.first_payload, plain)

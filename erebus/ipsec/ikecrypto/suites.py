@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
+from ...crypto.seal import AeadSeal, CbcHmacSeal, Rng, SealOpen
 from ...errors import ParseError
 from ...wire import ike as w
 from ...wire.ike import Proposal, Transform
@@ -64,7 +65,7 @@ _INTEGS = {
 class _Encr:
     name: str                  # strongSwan's name, {bits} for the key length
     key_bits: tuple[int, ...]
-    aead: str | None           # None: AES-CBC
+    aead: str | None           # None: AES-CBC; else the erebus.crypto.aead algorithm
     salt_len: int
     iv_len: int
     icv_len: int               # AEAD only
@@ -73,11 +74,12 @@ class _Encr:
 
 _ENCRS = {
     w.ENCR_AES_CBC: _Encr("aes{bits}", (128, 192, 256), None, 0, 16, 0, 16),
-    w.ENCR_AES_GCM_16: _Encr("aes{bits}gcm16", (128, 192, 256), "gcm", 4, 8, 16, 1),
-    w.ENCR_AES_CCM_8: _Encr("aes{bits}ccm8", (128, 192, 256), "ccm", 3, 8, 8, 1),
-    w.ENCR_AES_CCM_12: _Encr("aes{bits}ccm12", (128, 192, 256), "ccm", 3, 8, 12, 1),
-    w.ENCR_AES_CCM_16: _Encr("aes{bits}ccm16", (128, 192, 256), "ccm", 3, 8, 16, 1),
-    w.ENCR_CHACHA20_POLY1305: _Encr("chacha20poly1305", (256,), "chacha", 4, 8, 16, 1),
+    w.ENCR_AES_GCM_16: _Encr("aes{bits}gcm16", (128, 192, 256), "aes-gcm", 4, 8, 16, 1),
+    w.ENCR_AES_CCM_8: _Encr("aes{bits}ccm8", (128, 192, 256), "aes-ccm", 3, 8, 8, 1),
+    w.ENCR_AES_CCM_12: _Encr("aes{bits}ccm12", (128, 192, 256), "aes-ccm", 3, 8, 12, 1),
+    w.ENCR_AES_CCM_16: _Encr("aes{bits}ccm16", (128, 192, 256), "aes-ccm", 3, 8, 16, 1),
+    w.ENCR_CHACHA20_POLY1305: _Encr("chacha20poly1305", (256,), "chacha20-poly1305", 4, 8,
+                                    16, 1),
 }
 
 
@@ -150,6 +152,18 @@ class IkeSuite:
 
     def __str__(self) -> str:
         return self.name
+
+    def sealer(self, enc_key: bytes, integ_key: bytes, rng: Rng) -> SealOpen:
+        """The SK protection of one direction with its SK_e and SK_a (an AEAD's SK_e
+        ends with its salt), built once per key; ``rng`` gives the IVs."""
+        e = self._e
+        if e.aead is None:
+            return CbcHmacSeal(enc_key, integ_key, digest=_INTEGS[self.integ].digest,
+                               tag_len=self.icv_len, rng=rng)
+        k = self.key_bits // 8
+        # iv_base 0: unused, every SK payload draws a random IV (counter None)
+        return AeadSeal(e.aead, enc_key[:k], enc_key[k:], iv_len=e.iv_len,
+                        tag_len=self.icv_len, iv_base=0, rng=rng)
 
     def transforms(self) -> list[Transform]:
         key_length = None if self.encr == w.ENCR_CHACHA20_POLY1305 else self.key_bits
