@@ -31,20 +31,24 @@ itself (the keyword defaults are for standalone use, a session passes its own).
 
 :class:`CbcHmacSeal` (AES-CBC + HMAC, encrypt-then-MAC; RFC 3602, RFC 4868, OpenVPN)
     tag = HMAC(mac_key, aad | IV | ciphertext | tail), truncated to ``tag_len``.  The
-    IV is ``rng(16)`` (or the caller's ``iv``), sent as it is.  Either half may be
-    absent, as OpenVPN allows: no cipher (``cipher none``: the plaintext goes out
-    authenticated, not encrypted) or no MAC (``auth none``).  The plaintext must be a
-    multiple of 16 bytes: the caller pads (ESP's trailer, IKE's pad length,
-    :func:`pkcs7_padding` for OpenVPN).  On open the MAC is checked (constant time)
-    before anything is decrypted.
+    IV is ``rng(16)`` (or the caller's ``iv``), sent as it is (OpenVPN, IKE); with
+    ``encrypted_ivs`` (ESP, as before) it is ``AES(rng(16) XOR C)``, see below.
+    Either half may be absent, as OpenVPN allows: no cipher (``cipher none``: the
+    plaintext goes out authenticated, not encrypted) or no MAC (``auth none``).  The
+    plaintext must be a multiple of 16 bytes: the caller pads (ESP's trailer, IKE's
+    pad length, :func:`pkcs7_padding` for OpenVPN).  On open the MAC is checked
+    (constant time) before anything is decrypted.
 
-The CBC contexts live as long as the key (:class:`Cbc`): one encryptor chains across
-packets, and a packet with the IV ``X`` starts by feeding it the block
-``AES-1(X) XOR C`` (``C``: its chaining block, the last ciphertext block it gave), which
-it turns into ``X``; what follows is then the CBC encryption of the plaintext under
-``X``.  ``AES-1(X) XOR C`` is what a second long-lived context, a CBC *decryptor* fed
-the same ciphertext blocks, gives for ``X``.  Opening feeds ``IV | ciphertext`` to a
-long-lived CBC decryptor and drops the first block: the IV becomes the chaining block.
+The CBC contexts live as long as the key: one encryptor chains across packets (``C``:
+its chaining block, the last ciphertext block it gave).  A packet under the IV ``X``
+starts by feeding it ``AES-1(X) XOR C``, which it turns into ``X``; what follows is the
+CBC encryption of the plaintext under ``X``.  ``AES-1(X) XOR C`` is what a second
+long-lived context, a CBC *decryptor* fed the same ciphertext blocks, gives for ``X``.
+With ``encrypted_ivs`` the packet starts with the rng's block ``R`` instead, and its
+IV is ``AES(R XOR C)``: NIST SP 800-38A appendix C's "IV = encryption of a nonce",
+unpredictable as well, and two context calls cheaper.  Opening feeds
+``IV | ciphertext`` to a long-lived CBC decryptor and drops the first block: the IV
+becomes the chaining block.
 
 Failures raise :class:`AuthenticationError` (a :class:`~erebus.errors.ParseError`: drop
 and count); :class:`SealedLengthError`, a subclass, when the length alone is wrong.
@@ -63,7 +67,7 @@ from ..errors import ParseError
 from .aead import AEAD_ALGORITHMS, make_aead
 
 __all__ = ["AuthenticationError", "SealedLengthError", "PaddingError", "Rng", "SealOpen",
-           "AeadSeal", "CbcHmacSeal", "Cbc", "Hmac", "AEAD_ALGORITHMS", "pkcs7_padding",
+           "AeadSeal", "CbcHmacSeal", "Hmac", "AEAD_ALGORITHMS", "pkcs7_padding",
            "pkcs7_unpadded_len"]
 
 Buffer = bytes | bytearray | memoryview
@@ -128,42 +132,6 @@ class Hmac:
     def verify(self, tag: Buffer, data: Buffer, aad: Buffer = b"", tail: Buffer = b"") -> bool:
         """Whether ``tag`` is right (compared in constant time)."""
         return hmac.compare_digest(self.tag(data, aad, tail), tag)
-
-
-class Cbc:
-    """AES-CBC under a fresh IV per packet, with contexts made once per key (see the
-    module docstring).  ``encrypt`` gives ``IV | ciphertext``; ``decrypt`` takes it."""
-
-    __slots__ = ("_rng", "_enc", "_chain", "_dec")
-
-    def __init__(self, key: Buffer, rng: Rng):
-        if len(key) not in (16, 24, 32):
-            raise ValueError(f"AES-CBC: key of {len(key)} bytes (want 16, 24 or 32)")
-        aes = algorithms.AES(bytes(key))
-        zero = modes.CBC(bytes(BLOCK))
-        self._rng = rng
-        self._enc = Cipher(aes, zero).encryptor()
-        self._chain = Cipher(aes, zero).decryptor()     # follows _enc's chaining block
-        self._dec = Cipher(aes, zero).decryptor()
-
-    def encrypt(self, plaintext: Buffer, iv: bytes | None = None) -> bytes:
-        if len(plaintext) % BLOCK:
-            raise ValueError("CBC plaintext must be a multiple of 16 bytes (pad it first)")
-        if iv is None:
-            iv = self._rng(BLOCK)
-        if len(iv) != BLOCK:
-            raise ValueError(f"AES-CBC: IV of {len(iv)} bytes (want 16)")
-        enc = self._enc
-        out = enc.update(self._chain.update(iv)) + enc.update(plaintext)
-        self._chain.update(memoryview(out)[-BLOCK:])
-        return out
-
-    def decrypt(self, data: Buffer) -> memoryview:
-        """The plaintext of ``IV | ciphertext`` (whole blocks, at least one)."""
-        n = len(data)
-        if n < 2 * BLOCK or n % BLOCK:
-            raise SealedLengthError(f"CBC data of {n} bytes (want an IV and whole blocks)")
-        return memoryview(self._dec.update(data))[BLOCK:]
 
 
 _PKCS7 = [bytes((n,)) * n for n in range(BLOCK + 1)]
@@ -241,35 +209,64 @@ class AeadSeal:
 class CbcHmacSeal:
     """AES-CBC then HMAC over ``aad | IV | ciphertext | tail`` (RFC 3602, RFC 4868); the
     tag after the ciphertext, or in front of the IV (``tag_first``, OpenVPN).  ``key``
-    None: no encryption; ``mac_key`` None: no tag (OpenVPN's cipher none, auth none)."""
+    None: no encryption; ``mac_key`` None: no tag (OpenVPN's cipher none, auth none).
+    The CBC contexts live as long as the key (see the module docstring)."""
 
-    __slots__ = ("name", "iv_len", "tag_len", "block_len", "_cbc", "_mac", "_tag_first")
+    __slots__ = ("name", "iv_len", "tag_len", "block_len", "_rng", "_enc", "_chain", "_dec",
+                 "_mac", "_tag_first", "_encrypted_ivs")
 
     DIGESTS = ("sha256", "sha384", "sha512", "sha1", "sha224")
 
     def __init__(self, key: Buffer | None, mac_key: Buffer | None, *, digest: str = "sha256",
-                 tag_len: int | None = 16, tag_first: bool = False, rng: Rng = os.urandom):
+                 tag_len: int | None = 16, tag_first: bool = False, encrypted_ivs: bool = False,
+                 rng: Rng = os.urandom):
         digest = digest.lower()
         if mac_key is not None and digest not in self.DIGESTS:
             raise ValueError(f"unsupported HMAC digest {digest}")
-        self._cbc = Cbc(key, rng) if key is not None else None
+        self._rng = rng
+        self._encrypted_ivs = encrypted_ivs
+        self._enc = self._chain = self._dec = None
+        if key is not None:
+            if len(key) not in (16, 24, 32):
+                raise ValueError(f"AES-CBC: key of {len(key)} bytes (want 16, 24 or 32)")
+            aes = algorithms.AES(bytes(key))
+            zero = modes.CBC(bytes(BLOCK))
+            self._enc = Cipher(aes, zero).encryptor()
+            self._chain = Cipher(aes, zero).decryptor()    # follows _enc's chaining block
+            self._dec = Cipher(aes, zero).decryptor()
         self._mac = Hmac(mac_key, digest, tag_len) if mac_key is not None else None
         self._tag_first = tag_first
-        self.name = "-".join(part for part, on in (("aes-cbc", self._cbc),
+        self.name = "-".join(part for part, on in (("aes-cbc", key is not None),
                                                    (f"hmac-{digest}", self._mac)) if on)
-        self.iv_len = BLOCK if self._cbc else 0
+        self.iv_len = BLOCK if key is not None else 0
         self.tag_len = self._mac.tag_len if self._mac else 0
-        self.block_len = BLOCK if self._cbc else 1
+        self.block_len = BLOCK if key is not None else 1
 
     def seal(self, counter: int | None, plaintext: Buffer, aad: Buffer = b"",
              tail: bytes = b"", *, prefix: Buffer = b"", iv: bytes | None = None) -> bytes:
-        body = self._cbc.encrypt(plaintext, iv) if self._cbc else plaintext
+        enc = self._enc
+        if enc is None:
+            body = plaintext
+        else:
+            if len(plaintext) % BLOCK:
+                raise ValueError("CBC plaintext must be a multiple of 16 bytes (pad it first)")
+            if self._encrypted_ivs:
+                if iv is not None:
+                    raise ValueError("this sealer encrypts its own IVs (encrypted_ivs)")
+                body = enc.update(self._rng(BLOCK)) + enc.update(plaintext)
+            else:
+                if iv is None:
+                    iv = self._rng(BLOCK)
+                if len(iv) != BLOCK:
+                    raise ValueError(f"AES-CBC: IV of {len(iv)} bytes (want 16)")
+                body = enc.update(self._chain.update(iv)) + enc.update(plaintext)
+                self._chain.update(memoryview(body)[-BLOCK:])
         if self._mac is None:
             return b"".join((prefix, body))
         tag = self._mac.tag(body, aad, tail)
         return b"".join((prefix, tag, body) if self._tag_first else (prefix, body, tag))
 
-    def open(self, sealed: Buffer, aad: Buffer = b"", tail: bytes = b"") -> memoryview:
+    def open(self, sealed: Buffer, aad: Buffer = b"", tail: bytes = b"") -> bytes | memoryview:
         view = memoryview(sealed)
         if self._mac is not None:
             t = self.tag_len
@@ -281,6 +278,11 @@ class CbcHmacSeal:
                 tag, view = view[:t], view[t:]
             else:
                 view, tag = view[:n], view[n:]
-            if not self._mac.verify(tag, view, aad, tail):
+            if not hmac.compare_digest(self._mac.tag(view, aad, tail), tag):
                 raise AuthenticationError("ICV mismatch")
-        return self._cbc.decrypt(view) if self._cbc else view
+        if self._dec is None:
+            return view
+        n = len(view)
+        if n < 2 * BLOCK or n % BLOCK:
+            raise SealedLengthError(f"CBC data of {n} bytes (want an IV and whole blocks)")
+        return self._dec.update(view)[BLOCK:]    # the IV block drops out

@@ -65,7 +65,7 @@ class Transform:
         if self.aead:
             return AeadSeal(self._algorithm, key[:-4], key[-4:], iv_base=iv_base, rng=rng)
         return CbcHmacSeal(key, integrity_key, digest=self._algorithm, tag_len=self.icv_len,
-                           rng=rng)
+                           encrypted_ivs=True, rng=rng)
 
 
 def _gcm(bits: int) -> Transform:
