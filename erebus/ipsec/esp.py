@@ -301,7 +301,7 @@ class SecurityAssociation:
             self._check_lifetime(end)
         self.packets += 1
         self.bytes += end
-        return next_header, bytes(plain[:end])
+        return next_header, plain[:end]
 
     @property
     def too_old_in_a_row(self) -> int:
