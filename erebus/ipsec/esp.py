@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from typing import Iterable
 
 from ..counters import CountersDict
 from ..crypto.replay import ReplayWindow
-from ..crypto.seal import AuthenticationError
+from ..crypto.seal import AuthenticationError, Rng
 from ..errors import ParseError
 from ..session import Closed, Notice
 from ..wire import esp as wire
@@ -159,7 +160,8 @@ class SecurityAssociation:
     ``integrity_key`` the HMAC key of CBC transforms.  ``replay_window`` 0 turns
     anti-replay off (inbound); ``seq`` is the last sequence number sent (outbound,
     0 for a new SA).  ``lifetime_packets`` / ``lifetime_bytes`` are hard limits
-    (None: none).  ``iv_base``: see :class:`erebus.crypto.seal.AeadSeal` (tests).
+    (None: none).  ``rng`` gives the CBC IVs and the AEAD IV base; ``iv_base``: see
+    :class:`erebus.crypto.seal.AeadSeal` (tests).
     """
 
     __slots__ = ("spi", "transform", "esn", "seq", "replay", "anti_replay",
@@ -170,7 +172,7 @@ class SecurityAssociation:
     def __init__(self, spi: int, transform: Transform | str, key: bytes,
                  integrity_key: bytes = b"", *, esn: bool = False, replay_window: int = 64,
                  lifetime_packets: int | None = None, lifetime_bytes: int | None = None,
-                 seq: int = 0, iv_base: int | None = None):
+                 seq: int = 0, iv_base: int | None = None, rng: Rng = os.urandom):
         if not 0 < spi <= _MAX_SEQ32:
             raise ValueError(f"SPI {spi:#x} out of range")
         if replay_window < 0:
@@ -192,7 +194,7 @@ class SecurityAssociation:
             else None
         self._soft_bytes = int(lifetime_bytes * SOFT_FRACTION) if lifetime_bytes else None
         self._limited = lifetime_packets is not None or lifetime_bytes is not None
-        self._sealer = t.new(key, integrity_key, iv_base=iv_base)
+        self._sealer = t.new(key, integrity_key, rng=rng, iv_base=iv_base)
         self._aead = t.aead
         self._align = t.align
         self._max_seq = _MAX_SEQ64 if esn else _MAX_SEQ32
@@ -249,10 +251,10 @@ class SecurityAssociation:
             aad = header
             tail = wire.esn_high(seq) if self.esn else b""
         trailer = wire.trailer(n, self._align, next_header)
-        sealed = self._sealer.seal(seq, b"".join((payload, trailer)), aad, tail)
+        packet = self._sealer.seal(seq, b"".join((payload, trailer)), aad, tail, prefix=header)
         self.packets += 1
         self.bytes += n
-        return header + sealed
+        return packet
 
     # -- inbound ----------------------------------------------------------------------
 

@@ -310,7 +310,7 @@ class IkeInitiator:
     # -- IKE_SA_INIT ------------------------------------------------------------------
 
     def _send_ike_sa_init(self, now: float) -> None:
-        self._dh = c.DiffieHellman(self.group)
+        self._dh = c.DiffieHellman(self.group, rng=self.rng)
         self._groups_tried.add(self.group)
         self._refusal = None
         self.ni = self.rng(32)
@@ -391,7 +391,8 @@ class IkeInitiator:
             return
         hash_algs = msg.notify(w.SIGNATURE_HASH_ALGORITHMS)
         theirs = None if hash_algs is None else set(w.parse_hash_algorithms(hash_algs.data))
-        keys = c.ike_sa_keys(suite, shared, self.ni, nonce.data, self.spi_i, msg.spi_r)
+        keys = c.ike_sa_keys(suite, shared, self.ni, nonce.data, self.spi_i, msg.spi_r,
+                             rng=self.rng)
         # everything that can fail is done: only now does the response change our state
         # (a forged one that is dropped halfway must leave none of it behind)
         self.spi_r = msg.spi_r
@@ -669,8 +670,10 @@ class IkeInitiator:
                    nr: bytes, *, initiator: bool, shared: bytes | None = None):
         key_len, integ_len = c.esp_key_lengths(name)
         ck = c.child_sa_keys(self.keys, ni, nr, key_len, integ_len, shared)
-        outbound = SecurityAssociation(out_spi, name, *ck.outbound(initiator), esn=esn)
-        inbound = SecurityAssociation(in_spi, name, *ck.inbound(initiator), esn=esn)
+        outbound = SecurityAssociation(out_spi, name, *ck.outbound(initiator), esn=esn,
+                                       rng=self.rng)
+        inbound = SecurityAssociation(in_spi, name, *ck.inbound(initiator), esn=esn,
+                                      rng=self.rng)
         return outbound, inbound
 
     # -- the responder's requests -----------------------------------------------------
@@ -796,7 +799,7 @@ class IkeInitiator:
         shared = None
         reply_ke = None
         if ke is not None:
-            dh = c.DiffieHellman(ke.group)
+            dh = c.DiffieHellman(ke.group, rng=self.rng)
             try:
                 shared = dh.shared_secret(ke.data)
             except c.InvalidKeyExchange:
@@ -876,7 +879,7 @@ class IkeInitiator:
             self._respond(msg, w.CREATE_CHILD_SA, [Notify(
                 w.INVALID_KE_PAYLOAD, suite.dh.to_bytes(2, "big"))])
             return
-        dh = c.DiffieHellman(ke.group)
+        dh = c.DiffieHellman(ke.group, rng=self.rng)
         try:
             shared = dh.shared_secret(ke.data)
         except c.InvalidKeyExchange:
@@ -895,7 +898,7 @@ class IkeInitiator:
 
     def _start_ike_rekey(self, now: float) -> None:
         suite = self.suite
-        dh = c.DiffieHellman(suite.dh)
+        dh = c.DiffieHellman(suite.dh, rng=self.rng)
         spi = self._new_ike_spi()
         ni = self.rng(32)
         self._rekey = _PendingRekey(ni, spi, dh=dh, suite=suite)

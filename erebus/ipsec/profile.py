@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -103,17 +104,18 @@ class EspProfile:
     def peer(self) -> str:
         return f"{self.peer_host}:{self.peer_port}"
 
-    def security_associations(self) -> tuple[SecurityAssociation, SecurityAssociation]:
-        """New (outbound, inbound) SAs for this profile."""
+    def security_associations(self, *, rng=os.urandom
+                              ) -> tuple[SecurityAssociation, SecurityAssociation]:
+        """New (outbound, inbound) SAs for this profile; ``rng`` gives their IVs."""
         limits = dict(esn=self.esn, lifetime_packets=self.lifetime_packets,
-                      lifetime_bytes=self.lifetime_bytes)
+                      lifetime_bytes=self.lifetime_bytes, rng=rng)
         o, i = self.outbound, self.inbound
         return (SecurityAssociation(o.spi, o.transform, o.key, o.integrity_key, **limits),
                 SecurityAssociation(i.spi, i.transform, i.key, i.integrity_key,
                                     replay_window=self.replay_window, **limits))
 
-    def new_session(self, now: float) -> EspSession:
-        out, inb = self.security_associations()
+    def new_session(self, now: float, *, rng=os.urandom) -> EspSession:
+        out, inb = self.security_associations(rng=rng)
         return EspSession(out, inb, local_ip=self.local_ip, remote_ts=self.remote_ts,
                           now=now, keepalive_interval=self.keepalive or None)
 

@@ -20,9 +20,10 @@ RFC 7634 section 2), as ``ip xfrm`` and Wireshark take it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from ..crypto.seal import AeadSeal, CbcHmacSeal, SealOpen
+from ..crypto.seal import AeadSeal, CbcHmacSeal, Rng, SealOpen
 
 __all__ = ["Transform", "TRANSFORMS", "get_transform"]
 
@@ -52,17 +53,19 @@ class Transform:
         padding this sender uses, ICV (UDP and outer IPv4 not included)."""
         return 8 + self.iv_len + self.align - 1 + 2 + self.icv_len
 
-    def new(self, key: bytes, integrity_key: bytes = b"", *,
+    def new(self, key: bytes, integrity_key: bytes = b"", *, rng: Rng = os.urandom,
             iv_base: int | None = None) -> SealOpen:
-        """The seal/open object of one SA (built once, used for every packet)."""
+        """The seal/open object of one SA (built once, used for every packet); ``rng``
+        gives the CBC IVs and the AEAD IV base (unless ``iv_base`` is given)."""
         if len(key) != self.key_len:
             raise ValueError(f"{self.name}: key of {len(key)} bytes (want {self.key_len})")
         if len(integrity_key) != self.integrity_key_len:
             raise ValueError(f"{self.name}: integrity key of {len(integrity_key)} bytes "
                              f"(want {self.integrity_key_len})")
         if self.aead:
-            return AeadSeal(self._algorithm, key[:-4], key[-4:], iv_base=iv_base)
-        return CbcHmacSeal(key, integrity_key, digest=self._algorithm, tag_len=self.icv_len)
+            return AeadSeal(self._algorithm, key[:-4], key[-4:], iv_base=iv_base, rng=rng)
+        return CbcHmacSeal(key, integrity_key, digest=self._algorithm, tag_len=self.icv_len,
+                           encrypted_ivs=True, rng=rng)
 
 
 def _gcm(bits: int) -> Transform:

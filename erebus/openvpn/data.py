@@ -34,19 +34,23 @@ which may not wrap: from :data:`PACKET_ID_WRAP_TRIGGER` on the key is
 :class:`PacketIdExhausted` rather than reuse an id (crypto.c: "packet ID roll over").
 Anything that does not authenticate or replays raises :class:`DataError` (a
 :class:`ParseError`): drop and count.
+
+The protection itself is :mod:`erebus.crypto.seal`'s (one sealer per direction, built
+with the key): :class:`~erebus.crypto.seal.AeadSeal` with the packet id as the explicit
+IV in front of the implicit one and the tag in front of the ciphertext, and
+:class:`~erebus.crypto.seal.CbcHmacSeal` with the HMAC in front (either half may be
+absent); this module lays out the packet id, the PKCS#7 padding and the header.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import struct
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-from ..crypto.aead import AEAD_CIPHERS, TAG_LEN, InvalidTag, make_aead
+from ..crypto.aead import AEAD_CIPHERS
 from ..crypto.replay import ReplayWindow
+from ..crypto.seal import (AeadSeal, AuthenticationError, CbcHmacSeal, PaddingError,
+                           SealedLengthError, pkcs7_padding, pkcs7_unpadded_len)
 from ..errors import ErebusError, ParseError
 from ..wire.openvpn import data_v1_header, data_v2_header
 
@@ -57,6 +61,7 @@ OCC_EXIT = 6
 CBC_CIPHERS = {"AES-128-CBC": 16, "AES-192-CBC": 24, "AES-256-CBC": 32}
 DIGESTS = {"SHA1": 20, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}
 _PID = struct.Struct("!I")
+TAG_LEN = 16
 MAX_PACKET_ID = 0xFFFFFFFF
 PACKET_ID_WRAP_TRIGGER = 0xFF000000   # packet_id.h: renegotiate from this id on
 
@@ -108,32 +113,32 @@ class DataKey:
         self.next_pid = 1
         self.packets_out = self.packets_in = 0
         self.bytes_out = self.bytes_in = 0
-        self._rng = rng                       # CBC IVs
-        enc_cipher, enc_hmac = key_block[0:64], key_block[64:128]
-        dec_cipher, dec_hmac = key_block[128:192], key_block[192:256]
+        slots = ((key_block[0:64], key_block[64:128]),        # encrypt: cipher, hmac
+                 (key_block[128:192], key_block[192:256]))     # decrypt
         if self.cipher in AEAD_CIPHERS:
             self.mode = "aead"
-            self._enc = make_aead(self.cipher, enc_cipher)
-            self._dec = make_aead(self.cipher, dec_cipher)
-            self._enc_iv = bytes(enc_hmac[:8])
-            self._dec_iv = bytes(dec_hmac[:8])
+            klen, algorithm = AEAD_CIPHERS[self.cipher]
+            # nonce = packet id | implicit IV (the first 8 bytes of the hmac slot)
+            self._seal, self._open = (
+                AeadSeal(algorithm, c[:klen], h[:8], iv_len=_PID.size, salt_first=False,
+                         tag_first=True, iv_base=0, rng=rng) for c, h in slots)
             return
         digest = normalize_digest(auth)
         if digest is not None and digest not in DIGESTS:
             raise ValueError(f"unsupported auth digest {auth}")
-        self._digest = digest
-        self._hlen = DIGESTS[digest] if digest else 0
-        self._enc_hmac = bytes(enc_hmac[:self._hlen])
-        self._dec_hmac = bytes(dec_hmac[:self._hlen])
         if self.cipher == "none":
             self.mode = "none" if digest is None else "hmac"
+            klen = 0
         elif self.cipher in CBC_CIPHERS:
             self.mode = "cbc"
             klen = CBC_CIPHERS[self.cipher]
-            self._enc_key = bytes(enc_cipher[:klen])
-            self._dec_key = bytes(dec_cipher[:klen])
         else:
             raise ValueError(f"unsupported data cipher {cipher}")
+        hlen = DIGESTS[digest] if digest else 0
+        self._seal, self._open = (
+            CbcHmacSeal(c[:klen] if klen else None, h[:hlen] if hlen else None,
+                        digest=digest or "sha1", tag_len=None, tag_first=True, rng=rng)
+            for c, h in slots)
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -157,25 +162,14 @@ class DataKey:
         self.packets_out += 1
         self.bytes_out += len(payload)
         mode = self.mode
+        pid = self._take_pid()
         if mode == "aead":
-            pid = self._take_pid()
             aad = self.header + pid if self._v2 else pid
-            sealed = self._enc.encrypt(pid + self._enc_iv, payload, aad)
-            return b"".join((self.header, pid, sealed[-TAG_LEN:], sealed[:-TAG_LEN]))
+            return self._seal.seal(None, payload, aad, prefix=self.header, iv=pid)
         if mode == "none":
-            return b"".join((self.header, self._take_pid(), payload))
-        if mode == "hmac":
-            body = self._take_pid() + payload
-            return b"".join((self.header, hmac.digest(self._enc_hmac, body, self._digest), body))
-        # cbc
-        iv = self._rng(16)
-        padder = padding.PKCS7(128).padder()
-        plain = padder.update(self._take_pid()) + padder.update(payload) + padder.finalize()
-        enc = Cipher(algorithms.AES(self._enc_key), modes.CBC(iv)).encryptor()
-        body = iv + enc.update(plain) + enc.finalize()
-        if self._digest is None:                  # CBC with auth none
-            return self.header + body
-        return b"".join((self.header, hmac.digest(self._enc_hmac, body, self._digest), body))
+            return b"".join((self.header, pid, payload))
+        pad = pkcs7_padding(_PID.size + len(payload)) if mode == "cbc" else b""
+        return self._seal.seal(None, b"".join((pid, payload, pad)), prefix=self.header)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -193,20 +187,16 @@ class DataKey:
         """
         mode = self.mode
         if mode == "aead":
-            if len(body) < 4 + TAG_LEN:
+            if len(body) < _PID.size + TAG_LEN:
                 raise DataError("AEAD data packet too short")
-            pid_bytes = bytes(body[:4])
-            (pid,) = _PID.unpack(pid_bytes)
+            (pid,) = _PID.unpack_from(body, 0)
             self._accept_pid(pid)
+            aad = body[:_PID.size]
             if self._v2:
-                aad = (self.header if header is None else bytes(header)) + pid_bytes
-            else:
-                aad = pid_bytes
+                aad = b"".join((self.header if header is None else header, aad))
             try:
-                payload = self._dec.decrypt(pid_bytes + self._dec_iv,
-                                            bytes(body[4 + TAG_LEN:]) + bytes(body[4:4 + TAG_LEN]),
-                                            aad)
-            except InvalidTag:
+                payload = self._open.open(body, aad)
+            except AuthenticationError:
                 raise DataError("AEAD tag mismatch") from None
         elif mode == "none":
             if len(body) < 4:
@@ -215,31 +205,20 @@ class DataKey:
             self._accept_pid(pid)
             payload = bytes(body[4:])
         else:
-            hlen = self._hlen
-            if len(body) < hlen:
-                raise DataError("data packet shorter than its HMAC")
-            mac = body[:hlen]
-            rest = body[hlen:]
-            if self._digest is not None and not hmac.compare_digest(
-                    hmac.digest(self._dec_hmac, rest, self._digest), mac):
-                raise DataError("HMAC mismatch")
-            if mode == "hmac":
-                plain = rest
-            else:
-                if len(rest) < 32 or len(rest) % 16:
-                    raise DataError("CBC data packet has a bad length")
-                dec = Cipher(algorithms.AES(self._dec_key), modes.CBC(bytes(rest[:16]))).decryptor()
-                padded = dec.update(rest[16:]) + dec.finalize()
-                unpadder = padding.PKCS7(128).unpadder()
-                try:
-                    plain = memoryview(unpadder.update(padded) + unpadder.finalize())
-                except ValueError:
-                    raise DataError("bad CBC padding") from None
-            if len(plain) < 4:
+            try:
+                plain = self._open.open(body)
+                end = pkcs7_unpadded_len(plain) if mode == "cbc" else len(plain)
+            except SealedLengthError as exc:
+                raise DataError(f"data packet: {exc}") from None
+            except AuthenticationError:
+                raise DataError("HMAC mismatch") from None
+            except PaddingError:
+                raise DataError("bad CBC padding") from None
+            if end < 4:
                 raise DataError("data packet without packet id")
             (pid,) = _PID.unpack_from(plain, 0)
             self._accept_pid(pid)
-            payload = bytes(plain[4:])
+            payload = bytes(plain[4:end])
         self.replay.update(pid)
         self.packets_in += 1
         self.bytes_in += len(payload)

@@ -43,7 +43,6 @@ the runtime (``erebus.runtime.openvpn``) drives it.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import os
@@ -52,11 +51,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from ..counters import CountersDict
 from ..crypto.aead import AEAD_CIPHERS
+from ..crypto.replay import PacketIdWindow, next_packet_id
+from ..crypto.seal import (AuthenticationError, CbcHmacSeal, PaddingError, SealedLengthError,
+                           pkcs7_padding, pkcs7_unpadded_len)
 from ..errors import ConfigError, SessionError
 from .data import CBC_CIPHERS, DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, normalize_cipher
 from .push import PushedOptions, Route
@@ -66,9 +65,8 @@ from .statickey import STATIC_KEY_LEN, key_slices
 
 log = logging.getLogger("erebus.openvpn")
 
-__all__ = ["StaticKeySettings", "StaticKeySession", "StaticCounters", "PacketIdWindow",
-           "PEER_SEEN", "OCC_REQUEST", "OCC_REPLY", "OCC_MTU_LOAD_REQUEST", "OCC_MTU_LOAD",
-           "OCC_MTU_REQUEST", "OCC_MTU_REPLY", "OCC_EXIT", "options_string",
+__all__ = ["StaticKeySettings", "StaticKeySession", "StaticCounters", "PEER_SEEN",
+           "OCC_REQUEST", "OCC_REPLY", "OCC_MTU_LOAD_REQUEST", "OCC_MTU_LOAD", "OCC_MTU_REQUEST", "OCC_MTU_REPLY", "OCC_EXIT", "options_string",
            "static_link_mtu", "check_static_cipher"]
 
 # occ.h
@@ -84,8 +82,6 @@ OCC_TRIES = 12               # OCC_N_TRIES
 PEER_SEEN = b"static-key peer"      # remote_session_id once the peer proved its key
 BLOCK = 16                           # AES block = IV size
 _PID = struct.Struct("!II")          # packet id, time (long form)
-MAX_PACKET_ID = 0xFFFFFFFF
-REAP_INTERVAL = 5.0                  # packet_id.h SEQ_REAP_INTERVAL
 
 
 def check_static_cipher(cipher: str | None, auth: str | None) -> tuple[str, str | None]:
@@ -218,75 +214,6 @@ class StaticCounters(CountersDict):
 
 
 
-# -- replay protection (long-form packet ids) ----------------------------------------
-
-class PacketIdWindow:
-    """packet_id.c's receive side in backtrack (UDP) mode: ``(id, time)`` pairs.
-
-    A larger ``time`` than any seen starts a new sequence; a smaller one is refused.
-    Within one ``time``, ids above the highest are accepted, ids up to ``size``
-    below it once each, unless the slot expired: slots received more than
-    ``time_backtrack`` seconds ago, and every older slot, cannot be filled any more.
-    ``test`` before authentication is not needed here (we authenticate first);
-    ``add`` only after a packet authenticated.
-    """
-
-    _UNSEEN = None
-    _EXPIRED = False
-
-    def __init__(self, size: int = 64, time_backtrack: float = 15.0):
-        if not 1 <= size <= 65536:
-            raise ValueError("replay window must be 1..65536")
-        self.size = size
-        self.time_backtrack = time_backtrack
-        self.time = 0                # the sender's epoch we follow (0: nothing yet)
-        self.id = 0                  # highest id seen in that epoch
-        self._slots: deque = deque(maxlen=size)    # [0] is self.id, [i] is id - i
-        self._last_reap = None
-
-    def test(self, pid: int, ptime: int) -> bool:
-        if pid == 0:
-            return False
-        if ptime == self.time:
-            if pid > self.id:
-                return True
-            diff = self.id - pid
-            if diff >= len(self._slots):
-                return False
-            return self._slots[diff] is self._UNSEEN
-        return ptime > self.time
-
-    def add(self, pid: int, ptime: int, now: float) -> None:
-        slots = self._slots
-        if not slots or ptime > self.time or (pid >= self.size and pid - self.size > self.id):
-            self.time = ptime
-            self.id = pid - self.size if pid > self.size else 0
-            slots.clear()
-        while self.id < pid:
-            slots.appendleft(self._UNSEEN)
-            self.id += 1
-        diff = self.id - pid
-        if diff < len(slots):
-            slots[diff] = now
-
-    def reap(self, now: float) -> None:
-        """Expire slots that the time window no longer allows to fill."""
-        if self._last_reap is not None and now < self._last_reap + REAP_INTERVAL:
-            return
-        self._last_reap = now
-        if not self.time_backtrack:
-            return
-        expire = False
-        slots = self._slots
-        for i, t in enumerate(slots):
-            if t is self._EXPIRED:
-                break
-            if not expire and t is not self._UNSEEN and t + self.time_backtrack < now:
-                expire = True
-            if expire:
-                slots[i] = self._EXPIRED
-
-
 # -- the session -----------------------------------------------------------------------
 
 class _Drop(Exception):
@@ -338,20 +265,19 @@ class StaticKeySession:
         self._clock = clock
         self.cipher = cipher
         self.auth = digest or "none"
-        self._digest = digest
-        self._hlen = DIGESTS[digest] if digest else 0
+        self._cbc = cipher in CBC_CIPHERS
         out, inc = key_slices(bytes(st.key), st.direction)
-        self._enc_hmac = out.hmac[:self._hlen]
-        self._dec_hmac = inc.hmac[:self._hlen]
-        if cipher in CBC_CIPHERS:
-            klen = CBC_CIPHERS[cipher]
-            self._enc = algorithms.AES(out.cipher[:klen])
-            self._dec = algorithms.AES(inc.cipher[:klen])
-        else:
-            self._enc = self._dec = None
+        klen = CBC_CIPHERS.get(cipher, 0)
+        hlen = DIGESTS[digest] if digest else 0
+
+        def sealer(half):
+            return CbcHmacSeal(half.cipher[:klen] if klen else None,
+                               half.hmac[:hlen] if digest else None, digest=digest or "sha1",
+                               tag_len=None, tag_first=True, rng=rng)
+        self._seal, self._open = sealer(out), sealer(inc)
         self.replay = PacketIdWindow(st.replay_window, st.replay_time)
         self._send_id = 0
-        self._send_time = 0
+        self._send_time: int | None = None
         self.state = State.ESTABLISHED
         self.remote_session_id: bytes | None = None
         self.session_id = b""
@@ -509,73 +435,44 @@ class StaticKeySession:
 
     # -- crypto ---------------------------------------------------------------------------
 
-    def _next_packet_id(self) -> bytes | None:
-        """packet_id.c ``packet_id_send_update`` (long form): at the last id the id
-        starts again from 1 with a new time, if the clock moved on since the time in
-        use; otherwise None -- 2.6 drops the packet ("ENCRYPT ERROR: packet ID roll
-        over") rather than send an id the peer has seen, and so do we."""
-        if not self._send_time:
-            self._send_time = int(self._clock()) & 0xFFFFFFFF
-        if self._send_id >= MAX_PACKET_ID:
-            t = int(self._clock()) & 0xFFFFFFFF
-            if t <= self._send_time:
-                return None
-            self._send_time, self._send_id = t, 0
-        self._send_id += 1
-        return _PID.pack(self._send_id, self._send_time)
-
     def _encrypt(self, payload: bytes | memoryview) -> bytes | None:
+        """``[HMAC] | [IV | CBC](packet id | time | payload)`` (crypto.c
+        ``openvpn_encrypt_v1``); None, counted, when the packet id space of this second
+        is used up (2.6 drops the packet too: "ENCRYPT ERROR: packet ID roll over")."""
         c = self.counters
-        pid = self._next_packet_id()
-        if pid is None:
+        nxt = next_packet_id(self._send_id, self._send_time, self._clock)
+        if nxt is None:
             c.dropped_packet_id_exhausted += 1
             log.debug("dropped outgoing packet: packet ID roll over within one second")
             return None
+        self._send_id, self._send_time = nxt
         c.packets_out += 1
         c.bytes_out += len(payload)
-        if self._enc is not None:
-            iv = self.rng(BLOCK)
-            padder = padding.PKCS7(128).padder()
-            plain = padder.update(pid) + padder.update(bytes(payload)) + padder.finalize()
-            enc = Cipher(self._enc, modes.CBC(iv)).encryptor()
-            body = iv + enc.update(plain) + enc.finalize()
-        else:
-            body = pid + bytes(payload)
-        if self._digest:
-            body = hmac.digest(self._enc_hmac, body, self._digest) + body
+        pid = _PID.pack(*nxt)
+        pad = pkcs7_padding(_PID.size + len(payload)) if self._cbc else b""
+        body = self._seal.seal(None, b"".join((pid, payload, pad)))
         self._max_send = max(self._max_send, len(body))
         return body
 
     def _decrypt(self, data: bytes | memoryview, now: float) -> bytes:
-        data = memoryview(bytes(data))
-        hlen = self._hlen
-        if len(data) < hlen:
-            raise _Drop("dropped_malformed", "shorter than its HMAC")
-        body = data[hlen:]
-        if hlen and not hmac.compare_digest(hmac.digest(self._dec_hmac, body, self._digest),
-                                            data[:hlen]):
-            raise _Drop("dropped_data_auth", "HMAC mismatch")
-        if self._dec is not None:
-            if len(body) < 2 * BLOCK or len(body) % BLOCK:
-                raise _Drop("dropped_malformed", f"bad CBC length {len(body)}")
-            dec = Cipher(self._dec, modes.CBC(bytes(body[:BLOCK]))).decryptor()
-            padded = dec.update(body[BLOCK:]) + dec.finalize()
-            unpadder = padding.PKCS7(128).unpadder()
-            try:
-                plain = unpadder.update(padded) + unpadder.finalize()
-            except ValueError:
-                raise _Drop("dropped_decrypt", "bad CBC padding (cipher mismatch?)") from None
-        else:
-            plain = bytes(body)
+        try:
+            plain = self._open.open(data)
+            if self._cbc:
+                plain = plain[:pkcs7_unpadded_len(plain)]
+        except SealedLengthError as exc:
+            raise _Drop("dropped_malformed", str(exc)) from None
+        except AuthenticationError:
+            raise _Drop("dropped_data_auth", "HMAC mismatch") from None
+        except PaddingError:
+            raise _Drop("dropped_decrypt", "bad CBC padding (cipher mismatch?)") from None
         if len(plain) < _PID.size:
             raise _Drop("dropped_malformed", "no packet id")
         pid, ptime = _PID.unpack_from(plain, 0)
-        self.replay.reap(now)
-        if not self.replay.test(pid, ptime):
-            raise _Drop("dropped_replay", f"replayed or too old packet id {pid} "
-                        f"(time {ptime})")
-        self.replay.add(pid, ptime, now)
-        return plain[_PID.size:]
+        why = self.replay.check(pid, ptime, now)
+        if why is not None:
+            raise _Drop("dropped_replay", f"{why} (time {ptime})")
+        self.replay.update(pid, ptime, now)
+        return bytes(plain[_PID.size:])
 
     # -- OCC ------------------------------------------------------------------------------
 

@@ -37,22 +37,29 @@ tls-crypt (tls_crypt.c ``tls_crypt_wrap`` / ``tls_crypt_unwrap``)::
 On receive, authentication comes first; the replay check runs on authenticated
 packets only, so a forgery cannot move the window.  Anything malformed, forged
 or replayed raises :class:`WrapError` (a :class:`ParseError`): drop and count.
+
+The HMACs are :class:`erebus.crypto.seal.Hmac` (key schedule once per key), the replay
+state is :class:`erebus.crypto.replay.PacketIdWindow` and the send ids
+:func:`erebus.crypto.replay.next_packet_id`, as in static-key mode.  tls-crypt's
+cipher is not a :mod:`erebus.crypto.seal` sealer: it is SIV-style (MAC, then encrypt
+under an IV that *is* the tag) in CTR mode, so each packet needs a CTR context for its
+own IV; there are a handful of control packets per session, none on the data path.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import struct
-from collections import deque
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..crypto.replay import ReplayWindow
+from ..crypto.replay import PacketIdWindow, next_packet_id
+from ..crypto.seal import Hmac
 from ..errors import ConfigError, ParseError
 from ..wire.openvpn import CONTROL_OPCODES, SESSION_ID_LEN, WKC_OPCODES, opcode_name
 from .statickey import key_slices
 
-__all__ = ["PACKET_ID_LEN", "PacketIdReplay", "TLS_AUTH_DIGESTS", "TLS_CRYPT_OVERHEAD",
+__all__ = ["PACKET_ID_LEN", "TLS_AUTH_DIGESTS", "TLS_CRYPT_OVERHEAD",
            "TlsAuth", "TlsCrypt", "WrapError"]
 
 HEADER_LEN = 1 + SESSION_ID_LEN          # op | session id: 9 bytes, never wrapped
@@ -63,7 +70,6 @@ TLS_CRYPT_OVERHEAD = PACKET_ID_LEN + TLS_CRYPT_TAG_LEN      # 40 (CTR adds no pa
 _TLS_CRYPT_OFF_TAG = HEADER_LEN + PACKET_ID_LEN             # 17
 _TLS_CRYPT_OFF_CT = _TLS_CRYPT_OFF_TAG + TLS_CRYPT_TAG_LEN  # 49
 
-PACKET_ID_MAX = 0xFFFFFFFF
 DEFAULT_REPLAY_WINDOW = 64               # --replay-window n [t] defaults
 DEFAULT_REPLAY_TIME = 15
 
@@ -89,59 +95,6 @@ class WrapError(ParseError):
         super().__init__(message)
 
 
-class PacketIdReplay:
-    """OpenVPN's receive-side packet-id check (packet_id.c ``packet_id_test`` /
-    ``packet_id_add`` / ``packet_id_reap``) for long-form ids:
-
-    - id 0 is never valid;
-    - a time newer than the sender's current time starts a fresh window;
-      an older time is rejected;
-    - within one time, a sliding window of ``window`` ids (:class:`ReplayWindow`);
-    - ``time_backtrack``: an id below one that arrived more than that many
-      seconds ago is too late (0 disables this).
-    """
-
-    __slots__ = ("window", "time_backtrack", "time", "_win", "_arrivals")
-
-    def __init__(self, window: int = DEFAULT_REPLAY_WINDOW,
-                 time_backtrack: float = DEFAULT_REPLAY_TIME):
-        self.window = window
-        self.time_backtrack = time_backtrack
-        self.time: int | None = None          # the sender's time of the current window
-        self._win = ReplayWindow(window)
-        self._arrivals: deque[tuple[int, float]] = deque()   # (id, local arrival)
-
-    def check(self, pid: int, ptime: int, now: float) -> str | None:
-        """None if (pid, ptime) may be accepted, else why not."""
-        if pid == 0:
-            return "packet id 0"
-        if self.time is None or ptime > self.time:
-            return None
-        if ptime < self.time:
-            return f"packet time {ptime} older than {self.time}"
-        if not self._win.check(pid):
-            return f"packet id {pid} replayed or outside the window (top {self._win.top})"
-        if self.time_backtrack:
-            for seen, at in self._arrivals:
-                if seen > pid and at + self.time_backtrack < now:
-                    return f"packet id {pid} arrived too late"
-        return None
-
-    def update(self, pid: int, ptime: int, now: float) -> None:
-        """Record an accepted (authenticated) packet id."""
-        if self.time is None or ptime > self.time:
-            self.time = ptime
-            self._win = ReplayWindow(self.window)
-            self._arrivals.clear()
-        self._win.update(pid)
-        if self.time_backtrack:
-            self._arrivals.append((pid, now))
-            floor = self._win.top - self.window
-            while self._arrivals and (self._arrivals[0][0] <= floor
-                                      or len(self._arrivals) > self.window):
-                self._arrivals.popleft()
-
-
 class _Wrapper:
     """Packet-id send counter and receive replay state shared by both wrappers."""
 
@@ -151,19 +104,16 @@ class _Wrapper:
     def __init__(self, replay_window: int, replay_time: float, send_time: int | None):
         self._send_id = 0
         self._send_time = send_time
-        self.replay = PacketIdReplay(replay_window, replay_time)
+        self.replay = PacketIdWindow(replay_window, replay_time)
 
     def _next_packet_id(self, now: float) -> bytes:
-        """packet_id.c ``packet_id_send_update`` + long-form write."""
-        if self._send_time is None:
-            self._send_time = min(max(int(now), 0), PACKET_ID_MAX)
-        if self._send_id == PACKET_ID_MAX:
-            t = min(max(int(now), 0), PACKET_ID_MAX)
-            if t <= self._send_time:
-                raise RuntimeError(f"{self.name}: packet id space exhausted within one second")
-            self._send_time, self._send_id = t, 0
-        self._send_id += 1
-        return _PID.pack(self._send_id, self._send_time)
+        """The long-form ``id | time`` of our next packet (the time is ``int(now)`` at
+        the first one)."""
+        nxt = next_packet_id(self._send_id, self._send_time, lambda: now)
+        if nxt is None:
+            raise RuntimeError(f"{self.name}: packet id space exhausted within one second")
+        self._send_id, self._send_time = nxt
+        return _PID.pack(*nxt)
 
     @staticmethod
     def _check_outgoing(packet: bytes | memoryview) -> memoryview:
@@ -224,21 +174,18 @@ class TlsAuth(_Wrapper):
                               f" not {digest!r}", option="auth")
         super().__init__(replay_window, replay_time, send_time)
         out, inc = key_slices(key, direction)
-        probe = hmac.new(b"", digestmod=md)
         self.digest = norm
-        self.hmac_size = probe.digest_size
+        self.hmac_size = hashlib.new(md).digest_size
         self.overhead = self.hmac_size + PACKET_ID_LEN
-        self._hmac_out = hmac.new(out.hmac[:self.hmac_size], digestmod=md)
-        self._hmac_in = hmac.new(inc.hmac[:self.hmac_size], digestmod=md)
+        self._hmac_out = Hmac(out.hmac[:self.hmac_size], md)
+        self._hmac_in = Hmac(inc.hmac[:self.hmac_size], md)
 
     def wrap(self, packet: bytes | memoryview, now: float) -> bytes:
         """``op | sid | HMAC | pid | time | body`` for a plain control packet."""
         mv = self._check_outgoing(packet)
         pid = self._next_packet_id(now)
-        h = self._hmac_out.copy()
-        h.update(pid)
-        h.update(mv)
-        return b"".join((mv[:HEADER_LEN], h.digest(), pid, mv[HEADER_LEN:]))
+        tag = self._hmac_out.tag(mv, aad=pid)
+        return b"".join((mv[:HEADER_LEN], tag, pid, mv[HEADER_LEN:]))
 
     def unwrap(self, data: bytes | memoryview, now: float) -> bytes:
         """Verify HMAC and replay id; the plain control packet ``op | sid | body``."""
@@ -247,11 +194,7 @@ class TlsAuth(_Wrapper):
         tag = mv[HEADER_LEN:HEADER_LEN + hs]
         pid = mv[HEADER_LEN + hs:HEADER_LEN + hs + PACKET_ID_LEN]
         body = mv[HEADER_LEN + hs + PACKET_ID_LEN:]
-        h = self._hmac_in.copy()
-        h.update(pid)
-        h.update(mv[:HEADER_LEN])
-        h.update(body)
-        if not hmac.compare_digest(h.digest(), tag):
+        if not self._hmac_in.verify(tag, mv[:HEADER_LEN], aad=pid, tail=body):
             raise WrapError("auth", f"tls-auth: HMAC mismatch on "
                                     f"{opcode_name(mv[0] >> 3)} (forged, corrupted or wrong key)")
         self._replay_check(pid, now)
@@ -276,18 +219,15 @@ class TlsCrypt(_Wrapper):
         self.client = client
         self._aes_out = algorithms.AES(out.cipher[:TLS_CRYPT_KEY_LEN])
         self._aes_in = algorithms.AES(inc.cipher[:TLS_CRYPT_KEY_LEN])
-        self._hmac_out = hmac.new(out.hmac[:TLS_CRYPT_KEY_LEN], digestmod="sha256")
-        self._hmac_in = hmac.new(inc.hmac[:TLS_CRYPT_KEY_LEN], digestmod="sha256")
+        self._hmac_out = Hmac(out.hmac[:TLS_CRYPT_KEY_LEN], "sha256")
+        self._hmac_in = Hmac(inc.hmac[:TLS_CRYPT_KEY_LEN], "sha256")
 
     def wrap(self, packet: bytes | memoryview, now: float) -> bytes:
         """``op | sid | pid | time | tag | AES-CTR(body)`` for a plain control packet."""
         mv = self._check_outgoing(packet)
         header = b"".join((mv[:HEADER_LEN], self._next_packet_id(now)))
         body = mv[HEADER_LEN:]
-        h = self._hmac_out.copy()
-        h.update(header)
-        h.update(body)
-        tag = h.digest()
+        tag = self._hmac_out.tag(body, aad=header)
         enc = Cipher(self._aes_out, modes.CTR(tag[:16])).encryptor()
         return b"".join((header, tag, enc.update(body), enc.finalize()))
 
@@ -297,10 +237,7 @@ class TlsCrypt(_Wrapper):
         tag = bytes(mv[_TLS_CRYPT_OFF_TAG:_TLS_CRYPT_OFF_CT])
         dec = Cipher(self._aes_in, modes.CTR(tag[:16])).decryptor()
         body = dec.update(mv[_TLS_CRYPT_OFF_CT:]) + dec.finalize()
-        h = self._hmac_in.copy()
-        h.update(mv[:_TLS_CRYPT_OFF_TAG])
-        h.update(body)
-        if not hmac.compare_digest(h.digest(), tag):
+        if not self._hmac_in.verify(tag, body, aad=mv[:_TLS_CRYPT_OFF_TAG]):
             raise WrapError("auth", f"tls-crypt: authentication failed on "
                                     f"{opcode_name(mv[0] >> 3)} (forged, corrupted or wrong key)")
         self._replay_check(mv[HEADER_LEN:_TLS_CRYPT_OFF_TAG], now)

@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from erebus.crypto.replay import PacketIdWindow
 from erebus.errors import ConfigError, SessionError
 from erebus.openvpn.data import KEEPALIVE, OCC_MAGIC
 from erebus.openvpn.push import Route
 from erebus.openvpn.session import Closed, Connected, Failed, State
 from erebus.openvpn.static import (OCC_EXIT, OCC_MTU_REPLY, OCC_MTU_REQUEST, OCC_REPLY,
-                                   OCC_REQUEST, PEER_SEEN, PacketIdWindow, StaticKeySession,
-                                   StaticKeySettings, options_string, static_link_mtu)
+                                   OCC_REQUEST, PEER_SEEN, StaticKeySession, StaticKeySettings,
+                                   options_string, static_link_mtu)
 
 KEY = random.Random(2048).randbytes(256)
 T0 = 1_700_000_000           # the wall clock of the sessions under test

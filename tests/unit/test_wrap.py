@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from erebus.crypto.replay import PacketIdWindow as PacketIdReplay
 from erebus.errors import ConfigError, ParseError
 from erebus.openvpn.statickey import (STATIC_KEY_FOOT, STATIC_KEY_HEAD, KeyHalf,
                                       format_static_key, key_slices, parse_static_key)
-from erebus.openvpn.wrap import PacketIdReplay, TlsAuth, TlsCrypt, WrapError
+from erebus.openvpn.wrap import TlsAuth, TlsCrypt, WrapError
 from erebus.wire import openvpn as w
 
 KEY = bytes(range(256))
