@@ -11,6 +11,7 @@ so that failure is not recoverable.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from collections import deque
 
@@ -25,10 +26,11 @@ __all__ = ["ManualEspSession"]
 class ManualEspSession:
     """One EspProfile's SAs; see the module's docstring."""
 
-    def __init__(self, profile: EspProfile, now: float, *, local: tuple = ("0.0.0.0", 0),
-                 remote: tuple = ("0.0.0.0", 0), esp=None):
+    def __init__(self, profile: EspProfile, now: float, *, rng=os.urandom,
+                 local: tuple = ("0.0.0.0", 0), remote: tuple = ("0.0.0.0", 0), esp=None):
+        """``rng`` gives the SAs' IVs (unless ``esp``, an EspSession, is given)."""
         self.profile = profile
-        self.esp = esp if esp is not None else profile.new_session(now)
+        self.esp = esp if esp is not None else profile.new_session(now, rng=rng)
         self.counters = self.esp.counters
         self.send_packet = self.esp.send_packet      # the hot path: no wrapper
         self._events: deque = deque()

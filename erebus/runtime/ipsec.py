@@ -52,9 +52,10 @@ class EspDriver:
     refused_after = None             # no handshake to fail: packets are just lost
     refused_hint = "is the ESP peer listening there?"
 
-    def __init__(self, profile: EspProfile, session_factory=None):
+    def __init__(self, profile: EspProfile, session_factory=None, rng=os.urandom):
         self.profile = profile
-        self._session_factory = session_factory or profile.new_session
+        self.rng = rng
+        self._session_factory = session_factory
 
     def endpoints(self) -> list[Endpoint]:
         p = self.profile
@@ -67,8 +68,9 @@ class EspDriver:
                                    "over", recoverable=False)
             previous.rebind(now, local, remote)
             return previous
-        return ManualEspSession(self.profile, now, local=local, remote=remote,
-                                esp=self._session_factory(now))
+        esp = self._session_factory(now) if self._session_factory is not None else None
+        return ManualEspSession(self.profile, now, rng=self.rng, local=local, remote=remote,
+                                esp=esp)
 
 
 class EspTunnel(ShellTunnel):
