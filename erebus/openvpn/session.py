@@ -49,6 +49,8 @@ from .wrap import TlsAuth, TlsCrypt, WrapError
 log = logging.getLogger("erebus.openvpn")
 _REDACT = re.compile(r"(auth-token(?:-user)?\s+)[^,]*")   # credentials never reach a log
 
+EKM_LABEL = "EXPORTER-OpenVPN-datakeys"   # ssl.c: key-derivation tls-ekm (RFC 5705)
+EKM_LENGTH = 256                          # a key2: 2 x (64 cipher + 64 HMAC), as the PRF's
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
 EXIT_GRACE = 2.0
@@ -218,6 +220,7 @@ class ClientSession:
         self._exit_deadline: float | None = None
         self._cc_exit = False
         self.tls_info: TlsEstablished | None = None
+        self.key_derivation = "tls1-prf"         # or "tls-ekm", when the server says so
         self._data_out: list[bytes] = []        # data-channel datagrams due (keepalive, exit)
         self._start(now)
 
@@ -606,6 +609,8 @@ class ClientSession:
             ks.key_block = openvpn_key_block(src.pre_master, src.random1, server.random1,
                                              src.random2, server.random2,
                                              self.session_id, self.remote_session_id)
+            if self.key_derivation == "tls-ekm":      # every later key id too (ssl.c)
+                ks.key_block = self._exported_key_block(ks)
             ks.key_method_done = True
             log.debug("server options string: %s", server.options)
             if ks is self._primary:
@@ -653,6 +658,14 @@ class ClientSession:
             self._fail("halted", f"the server halted the session: {reason}")
         else:
             self._events.append(ServerMessage(text))
+
+    @staticmethod
+    def _exported_key_block(ks: "_KeyState") -> bytes:
+        """The data channel keys of ``ks`` by TLS keying material export (no context:
+        an empty one would give other bytes on TLS 1.2)."""
+        if ks.tls is None:
+            raise SessionError("tls", "tls-ekm: no TLS session to export keys from")
+        return ks.tls.export_keying_material(EKM_LABEL, EKM_LENGTH, None)
 
     def _set_reneg_bytes(self) -> None:
         limit = self.settings.reneg_bytes
@@ -760,13 +773,15 @@ class ClientSession:
     def _establish(self, now: float) -> None:
         p = self.pushed
         cipher = self._negotiated_cipher()
-        offered = [f for f in ("tls-ekm", "dyn-tls-crypt") if f in p.protocol_flags]
-        if p.key_derivation == "tls-ekm" and "tls-ekm" not in offered:
-            offered.insert(0, "tls-ekm")
-        if offered:
-            raise SessionError("push", f"the server pushed {' and '.join(offered)}, which "
-                               "erebus did not offer (its IV_PROTO has no TLS key export): "
-                               "refused, the data channel keys would not match")
+        if "dyn-tls-crypt" in p.protocol_flags:
+            raise SessionError("push", "the server pushed dyn-tls-crypt, which erebus did "
+                               "not offer (its IV_PROTO has no DYN_TLS_CRYPT): refused, the "
+                               "control channel keys would not match")
+        ks = self._primary
+        if p.key_derivation == "tls-ekm" or "tls-ekm" in p.protocol_flags:
+            # ssl.c tls_session_generate_data_channel_keys: RFC 5705 instead of the PRF
+            self.key_derivation = "tls-ekm"
+            ks.key_block = self._exported_key_block(ks)
         for text in p.not_pullable:
             log.warning("PUSH_REPLY: option '%s' cannot be used in this context "
                         "([PUSH-OPTIONS]): ignored, as by the stock client",
@@ -789,7 +804,6 @@ class ClientSession:
             log.info("compression framing: %s", self._comp.option)
         if p.virtual_ip is None:
             raise SessionError("push", "the server pushed no ifconfig (no virtual IP)")
-        ks = self._primary
         self._auth = auth                  # the profile's: 2.6 does not pull 'auth'
         self.data_key = DataKey(ks.key_id, cipher, ks.key_block,
                                 auth=self._auth, peer_id=p.peer_id,
@@ -810,5 +824,5 @@ class ClientSession:
         self.state = State.ESTABLISHED
         self._events.append(Connected(tunnel_info(p, cipher, now - self.started,
                                                   self.settings.tun_mtu), p))
-        log.info("session established: virtual IP %s/%s, cipher %s, peer-id %s",
-                 p.virtual_ip, p.netmask, cipher, p.peer_id)
+        log.info("session established: virtual IP %s/%s, cipher %s, peer-id %s, data keys "
+                 "by %s", p.virtual_ip, p.netmask, cipher, p.peer_id, self.key_derivation)

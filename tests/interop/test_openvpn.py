@@ -32,6 +32,16 @@ def probe_json(lab, profile, *extra, timeout=90):
     return cp, report
 
 
+def test_a_stock_server_keys_the_data_channel_by_tls_key_export(lab, ovpn_server):
+    """erebus offers IV_PROTO_TLS_KEY_EXPORT; a 2.6 server then pushes tls-ekm and both
+    ends take the data keys from RFC 5705's exporter: a ping through proves they match."""
+    server = ovpn_server("gcm")
+    cp = erebus(lab, "-v", "probe", server.profile, "--json", "--ping", WEB_ADDR)
+    report = json.loads(cp.stdout)
+    assert report["ok"] is True and report["ping_ms"] is not None, cp.stderr
+    assert "data keys by tls-ekm" in cp.stderr, cp.stderr
+
+
 @pytest.mark.parametrize("mode,cipher", [("none", "none"), ("gcm", "AES-256-GCM")])
 def test_probe_ping_and_pcap(lab, ovpn_server, mode, cipher):
     server = ovpn_server(mode)

@@ -8,8 +8,10 @@ import os
 import random
 import ssl
 import struct
+from types import SimpleNamespace
 
 import pytest
+from OpenSSL import SSL
 from cryptography import x509
 from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
@@ -81,25 +83,90 @@ class _ServerKey:
     def __init__(self, ctx, key_id):
         self.key_id = key_id
         self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+        self.tls = self._tls(ctx)
         self.send = ReliableSend()
         self.recv = ReliableReceive()
         self.handshaken = False
         self.app = b""
         self.key_source = None
 
+    def _tls(self, ctx):
+        return ctx.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+
+
+class _OpenSSLObject:
+    """pyOpenSSL's memory-BIO server connection behind ssl.SSLObject's few calls (the
+    stdlib cannot export keying material)."""
+
+    def __init__(self, ctx, tls_in, tls_out):
+        self.conn = SSL.Connection(ctx, None)
+        self.conn.set_accept_state()
+        self.tls_in, self.tls_out = tls_in, tls_out
+
+    def _move(self):
+        data = self.tls_in.read()
+        if data:
+            self.conn.bio_write(data)
+
+    def _flush(self):
+        try:
+            while chunk := self.conn.bio_read(65536):
+                self.tls_out.write(chunk)
+        except SSL.WantReadError:
+            pass
+
+    def do_handshake(self):
+        self._move()
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            raise ssl.SSLWantReadError from None
+        finally:
+            self._flush()
+
+    def read(self, n):
+        self._move()
+        try:
+            return self.conn.recv(n)
+        except SSL.WantReadError:
+            raise ssl.SSLWantReadError from None
+        finally:
+            self._flush()
+
+    def write(self, data):
+        self.conn.sendall(data)
+        self._flush()
+
+    def export(self, label: bytes, length: int) -> bytes:
+        return self.conn.export_keying_material(label, length, None)
+
+
+class _EkmServerKey(_ServerKey):
+    def _tls(self, ctx):
+        return _OpenSSLObject(ctx, self.tls_in, self.tls_out)
+
 
 class FakeServer:
     """Just enough of an OpenVPN 2.6 server for one client session: the hard reset,
     TLS and key method 2 per key id (so a soft reset renegotiates), PUSH_REPLY, and a
-    data channel with ``cipher``/``auth``."""
+    data channel with ``cipher``/``auth``.  With ``ekm`` the data keys come from TLS
+    keying material export (key-derivation tls-ekm), through pyOpenSSL."""
 
-    def __init__(self, cert_file, key_file, push=PUSH, *, cipher="AES-256-GCM", auth="SHA1"):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert_file, key_file)
+    def __init__(self, cert_file, key_file, push=PUSH, *, cipher="AES-256-GCM", auth="SHA1",
+                 ekm=False):
+        self.ekm = ekm
+        if ekm:
+            self.ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+            self.ctx.use_certificate_chain_file(str(cert_file))
+            self.ctx.use_privatekey_file(str(key_file))
+            self._key = _EkmServerKey
+        else:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert_file, key_file)
+            self._key = _ServerKey
         self.sid = os.urandom(8)
         self.client_sid = None
-        self.keys = {0: _ServerKey(self.ctx, 0)}
+        self.keys = {0: self._key(self.ctx, 0)}
         self.push = push
         self.cipher, self.auth = cipher, auth
         self.data_keys = {}
@@ -119,7 +186,7 @@ class FakeServer:
             self.client_sid = p.session_id
             self.keys[0].send.push(w.P_CONTROL_HARD_RESET_SERVER_V2, b"")
         if p.opcode == w.P_CONTROL_SOFT_RESET_V1 and p.key_id not in self.keys:
-            self.keys[p.key_id] = _ServerKey(self.ctx, p.key_id)
+            self.keys[p.key_id] = self._key(self.ctx, p.key_id)
             self.keys[p.key_id].send.push(w.P_CONTROL_SOFT_RESET_V1, b"")
             self.soft_resets.append(p.key_id)
         k = self.keys.get(p.key_id)
@@ -160,10 +227,12 @@ class FakeServer:
         if k.key_source is None and len(k.app) >= 5 + 48 + 64:
             pre, r1, r2 = k.app[5:53], k.app[53:85], k.app[85:117]
             k.key_source = (pre, r1, r2)
+            self.peer_info = k.app[117:].decode("latin-1")      # options, peer info
             k.app = b""     # the rest of the key method message (strings) is ignored
             s1, s2 = os.urandom(32), os.urandom(32)
             k.tls.write(b"\0\0\0\0\x02" + s1 + s2 + keymethod.write_string("V4,dev-type tun"))
-            block = openvpn_key_block(pre, r1, s1, r2, s2, self.client_sid, self.sid)
+            block = k.tls.export(b"EXPORTER-OpenVPN-datakeys", 256) if self.ekm else \
+                openvpn_key_block(pre, r1, s1, r2, s2, self.client_sid, self.sid)
             self.data_keys[k.key_id] = DataKey(k.key_id, self.cipher,
                                                block[128:] + block[:128],
                                                auth=self.auth, peer_id=3)
@@ -466,7 +535,6 @@ def test_pushed_auth_is_not_taken_as_by_the_stock_client(pki, caplog, profile_au
     ("ifconfig 0.0.0.0 255.255.255.0", "ifconfig: 0.0.0.0 cannot be this client's address"),
     ("ifconfig 198.19.1.2 255.0.255.0", "ifconfig (topology subnet): bad netmask"),
     ("route 198.18.9.0 255.255.255.0 198.18.0.1 1 extra", "route: takes 1 to 4 arguments"),
-    ("key-derivation tls-ekm", "the server pushed tls-ekm, which erebus did not offer"),
     ("protocol-flags cc-exit dyn-tls-crypt", "pushed dyn-tls-crypt, which erebus did not"),
 ])
 def test_out_of_range_pushed_options_refuse_the_reply(pki, option, words):
@@ -476,6 +544,42 @@ def test_out_of_range_pushed_options_refuse_the_reply(pki, option, words):
     failed = only_failure(events)
     assert failed.stage == "push" and words in failed.message, failed.message
     assert now < 1.0
+
+
+def test_the_client_offers_tls_key_export_and_nothing_it_does_not_implement(pki):
+    ca, cert, key = pki["lab-ca"]
+    server = FakeServer(cert, key)
+    run(ClientSession(settings(ca), 0.0), server)
+    info = dict(line.split("=", 1) for line in server.peer_info.splitlines() if "=" in line)
+    # DATA_V2 | REQUEST_PUSH | TLS_KEY_EXPORT | CC_EXIT_NOTIFY: no DYN_TLS_CRYPT (512),
+    # no AUTH_PENDING_KW, no DATA_EPOCH
+    assert int(info["IV_PROTO"]) == 2 | 4 | 8 | 128
+
+
+@pytest.mark.parametrize("option", ["key-derivation tls-ekm", "protocol-flags cc-exit tls-ekm"])
+def test_pushed_tls_ekm_takes_the_data_keys_from_the_tls_exporter(pki, option):
+    """2.6 servers push tls-ekm to a client with IV_PROTO_TLS_KEY_EXPORT: both ends then
+    key the data channel with RFC 5705's EXPORTER-OpenVPN-datakeys, not the PRF; a soft
+    reset's new key id too."""
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key, push=push(option), ekm=True)
+    events, _, now = run(client, server)
+    assert client.established and client.key_derivation == "tls-ekm", events
+    datagram = client.send_packet(b"E" + bytes(27), now)
+    assert server.receive(datagram, now) == [b"E" + bytes(27)]
+    assert client.receive_datagram(server.data_key.encrypt(b"reply"), now) == [b"reply"]
+    client._client_renegotiation(now, "test")
+    _, _, now = run(client, server, start=now, until=lambda c: c.renegotiations == 1)
+    assert client.data_key.key_id == 1
+    assert server.receive(client.send_packet(b"E" + bytes(30), now), now) == [b"E" + bytes(30)]
+
+
+def test_without_tls_ekm_the_prf_keys_the_data_channel(pki):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    events, _, now = run(client, FakeServer(cert, key))
+    assert client.established and client.key_derivation == "tls1-prf"
 
 
 def test_packet_id_close_to_wrapping_renegotiates(pki):
@@ -543,6 +647,8 @@ def test_random_push_replies_establish_or_fail_with_a_session_error(reply):
     client = ClientSession(settings(_CA, data_ciphers=GCM_ONLY), 0.0, tls_context=_CONTEXT)
     client.state = State.PUSH_REQUEST_SENT          # as after key method 2
     client._primary.key_block = bytes(range(256))
+    client._primary.tls = SimpleNamespace(          # key-derivation tls-ekm reads it
+        export_keying_material=lambda label, length, context: bytes(range(length)))
     client._push_deadline = client._push_request_at = 60.0
     try:
         client._control_message(reply, 1.0)
