@@ -49,7 +49,6 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         pcap = PcapWriter(pcap_path, family=family_of(profile_path).kind)
     try:
         tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn)
-        connect_timeout = tunnel.connect_timeout
     except BaseException:
         if pcap:
             pcap.close()
@@ -61,7 +60,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     services = []
     vpn = None
     try:
-        info = await tunnel.connect(timeout=timeout or connect_timeout)
+        info = await tunnel.connect(timeout=timeout)
         log.info("tunnel up: virtual IP %s/%s via %s, MTU %d, cipher %s, DNS %s",
                  info.virtual_ip, info.netmask, info.server, info.mtu, info.cipher,
                  ", ".join(info.dns) or "none pushed")
@@ -95,7 +94,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                 raise exc
             log.warning("tunnel down: %s; reconnecting (listeners stay up)", exc)
             try:
-                info = await tunnel.reconnect(timeout=timeout or connect_timeout,
+                info = await tunnel.reconnect(timeout=timeout,
                                               stop=stop)
             except SessionError as err:
                 if err.stage is Stage.STOPPED:

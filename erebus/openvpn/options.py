@@ -81,11 +81,12 @@ _REGISTRY: list[OptionSpec] = [
     _spec("connection", "1-2", IMPLEMENTED, "<connection> blocks: extra remotes tried in "
           "order, each with its own connection options", "i"),
     _spec("remote-random", "0", IMPLEMENTED, "remotes shuffled when the profile is read"),
-    _spec("remote-random-hostname", "0", IMPLEMENTED, "stored (Profile."
-          "remote_random_hostname): the runtime prepends a random label to names"),
-    _spec("connect-retry", "1-2", IMPLEMENTED, "stored: wait between tries, and its "
-          "maximum (Profile.connect_retry)", "c"),
-    _spec("connect-retry-max", "1", IMPLEMENTED, "stored (Profile.connect_retry_max)", "c"),
+    _spec("remote-random-hostname", "0", IMPLEMENTED, "a random 12-hex-digit label is "
+          "prepended to remote names, new on every try"),
+    _spec("connect-retry", "1-2", IMPLEMENTED, "reconnecting waits n s between rounds of "
+          "the remotes, doubling after 5 rounds up to max (300), as 2.6", "c"),
+    _spec("connect-retry-max", "1", IMPLEMENTED, "reconnecting gives up after n rounds of "
+          "the remotes", "c"),
     _spec("connect-timeout", "1", IMPLEMENTED, "how long one try of a remote may take", "c"),
     _spec("server-poll-timeout", "1", IMPLEMENTED, "alias of connect-timeout", "c"),
     _spec("resolv-retry", "1", IGNORED, "names are resolved again on every try"),

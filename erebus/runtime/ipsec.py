@@ -22,6 +22,7 @@ from ..ipsec.ikesession import IkeSession
 from ..ipsec.manual import ManualEspSession
 from ..ipsec.profile import EspProfile
 from ..session import Stage
+from .retry import RetryPolicy
 from .tunnel import Endpoint, ShellTunnel
 
 __all__ = ["EspTunnel", "IkeTunnel", "DROP_KINDS"]
@@ -51,6 +52,8 @@ class EspDriver:
     drop_kinds = DROP_KINDS
     refused_after = None             # no handshake to fail: packets are just lost
     refused_hint = "is the ESP peer listening there?"
+    retry = RetryPolicy()
+    retry_attempts = None
 
     def __init__(self, profile: EspProfile, session_factory=None, rng=os.urandom):
         self.profile = profile
@@ -92,6 +95,8 @@ class IkeDriver:
     drop_kinds = DROP_KINDS           # ESP drops, as with manual SAs
     refused_after = 3                 # ICMP errors before the responder ever answered
     refused_hint = "is an IKEv2 responder listening there?"
+    retry = RetryPolicy()
+    retry_attempts = None
 
     def __init__(self, profile: IkeProfile, initiator_factory=None, rng=os.urandom):
         self.profile = profile

@@ -12,6 +12,7 @@ any socket exists.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ from ..openvpn.profile import Profile
 from ..openvpn.push import Route
 from ..openvpn.session import ClientSession, SessionSettings
 from ..openvpn.static import StaticKeySession, StaticKeySettings
+from .retry import RetryPolicy
 from .tunnel import Endpoint, ShellTunnel
 
 log = logging.getLogger("erebus.tunnel")
@@ -61,6 +63,14 @@ DROP_KINDS = {
     "dropped_before_established": (logging.INFO, "a data packet before the session "
                                    "was established"),
 }
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 # -- the TCP framing -----------------------------------------------------------------------
@@ -136,12 +146,28 @@ class OpenVPNDriver:
         self.profile = profile
         self.rng = rng
         self._session_factory = session_factory
+        # connect-retry n [max], connect-retry-max: as the stock client (init.c)
+        first, most = getattr(profile, "connect_retry", None) or (1, 300)
+        self.retry = RetryPolicy(float(first), float(most), 5)
+        self.retry_attempts = getattr(profile, "connect_retry_max", None)
         # built here, once: a profile OpenSSL refuses fails before any socket exists
         self._tls_context = profile.tls_context() if session_factory is None \
             and profile.static_key is None else None
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint(r.host, r.port, r.proto) for r in self.profile.remotes]
+        """The remotes in order, each with its <connection>'s connect-timeout; with
+        remote-random-hostname a name gets a random 12-hex-digit label in front, new
+        on every try (2.6's "%08x%04x.host"), so no cache in between answers it."""
+        random_label = getattr(self.profile, "remote_random_hostname", False)
+        out = []
+        for r in self.profile.remotes:
+            host = r.host
+            if random_label and not _is_address(host):
+                host = f"{self.rng(6).hex()}.{host}"
+            out.append(Endpoint(host, r.port, r.proto,
+                                timeout=float(r.connect_timeout) if getattr(
+                                    r, "connect_timeout", None) else None, source=r))
+        return out
 
     def stream_link(self, on_datagram, on_batch_end, on_lost) -> TcpFraming:
         return TcpFraming(on_datagram, on_batch_end, on_lost)
@@ -162,6 +188,9 @@ class OpenVPNDriver:
         settings = session_settings(p)
         settings.auth_token = token
         settings.proto = endpoint.proto
+        remote_mtu = getattr(endpoint.source, "tun_mtu", None)
+        if remote_mtu:                       # the <connection> block's own tun-mtu
+            settings.tun_mtu = remote_mtu
         return ClientSession(settings, now, rng=self.rng, clock=time.time,
                              tls_context=self._tls_context)
 

@@ -26,14 +26,14 @@ import errno
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from ..errors import ErebusError, SessionError
 from ..session import Closed, Connected, Failed, Notice, PathChanged, Rekeyed, Session, \
     Stage, TunnelInfo
 from .ratelimit import DropReporter, counters_summary
-from .retry import with_backoff
+from .retry import RetryPolicy, with_backoff
 from .udp import BatchedUdpLink
 
 __all__ = ["Driver", "Endpoint", "ShellTunnel"]
@@ -50,6 +50,8 @@ class Endpoint:
     port: int
     proto: str = "udp"
     local_port: int = 0              # bind the UDP socket here (0: ephemeral)
+    timeout: float | None = None     # how long a try may take (None: the tunnel's)
+    source: object = field(default=None, compare=False)   # the family's remote record
 
     @property
     def name(self) -> str:
@@ -65,6 +67,9 @@ class Driver(Protocol):
     refused_after: int | None        # ICMP refusals, before the peer answered, that end
                                      # an attempt as "unreachable" (None: never)
     refused_hint: str                # said with the first refusal ("" : debug only)
+    retry: RetryPolicy               # the waits of reconnect()
+    retry_attempts: int | None       # rounds over the endpoints reconnect() makes (None:
+                                     # until one comes up)
 
     def endpoints(self) -> list[Endpoint]:
         ...
@@ -186,16 +191,17 @@ class ShellTunnel:
 
     async def connect(self, timeout: float | None = None) -> TunnelInfo:
         """Try the driver's endpoints in order; the first session that comes up wins.
-        A failure that another endpoint cannot cure (a refusal) is raised at once."""
-        if timeout is None:
-            timeout = self.connect_timeout
+        A failure that another endpoint cannot cure (a refusal) is raised at once.
+        ``timeout`` (seconds per endpoint) overrides the endpoint's and the tunnel's."""
         errors: list[SessionError] = []
         endpoints = self.driver.endpoints()
         for i, endpoint in enumerate(endpoints):
+            limit = timeout if timeout is not None else \
+                (endpoint.timeout or self.connect_timeout)
             try:
-                return await asyncio.wait_for(self._connect_one(endpoint), timeout)
+                return await asyncio.wait_for(self._connect_one(endpoint), limit)
             except asyncio.TimeoutError:
-                errors.append(self._timed_out(endpoint, timeout))
+                errors.append(self._timed_out(endpoint, limit))
                 self._teardown()
             except SessionError as exc:
                 self._teardown()
@@ -210,13 +216,16 @@ class ShellTunnel:
 
     async def reconnect(self, *, timeout: float | None = None, attempts: int | None = None,
                         stop: asyncio.Event | None = None) -> TunnelInfo:
-        """New sessions with backoff (1, 2, 4 ... 60 s) until one comes up.  Only
-        failures that another try can cure are retried."""
+        """New sessions with the driver's backoff until one comes up (at most
+        ``attempts`` rounds over the endpoints; default: the driver's).  Only failures
+        that another try can cure are retried."""
         if self.session is not None:
             self._log_counters(f"session {self.sessions} counters")
         self._teardown()
-        info = await with_backoff(lambda: self.connect(timeout=timeout), attempts=attempts,
-                                  stop=stop)
+        d = self.driver
+        info = await with_backoff(lambda: self.connect(timeout=timeout),
+                                  attempts=attempts if attempts is not None
+                                  else d.retry_attempts, stop=stop, policy=d.retry)
         self.log.info("reconnected (session %d)", self.sessions)
         return info
 

@@ -10,6 +10,7 @@ import asyncio
 import io
 import ipaddress
 import logging
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -19,8 +20,9 @@ from erebus.ipsec.ike import NON_ESP_MARKER
 from erebus.ipsec.profile import parse_esp_profile
 from erebus.openvpn.config import Remote
 from erebus.runtime.ipsec import EspTunnel, IkeTunnel
-from erebus.runtime.openvpn import OpenVPNTunnel
+from erebus.runtime.openvpn import OpenVPNDriver, OpenVPNTunnel
 from erebus.runtime.pcap import PcapWriter
+from erebus.runtime.tunnel import Endpoint, ShellTunnel
 from erebus.session import Stage
 from erebus.tunnel import Tunnel
 from erebus.wire import icmp
@@ -28,7 +30,7 @@ from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
 from tests.unit.ike_peer import SimResponder
 from tests.unit.test_ike_initiator import NET, VIP, FakeResponder
 from tests.unit.test_ike_initiator import profile as ike_profile
-from tests.unit.test_static import CLIENT_IP, SERVER_IP, make, peer_of
+from tests.unit.test_static import CLIENT_IP, KEY, SERVER_IP, make, peer_of
 from tests.unit.virtual_loop import FakeConnector, run
 
 
@@ -309,3 +311,109 @@ def test_ike_rekeys_install_new_sas_in_the_core_and_are_counted():
 
     peer = run(main())
     assert len(peer.sim.log.child_rekeys) >= 3
+
+
+# -- the profile's connect-retry, connect-retry-max, connect-timeout, remote-random-hostname
+
+def test_connect_retry_waits_as_the_stock_client_and_connect_retry_max_gives_up():
+    async def main():
+        connector = FakeConnector({})                  # no name resolves
+        tunnel = static_tunnel(connector, hosts=("a", "b"))
+        tunnel.driver.retry = OpenVPNDriver(SimpleNamespace(
+            connect_retry=(3, 20), connect_retry_max=9, remotes=[], static_key=None),
+            session_factory=object).retry
+        tunnel.driver.retry_attempts = 9
+        with pytest.raises(SessionError) as failed:
+            await tunnel.reconnect()
+        assert failed.value.stage is Stage.RESOLVE
+        return connector
+
+    connector = run(main())
+    assert connector.resolved == ["a", "b"] * 9                  # 9 rounds, then it stops
+    rounds = connector.resolve_times[::2]
+    waits = [round(b - a, 3) for a, b in zip(rounds, rounds[1:])]
+    assert waits == [3, 3, 3, 3, 3, 6, 12, 20]                    # 5 at n, then doubling
+
+
+STATIC_KEY_PEM = ("-----BEGIN OpenVPN Static key V1-----\n"
+                  + "\n".join(KEY.hex()[i:i + 32] for i in range(0, 512, 32))
+                  + "\n-----END OpenVPN Static key V1-----\n")
+
+
+def test_the_driver_takes_retry_timeouts_mtu_and_random_labels_from_the_profile():
+    from erebus.openvpn.config import parse_profile
+    profile = parse_profile(
+        "dev tun\nconnect-retry 4 30\nconnect-retry-max 3\nremote-random-hostname\n"
+        "<connection>\nremote vpn.example.test 1194\nconnect-timeout 7\ntun-mtu 1400\n"
+        "</connection>\n<connection>\nremote 198.18.7.1 443\n</connection>\n"
+        f"secret [inline]\n<secret>\n{STATIC_KEY_PEM}</secret>\nifconfig {CLIENT_IP} "
+        f"{SERVER_IP}\ncipher AES-256-CBC\n", "retry.ovpn")
+    driver = OpenVPNDriver(profile)
+    assert (driver.retry.first, driver.retry.cap, driver.retry.steady) == (4, 30, 5)
+    assert driver.retry_attempts == 3
+    first, second = driver.endpoints(), driver.endpoints()
+    assert re.fullmatch(r"[0-9a-f]{12}\.vpn\.example\.test", first[0].host)
+    assert first[0].host != second[0].host                   # a new label every try
+    assert first[1].host == "198.18.7.1" and first[1].port == 443      # no label on an IP
+    assert first[0].timeout == 7 and first[1].timeout == 120   # 2.6's default
+    assert first[0].source.tun_mtu == 1400
+
+
+class NeverAnswers:
+    """A core whose peer never answers (what the shell sees of a silent server)."""
+
+    counters = None
+    established = finished = answered = False
+
+    def receive_datagram(self, data, now):
+        return ()
+
+    def send_packet(self, packet, now):
+        return None
+
+    def datagrams_to_send(self, now):
+        return []
+
+    def get_timer(self):
+        return None
+
+    def handle_timer(self, now):
+        pass
+
+    def next_event(self):
+        return None
+
+    def close(self, now):
+        pass
+
+    def connect_timeout(self):
+        return Stage.UNREACHABLE, "no answer from the server"
+
+
+def test_each_endpoint_gets_its_own_connect_timeout(caplog):
+    class Driver(OpenVPNDriver):
+        def endpoints(self):
+            return [Endpoint("silent", 1194, timeout=5), Endpoint("vpn", 1194, timeout=50)]
+
+        def new_session(self, now, endpoint, local, remote, previous):
+            return NeverAnswers() if endpoint.host == "silent" else make(1, now=now)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        connector = FakeConnector({"silent": lambda: SimpleNamespace(receive=lambda d, n: []),
+                                   "vpn": lambda: EchoPeer(peer_of(1))})
+        profile = SimpleNamespace(remotes=[], warnings=[], connect_timeout=120,
+                                  static_key=None)
+        tunnel = ShellTunnel(Driver(profile, session_factory=object), warnings=[],
+                             connect_timeout=120, connector=connector)
+        started = loop.time()
+        info = await tunnel.connect()
+        waited = loop.time() - started
+        await tunnel.close()
+        return info, waited
+
+    with caplog.at_level(logging.WARNING, logger="erebus.tunnel"):
+        info, waited = run(main())
+    assert info.server == "vpn:1194" and 5 <= waited < 6
+    assert "silent:1194: timed out after 5 s (no answer from the server); trying the next " \
+        "remote" in caplog.text

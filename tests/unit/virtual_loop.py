@@ -160,12 +160,14 @@ class FakeConnector:
         self.rng = random.Random(seed)
         self.links: list[FakeLink] = []
         self.resolved: list[str] = []
+        self.resolve_times: list[float] = []
 
     def lost(self) -> bool:
         return self.loss > 0 and self.rng.random() < self.loss
 
     async def resolve(self, endpoint):
         self.resolved.append(endpoint.host)
+        self.resolve_times.append(asyncio.get_running_loop().time())
         if endpoint.host not in self.peers:
             raise OSError(errno.ENOENT, f"no such host {endpoint.host}")
         return (f"198.18.0.{len(self.resolved) % 250 + 1}", endpoint.port)
