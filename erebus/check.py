@@ -44,8 +44,8 @@ def _tls_mode(p: Profile) -> dict:
     if p.tls_wrap == "tls-auth":
         return {"mode": "tls-auth", "digest": "SHA1" if p.auth == "none" else p.auth,
                 "key_direction": p.tls_auth_direction}
-    if p.tls_wrap == "tls-crypt":
-        return {"mode": "tls-crypt"}
+    if p.tls_wrap in ("tls-crypt", "tls-crypt-v2"):
+        return {"mode": p.tls_wrap}
     return {"mode": "none"}
 
 

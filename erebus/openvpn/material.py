@@ -1,5 +1,5 @@
 """PEM and PKCS#12 material of a ``.ovpn`` profile, checked as bytes: certificates,
-private keys, CRLs and PKCS#12 bundles.
+private keys, CRLs, PKCS#12 bundles and tls-crypt-v2 client keys.
 
 The checks here know nothing of the profile: each raises :class:`PemError` with the
 offset, in the material's bytes, of the block at fault (or :class:`Pkcs12Error`), and
@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import struct
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 __all__ = ["CERT_LABELS", "KEY_LABELS", "PemBlock", "PemError", "Pkcs12Error", "pem_blocks",
            "check_certificates", "private_key_block", "check_private_key", "check_crls",
            "pkcs12_from_base64", "open_pkcs12", "pkcs12_pems", "unlock_key", "key_matches_certificate",
-           "short_reason"]
+           "short_reason", "tls_crypt_v2_client_key", "TLS_CRYPT_V2_MAX_WKC_LEN"]
 
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----")
 CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
@@ -55,13 +56,14 @@ class PemError(ValueError):
         self.offset = offset
 
 
-def pem_blocks(data: bytes) -> list[PemBlock]:
-    """Every PEM block of ``data``; text around them (an ``openssl x509 -text`` dump) is
-    fine.  Raises :class:`PemError` for a truncated, empty or undecodable block."""
+def pem_blocks(data: bytes, begin: re.Pattern = _PEM_BEGIN) -> list[PemBlock]:
+    """Every PEM block of ``data`` whose BEGIN line ``begin`` matches (group 1: the
+    label); text around them (an ``openssl x509 -text`` dump) is fine.  Raises
+    :class:`PemError` for a truncated, empty or undecodable block."""
     blocks = []
     pos = 0
     while True:
-        m = _PEM_BEGIN.search(data, pos)
+        m = begin.search(data, pos)
         if m is None:
             return blocks
         label = m.group(1)
@@ -70,7 +72,7 @@ def pem_blocks(data: bytes) -> list[PemBlock]:
         if end < 0:
             raise PemError(f"the {label.decode()} block has no END line (truncated?)",
                            m.start())
-        other = _PEM_BEGIN.search(data, m.end(), end)
+        other = begin.search(data, m.end(), end)
         if other is not None:
             raise PemError(f"the {label.decode()} block has no END line before the next "
                            "BEGIN (truncated?)", m.start())
@@ -180,6 +182,48 @@ def key_matches_certificate(key_pem: bytes, cert_pem: bytes) -> bool:
     except Exception:          # noqa: BLE001 - unparseable material is reported elsewhere
         return True
     return key.public_key().public_bytes(serialization.Encoding.DER, spki) == theirs
+
+
+# -- tls-crypt-v2 client keys ----------------------------------------------------------
+
+# tls_crypt.h: a client key is Kc (a struct key2, 256 bytes) then WKc, at most 1024 bytes;
+# WKc = tag (32) | AES-256-CTR(Kc | metadata) | u16 length of WKc, so at least 290.
+TLS_CRYPT_V2_LABEL = b"OpenVPN tls-crypt-v2 client key"
+TLS_CRYPT_V2_CLIENT_KEY_LEN = 256
+TLS_CRYPT_V2_MAX_WKC_LEN = 1024
+TLS_CRYPT_V2_MIN_WKC_LEN = 32 + TLS_CRYPT_V2_CLIENT_KEY_LEN + 2
+_TLS_CRYPT_V2_BEGIN = re.compile(rb"-----BEGIN (" + re.escape(TLS_CRYPT_V2_LABEL) + rb")-----")
+_OTHER_KEYS = ((b"-----BEGIN OpenVPN tls-crypt-v2 server key-----",
+                "a tls-crypt-v2 server key: the client needs a client key made from it "
+                "(openvpn --genkey tls-crypt-v2-client CLIENT.key --tls-crypt-v2 SERVER.key)"),
+               (b"-----BEGIN OpenVPN Static key V1-----",
+                "an OpenVPN static key: that is for tls-crypt or tls-auth, not tls-crypt-v2"))
+
+
+def tls_crypt_v2_client_key(data: bytes) -> tuple[bytes, bytes]:
+    """(Kc, WKc) of a tls-crypt-v2 client key (tls_crypt.c
+    ``tls_crypt_v2_init_client_key``): Kc is a tls-crypt key, WKc stays opaque; its
+    trailing length must be its own, and it may not exceed 1024 bytes."""
+    blocks = pem_blocks(data, _TLS_CRYPT_V2_BEGIN)
+    if not blocks:
+        for marker, what in _OTHER_KEYS:
+            if marker in data:
+                raise PemError(f"this is {what}", data.index(marker))
+        raise PemError(f"no -----BEGIN {TLS_CRYPT_V2_LABEL.decode()}----- block found", 0)
+    b = blocks[0]
+    kc, wkc = b.der[:TLS_CRYPT_V2_CLIENT_KEY_LEN], b.der[TLS_CRYPT_V2_CLIENT_KEY_LEN:]
+    if len(wkc) < TLS_CRYPT_V2_MIN_WKC_LEN:
+        raise PemError(f"the tls-crypt-v2 client key holds {len(b.der)} bytes: too few for "
+                       f"the key ({TLS_CRYPT_V2_CLIENT_KEY_LEN}) and its wrapped copy (at "
+                       f"least {TLS_CRYPT_V2_MIN_WKC_LEN}) (truncated?)", b.offset)
+    if len(wkc) > TLS_CRYPT_V2_MAX_WKC_LEN:
+        raise PemError(f"the wrapped client key is {len(wkc)} bytes, more than the "
+                       f"{TLS_CRYPT_V2_MAX_WKC_LEN} OpenVPN allows", b.offset)
+    (length,) = struct.unpack_from("!H", wkc, len(wkc) - 2)
+    if length != len(wkc):
+        raise PemError(f"the wrapped client key ends in length {length} but is {len(wkc)} "
+                       "bytes (damaged or truncated)", b.offset)
+    return kc, wkc
 
 
 # -- PKCS#12 -------------------------------------------------------------------------

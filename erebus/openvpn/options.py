@@ -328,7 +328,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("tls-auth", "1-2", IMPLEMENTED, "HMAC on every control packet", "ic"),
     _spec("tls-crypt", "1", IMPLEMENTED, "control channel encrypted and authenticated",
           "ic"),
-    _spec("tls-crypt-v2", "1-2", REFUSED, "tls-crypt-v2 is not supported yet", "ic"),
+    _spec("tls-crypt-v2", "1-2", IMPLEMENTED, "client-specific tls-crypt key (the wrapped "
+          "key is sent to the server; 2.6's early negotiation)", "ic"),
     _spec("tls-crypt-v2-verify", "1", REFUSED, _SERVER),
     _spec("key-direction", "1", IMPLEMENTED, "direction of the tls-auth or static key",
           "c"),

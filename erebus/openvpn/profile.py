@@ -81,10 +81,12 @@ class Profile:
     explicit_exit_notify: int = 0
     reneg_sec: float | None = 3600.0
     reneg_bytes: int | None = None
-    tls_wrap: str | None = None          # "tls-auth" or "tls-crypt" when the profile has one
+    tls_wrap: str | None = None          # "tls-auth", "tls-crypt" or "tls-crypt-v2", if any
     tls_auth_key: bytes | None = None    # 256-byte OpenVPN static key
     tls_auth_direction: int | None = None
     tls_crypt_key: bytes | None = None
+    tls_crypt_v2_key: bytes | None = None    # Kc, used as a tls-crypt key
+    tls_crypt_v2_wkc: bytes | None = None    # WKc, the server's wrapping of Kc (opaque)
     static_key: bytes | None = None      # 'secret': static-key (pre-shared key) mode
     static_direction: int | None = None
     ifconfig: tuple[str, str] | None = None

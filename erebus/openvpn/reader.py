@@ -34,7 +34,8 @@ from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher, normaliz
 from .lexer import Directive, lex
 from .material import (PemError, Pkcs12Error, check_certificates, check_crls,
                        check_private_key, key_matches_certificate, open_pkcs12,
-                       pkcs12_from_base64, pkcs12_pems, private_key_block, unlock_key)
+                       pkcs12_from_base64, pkcs12_pems, private_key_block,
+                       tls_crypt_v2_client_key, unlock_key)
 from .options import IGNORED, OPTIONS, REFUSED, REMOVED, OptionSpec
 from .profile import KU_REQUIRED, Ignored, Profile, ProfileError, Remote
 from .statickey import parse_static_key
@@ -74,6 +75,7 @@ class _Conn:
     tun_mtu: int = 1500
     tls_auth: _Source | None = None       # a <connection> block's own (globals: _Reader)
     tls_crypt: _Source | None = None
+    tls_crypt_v2: _Source | None = None
     key_direction: int | None = None
     remote: tuple[str, int | None, str | None, int] | None = None   # host, port, proto, line
 
@@ -94,6 +96,7 @@ class _Reader:
         self.material: dict[str, _Source] = {}
         self.tls_auth: _Source | None = None       # the profile's own (outside blocks)
         self.tls_crypt: _Source | None = None
+        self.tls_crypt_v2: _Source | None = None
         self.key_direction: int | None = None      # tls-auth/secret DIR or key-direction
         self.askpass: _Source | None = None
         self.askpass_prompt = False
@@ -394,6 +397,18 @@ class _Reader:
             self.in_connection.tls_crypt = self.source(d)
         else:
             self.tls_crypt = self.source(d)
+
+    def opt_tls_crypt_v2(self, d: Directive, a: list[str]) -> None:
+        # options.c: a second word may only be force-cookie / allow-noncookie (the
+        # server's policy for clients without early negotiation; nothing for a client)
+        if d.inline is None and len(a) > 1 and a[1] not in ("force-cookie",
+                                                            "allow-noncookie"):
+            raise self.err(d, f"unsupported tls-crypt-v2 argument {a[1]!r} (the stock "
+                           "client refuses it too)")
+        if self.in_connection is not None:
+            self.in_connection.tls_crypt_v2 = self.source(d)
+        else:
+            self.tls_crypt_v2 = self.source(d)
 
     def opt_key_direction(self, d: Directive, a: list[str]) -> None:
         if self.in_connection is not None:
@@ -699,34 +714,53 @@ class _Reader:
         if not remotes and not self.failed & {"remote", "connection"}:
             self.problem(None, "no 'remote' line: nothing to connect to", option="remote")
 
-    def finish_tls_wrap(self) -> None:
-        """tls-auth / tls-crypt: a <connection> block's own, else the profile's."""
-        p = self.p
-        if self.tls_auth is not None and self.tls_crypt is not None:
-            self.problem(self.tls_crypt.directive, "tls-auth and tls-crypt cannot be used "
+    def wrap_choice(self, tls_auth: _Source | None, tls_crypt: _Source | None,
+                    tls_crypt_v2: _Source | None, direction: int | None):
+        """One context's (the profile's, a <connection> block's) control-channel
+        wrapping: (kind, source, key direction), None for none, False when refused as
+        by options.c: tls-auth with tls-crypt, or tls-crypt-v2 with either (a client)."""
+        if tls_auth is not None and tls_crypt is not None:
+            self.problem(tls_crypt.directive, "tls-auth and tls-crypt cannot be used "
                          "together (the stock client refuses it too)")
+            return False
+        if tls_crypt_v2 is not None and (tls_auth or tls_crypt) is not None:
+            self.problem(tls_crypt_v2.directive, "tls-crypt-v2, tls-auth and tls-crypt are "
+                         "mutually exclusive in client mode (the stock client refuses it "
+                         "too)")
+            return False
+        if tls_auth is not None:
+            return "tls-auth", tls_auth, direction
+        if tls_crypt is not None:
+            return "tls-crypt", tls_crypt, None
+        if tls_crypt_v2 is not None:
+            return "tls-crypt-v2", tls_crypt_v2, None
+        return None
+
+    def finish_tls_wrap(self) -> None:
+        """tls-auth / tls-crypt / tls-crypt-v2: a <connection> block's own, else the
+        profile's (options.c: a block with none of the three takes all of the profile's)."""
+        p = self.p
+        profile_wide = self.wrap_choice(self.tls_auth, self.tls_crypt, self.tls_crypt_v2,
+                                        self.key_direction)
+        if profile_wide is False:
             return
-        if self.tls_auth is not None:
-            profile_wide = ("tls-auth", self.tls_auth, self.key_direction)
-        elif self.tls_crypt is not None:
-            profile_wide = ("tls-crypt", self.tls_crypt, None)
-        else:
-            profile_wide = None
         choices = []
         for _, c in self.connections:
-            if c.tls_auth is not None:
-                choices.append(("tls-auth", c.tls_auth, c.key_direction))
-            elif c.tls_crypt is not None:
-                choices.append(("tls-crypt", c.tls_crypt, None))
-            else:
+            if c.tls_auth is None and c.tls_crypt is None and c.tls_crypt_v2 is None:
                 choices.append(profile_wide)
+                continue
+            choice = self.wrap_choice(c.tls_auth, c.tls_crypt, c.tls_crypt_v2,
+                                      c.key_direction)
+            if choice is False:
+                return
+            choices.append(choice)
         if not self.connections:
             choices.append(profile_wide)
         distinct = {None if ch is None else (ch[0], ch[1].directive.path,
                                              ch[1].directive.line, ch[2]) for ch in choices}
         if len(distinct) > 1:
-            self.problem(None, "the <connection> blocks use different tls-auth/tls-crypt "
-                         "keys; erebus supports one for the whole profile for now",
+            self.problem(None, "the <connection> blocks use different tls-auth/tls-crypt"
+                         "(-v2) keys; erebus supports one for the whole profile for now",
                          option="connection")
             return
         if choices[0] is None:
@@ -734,6 +768,14 @@ class _Reader:
         kind, src, direction = choices[0]
         data = self.read(src)
         if data is None:
+            return
+        if kind == "tls-crypt-v2":
+            try:
+                p.tls_crypt_v2_key, p.tls_crypt_v2_wkc = tls_crypt_v2_client_key(data)
+            except PemError as exc:
+                self.material_problem(src, data, exc.offset, str(exc))
+                return
+            p.tls_wrap = kind
             return
         try:
             key = parse_static_key(data, source=f"{src.directive.path}:{src.directive.line}")

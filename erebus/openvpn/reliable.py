@@ -53,6 +53,11 @@ class ReliableSend:
         self._queue.append((opcode, payload))
 
     @property
+    def next_unassigned(self) -> int:
+        """The packet id the next :meth:`push` will get."""
+        return self.next_packet_id + len(self._queue)
+
+    @property
     def idle(self) -> bool:
         """Nothing queued and nothing waiting for an ACK."""
         return not self._queue and not self._inflight

@@ -44,7 +44,7 @@ from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
 from .tls import TlsClient, TlsContext, TlsSettings
-from .wrap import TlsAuth, TlsCrypt, WrapError
+from .wrap import TlsAuth, TlsCrypt, TlsCryptV2, WrapError
 
 log = logging.getLogger("erebus.openvpn")
 _REDACT = re.compile(r"(auth-token(?:-user)?\s+)[^,]*")   # credentials never reach a log
@@ -131,6 +131,7 @@ class SessionSettings:
     reneg_sec: float | None = 3600.0      # client-started renegotiation (None: never)
     tls_auth: tuple[bytes, int | None, str] | None = None   # key, key-direction, digest
     tls_crypt: bytes | None = None
+    tls_crypt_v2: tuple[bytes, bytes] | None = None   # Kc (256 bytes), WKc (opaque)
     compression: str | None = None        # the profile's comp-lzo / compress option
     allow_compression: str = "asym"       # decompress what the server sends, never compress
     reneg_bytes: int | None = None
@@ -163,7 +164,12 @@ class _KeyState:
         self.key_block: bytes | None = None
         self.app_buffer = b""
         self.key_method_done = False
+        self.resend_wkc = False      # the server's reset asked for P_CONTROL_WKC_V1 (ssl.c
+                                     # CO_RESEND_WKC): our message packet id 1 carries WKc
 
+    def needs_wkc(self) -> bool:
+        """ssl.c ``control_packet_needs_wkc``: the next message is packet id 1."""
+        return self.resend_wkc and self.send.next_unassigned == 1
 
 class ClientSession:
     def __init__(self, settings: SessionSettings, now: float, *, rng=os.urandom,
@@ -181,9 +187,13 @@ class ClientSession:
         self.rng = rng
         self.state = State.INITIAL
         self.session_id = rng(8)
-        self._wrapper = None             # tls-auth / tls-crypt, one per session id
+        self._wrapper = None             # tls-auth / tls-crypt(-v2), one per session id
+        self._wkc: bytes | None = None   # tls-crypt-v2's wrapped client key
         self._comp = Compression.none()
-        if settings.tls_crypt is not None:
+        if settings.tls_crypt_v2 is not None:
+            kc, self._wkc = settings.tls_crypt_v2
+            self._wrapper = TlsCryptV2(kc, self._wkc)
+        elif settings.tls_crypt is not None:
             self._wrapper = TlsCrypt(settings.tls_crypt, client=True)
         elif settings.tls_auth is not None:
             key, direction, digest = settings.tls_auth
@@ -191,6 +201,7 @@ class ClientSession:
         self._control_payload = CONTROL_PAYLOAD_MAX - (
             self._wrapper.overhead if self._wrapper else 0)
         self.remote_session_id: bytes | None = None
+        self._past_reset = False         # the server ACKed one of our messages after the reset
         self.counters = Counters()
         self.started = now
         self._events: deque = deque()
@@ -243,15 +254,25 @@ class ClientSession:
 
     def connect_timeout(self) -> tuple[Stage, str]:
         if self.remote_session_id is None:
-            wrap = self._wrapper.name if self._wrapper is not None else None
-            if wrap:
-                return Stage.UNREACHABLE, (
-                    f"no answer from the server; with {wrap}, a wrong key or key-direction "
-                    "makes the server drop every packet silently")
+            wrap = self._wrapper
+            if wrap is not None:
+                return Stage.UNREACHABLE, (f"no answer from the server; with {wrap.name}, "
+                                           f"{wrap.silent_drop}")
             return Stage.UNREACHABLE, "no answer from the server"
         stage = {State.TLS_HANDSHAKE: Stage.TLS, State.KEY_EXCHANGE: Stage.TLS,
                  State.PUSH_REQUEST_SENT: Stage.PUSH_TIMEOUT}.get(self.state, Stage.TIMEOUT)
-        return stage, stage.value
+        refused = self._client_key_refused()
+        return stage, stage.value + (f" ({refused})" if refused else "")
+
+    def _client_key_refused(self) -> str | None:
+        """Why a tls-crypt-v2 handshake stalls after the server's reset: a 2.6 server
+        answers the reset statelessly and checks the client key's metadata only on our
+        next packet, dropping it silently when it refuses (doc/tls-crypt-v2.txt)."""
+        if self._wkc is None or self.remote_session_id is None or self._past_reset:
+            return None
+        return ("the server answered the hard reset but ignored everything after it; with "
+                "tls-crypt-v2 that is how a server refuses a client key (its "
+                "tls-crypt-v2-verify script or tls-crypt-v2-max-age), silently")
 
     def receive_datagram(self, data: bytes | memoryview, now: float) -> list[bytes]:
         """Process one datagram from the server; returns inbound IP packets, if any."""
@@ -297,9 +318,10 @@ class ClientSession:
             self.counters.control_retransmits += ks.send.retransmissions - before
             for pid, opcode, payload in due:
                 acks = ks.recv.take_acks(4, history=True) if self.remote_session_id else []
+                # HARD_RESET_CLIENT_V3 and WKC_V1 (and their retransmissions) carry WKc
                 packet = w.build_control(opcode, ks.key_id, self.session_id, acks,
                                          self.remote_session_id if acks else None,
-                                         pid, payload)
+                                         pid, payload, wkc=self._wkc)
                 out.append(wrap(packet, now) if wrap else packet)
             while ks.recv.has_acks and self.remote_session_id is not None:
                 acks = ks.recv.take_acks(w.MAX_ACKS)
@@ -343,7 +365,12 @@ class ClientSession:
                                                 "(hard reset not acknowledged)"),
                         State.TLS_HANDSHAKE: ("tls", "TLS handshake did not complete in time"),
                         State.KEY_EXCHANGE: ("tls", "key exchange did not complete in time")}
-                self._fail(*what[st])
+                stage, message = what[st]
+                if st is State.HARD_RESET_SENT and self._wkc is not None:
+                    message += f"; with tls-crypt-v2, {self._wrapper.silent_drop}"
+                elif (refused := self._client_key_refused()) is not None:
+                    message += f"; {refused}"
+                self._fail(stage, message)
                 return
         elif st is State.PUSH_REQUEST_SENT:
             if now >= self._push_deadline:
@@ -428,7 +455,8 @@ class ClientSession:
         ks = _KeyState(0, self.settings)
         self._keys[0] = ks
         self._primary = ks
-        ks.send.push(w.P_CONTROL_HARD_RESET_CLIENT_V2, b"")
+        ks.send.push(w.P_CONTROL_HARD_RESET_CLIENT_V3 if self._wkc is not None
+                     else w.P_CONTROL_HARD_RESET_CLIENT_V2, b"")
         self.state = State.HARD_RESET_SENT
 
     def _encrypt(self, payload: bytes) -> bytes | None:
@@ -496,6 +524,7 @@ class ClientSession:
 
     def _receive_control(self, p: w.ControlPacket, now: float) -> None:
         if p.opcode == w.P_CONTROL_HARD_RESET_SERVER_V2:
+            w.parse_early_negotiation(p.payload)   # malformed TLVs: dropped and counted
             if self.remote_session_id is None:
                 self.remote_session_id = p.session_id
                 log.debug("server session id %s", p.session_id.hex())
@@ -517,7 +546,8 @@ class ClientSession:
                 return
         self._last_in = now
         for pid in p.acks:
-            ks.send.ack(pid)
+            if ks.send.ack(pid) and pid > 0 and ks.key_id == 0:
+                self._past_reset = True
         if self.state is State.CLOSING and self.control_idle():
             self._finish("closed by us")      # the server has our EXIT
             return
@@ -530,6 +560,11 @@ class ClientSession:
     def _deliver(self, ks: _KeyState, opcode: int, payload: bytes, now: float) -> None:
         if opcode == w.P_CONTROL_HARD_RESET_SERVER_V2:
             if self.state is State.HARD_RESET_SENT:
+                flags = w.parse_early_negotiation(payload)    # checked on receipt
+                if flags & w.EARLY_NEG_FLAG_RESEND_WKC and self._wkc is not None:
+                    ks.resend_wkc = True
+                    log.debug("the server asks for the wrapped client key again "
+                              "(P_CONTROL_WKC_V1)")
                 self.state = State.TLS_HANDSHAKE
                 ks.tls = self._new_tls()
                 self._pump_tls(ks, now)
@@ -577,7 +612,14 @@ class ClientSession:
     def _flush_tls(self, ks: _KeyState) -> None:
         data = ks.tls.take_output()
         step = self._control_payload
-        for i in range(0, len(data), step):
+        pos = 0
+        if data and ks.needs_wkc():
+            # ssl.c write_outgoing_tls_ciphertext: the first fragment, WKc appended, stays
+            # within the control packet size (at least 16 bytes of TLS, as 2.6)
+            first = max(16, step - len(self._wkc))
+            ks.send.push(w.P_CONTROL_WKC_V1, data[:first])
+            pos = first
+        for i in range(pos, len(data), step):
             ks.send.push(w.P_CONTROL_V1, data[i:i + step])
 
     def _send_app(self, ks: _KeyState, data: bytes) -> None:

@@ -34,6 +34,17 @@ tls-crypt (tls_crypt.c ``tls_crypt_wrap`` / ``tls_crypt_unwrap``)::
     (KEY_DIRECTION_INVERSE): client -> server with key[1], server -> client
     with key[0].
 
+tls-crypt-v2 (doc/tls-crypt-v2.txt, tls_crypt.c, ssl_pkt.c ``tls_wrap_control``): the
+client key Kc is used exactly as a tls-crypt key in the client direction; the two
+opcodes that carry the wrapped client key WKc (P_CONTROL_HARD_RESET_CLIENT_V3,
+P_CONTROL_WKC_V1) are tls-crypt-wrapped without it and get WKc appended, in the clear::
+
+    on the wire:  tls-crypt(op | session_id | body) | WKc        (WKc ends in its u16 length)
+
+WKc is opaque to the client (the server's key wraps it).  The client's replay ids
+start after EARLY_NEG_START (0x0f000001 first): 2.6's signal that it can resend WKc
+(ssl.c ``tls_session_init``).
+
 On receive, authentication comes first; the replay check runs on authenticated
 packets only, so a forgery cannot move the window.  Anything malformed, forged
 or replayed raises :class:`WrapError` (a :class:`ParseError`): drop and count.
@@ -56,11 +67,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ..crypto.replay import PacketIdWindow, next_packet_id
 from ..crypto.seal import Hmac
 from ..errors import ConfigError, ParseError
-from ..wire.openvpn import CONTROL_OPCODES, SESSION_ID_LEN, WKC_OPCODES, opcode_name
+from ..wire.openvpn import (CONTROL_OPCODES, EARLY_NEG_START, SESSION_ID_LEN, WKC_OPCODES,
+                            opcode_name, split_wkc)
 from .statickey import key_slices
 
 __all__ = ["PACKET_ID_LEN", "TLS_AUTH_DIGESTS", "TLS_CRYPT_OVERHEAD",
-           "TlsAuth", "TlsCrypt", "WrapError"]
+           "TlsAuth", "TlsCrypt", "TlsCryptV2", "WrapError"]
 
 HEADER_LEN = 1 + SESSION_ID_LEN          # op | session id: 9 bytes, never wrapped
 PACKET_ID_LEN = 8                        # long form: id(4) | time(4)
@@ -100,6 +112,8 @@ class _Wrapper:
 
     name = ""
     overhead = 0
+    silent_drop = ("a wrong key or key-direction makes the server drop every packet "
+                   "silently")    # what the user reads when the server never answers
 
     def __init__(self, replay_window: int, replay_time: float, send_time: int | None):
         self._send_id = 0
@@ -224,7 +238,9 @@ class TlsCrypt(_Wrapper):
 
     def wrap(self, packet: bytes | memoryview, now: float) -> bytes:
         """``op | sid | pid | time | tag | AES-CTR(body)`` for a plain control packet."""
-        mv = self._check_outgoing(packet)
+        return self._wrap(self._check_outgoing(packet), now)
+
+    def _wrap(self, mv: memoryview, now: float) -> bytes:
         header = b"".join((mv[:HEADER_LEN], self._next_packet_id(now)))
         body = mv[HEADER_LEN:]
         tag = self._hmac_out.tag(body, aad=header)
@@ -242,3 +258,39 @@ class TlsCrypt(_Wrapper):
                                     f"{opcode_name(mv[0] >> 3)} (forged, corrupted or wrong key)")
         self._replay_check(mv[HEADER_LEN:_TLS_CRYPT_OFF_TAG], now)
         return b"".join((mv[:HEADER_LEN], body))
+
+
+class TlsCryptV2(TlsCrypt):
+    """``tls-crypt-v2`` on the client: tls-crypt with the client key *key* (Kc, 256
+    bytes), and the wrapped client key *wkc* appended to the packets whose opcode
+    carries it (:data:`erebus.wire.openvpn.WKC_OPCODES`).
+
+    Those packets are given to :meth:`wrap` as :func:`erebus.wire.openvpn.build_control`
+    builds them (the plain packet, then WKc); the plain part is wrapped, WKc follows.
+    *early_negotiation*: start the replay ids at EARLY_NEG_START, as 2.6 does.
+    """
+
+    name = "tls-crypt-v2"
+    silent_drop = ("a client key not made with this server's tls-crypt-v2 key (a wrong "
+                   "key) makes the server drop every packet silently")
+
+    def __init__(self, key: bytes, wkc: bytes, *, early_negotiation: bool = True,
+                 replay_window: int = DEFAULT_REPLAY_WINDOW,
+                 replay_time: float = DEFAULT_REPLAY_TIME, send_time: int | None = None):
+        super().__init__(key, client=True, replay_window=replay_window,
+                         replay_time=replay_time, send_time=send_time)
+        self.wkc = bytes(wkc)
+        if early_negotiation:
+            self._send_id = EARLY_NEG_START
+
+    def wrap(self, packet: bytes | memoryview, now: float) -> bytes:
+        mv = memoryview(packet)
+        if len(mv) > HEADER_LEN and (mv[0] >> 3) in WKC_OPCODES:
+            plain, wkc = split_wkc(mv)
+            if wkc != self.wkc:
+                raise ValueError(f"{opcode_name(mv[0] >> 3)} must end in this client's "
+                                 "wrapped key")
+            if len(plain) <= HEADER_LEN:
+                raise ValueError("a control packet is op | session id | body")
+            return self._wrap(plain, now) + wkc
+        return super().wrap(packet, now)

@@ -46,7 +46,10 @@ def session_settings(profile: Profile) -> SessionSettings:
                            tls_auth=(profile.tls_auth_key, profile.tls_auth_direction,
                                      "SHA1" if profile.auth == "none" else profile.auth)
                            if profile.tls_auth_key is not None else None,
-                           tls_crypt=profile.tls_crypt_key, compression=profile.compression,
+                           tls_crypt=profile.tls_crypt_key,
+                           tls_crypt_v2=(profile.tls_crypt_v2_key, profile.tls_crypt_v2_wkc)
+                           if profile.tls_crypt_v2_key is not None else None,
+                           compression=profile.compression,
                            allow_compression=profile.allow_compression)
 
 
@@ -58,7 +61,7 @@ DROP_KINDS = {
     "dropped_decrypt": (logging.WARNING, "a data packet that does not decrypt"),
     "dropped_replay": (logging.WARNING, "a replayed or too old packet"),
     "dropped_malformed": (logging.WARNING, "a malformed packet (or a control packet "
-                          "failing the tls-auth/tls-crypt check)"),
+                          "failing the tls-auth/tls-crypt(-v2) check)"),
     "dropped_session": (logging.INFO, "a packet of another session or key id"),
     "dropped_before_established": (logging.INFO, "a data packet before the session "
                                    "was established"),

@@ -65,6 +65,14 @@ SESSION_ID_LEN = 8
 MAX_ACKS = 8  # RELIABLE_ACK_SIZE in reliable.h
 PEER_ID_UNDEF = 0xFFFFFF
 
+# Early negotiation (ssl_pkt.h, 2.6).  A tls-crypt-v2 client signals support by starting
+# its tls-crypt replay packet ids at EARLY_NEG_START (the top byte 0x0f); the server's
+# HARD_RESET_SERVER_V2 then carries TLVs (u16 type | u16 length | value) as payload.
+EARLY_NEG_MASK = 0xFF000000
+EARLY_NEG_START = 0x0F000000
+TLV_TYPE_EARLY_NEG_FLAGS = 0x0001
+EARLY_NEG_FLAG_RESEND_WKC = 0x0001      # the client's message packet id 1 is P_CONTROL_WKC_V1
+
 _U32 = struct.Struct("!I")
 _U16 = struct.Struct("!H")
 
@@ -157,6 +165,36 @@ def split_wkc(data: bytes | memoryview) -> tuple[memoryview, bytes]:
     if wkc_len < 2 or wkc_len > len(mv):
         raise ParseError(f"wrapped client key: length {wkc_len} out of range")
     return mv[:len(mv) - wkc_len], bytes(mv[len(mv) - wkc_len:])
+
+
+def parse_early_negotiation(payload: bytes | memoryview) -> int:
+    """The early-negotiation flags of a HARD_RESET_SERVER_V2 payload (0 when it carries
+    none), as ssl.c ``parse_early_negotiation_tlvs`` reads them: TLVs to the end,
+    unknown types skipped, EARLY_NEG_FLAGS exactly 2 bytes.  A TLV that overruns the
+    payload, or a flags TLV of another length, is a ParseError."""
+    mv = memoryview(payload)
+    flags = 0
+    pos, n = 0, len(mv)
+    while pos < n:
+        if n - pos < 4:
+            raise ParseError(f"early negotiation: {n - pos} bytes left, a TLV needs 4")
+        tlv_type, length = struct.unpack_from("!HH", mv, pos)
+        pos += 4
+        if length > n - pos:
+            raise ParseError(f"early negotiation: TLV type {tlv_type:#06x} of {length} "
+                             f"bytes, {n - pos} left")
+        if tlv_type == TLV_TYPE_EARLY_NEG_FLAGS:
+            if length != 2:
+                raise ParseError(f"early negotiation: flags TLV of {length} bytes (not 2)")
+            (value,) = _U16.unpack_from(mv, pos)
+            flags |= value
+        pos += length
+    return flags
+
+
+def build_early_negotiation(flags: int) -> bytes:
+    """The EARLY_NEG_FLAGS TLV (the server's side of ssl_pkt.c ``tls_reset_standalone``)."""
+    return struct.pack("!HHH", TLV_TYPE_EARLY_NEG_FLAGS, 2, flags)
 
 
 def parse_packet(data: bytes | memoryview) -> ControlPacket | DataPacket:

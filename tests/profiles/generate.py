@@ -52,6 +52,7 @@ def write_pki(folder: Path) -> dict[str, str]:
         "key_legacy_encrypted": P.key_pem(ca.client_key, PASSPHRASE, legacy=True),
         "other_key": P.key_pem(other_key),
         "ta": P.static_key(),
+        "tcv2": P.tls_crypt_v2_client_key(),
         "crl": P.crl_pem(P.make_crl(ca.ca_key, ca.ca, revoked=[0x1234])),
     }
     files = {
@@ -175,6 +176,18 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
             "client", "dev tun", "remote 198.18.10.10 1194", "remote-cert-tls server",
             *pki, *block("crl-verify", t["crl"])],
         # -- broken ones
+        # a provider's tls-crypt-v2 profile: the client-specific key inline, PKI in files
+        "tls-crypt-v2-inline.ovpn": [
+            "client", "dev tun", "proto udp", "remote 198.18.10.20 1194", "nobind",
+            "remote-cert-tls server", "ca pki/ca.crt", "cert pki/client.crt",
+            "key pki/client.key", *block("tls-crypt-v2", t["tcv2"])],
+        # the same, with the wrapped client key cut short (its length no longer matches)
+        "broken-tls-crypt-v2.ovpn": [
+            "client", "dev tun", "remote 198.18.11.20 1194", "remote-cert-tls server",
+            "ca pki/ca.crt", "cert pki/client.crt", "key pki/client.key", "<tls-crypt-v2>",
+            ("-----BEGIN OpenVPN tls-crypt-v2 client key-----", X, "tls-crypt-v2"),
+            *t["tcv2"].split("\n")[1:-3], t["tcv2"].split("\n")[-3][:-4],
+            "-----END OpenVPN tls-crypt-v2 client key-----", "</tls-crypt-v2>"],
         "broken-truncated-key.ovpn": [
             "client", "dev tun", "remote 198.18.11.1 1194", *block("ca", t["ca"]),
             *block("cert", t["cert"]),
@@ -229,29 +242,34 @@ WHOLE = {"broken-no-remote-no-ca.ovpn": ["remote", "ca"],
 def main() -> None:
     texts = write_pki(HERE / "pki")
     for name, lines in profiles(texts).items():
-        marked = [(i, item[2]) for i, item in enumerate(lines) if isinstance(item, tuple)]
-        whole = WHOLE.get(name, [])
-        count = len(marked) + len(whole) or 1
-        header = 1 + count                     # the title line and the expect lines
-        expects = [f"# erebus-test: expect {header + i + 1} {option or '-'}"
-                   for i, option in marked]
-        expects += [f"# erebus-test: expect - {option}" for option in whole]
-        expects = expects or ["# erebus-test: expect ok"]
-        body = [item[0] if isinstance(item, tuple) else item for item in lines]
-        text = "\n".join([f"# {name}: TEST-ONLY profile (tests/profiles/generate.py)",
-                          *expects, *body]) + "\n"
-        if name == "openvpn-install-nyr.ovpn":
-            text = text.replace("\n", "\r\n")
-        if name == "crl-inline-bom.ovpn":
-            text = "\ufeff" + text.replace("remote-cert-tls server\n",
-                                           "remote-cert-tls server\r\n")
-        if name == "encrypted-key-askpass.ovpn":
-            text = text.rstrip("\n")
-        (HERE / name).write_text(text, newline="")
+        write_profile(name, lines)
     (HERE / "esp.toml").write_text("# TEST-ONLY: an ESP profile erebus cannot read yet\n"
                                    "[esp]\nremote = \"198.18.12.1\"\n")
     (HERE / "swanctl.conf").write_text("# TEST-ONLY: a swanctl.conf erebus cannot read yet\n"
                                        "connections {\n}\n")
+
+
+def write_profile(name: str, lines: list) -> None:
+    """One profile, with the header saying what ``erebus check`` must find."""
+    marked = [(i, item[2]) for i, item in enumerate(lines) if isinstance(item, tuple)]
+    whole = WHOLE.get(name, [])
+    count = len(marked) + len(whole) or 1
+    header = 1 + count                     # the title line and the expect lines
+    expects = [f"# erebus-test: expect {header + i + 1} {option or '-'}"
+               for i, option in marked]
+    expects += [f"# erebus-test: expect - {option}" for option in whole]
+    expects = expects or ["# erebus-test: expect ok"]
+    body = [item[0] if isinstance(item, tuple) else item for item in lines]
+    text = "\n".join([f"# {name}: TEST-ONLY profile (tests/profiles/generate.py)",
+                      *expects, *body]) + "\n"
+    if name == "openvpn-install-nyr.ovpn":
+        text = text.replace("\n", "\r\n")
+    if name == "crl-inline-bom.ovpn":
+        text = "\ufeff" + text.replace("remote-cert-tls server\n",
+                                       "remote-cert-tls server\r\n")
+    if name == "encrypted-key-askpass.ovpn":
+        text = text.rstrip("\n")
+    (HERE / name).write_text(text, newline="")
 
 
 if __name__ == "__main__":

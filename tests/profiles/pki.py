@@ -115,6 +115,19 @@ def static_key(seed: bytes | None = None) -> str:
             + "\n-----END OpenVPN Static key V1-----\n")
 
 
+def tls_crypt_v2_client_key(metadata: bytes = b"\x01" + bytes(8)) -> str:
+    """A tls-crypt-v2 client key shaped like ``--genkey tls-crypt-v2-client`` writes it
+    (Kc, then WKc = tag | Kc and metadata encrypted | u16 length); random bytes that no
+    server key wraps: enough for the profile reader, which never opens WKc."""
+    import base64
+    wkc = os.urandom(32 + 256 + len(metadata))
+    wkc += (len(wkc) + 2).to_bytes(2, "big")
+    b64 = base64.b64encode(os.urandom(256) + wkc).decode()
+    return ("-----BEGIN OpenVPN tls-crypt-v2 client key-----\n"
+            + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+            + "\n-----END OpenVPN tls-crypt-v2 client key-----\n")
+
+
 class Pki:
     """One CA with a server and a client certificate, made on demand."""
 

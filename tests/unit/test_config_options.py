@@ -37,7 +37,7 @@ def problems(text: str) -> list[tuple[int | None, str | None, str]]:
     ("compat-names", "removed in OpenVPN 2.5"),
     ("mtu-dynamic", "replaced by --fragment"),
     ("client-cert-not-required", "verify-client-cert none"),
-    ("tls-crypt-v2 x.key", "not supported yet"),
+    ("tls-crypt-v2 x.key frobnicate", "unsupported tls-crypt-v2 argument"),
     ("socks-proxy 198.18.1.9 1080", "not supported yet"),
     ("server 198.19.0.0 255.255.255.0", "erebus is a client"),
     ("iroute 198.19.0.0 255.255.255.0", "refuses it in a profile"),

@@ -106,13 +106,14 @@ def feed(session, datagrams, now=1.0):
     return out
 
 
-@pytest.mark.parametrize("wrap", [None, "tls-auth", "tls-crypt"])
+@pytest.mark.parametrize("wrap", [None, "tls-auth", "tls-crypt", "tls-crypt-v2"])
 @FUZZ
 @given(data=st.lists(st.binary(max_size=300) | opcode_prefixed(), max_size=8))
 def test_session_before_the_handshake(pki, wrap, data):
     ca, _, _ = pki["lab-ca"]
     kw = {"tls_auth": (KEY, 1, "SHA256")} if wrap == "tls-auth" else \
-        {"tls_crypt": KEY} if wrap == "tls-crypt" else {}
+        {"tls_crypt": KEY} if wrap == "tls-crypt" else \
+        {"tls_crypt_v2": (KEY, bytes(297) + b"\x01\x2b")} if wrap == "tls-crypt-v2" else {}
     s = ClientSession(session_settings(ca, **kw), 0.0)
     s.datagrams_to_send(0.0)
     assert feed(s, data) == []
