@@ -141,7 +141,8 @@ class OpenVPNDriver:
             and profile.static_key is None else None
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint(r.host, r.port, r.proto) for r in self.profile.remotes]
+        return [Endpoint(r.host, r.port, r.proto, proxy=r.proxy)
+                for r in self.profile.remotes]
 
     def stream_link(self, on_datagram, on_batch_end, on_lost) -> TcpFraming:
         return TcpFraming(on_datagram, on_batch_end, on_lost)
@@ -171,6 +172,9 @@ class OpenVPNTunnel(ShellTunnel):
 
     def __init__(self, profile: Profile, *, pcap=None, session_factory=None, connector=None):
         self.profile = profile
+        if connector is None and any(r.proxy is not None for r in profile.remotes):
+            from .outer import OuterConnector
+            connector = OuterConnector()      # http-proxy / socks-proxy
         super().__init__(OpenVPNDriver(profile, session_factory=session_factory),
                          warnings=profile.warnings,
                          connect_timeout=float(getattr(profile, "connect_timeout", 30.0)),
