@@ -6,8 +6,10 @@ Credentials go in ``Proxy-Authorization: Basic`` at once with an authfile, or wi
 as 2.6 makes; 'auto-nct' refuses to send them in clear).  The password is never
 logged.  What an answer means for the next try:
 
-- 407 after credentials were sent, or with none to send, 401, 403: the proxy's policy
-  (stage auth, not recoverable; 403 recoverable: the next remote may be allowed);
+- 407 (or 401, tinyproxy's answer to a wrong password) after credentials were sent,
+  or with none to send: stage auth, not recoverable;
+- 403: the proxy's policy for this destination (stage auth, recoverable: the next
+  remote may be allowed);
 - 5xx (502 Bad Gateway: the proxy cannot reach the server): recoverable;
 - any other status, or an answer that is not HTTP: a protocol error, not recoverable.
 """
@@ -32,14 +34,14 @@ def refusal(endpoint: Endpoint, answer: Answer, *, sent_credentials: bool):
     said = f"answered '{answer.status_line}' to CONNECT {endpoint.host}:{endpoint.port}"
     if 200 <= status < 300:
         return None
-    if status == 407:
+    if status in (401, 407):                # tinyproxy says 401 to wrong credentials
         why = ("the proxy refused the username and password" if sent_credentials else
                "the proxy asks for a username and password and the profile gives none "
                "(http-proxy HOST PORT AUTHFILE, or 'auto' with http-proxy-user-pass)")
         return proxy_error(Stage.AUTH, endpoint, f"{said}: {why}", recoverable=False)
-    if status in (401, 403):
+    if status == 403:
         return proxy_error(Stage.AUTH, endpoint, f"{said}: the proxy does not let this "
-                           "client reach the server", recoverable=status == 403)
+                           "client reach the server", recoverable=True)
     if 500 <= status < 600:
         return proxy_error(Stage.UNREACHABLE, endpoint, f"{said}: the proxy could not "
                            "reach the server", recoverable=True)

@@ -193,6 +193,8 @@ def test_http_connect_200_hands_the_stream_to_the_tcp_framing():
      "refused the username and password"),
     (b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", "none", Stage.AUTH, False,
      "the profile gives none"),
+    (b"HTTP/1.1 401 Unauthorized\r\n\r\n", "basic", Stage.AUTH, False,
+     "refused the username and password"),
     (b"HTTP/1.1 403 Forbidden\r\n\r\n", "none", Stage.AUTH, True, "does not let"),
     (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "none", Stage.UNREACHABLE, True, "could not reach"),
     (b"HTTP/1.1 405 Method Not Allowed\r\n\r\n", "none", Stage.PROTOCOL, False, "405"),
