@@ -106,7 +106,8 @@ def settings(p: Profile) -> dict:
     """What erebus will do with the profile; never a secret."""
     return {
         "remotes": [{"host": r.host, "port": r.port, "proto": r.proto, "line": r.line,
-                     "connection_block": r.connection} for r in p.remotes],
+                     "connection_block": r.connection, "proxy": _proxy(r.proxy)}
+                    for r in p.remotes],
         "remote_random": p.remote_random,
         "remote_random_hostname": p.remote_random_hostname,
         "connect_timeout": p.connect_timeout,
@@ -125,6 +126,14 @@ def settings(p: Profile) -> dict:
         "ignored": [{"line": i.line, "option": i.option, "reason": _reason(i.option)}
                     for i in p.ignored],
     }
+
+
+def _proxy(proxy) -> dict | None:
+    """The outer proxy of a remote, without its credentials."""
+    if proxy is None:
+        return None
+    return {"kind": proxy.kind, "host": proxy.host, "port": proxy.port, "line": proxy.line,
+            "auth": proxy.auth, "credentials": proxy.username is not None}
 
 
 def _reason(option: str) -> str:
@@ -223,6 +232,14 @@ def render(report: dict) -> str:
         if r["connection_block"]:
             where += f", <connection> at line {r['connection_block']}"
         lines.append(f"    {i}. {r['host']} {r['port']}/{r['proto']}  ({where})")
+        proxy = r.get("proxy")
+        if proxy:
+            what = "HTTP proxy" if proxy["kind"] == "http" else "SOCKS5 proxy"
+            auth = {"none": "no authentication", "basic": "username and password",
+                    "auto": "credentials only if it asks", "auto-nct": "no cleartext "
+                    "credentials"}[proxy["auth"]]
+            lines.append(f"       through the {what} {proxy['host']}:{proxy['port']} "
+                         f"({auth}; line {proxy['line']})")
     if s["remote_random_hostname"]:
         lines.append("  remote-random-hostname: a random label is prepended to names")
     tls = s["tls"]

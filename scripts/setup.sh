@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(openvpn tshark curl iproute2 iputils-ping openssl python3 python3-venv
               python3-pip util-linux procps ca-certificates dnsmasq-base
               charon-systemd strongswan-swanctl libcharon-extra-plugins
-              libstrongswan-extra-plugins libstrongswan-standard-plugins)
+              libstrongswan-extra-plugins libstrongswan-standard-plugins
+              tinyproxy dante-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -69,7 +69,6 @@ _STANDALONE = "a standalone command of the stock client, not a connection settin
 _WINDOWS = "configures the Windows TAP adapter or its DNS; erebus touches neither"
 _SOCKET = "socket tuning handled by erebus's own defaults"
 _MTU_INFO = "erebus's own stack uses the MTU the server pushes (tun-mtu)"
-_PROXY_LATER = "connecting through a proxy is not supported yet"
 
 _REGISTRY: list[OptionSpec] = [
     # -- where to connect
@@ -99,19 +98,22 @@ _REGISTRY: list[OptionSpec] = [
     _spec("float", "0", IGNORED, "erebus talks to the address it connected to", "c"),
     _spec("proto-force", "1", REFUSED, "forcing one protocol over the remotes' own is not "
           "supported"),
-    _spec("http-proxy", "1-4", REFUSED, _PROXY_LATER + " (HTTP proxy)", "c"),
-    _spec("socks-proxy", "1-3", REFUSED, _PROXY_LATER + " (SOCKS proxy)", "c"),
-    _spec("http-proxy-user-pass", "1+", IGNORED, "only used with http-proxy, which is "
-          "refused", "i"),
-    _spec("http-proxy-option", "1-3", IGNORED, "only used with http-proxy, which is "
-          "refused", "c"),
-    _spec("http-proxy-timeout", "1", IGNORED, "only used with http-proxy, which is refused",
-          "c"),
+    _spec("http-proxy", "1-4", IMPLEMENTED, "HTTP CONNECT through a proxy, TCP only "
+          "(HOST PORT, then AUTHFILE [basic], auto or auto-nct); NTLM is refused", "c"),
+    _spec("socks-proxy", "1-3", IMPLEMENTED, "through a SOCKS5 proxy (HOST [PORT "
+          "[AUTHFILE]]): CONNECT for TCP, UDP ASSOCIATE for UDP", "c"),
+    _spec("http-proxy-user-pass", "1+", IMPLEMENTED, "the HTTP proxy's username and "
+          "password (a file or inline); overrides http-proxy's AUTHFILE", "i"),
+    _spec("http-proxy-option", "1-3", IMPLEMENTED, "VERSION 1.0 or 1.1, AGENT, "
+          "CUSTOM-HEADER (EXT1, EXT2) of the CONNECT request", "c"),
+    _spec("http-proxy-timeout", "1", IGNORED, "deprecated: connect-timeout bounds the "
+          "whole connection", "c", warning="DEPRECATED OPTION: http-proxy-timeout"),
     _spec("http-proxy-retry", "*", IGNORED, "deprecated; only used with a proxy", "c",
           warning="DEPRECATED OPTION: http-proxy-retry and socks-proxy-retry"),
     _spec("socks-proxy-retry", "*", IGNORED, "deprecated; only used with a proxy", "c",
           warning="DEPRECATED OPTION: http-proxy-retry and socks-proxy-retry"),
-    _spec("http-proxy-override", "2-3", REFUSED, _PROXY_LATER + " (" + _MGMT + ")"),
+    _spec("http-proxy-override", "2-3", REFUSED, _MGMT + " (the option is only for "
+          "it)"),
     # -- device and addresses
     _spec("dev", "1", IMPLEMENTED, "tun only (erebus is layer 3); tap is refused"),
     _spec("dev-type", "1", IMPLEMENTED, "tun only; tap is refused"),

@@ -9,11 +9,34 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_DATA_CIPHERS", "KU_REQUIRED", "Remote", "Ignored", "Profile",
-           "ProfileError"]
+__all__ = ["DEFAULT_DATA_CIPHERS", "KU_REQUIRED", "OuterProxy", "Remote", "Ignored",
+           "Profile", "ProfileError"]
 
 DEFAULT_DATA_CIPHERS = ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
 KU_REQUIRED = "required"       # remote-cert-ku without values: the extension must be there
+
+
+@dataclass(frozen=True, slots=True)
+class OuterProxy:
+    """The proxy a remote is reached through: ``http-proxy`` (CONNECT, TCP only) or
+    ``socks-proxy`` (SOCKS5: CONNECT for TCP, UDP ASSOCIATE for UDP).  The password
+    is never in a repr, a log line or ``erebus check``'s report."""
+
+    kind: str                       # "http" or "socks"
+    host: str
+    port: int
+    line: int | None = None         # the line of the http-proxy / socks-proxy option
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth: str = "none"              # http: "none", "basic", "auto" (after a 407), "auto-nct"
+    http_version: str = "1.0"       # http-proxy-option VERSION (2.6's default)
+    agent: str | None = None        # http-proxy-option AGENT
+    headers: tuple[tuple[str, str], ...] = ()      # http-proxy-option CUSTOM-HEADER
+
+    @property
+    def name(self) -> str:
+        what = "HTTP proxy" if self.kind == "http" else "SOCKS proxy"
+        return f"{what} {self.host}:{self.port}"
 
 
 @dataclass(slots=True)
@@ -27,6 +50,7 @@ class Remote:
     connect_retry: tuple[int, int] | None = None
     explicit_exit_notify: int | None = None
     tun_mtu: int | None = None
+    proxy: OuterProxy | None = None         # http-proxy / socks-proxy
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ import os
 import random
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import ConfigError, SessionError
@@ -38,6 +38,7 @@ from .material import (PemError, Pkcs12Error, check_certificates, check_crls,
                        tls_crypt_v2_client_key, unlock_key)
 from .options import IGNORED, OPTIONS, REFUSED, REMOVED, OptionSpec
 from .profile import KU_REQUIRED, Ignored, Profile, ProfileError, Remote
+from .proxyoptions import ProxyLines, ProxyOptions
 from .statickey import parse_static_key
 
 __all__ = ["Reading", "read_profile", "parse_profile", "load_profile", "unlock",
@@ -78,9 +79,10 @@ class _Conn:
     tls_crypt_v2: _Source | None = None
     key_direction: int | None = None
     remote: tuple[str, int | None, str | None, int] | None = None   # host, port, proto, line
+    proxy: ProxyLines = field(default_factory=ProxyLines)   # http-proxy / socks-proxy
 
 
-class _Reader:
+class _Reader(ProxyOptions):
     def __init__(self, path: str, *, rng: random.Random | None = None):
         self.path = path
         self.base = os.path.dirname(os.path.abspath(path))
@@ -107,6 +109,7 @@ class _Reader:
         self.cipher_directive: Directive | None = None   # the last 'cipher' line
         self.crl_dir = False
         self.client_directive: Directive | None = None   # the first client / tls-client
+        self.http_proxy_user_pass: _Source | None = None
 
     # -- reporting
 
@@ -179,10 +182,11 @@ class _Reader:
         except ValueError:
             raise self.err(d, f"{text!r} is not an IPv4 address") from None
 
-    def source(self, d: Directive) -> _Source:
+    def source(self, d: Directive, name: str | None = None) -> _Source:
+        """``d``'s inline block, or the file ``name`` (else its first argument)."""
         if d.inline is not None:
             return _Source(d, d.inline, None, self.base)
-        name = d.args[0]
+        name = d.args[0] if name is None else name
         shown = name if os.path.isabs(name) else os.path.normpath(
             os.path.join(self.shown_base, name))
         return _Source(d, None, name, self.base, shown)
@@ -695,12 +699,14 @@ class _Reader:
                 host, port, proto, line = c.remote
                 remotes.append(Remote(host, port or c.port, proto or c.proto, line,
                                       block_line, c.connect_timeout, c.connect_retry,
-                                      c.explicit_exit_notify, c.tun_mtu))
+                                      c.explicit_exit_notify, c.tun_mtu,
+                                      self.outer_proxy(c.proxy, proto or c.proto)))
         else:
             for host, port, proto, line in self.remotes:
                 remotes.append(Remote(host, port or ce.port, proto or ce.proto, line, None,
                                       ce.connect_timeout, ce.connect_retry,
-                                      ce.explicit_exit_notify, ce.tun_mtu))
+                                      ce.explicit_exit_notify, ce.tun_mtu,
+                                      self.outer_proxy(ce.proxy, proto or ce.proto)))
         if p.remote_random and len(remotes) > 1:
             (self.rng or random.SystemRandom()).shuffle(remotes)
         p.remotes = remotes

@@ -169,7 +169,8 @@ class OpenVPNDriver:
                 host = f"{self.rng(6).hex()}.{host}"
             out.append(Endpoint(host, r.port, r.proto,
                                 timeout=float(r.connect_timeout) if getattr(
-                                    r, "connect_timeout", None) else None, source=r))
+                                    r, "connect_timeout", None) else None, source=r,
+                                proxy=getattr(r, "proxy", None)))
         return out
 
     def stream_link(self, on_datagram, on_batch_end, on_lost) -> TcpFraming:
@@ -203,6 +204,9 @@ class OpenVPNTunnel(ShellTunnel):
 
     def __init__(self, profile: Profile, *, pcap=None, session_factory=None, connector=None):
         self.profile = profile
+        if connector is None and any(r.proxy is not None for r in profile.remotes):
+            from .outer import OuterConnector
+            connector = OuterConnector()      # http-proxy / socks-proxy
         super().__init__(OpenVPNDriver(profile, session_factory=session_factory),
                          warnings=profile.warnings,
                          connect_timeout=float(getattr(profile, "connect_timeout", 30.0)),

@@ -44,7 +44,8 @@ _REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One place to try: ``proto`` is "udp" or "tcp-client"."""
+    """One place to try: ``proto`` is "udp" or "tcp-client"; ``proxy``: the outer
+    proxy it is reached through (an erebus.openvpn.profile.OuterProxy), if any."""
 
     host: str
     port: int
@@ -52,6 +53,7 @@ class Endpoint:
     local_port: int = 0              # bind the UDP socket here (0: ephemeral)
     timeout: float | None = None     # how long a try may take (None: the tunnel's)
     source: object = field(default=None, compare=False)   # the family's remote record
+    proxy: object = None             # an outer proxy to reach it through (None: direct)
 
     @property
     def name(self) -> str:
@@ -84,6 +86,21 @@ class Driver(Protocol):
         """For "tcp-client" endpoints: the protocol that frames packets on the stream."""
 
 
+def udp_socket(addr: tuple[str, int], local_port: int = 0) -> socket.socket:
+    """A non-blocking UDP socket connected to ``addr`` (bound to ``local_port`` if
+    not 0); OSError if that fails."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        if local_port:
+            sock.bind(("0.0.0.0", local_port))
+        sock.connect(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class DirectConnector:
     """How the shell reaches a server: straight to it, a connected UDP socket read in
     batches or a TCP stream framed by the driver.  (Outer proxies are other
@@ -112,14 +129,9 @@ class DirectConnector:
             sock = link.transport.get_extra_info("socket")
             link.local, link.remote = sock.getsockname()[:2], addr
             return link
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
         try:
-            if endpoint.local_port:
-                sock.bind(("0.0.0.0", endpoint.local_port))
-            sock.connect(addr)
+            sock = udp_socket(addr, endpoint.local_port)
         except OSError as exc:
-            sock.close()
             raise SessionError(Stage.UNREACHABLE,
                                f"{endpoint.name}: {exc.strerror or exc}") from None
         link = BatchedUdpLink(sock, loop, on_datagram=on_datagram, on_error=on_error,
@@ -408,7 +420,11 @@ class ShellTunnel:
                                    f"(nothing answers on UDP {self._remote[1]})"))
 
     def _on_link_lost(self, exc: Exception | None) -> None:
-        """The TCP stream to the server ended: the session is over."""
+        """The TCP stream to the server ended (or the link says what else did, as a
+        SessionError): the session is over."""
+        if isinstance(exc, SessionError):
+            self._end(exc)
+            return
         self._end(SessionError(Stage.CONNECTION_LOST, f"{self._server_name}: the TCP "
                                "connection to the server was lost" +
                                (f" ({exc})" if exc else " (closed by the server)")))

@@ -38,7 +38,7 @@ def problems(text: str) -> list[tuple[int | None, str | None, str]]:
     ("mtu-dynamic", "replaced by --fragment"),
     ("client-cert-not-required", "verify-client-cert none"),
     ("tls-crypt-v2 x.key frobnicate", "unsupported tls-crypt-v2 argument"),
-    ("socks-proxy 198.18.1.9 1080", "not supported yet"),
+    ("http-proxy 198.18.1.9 8080", "MUST be used in TCP Client mode"),
     ("server 198.19.0.0 255.255.255.0", "erebus is a client"),
     ("iroute 198.19.0.0 255.255.255.0", "refuses it in a profile"),
     ("show-ciphers", "standalone command"),

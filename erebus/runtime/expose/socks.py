@@ -16,25 +16,15 @@ import struct
 
 from ...credentials import ProxyCredentials
 from ...netstack.errors import NetErrorReason
+from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, CMD_CONNECT, NO_ACCEPTABLE,
+                            NO_AUTH, REP_ADDRESS_TYPE_NOT_SUPPORTED,
+                            REP_COMMAND_NOT_SUPPORTED, REP_CONNECTION_REFUSED,
+                            REP_GENERAL_FAILURE, REP_HOST_UNREACHABLE,
+                            REP_NETWORK_UNREACHABLE, REP_TTL_EXPIRED, USER_PASS, VERSION)
 from .dns import ResolveError
 from .forward import Half
 
 log = logging.getLogger("erebus.socks")
-
-VERSION = 5
-NO_AUTH, USER_PASS, NO_ACCEPTABLE = 0x00, 0x02, 0xFF
-CMD_CONNECT = 1
-ATYP_IPV4, ATYP_DOMAIN, ATYP_IPV6 = 1, 3, 4
-
-REP_SUCCEEDED = 0x00
-REP_GENERAL_FAILURE = 0x01
-REP_NOT_ALLOWED = 0x02
-REP_NETWORK_UNREACHABLE = 0x03
-REP_HOST_UNREACHABLE = 0x04
-REP_CONNECTION_REFUSED = 0x05
-REP_TTL_EXPIRED = 0x06
-REP_COMMAND_NOT_SUPPORTED = 0x07
-REP_ADDRESS_TYPE_NOT_SUPPORTED = 0x08
 
 HANDSHAKE_LIMIT = 1024          # bytes buffered before the request is complete
 HANDSHAKE_TIMEOUT = 30.0
