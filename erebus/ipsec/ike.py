@@ -50,6 +50,7 @@ from ..wire.ike import (
     Notify, TrafficSelector, TSi, TSr)
 from . import ikecrypto as c
 from .esp import SecurityAssociation
+from .identity import certificate_identity, identity, same_identity
 from .ikeprofile import IkeProfile
 
 __all__ = ["IkeInitiator", "State", "Connected", "ChildRekeyed", "ChildDeleted", "Failed",
@@ -439,9 +440,13 @@ class IkeInitiator:
     # -- IKE_AUTH ---------------------------------------------------------------------
 
     def _local_identity(self) -> IDi:
+        """local.id as charon types it; without one, as charon does: the subject DN of
+        the certificate we authenticate with, else our IP address."""
         p = self.profile
         if p.local_id:
-            return IDi.from_value(p.local_id)
+            return identity(p.local_id, IDi)
+        if p.local_auth == "pubkey" and p.local_cert:
+            return certificate_identity(_load_certs(p.local_cert)[0], IDi)
         return IDi.from_value(self.local_addr[0])
 
     def _send_ike_auth(self, now: float) -> None:
@@ -471,7 +476,7 @@ class IkeInitiator:
             payloads.append(CERTREQ(w.CERT_X509_SIGNATURE, b"".join(
                 self._key_hash(ca) for pem in p.cacerts for ca in _load_certs(pem))))
         if p.remote_id:
-            payloads.append(IDr.from_value(p.remote_id))
+            payloads.append(identity(p.remote_id, IDr))
         payloads.append(auth)
         if p.vips:
             payloads.append(CP(w.CFG_REQUEST, [ConfigAttribute(w.INTERNAL_IP4_ADDRESS),
@@ -545,7 +550,8 @@ class IkeInitiator:
         ok = (idr.id_type == w.ID_FQDN and ident.lower() in dns_names) or \
             (idr.id_type in (w.ID_IPV4_ADDR, w.ID_IPV6_ADDR) and ident in ips) or \
             (idr.id_type == w.ID_RFC822_ADDR and ident in emails) or \
-            (idr.id_type == w.ID_DER_ASN1_DN and idr.data == leaf.subject.public_bytes())
+            (idr.id_type == w.ID_DER_ASN1_DN and
+             same_identity(idr, certificate_identity(leaf, IDr)))
         if not ok:
             self._fail("certificate", f"the responder's certificate {_subject(leaf)} does "
                        f"not name its identity {ident!r}")
@@ -566,8 +572,7 @@ class IkeInitiator:
             self._fail("auth", f"IKE_AUTH refused: {names}")
             return
         if p.remote_id:
-            want = IDr.from_value(p.remote_id)
-            if (want.id_type, want.data) != (idr.id_type, idr.data):
+            if not same_identity(identity(p.remote_id, IDr), idr):
                 self._fail("auth", f"the responder identifies as {idr.text()!r}, not "
                            f"{p.remote_id!r}")
                 self._tell_delete()
