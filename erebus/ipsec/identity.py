@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from ..wire import der
 from ..wire import ike as w
 
 __all__ = ["identity", "certificate_identity", "dn_to_der", "same_identity"]
@@ -108,9 +109,9 @@ def identity(text: str, cls=w.IDi):
         data = bytes.fromhex(rest[1:]) if rest.startswith("#") else rest.encode("utf-8")
         return cls(_PREFIXES[prefix.lower()], data)
     if "=" in text:
-        der = dn_to_der(text)
-        if der is not None:
-            return cls(w.ID_DER_ASN1_DN, der)
+        encoded = dn_to_der(text)
+        if encoded is not None:
+            return cls(w.ID_DER_ASN1_DN, encoded)
         return cls(w.ID_KEY_ID, text.encode("utf-8"))   # charon's fallback, too
     return cls.from_value(text)
 
@@ -121,29 +122,18 @@ def certificate_identity(cert, cls=w.IDi):
     return cls(w.ID_DER_ASN1_DN, cert.subject.public_bytes())
 
 
-def _tlvs(der: bytes):
-    """(tag, value) of each DER element in *der*; ValueError when it does not parse."""
-    i = 0
-    while i < len(der):
-        if i + 2 > len(der):
-            raise ValueError("truncated")
-        tag, n = der[i], der[i + 1]
-        i += 2
-        if n & 0x80:
-            size = n & 0x7F
-            if not 0 < size <= 4 or i + size > len(der):
-                raise ValueError("bad length")
-            n = int.from_bytes(der[i:i + size], "big")
-            i += size
-        if i + n > len(der):
-            raise ValueError("truncated")
-        yield tag, der[i:i + n]
-        i += n
+def _tlvs(data: bytes):
+    """(tag, content) of each DER element in *data*; ParseError when it does not parse."""
+    pos = 0
+    while pos < len(data):
+        tag, content, pos = der.tlv(data, pos)
+        yield tag, content
 
 
-def _rdns(der: bytes) -> list[tuple[bytes, bytes]]:
-    """(OID, value) of every attribute of a DER Name, in order (string types dropped)."""
-    ((tag, body),) = _tlvs(der)
+def _rdns(name: bytes) -> list[tuple[bytes, bytes]]:
+    """(OID, value) of every attribute of a DER Name, in order (string types dropped);
+    ValueError (ParseError is one) when it is not a Name."""
+    ((tag, body),) = _tlvs(name)
     if tag != 0x30:
         raise ValueError("not a SEQUENCE")
     out = []
