@@ -51,7 +51,7 @@ from ..wire.ike import (
 from . import ikecrypto as c
 from .esp import SecurityAssociation
 from .identity import certificate_identity, identity, same_identity
-from .ikeprofile import IkeProfile
+from .ikeprofile import CHILD_REKEY_TIME, IKE_REKEY_TIME, IkeProfile
 
 __all__ = ["IkeInitiator", "State", "Connected", "ChildRekeyed", "ChildDeleted", "Failed",
            "Closed", "NattSwitched", "IkeRekeyed", "NON_ESP_MARKER", "RETRANSMIT_TIMEOUT",
@@ -201,6 +201,10 @@ class IkeInitiator:
         """``rng`` gives SPIs, nonces and DH secrets; ``wall_clock`` (epoch seconds)
         the time at which the responder's certificate must be valid."""
         self.profile = profile
+        # None: charon's defaults; 0.0: never
+        self.rekey_time = IKE_REKEY_TIME if profile.rekey_time is None else profile.rekey_time
+        self.child_rekey_time = (CHILD_REKEY_TIME if profile.child_rekey_time is None
+                                 else profile.child_rekey_time)
         self.rng = rng
         self.wall_clock = wall_clock
         self.local_addr = local_addr
@@ -328,7 +332,7 @@ class IkeInitiator:
                    c.nat_detection_hash(self.spi_i, bytes(8), local_ip, local_port)),
             Notify(w.NAT_DETECTION_DESTINATION_IP,
                    c.nat_detection_hash(self.spi_i, bytes(8), remote_ip, remote_port)),
-            Notify(w.IKEV2_FRAGMENTATION_SUPPORTED),
+            *([Notify(w.IKEV2_FRAGMENTATION_SUPPORTED)] if self.profile.fragmentation else []),
             Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(OUR_SIGNATURE_HASHES)),
         ]
         msg = IkeMessage(self.spi_i, bytes(8), w.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads)
@@ -485,13 +489,22 @@ class IkeInitiator:
         payloads += [
             SA([c.esp_proposal(name, self._child_spi, number=i + 1)
                 for i, name in enumerate(self.esp_names)]),
-            TSi([TrafficSelector.from_network(n) for n in (p.local_ts or ["0.0.0.0/0"])]),
+            TSi([TrafficSelector.from_network(n) for n in self._local_ts()]),
             TSr([TrafficSelector.from_network(n) for n in p.remote_ts]),
         ]
         msg = IkeMessage(self.spi_i, self.spi_r, w.IKE_AUTH, w.FLAG_INITIATOR,
                          self._next_mid, payloads)
         self.state = State.IKE_AUTH_SENT
         self._send_request(self._protect(msg), now, "IKE_AUTH")
+
+    def _local_ts(self) -> list[str]:
+        """local_ts, or 'dynamic' as charon proposes it: 0.0.0.0/0 when we ask for a
+        virtual IP, else our own address."""
+        if self.profile.local_ts:
+            return self.profile.local_ts
+        if self.profile.vips or ipaddress.ip_address(self.local_addr[0]).is_unspecified:
+            return ["0.0.0.0/0"]
+        return [f"{self.local_addr[0]}/32"]
 
     @staticmethod
     def _key_hash(cert) -> bytes:
@@ -922,7 +935,7 @@ class IkeInitiator:
             names = ", ".join(n.name for n in errors) or "no SA, KE or Nonce"
             log.warning("the responder refused to rekey the IKE SA (%s); retrying later",
                         names)
-            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            self._sa_started = now - (self.rekey_time or 0) + 30.0
             return
         prop = sa.proposals[0]
         try:
@@ -930,12 +943,12 @@ class IkeInitiator:
             shared = pending.dh.shared_secret(ke.data)
         except (ParseError, c.InvalidKeyExchange) as exc:
             log.warning("unusable IKE SA rekey response (%s); retrying later", exc)
-            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            self._sa_started = now - (self.rekey_time or 0) + 30.0
             return
         if suite != pending.suite or ke.group != suite.dh or len(prop.spi) != 8:
             log.warning("the responder answered our IKE SA rekey with %s; retrying later",
                         suite)
-            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            self._sa_started = now - (self.rekey_time or 0) + 30.0
             return
         keys = c.rekeyed_ike_sa_keys(self.keys, suite, shared, pending.nonce, nonce.data,
                                      pending.spi, prop.spi)
@@ -1015,17 +1028,17 @@ class IkeInitiator:
             log.warning("the responder refused to rekey the CHILD_SA (%s); retrying later",
                         names)
             if old is not None:
-                old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+                old.created = now - (self.child_rekey_time or 0) + 30.0
             return
         try:
             name, esn = c.esp_transform_name(sa.proposals[0])
         except ParseError as exc:
             log.warning("unusable CHILD_SA rekey response (%s)", exc)
-            old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            old.created = now - (self.child_rekey_time or 0) + 30.0
             return
         if name not in self.esp_names or esn or len(sa.proposals[0].spi) != 4:
             log.warning("the responder rekeyed the CHILD_SA with %s: not ours", name)
-            old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            old.created = now - (self.child_rekey_time or 0) + 30.0
             return
         peer_spi = int.from_bytes(sa.proposals[0].spi, "big")
         outbound, inbound = self._child_sas(name, esn, peer_spi, pending.spi, pending.nonce,
@@ -1056,10 +1069,10 @@ class IkeInitiator:
                 or (self._old is not None and not self._old.deleted):
             return None
         due = []
-        if self.profile.rekey_time:
-            due.append(self._sa_started + self.profile.rekey_time)
-        if self.profile.child_rekey_time and self.children:
-            due.append(self.children[-1].created + self.profile.child_rekey_time)
+        if self.rekey_time:
+            due.append(self._sa_started + self.rekey_time)
+        if self.child_rekey_time and self.children:
+            due.append(self.children[-1].created + self.child_rekey_time)
         return min(due) if due else None
 
     # -- input ------------------------------------------------------------------------
@@ -1239,8 +1252,8 @@ class IkeInitiator:
             return
         due = self._rekey_due(now)
         if due is not None and now >= due:
-            if self.profile.rekey_time and \
-                    now >= self._sa_started + self.profile.rekey_time:
+            if self.rekey_time and \
+                    now >= self._sa_started + self.rekey_time:
                 self._start_ike_rekey(now)
             else:
                 self._start_child_rekey(self.children[-1], now)
