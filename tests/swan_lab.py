@@ -4,7 +4,7 @@ the peer for erebus's IKEv2 initiator.
 Topology (all addresses in the 198.18.0.0/15 benchmarking range)::
 
     ebs-scli-<id>                ebs-ssrv-<id>                      ebs-sweb-<id>
-    198.18.130.2/24 [to-srv] -- [to-cli] 198.18.130.1/24 (+ .11 .12 .13)
+    198.18.130.2/24 [to-srv] -- [to-cli] 198.18.130.1/24 (+ .11 - .15)
                                  charon-systemd (kernel-libipsec:
                                    userspace ESP through TUN ipsec0)
                                  ip_forward=1
@@ -242,9 +242,11 @@ class SwanPki(Pki):
 
     Identities: ``ca`` ("swan-lab-ca"); ``server`` (CN and SAN DNS ``vpn.swan.test``,
     SAN IPs: every responder address, 198.18.130.1 first) and ``client`` (CN and SAN
-    DNS ``client.swan.test``), signed by it; ``rogue-ca`` ("rogue-swan-ca") and
+    DNS ``client.swan.test``) and ``rsa-client`` (the same for ``rsa-client.swan.test``,
+    an RSA 2048 key), signed by it; ``rogue-ca`` ("rogue-swan-ca") and
     ``rogue-server`` (same names as ``server``, signed by the rogue CA).
-    EC P-256 keys, PKCS#8, world-readable (the client under test runs as nobody).
+    EC P-256 keys but for ``rsa-client``, PKCS#8, world-readable (the client under test
+    runs as nobody).
     """
 
     def cert(self, name: str) -> Path:
