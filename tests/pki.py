@@ -27,11 +27,12 @@ def ca_extensions() -> list:
 
 
 def issue(cert_path: Path, key_path: Path, cn: str, issuer: tuple | None,
-          extensions: list) -> tuple:
+          extensions: list, key=None) -> tuple:
     """A certificate for ``cn`` signed by ``issuer`` ((name, key) as returned by an
-    earlier call) or self-signed; writes both PEM files; returns (subject, key)."""
+    earlier call) or self-signed; writes both PEM files; returns (subject, key).
+    *key*: the subject's private key (default: a new EC P-256 key)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     issuer_name, issuer_key = issuer if issuer else (subject, key)
     builder = (x509.CertificateBuilder()

@@ -4,7 +4,7 @@ the peer for erebus's IKEv2 initiator.
 Topology (all addresses in the 198.18.0.0/15 benchmarking range)::
 
     ebs-scli-<id>                ebs-ssrv-<id>                      ebs-sweb-<id>
-    198.18.130.2/24 [to-srv] -- [to-cli] 198.18.130.1/24 (+ .11 .12 .13)
+    198.18.130.2/24 [to-srv] -- [to-cli] 198.18.130.1/24 (+ .11 - .15)
                                  charon-systemd (kernel-libipsec:
                                    userspace ESP through TUN ipsec0)
                                  ip_forward=1
@@ -125,6 +125,10 @@ class SwanMode:
     auth: str = "psk"                     # "psk" or "pubkey"
     server_identity: str = "server"       # PKI identity the responder presents (pubkey)
     child_rekey_time: str | None = None   # children.<name>.rekey_time on the responder
+    client_identity: str = "client"       # PKI identity the client authenticates with
+    client_id: str | None = CLIENT_ID     # the client's local.id (None: none, as charon
+                                          # then: the certificate's subject DN)
+    expected_client_id: str = CLIENT_ID   # the responder's remote.id
 
 
 MODES: dict[str, SwanMode] = {
@@ -140,6 +144,14 @@ MODES: dict[str, SwanMode] = {
     # certificate (also vpn.swan.test) comes from an unrelated CA: the client must refuse.
     "foreign-ca": SwanMode("foreign-ca", "198.18.130.13", auth="pubkey",
                            server_identity="rogue-server"),
+    # Certificates, the client's swanctl.conf without local.id: charon's default identity
+    # is the certificate's subject DN, which the responder's remote.id names.
+    "cert-dn": SwanMode("cert-dn", "198.18.130.14", auth="pubkey", client_id=None,
+                        expected_client_id=f"CN={CLIENT_ID}"),
+    # The same with an RSA client certificate (CN=rsa-client.swan.test, 2048 bits).
+    "cert-rsa-dn": SwanMode("cert-rsa-dn", "198.18.130.15", auth="pubkey",
+                            client_identity="rsa-client", client_id=None,
+                            expected_client_id=f"CN=rsa-{CLIENT_ID}"),
 }
 
 
@@ -230,9 +242,11 @@ class SwanPki(Pki):
 
     Identities: ``ca`` ("swan-lab-ca"); ``server`` (CN and SAN DNS ``vpn.swan.test``,
     SAN IPs: every responder address, 198.18.130.1 first) and ``client`` (CN and SAN
-    DNS ``client.swan.test``), signed by it; ``rogue-ca`` ("rogue-swan-ca") and
+    DNS ``client.swan.test``) and ``rsa-client`` (the same for ``rsa-client.swan.test``,
+    an RSA 2048 key), signed by it; ``rogue-ca`` ("rogue-swan-ca") and
     ``rogue-server`` (same names as ``server``, signed by the rogue CA).
-    EC P-256 keys, PKCS#8, world-readable (the client under test runs as nobody).
+    EC P-256 keys but for ``rsa-client``, PKCS#8, world-readable (the client under test
+    runs as nobody).
     """
 
     def cert(self, name: str) -> Path:
@@ -269,6 +283,10 @@ class SwanPki(Pki):
         issue("server", SERVER_ID, ca, server_exts)
         issue("client", CLIENT_ID, ca,
               leaf_exts(CLIENT_ID, [], [ExtendedKeyUsageOID.CLIENT_AUTH]))
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        issue_cert(pki.cert("rsa-client"), pki.key("rsa-client"), f"rsa-{CLIENT_ID}", ca,
+                   leaf_exts(f"rsa-{CLIENT_ID}", [], [ExtendedKeyUsageOID.CLIENT_AUTH]),
+                   key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
         rogue = issue("rogue-ca", "rogue-swan-ca", None, ca_exts())
         issue("rogue-server", SERVER_ID, rogue, server_exts)
         return pki
@@ -292,7 +310,7 @@ class SwanProfile:
     child: str
     address: str               # remote_addrs: the responder address of this mode
     auth: str                  # "psk" or "pubkey"
-    local_id: str
+    local_id: str | None       # None: no local.id (the certificate's subject DN)
     remote_id: str
     remote_ts: str
     psk: str | None            # secrets.ike-<mode>.secret (psk modes)
@@ -571,7 +589,8 @@ class SwanLab(Lab):
             else:
                 local = {"auth": "pubkey", "certs": f"{mode.server_identity}.pem",
                          "id": SERVER_ID}
-                remote = {"auth": "pubkey", "cacerts": "ca.pem", "id": CLIENT_ID}
+                remote = {"auth": "pubkey", "cacerts": "ca.pem",
+                          "id": _quote(mode.expected_client_id)}
             child = {"local_ts": PROTECTED_NET, "esp_proposals": ",".join(ESP_PROPOSALS)}
             if mode.child_rekey_time:
                 child["rekey_time"] = mode.child_rekey_time
@@ -613,7 +632,9 @@ class SwanLab(Lab):
             local = {"auth": "psk", "id": CLIENT_ID}
             remote = {"auth": "psk", "id": SERVER_ID}
         else:
-            local = {"auth": "pubkey", "certs": "client.pem", "id": CLIENT_ID}
+            local = {"auth": "pubkey", "certs": "client.pem"}
+            if mode.client_id is not None:
+                local["id"] = mode.client_id
             remote = {"auth": "pubkey", "id": SERVER_ID, "cacerts": "ca.pem"}
         conn = {
             "version": 2,
@@ -634,8 +655,8 @@ class SwanLab(Lab):
         else:
             cert, key, cacert = d / "x509" / "client.pem", d / "private" / "client.key", \
                 d / "x509ca" / "ca.pem"
-            shutil.copy(self.pki.cert("client"), cert)
-            shutil.copy(self.pki.key("client"), key)
+            shutil.copy(self.pki.cert(mode.client_identity), cert)
+            shutil.copy(self.pki.key(mode.client_identity), key)
             shutil.copy(self.pki.ca_cert, cacert)
         conf = d / "swanctl.conf"
         conf.write_text(f"# erebus strongSwan lab: client side of mode {mode.name!r}\n"
@@ -644,7 +665,8 @@ class SwanLab(Lab):
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         return SwanProfile(mode=mode.name, dir=d, conf=conf, connection=mode.name,
                            child=mode.name, address=mode.address, auth=mode.auth,
-                           local_id=CLIENT_ID, remote_id=SERVER_ID, remote_ts=PROTECTED_NET,
+                           local_id=mode.client_id, remote_id=SERVER_ID,
+                           remote_ts=PROTECTED_NET,
                            psk=self.psk if mode.auth == "psk" else None,
                            cert=cert, key=key, cacert=cacert)
 

@@ -50,7 +50,8 @@ from ..wire.ike import (
     Notify, TrafficSelector, TSi, TSr)
 from . import ikecrypto as c
 from .esp import SecurityAssociation
-from .ikeprofile import IkeProfile
+from .identity import certificate_identity, identity, same_identity
+from .ikeprofile import CHILD_REKEY_TIME, IKE_REKEY_TIME, IkeProfile
 
 __all__ = ["IkeInitiator", "State", "Connected", "ChildRekeyed", "ChildDeleted", "Failed",
            "Closed", "NattSwitched", "IkeRekeyed", "NON_ESP_MARKER", "RETRANSMIT_TIMEOUT",
@@ -200,6 +201,10 @@ class IkeInitiator:
         """``rng`` gives SPIs, nonces and DH secrets; ``wall_clock`` (epoch seconds)
         the time at which the responder's certificate must be valid."""
         self.profile = profile
+        # None: charon's defaults; 0.0: never
+        self.rekey_time = IKE_REKEY_TIME if profile.rekey_time is None else profile.rekey_time
+        self.child_rekey_time = (CHILD_REKEY_TIME if profile.child_rekey_time is None
+                                 else profile.child_rekey_time)
         self.rng = rng
         self.wall_clock = wall_clock
         self.local_addr = local_addr
@@ -327,7 +332,7 @@ class IkeInitiator:
                    c.nat_detection_hash(self.spi_i, bytes(8), local_ip, local_port)),
             Notify(w.NAT_DETECTION_DESTINATION_IP,
                    c.nat_detection_hash(self.spi_i, bytes(8), remote_ip, remote_port)),
-            Notify(w.IKEV2_FRAGMENTATION_SUPPORTED),
+            *([Notify(w.IKEV2_FRAGMENTATION_SUPPORTED)] if self.profile.fragmentation else []),
             Notify(w.SIGNATURE_HASH_ALGORITHMS, w.build_hash_algorithms(OUR_SIGNATURE_HASHES)),
         ]
         msg = IkeMessage(self.spi_i, bytes(8), w.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads)
@@ -439,9 +444,13 @@ class IkeInitiator:
     # -- IKE_AUTH ---------------------------------------------------------------------
 
     def _local_identity(self) -> IDi:
+        """local.id as charon types it; without one, as charon does: the subject DN of
+        the certificate we authenticate with, else our IP address."""
         p = self.profile
         if p.local_id:
-            return IDi.from_value(p.local_id)
+            return identity(p.local_id, IDi)
+        if p.local_auth == "pubkey" and p.local_cert:
+            return certificate_identity(_load_certs(p.local_cert)[0], IDi)
         return IDi.from_value(self.local_addr[0])
 
     def _send_ike_auth(self, now: float) -> None:
@@ -471,7 +480,7 @@ class IkeInitiator:
             payloads.append(CERTREQ(w.CERT_X509_SIGNATURE, b"".join(
                 self._key_hash(ca) for pem in p.cacerts for ca in _load_certs(pem))))
         if p.remote_id:
-            payloads.append(IDr.from_value(p.remote_id))
+            payloads.append(identity(p.remote_id, IDr))
         payloads.append(auth)
         if p.vips:
             payloads.append(CP(w.CFG_REQUEST, [ConfigAttribute(w.INTERNAL_IP4_ADDRESS),
@@ -480,13 +489,22 @@ class IkeInitiator:
         payloads += [
             SA([c.esp_proposal(name, self._child_spi, number=i + 1)
                 for i, name in enumerate(self.esp_names)]),
-            TSi([TrafficSelector.from_network(n) for n in (p.local_ts or ["0.0.0.0/0"])]),
+            TSi([TrafficSelector.from_network(n) for n in self._local_ts()]),
             TSr([TrafficSelector.from_network(n) for n in p.remote_ts]),
         ]
         msg = IkeMessage(self.spi_i, self.spi_r, w.IKE_AUTH, w.FLAG_INITIATOR,
                          self._next_mid, payloads)
         self.state = State.IKE_AUTH_SENT
         self._send_request(self._protect(msg), now, "IKE_AUTH")
+
+    def _local_ts(self) -> list[str]:
+        """local_ts, or 'dynamic' as charon proposes it: 0.0.0.0/0 when we ask for a
+        virtual IP, else our own address."""
+        if self.profile.local_ts:
+            return self.profile.local_ts
+        if self.profile.vips or ipaddress.ip_address(self.local_addr[0]).is_unspecified:
+            return ["0.0.0.0/0"]
+        return [f"{self.local_addr[0]}/32"]
 
     @staticmethod
     def _key_hash(cert) -> bytes:
@@ -545,7 +563,8 @@ class IkeInitiator:
         ok = (idr.id_type == w.ID_FQDN and ident.lower() in dns_names) or \
             (idr.id_type in (w.ID_IPV4_ADDR, w.ID_IPV6_ADDR) and ident in ips) or \
             (idr.id_type == w.ID_RFC822_ADDR and ident in emails) or \
-            (idr.id_type == w.ID_DER_ASN1_DN and idr.data == leaf.subject.public_bytes())
+            (idr.id_type == w.ID_DER_ASN1_DN and
+             same_identity(idr, certificate_identity(leaf, IDr)))
         if not ok:
             self._fail("certificate", f"the responder's certificate {_subject(leaf)} does "
                        f"not name its identity {ident!r}")
@@ -566,8 +585,7 @@ class IkeInitiator:
             self._fail("auth", f"IKE_AUTH refused: {names}")
             return
         if p.remote_id:
-            want = IDr.from_value(p.remote_id)
-            if (want.id_type, want.data) != (idr.id_type, idr.data):
+            if not same_identity(identity(p.remote_id, IDr), idr):
                 self._fail("auth", f"the responder identifies as {idr.text()!r}, not "
                            f"{p.remote_id!r}")
                 self._tell_delete()
@@ -917,7 +935,7 @@ class IkeInitiator:
             names = ", ".join(n.name for n in errors) or "no SA, KE or Nonce"
             log.warning("the responder refused to rekey the IKE SA (%s); retrying later",
                         names)
-            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            self._sa_started = now - (self.rekey_time or 0) + 30.0
             return
         prop = sa.proposals[0]
         try:
@@ -925,12 +943,12 @@ class IkeInitiator:
             shared = pending.dh.shared_secret(ke.data)
         except (ParseError, c.InvalidKeyExchange) as exc:
             log.warning("unusable IKE SA rekey response (%s); retrying later", exc)
-            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            self._sa_started = now - (self.rekey_time or 0) + 30.0
             return
         if suite != pending.suite or ke.group != suite.dh or len(prop.spi) != 8:
             log.warning("the responder answered our IKE SA rekey with %s; retrying later",
                         suite)
-            self._sa_started = now - (self.profile.rekey_time or 0) + 30.0
+            self._sa_started = now - (self.rekey_time or 0) + 30.0
             return
         keys = c.rekeyed_ike_sa_keys(self.keys, suite, shared, pending.nonce, nonce.data,
                                      pending.spi, prop.spi)
@@ -1010,17 +1028,17 @@ class IkeInitiator:
             log.warning("the responder refused to rekey the CHILD_SA (%s); retrying later",
                         names)
             if old is not None:
-                old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+                old.created = now - (self.child_rekey_time or 0) + 30.0
             return
         try:
             name, esn = c.esp_transform_name(sa.proposals[0])
         except ParseError as exc:
             log.warning("unusable CHILD_SA rekey response (%s)", exc)
-            old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            old.created = now - (self.child_rekey_time or 0) + 30.0
             return
         if name not in self.esp_names or esn or len(sa.proposals[0].spi) != 4:
             log.warning("the responder rekeyed the CHILD_SA with %s: not ours", name)
-            old.created = now - (self.profile.child_rekey_time or 0) + 30.0
+            old.created = now - (self.child_rekey_time or 0) + 30.0
             return
         peer_spi = int.from_bytes(sa.proposals[0].spi, "big")
         outbound, inbound = self._child_sas(name, esn, peer_spi, pending.spi, pending.nonce,
@@ -1051,10 +1069,10 @@ class IkeInitiator:
                 or (self._old is not None and not self._old.deleted):
             return None
         due = []
-        if self.profile.rekey_time:
-            due.append(self._sa_started + self.profile.rekey_time)
-        if self.profile.child_rekey_time and self.children:
-            due.append(self.children[-1].created + self.profile.child_rekey_time)
+        if self.rekey_time:
+            due.append(self._sa_started + self.rekey_time)
+        if self.child_rekey_time and self.children:
+            due.append(self.children[-1].created + self.child_rekey_time)
         return min(due) if due else None
 
     # -- input ------------------------------------------------------------------------
@@ -1234,8 +1252,8 @@ class IkeInitiator:
             return
         due = self._rekey_due(now)
         if due is not None and now >= due:
-            if self.profile.rekey_time and \
-                    now >= self._sa_started + self.profile.rekey_time:
+            if self.rekey_time and \
+                    now >= self._sa_started + self.rekey_time:
                 self._start_ike_rekey(now)
             else:
                 self._start_child_rekey(self.children[-1], now)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# swanctl.conf's defaults (swanctl.opt; vici_config.c): connections.<conn>.rekey_time
+# and children.<child>.rekey_time.
+IKE_REKEY_TIME = 4 * 3600.0
+CHILD_REKEY_TIME = 3600.0
+
 
 @dataclass
 class IkeProfile:
@@ -30,8 +35,11 @@ class IkeProfile:
     local_ts: list[str] = field(default_factory=list)          # empty: dynamic (our VIP)
     encap: bool = True                          # always UDP-encapsulate ESP (we must)
     dpd_delay: float | None = None              # our liveness checks (None: only answer)
-    rekey_time: float | None = None             # IKE SA rekey (client side), seconds
-    child_rekey_time: float | None = None       # CHILD_SA rekey (client side), seconds
+    fragmentation: bool = True                  # announce IKE fragmentation (RFC 7383)
+    # Our own rekeying, seconds: None is charon's default (IKE_REKEY_TIME,
+    # CHILD_REKEY_TIME below), 0.0 never.
+    rekey_time: float | None = None             # IKE SA
+    child_rekey_time: float | None = None       # CHILD_SA
     mtu: int = 1400
     connect_timeout: float = 30.0
     warnings: list[str] = field(default_factory=list)           # "FILE:LINE: option: ..."

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from ..errors import ConfigError
 from ..files import FileRefused, read_limited
 from .ikecrypto import ESP_TRANSFORM_IDS, IkeSuite
+from .identity import identity
 from .ikeprofile import IkeProfile
 from .swanctl_syntax import Section, Setting, parse
 
@@ -83,24 +84,27 @@ CONNECTION_KEYS: dict[str, tuple] = {
     "version": (SUPPORTED, "2 or 0 (IKEv2); 1 (IKEv1) is refused"),
     "remote_addrs": (SUPPORTED, "host names or IPv4 addresses, tried in order"),
     "remote_port": (SUPPORTED, "IKE port of the responder (500: then NAT-T to 4500)"),
-    "local_port": (SUPPORTED, "our UDP port (500, swanctl's default, means any port)"),
+    "local_port": (SUPPORTED, "our UDP port (500, swanctl's default, needs root: any port, "
+                              "with a warning)"),
     "vips": (SUPPORTED, "any entry: ask for a virtual IPv4 address"),
     "proposals": (SUPPORTED, "IKE proposals ('default': erebus's list)"),
-    "encap": (SUPPORTED, "erebus always UDP-encapsulates ESP (user space: it must)"),
+    "encap": (SUPPORTED, "erebus always UDP-encapsulates ESP (user space: it must; 'no' "
+                         "warns)"),
     "dpd_delay": (SUPPORTED, "liveness checks after this quiet time"),
-    "rekey_time": (SUPPORTED, "IKE SA rekeying"),
+    "rekey_time": (SUPPORTED, "IKE SA rekeying (charon's default: 4h; 0: never)"),
+    "reauth_time": (SUPPORTED, "erebus does not reauthenticate: it rekeys the IKE SA at "
+                               "this interval instead (with a warning)"),
+    "fragmentation": (SUPPORTED, "no: IKE fragmentation is not announced; yes, accept, "
+                                 "force: it is (erebus reassembles and fragments)"),
     "children": (SUPPORTED, "the CHILD_SA (the first, or the one asked for)"),
     "local_addrs": (IGNORED, "the system chooses our address"),
     "mobike": (IGNORED, "erebus does not move an SA between addresses"),
     "dpd_timeout": (IGNORED, "IKEv1 only"),
-    "fragmentation": (IGNORED, "erebus reassembles fragments it receives and fragments "
-                               "its own large messages"),
     "childless": (IGNORED, "erebus creates its CHILD_SA with IKE_AUTH"),
     "send_certreq": (IGNORED, "erebus always asks for the responder's certificate"),
     "send_cert": (IGNORED, "erebus sends its certificate when it authenticates with one"),
     "keyingtries": (IGNORED, "erebus's retry policy applies"),
     "unique": (IGNORED, _ONLY_CLIENT),
-    "reauth_time": (IGNORED, "erebus rekeys; it does not reauthenticate"),
     "over_time": (IGNORED, _LIFETIME),
     "rand_time": (IGNORED, "rekeying is not randomized"),
     "pools": (IGNORED, _ONLY_CLIENT),
@@ -138,10 +142,14 @@ AUTH_KEYS: dict[str, tuple] = {
 }
 
 CHILD_KEYS: dict[str, tuple] = {
-    "remote_ts": (SUPPORTED, "IPv4 CIDRs ('dynamic': 0.0.0.0/0)"),
-    "local_ts": (SUPPORTED, "IPv4 CIDRs ('dynamic': our virtual IP)"),
+    "remote_ts": (SUPPORTED, "IPv4 CIDRs ('dynamic', the default: 0.0.0.0/0, with a "
+                             "warning)"),
+    "local_ts": (SUPPORTED, "IPv4 CIDRs ('dynamic': our virtual IP, else our address)"),
     "esp_proposals": (SUPPORTED, "ESP transforms ('default': erebus's list)"),
-    "rekey_time": (SUPPORTED, "CHILD_SA rekeying"),
+    "rekey_time": (SUPPORTED, "CHILD_SA rekeying (charon's default: 1h, or life_time/1.1; "
+                              "0: never)"),
+    "life_time": (SUPPORTED, "only for the default of rekey_time (life_time/1.1); the "
+                             "hard limit is the responder's business"),
     "start_action": (IGNORED, "erebus starts the connection when it is run"),
     "close_action": (IGNORED, "erebus reports a closed SA and stops or reconnects"),
     "dpd_action": (IGNORED, "erebus reports a dead peer and stops or reconnects"),
@@ -160,7 +168,7 @@ CHILD_KEYS: dict[str, tuple] = {
     "copy_df": (IGNORED, _NO_KERNEL), "copy_ecn": (IGNORED, _NO_KERNEL),
     "copy_dscp": (IGNORED, _NO_KERNEL),
     "inactivity": (IGNORED, "erebus stays up until it is told to stop"),
-    "life_time": (IGNORED, _LIFETIME), "rand_time": (IGNORED, "rekeying is not randomized"),
+    "rand_time": (IGNORED, "rekeying is not randomized"),
     "rekey_bytes": (IGNORED, "rekeying by time only"), "life_bytes": (IGNORED, _LIFETIME),
     "rand_bytes": (IGNORED, "rekeying by time only"),
     "rekey_packets": (IGNORED, "rekeying by time only"),
@@ -216,6 +224,15 @@ def _duration(setting: Setting, opt: str) -> float | None:
     except ValueError as exc:
         raise _err(str(exc), setting, opt) from None
     return float(seconds) if seconds else None       # 0: disabled
+
+
+def _rekey(setting: Setting, opt: str) -> float:
+    """A rekey interval: 0.0 is "never" (unset stays None: charon's default applies)."""
+    return _duration(setting, opt) or 0.0
+
+
+def _warn(prof: IkeProfile, message: str, anchor, opt: str) -> None:
+    prof.warnings.append(str(_err(message, anchor, opt)))
 
 
 def _port(setting: Setting, opt: str) -> int:
@@ -448,6 +465,10 @@ def load_swanctl(path: str, *, conn: str | None = None,
     if (v := get("local_port")) is not None:
         port = _port(v, f"{P}.local_port")
         prof.local_port = 0 if port == 500 else port
+        if port == 500:
+            _warn(prof, "erebus sends IKE from an ephemeral port, not 500 (binding a port "
+                  "below 1024 needs root); the responder sees it as from behind a NAT",
+                  v, f"{P}.local_port")
 
     # vips
     v = get("vips")
@@ -466,13 +487,30 @@ def load_swanctl(path: str, *, conn: str | None = None,
     # proposals
     if (v := get("proposals")) is not None:
         prof.proposals = _proposals(v, f"{P}.proposals", ike=True)
-    if (v := get("encap")) is not None:
-        _bool(v, f"{P}.encap")          # erebus always encapsulates (IkeProfile.encap)
+    if (v := get("encap")) is not None and not _bool(v, f"{P}.encap"):
+        _warn(prof, "erebus UDP-encapsulates ESP anyway (raw ESP needs a root socket): "
+              "it tells the responder a NAT is on the path", v, f"{P}.encap")
     prof.encap = True
+    if (v := get("fragmentation")) is not None:
+        mode = (v.value or "").strip().lower()
+        if mode not in ("yes", "no", "accept", "force"):
+            raise _err(f"{v.value!r}: fragmentation is yes, accept, force or no", v,
+                       f"{P}.fragmentation")
+        prof.fragmentation = mode != "no"
     if (v := get("dpd_delay")) is not None:
         prof.dpd_delay = _duration(v, f"{P}.dpd_delay")
     if (v := get("rekey_time")) is not None:
-        prof.rekey_time = _duration(v, f"{P}.rekey_time")
+        prof.rekey_time = _rekey(v, f"{P}.rekey_time")
+    if (v := get("reauth_time")) is not None and _duration(v, f"{P}.reauth_time"):
+        if prof.rekey_time is None:
+            # charon: with reauth_time and no rekey_time it reauthenticates, never rekeys
+            prof.rekey_time = _duration(v, f"{P}.reauth_time")
+            _warn(prof, "erebus does not reauthenticate: it rekeys the IKE SA at this "
+                  "interval instead (fresh keys, credentials not checked again)", v,
+                  f"{P}.reauth_time")
+        else:
+            _warn(prof, "erebus does not reauthenticate (it rekeys by rekey_time)", v,
+                  f"{P}.reauth_time")
 
     # authentication rounds
     local = _round(c, "local", P)
@@ -558,19 +596,25 @@ def _auth_method(r: Section | None, P: str) -> str:
     raise _err(f"{v.value!r}: authentication method not supported (psk or pubkey)", v, opt)
 
 
-def _ident(r: Section | None) -> str | None:
+def _ident(r: Section | None, P: str) -> str | None:
     if r is None or (v := r.settings.get("id")) is None:
         return None
     ident = (v.value or "").strip()
-    return None if ident in ("", "%any", "%any6") else ident
+    if ident in ("", "%any", "%any6"):
+        return None
+    try:
+        identity(ident)
+    except ValueError:
+        raise _err(f"{ident!r}: after 'type:#' comes hex", v, f"{P}.{r.name}.id") from None
+    return ident
 
 
 def _auth(prof: IkeProfile, local, remote, P: str, base: str, root: Section,
           c: Section) -> None:
     prof.local_auth = _auth_method(local, P)
     prof.remote_auth = _auth_method(remote, P)
-    prof.local_id = _ident(local)
-    prof.remote_id = _ident(remote)
+    prof.local_id = _ident(local, P)
+    prof.remote_id = _ident(remote, P)
     x509_dir = os.path.join(base, "x509")
     if remote is not None and (v := remote.settings.get("certs")) is not None and _list(v):
         raise _err("pinning the responder's certificate is not supported yet: give its CA "
@@ -675,16 +719,22 @@ def _child(prof: IkeProfile, c: Section, child: str | None, P: str) -> None:
     _check_keys(ch, CHILD_KEYS, C)
     prof.child = child
     s = ch.settings
-    if (v := s.get("remote_ts")) is not None:
-        prof.remote_ts = _ts(_list(v), v, f"{C}.remote_ts", local=False) or ["0.0.0.0/0"]
-    else:
-        prof.remote_ts = ["0.0.0.0/0"]           # strongSwan's default is 'dynamic'
+    v = s.get("remote_ts")
+    items = _list(v) if v is not None else ["dynamic"]          # charon's default
+    if any(i.lower() in ("dynamic", "%dynamic") for i in items):
+        _warn(prof, "remote_ts 'dynamic': charon would propose only the responder's own "
+              "address; erebus proposes 0.0.0.0/0 and takes what the responder narrows it "
+              "to (give the networks, e.g. remote_ts = 0.0.0.0/0)", v or ch, f"{C}.remote_ts")
+    prof.remote_ts = (_ts(items, v, f"{C}.remote_ts", local=False) if v is not None
+                      else []) or ["0.0.0.0/0"]
     if (v := s.get("local_ts")) is not None:
         prof.local_ts = _ts(_list(v), v, f"{C}.local_ts", local=True)
     if (v := s.get("esp_proposals")) is not None:
         prof.esp_proposals = _proposals(v, f"{C}.esp_proposals", ike=False)
     if (v := s.get("rekey_time")) is not None:
-        prof.child_rekey_time = _duration(v, f"{C}.rekey_time")
+        prof.child_rekey_time = _rekey(v, f"{C}.rekey_time")
+    elif (v := s.get("life_time")) is not None and (life := _duration(v, f"{C}.life_time")):
+        prof.child_rekey_time = life / 1.1       # charon: rekey_time = life_time / 1.1
 
 
 def _psk(root: Section, prof: IkeProfile, c: Section, P: str) -> bytes:

@@ -514,3 +514,32 @@ def test_cli_own_ike_and_child_rekeys_during_download(lab: SwanLab, big_files):
     finally:
         up.stop()
     assert not lab.established("psk"), up.text()[-3000:]
+
+
+# -- strongSwan's defaults: no local.id with a certificate ---------------------------------
+
+@pytest.mark.parametrize("mode, algorithm, subject", [
+    ("cert-dn", "ECDSA", "CN=client.swan.test"),
+    ("cert-rsa-dn", "RSA", "CN=rsa-client.swan.test")])
+def test_cli_certificate_without_local_id_is_the_subject_dn(lab: SwanLab, mode: str,
+                                                            algorithm: str, subject: str):
+    """The user's swanctl.conf has local.auth = pubkey, local.certs and no local.id; the
+    stock responder's remote.id is the certificate's subject DN. erebus (as nobody, the
+    real CLI) identifies with that DN, as charon does, and carries traffic."""
+    conf = lab.profile(mode).conf
+    assert "id = " not in conf.read_text().split("local {")[1].split("}")[0]
+    cp = lab.run_client([lab.python, "-m", "erebus", "probe", str(conf), "--json",
+                         "--ping", lab.web_addr], timeout=90)
+    context = f"{cp.stdout}\n{cp.stderr[-3000:]}\n{lab.logs_tail()}"
+    report = json.loads(cp.stdout)
+    assert cp.returncode == 0 and report["ok"] and report["ping_ms"] is not None, context
+    log = lab.responder_log.read_text(errors="replace")
+    assert re.search(rf"<{re.escape(mode)}\|\d+> authentication of '{re.escape(subject)}' "
+                     rf"with {algorithm}[^\n]* successful", log), context
+    up = _Up(lab, conf, "-L", f"18310:{lab.web_addr}:80")
+    try:
+        got = _curl(lab, "http://127.0.0.1:18310/blob.bin")
+        assert hashlib.sha256(got).hexdigest() == lab.blob_sha256
+    finally:
+        up.stop()
+    assert not lab.established(mode), up.text()[-3000:]

@@ -153,6 +153,21 @@ def test_cert_stock_initiator(swan_lab: SwanLab, initiators):
     assert "authentication of 'vpn.swan.test' with ECDSA" in ini_log, ini.describe()
 
 
+@pytest.mark.parametrize("mode, subject", [("cert-dn", "CN=client.swan.test"),
+                                           ("cert-rsa-dn", "CN=rsa-client.swan.test")])
+def test_cert_without_local_id_stock_initiator(swan_lab: SwanLab, initiators, mode, subject):
+    """The stock initiator with no local.id: charon identifies with the certificate's
+    subject DN, which the responder's remote.id expects (erebus must do the same)."""
+    ini = _connect(swan_lab, mode, initiators)
+    _check_connected(swan_lab, mode, ini)
+    ini_log = ini.charon.log.read_text(errors="replace")
+    assert f"id not specified, defaulting to cert subject '{subject}'" in ini_log, \
+        ini.describe()
+    log = swan_lab.responder_log.read_text(errors="replace")
+    assert re.search(rf"<{re.escape(mode)}\|\d+> authentication of '{re.escape(subject)}' "
+                     r"with \w+[^\n]* successful", log), swan_lab.logs_tail()
+
+
 def test_foreign_ca_refused(swan_lab: SwanLab, initiators):
     """The same client configuration as "cert", but the responder's certificate comes
     from another CA: the stock initiator refuses it."""

@@ -438,3 +438,82 @@ def test_child_sa_rekey_by_us_then_delete_of_the_old():
     assert isinstance(gone, ChildDeleted) and gone.inbound_spi == ev.inbound.spi
     assert len(ini.children) == 1 and ini.established
     assert ini.get_timer() == pytest.approx(100.2)
+
+
+# -- IDi: the identity we send (charon's defaults) ---------------------------------------
+
+def _client_cert(subject):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _sent_idi(**kw) -> IDi:
+    ini = _new(**kw)
+    fr = FakeResponder()
+    (init,) = ini.datagrams_to_send(0.0)
+    ini.receive_datagram(fr.ike_sa_init(init), 0.0)
+    (auth,) = ini.datagrams_to_send(0.0)
+    return fr.decrypt(auth).get(IDi)
+
+
+def test_certificate_without_local_id_sends_the_subject_dn():
+    """swanctl.conf with local.auth = pubkey, a certificate and no local.id: charon sends
+    the certificate's subject as ID_DER_ASN1_DN (type 9), the DER as in the
+    certificate -- not our IP address."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client.swan.test")])
+    cert, key = _client_cert(subject)
+    idi = _sent_idi(local_auth="pubkey", local_id=None, local_cert=cert, local_key=key,
+                    psk=None)
+    der = bytes.fromhex("301b3119301706035504030c10") + b"client.swan.test"
+    assert (idi.id_type, idi.data) == (9, der)
+    assert idi.body() == bytes([9, 0, 0, 0]) + der        # also what AUTH signs
+
+
+def test_certificate_subject_dn_is_sent_as_the_certificate_holds_it():
+    """A multi-RDN subject with a PrintableString country: the bytes of the certificate's
+    subject, unchanged (not re-encoded)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lab"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "carol")])
+    cert, key = _client_cert(subject)
+    idi = _sent_idi(local_auth="pubkey", local_id=None, local_cert=cert, local_key=key)
+    assert idi.id_type == w.ID_DER_ASN1_DN
+    assert idi.data == bytes.fromhex("302b310b3009060355040613024348310c300a060355040a0c034c"
+                                     "6162310e300c06035504030c056361726f6c")
+
+
+def test_local_id_still_wins_and_psk_without_id_sends_our_address():
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    cert, key = _client_cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+    idi = _sent_idi(local_auth="pubkey", local_id="client.swan.test", local_cert=cert,
+                    local_key=key)
+    assert (idi.id_type, idi.data) == (w.ID_FQDN, b"client.swan.test")
+    idi = _sent_idi(local_id=None)
+    assert (idi.id_type, idi.data) == (w.ID_IPV4_ADDR, bytes([198, 18, 130, 2]))
+
+
+def test_local_id_written_as_a_dn_is_sent_as_a_dn():
+    """local.id = "C=CH, O=strongSwan, CN=moon" is ID_DER_ASN1_DN, encoded as strongSwan's
+    atodn does (PrintableString values), not an FQDN with '=' in it."""
+    idi = _sent_idi(local_id="C=CH, O=strongSwan, CN=moon")
+    assert idi.id_type == 9
+    assert idi.data == bytes.fromhex(
+        "3031310b3009060355040613024348311330110603550"
+        "40a130a7374726f6e675377616e310d300b0603550403130"
+        "46d6f6f6e")

@@ -629,3 +629,119 @@ def test_the_tunnel_logs_the_profiles_warnings_when_it_starts(caplog):
             asyncio.run(IkeTunnel(prof).connect())
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == \
         ["p:3: remote.id: no"]
+
+
+# --------------------------------------------------------------------------- charon's defaults
+
+def _psk_conf(tmp_path, conn: str = "", child: str = "remote_ts = 10.0.0.0/8") -> Path:
+    return write(tmp_path / "swanctl.conf", f"""
+        connections {{
+            home {{
+                remote_addrs = 192.0.2.10
+                {conn}
+                local {{ auth = psk }}
+                remote {{ auth = psk }}
+                children {{ net {{
+                    {child}
+                }} }}
+            }}
+        }}
+        secrets {{ ike {{ secret = s3cret }} }}
+    """)
+
+
+def test_certificate_without_local_id_leaves_the_identity_to_the_certificate(tmp_path, pki):
+    """No local.id with a certificate: the profile says nothing (local_id None) and the
+    initiator sends the certificate's subject DN, as charon ("id not specified,
+    defaulting to cert subject"); see test_ike_initiator."""
+    from erebus.ipsec.ike import IkeInitiator
+    from erebus.wire.ike import IDi
+    d = cert_dir(tmp_path, pki)
+    p = load_swanctl(str(write(d / "swanctl.conf", CERT_CONF.replace("id = client.test", ""))))
+    assert p.local_id is None and p.local_auth == "pubkey" and p.warnings == []
+    ini = IkeInitiator(p, 0.0, local_addr=("198.18.130.2", 40000))
+    assert ini._local_identity() == IDi(9, pki["client"].subject.public_bytes())
+
+
+def test_a_dn_local_id_is_read_and_a_bad_hex_id_refused(tmp_path):
+    p = load_swanctl(str(_psk_conf(tmp_path).parent / "swanctl.conf"))
+    conf = write(tmp_path / "dn" / "swanctl.conf", _psk_conf(tmp_path).read_text().replace(
+        "local { auth = psk }", 'local {\n auth = psk\n id = "C=CH, CN=moon"\n }'))
+    assert load_swanctl(str(conf)).local_id == "C=CH, CN=moon" and p.local_id is None
+    bad = write(tmp_path / "bad" / "swanctl.conf", conf.read_text().replace(
+        '"C=CH, CN=moon"', '"keyid:#zz"'))
+    raises_at(bad, "keyid:#zz", "hex")
+
+
+def test_rekey_defaults_are_charons(tmp_path):
+    """Unset: None, which the initiator reads as charon's 4h (IKE) and 1h (CHILD);
+    0 means never; children's life_time alone gives rekey_time = life_time / 1.1."""
+    from erebus.ipsec.ike import IkeInitiator
+    p = load_swanctl(str(_psk_conf(tmp_path)))
+    ini = IkeInitiator(p, 0.0)
+    assert (p.rekey_time, p.child_rekey_time) == (None, None)
+    assert (ini.rekey_time, ini.child_rekey_time) == (4 * 3600.0, 3600.0)
+    p = load_swanctl(str(_psk_conf(tmp_path, "rekey_time = 0",
+                                   "remote_ts = 10.0.0.0/8\n rekey_time = 0s")))
+    assert (p.rekey_time, p.child_rekey_time) == (0.0, 0.0)
+    ini = IkeInitiator(p, 0.0)
+    assert (ini.rekey_time, ini.child_rekey_time) == (0.0, 0.0)
+    p = load_swanctl(str(_psk_conf(tmp_path, "", "remote_ts = 10.0.0.0/8\n life_time = 66m")))
+    assert p.child_rekey_time == pytest.approx(3600.0)
+
+
+def test_reauth_time_alone_rekeys_at_that_interval_with_a_warning(tmp_path):
+    conf = _psk_conf(tmp_path, "reauth_time = 2h")
+    p = load_swanctl(str(conf))
+    assert p.rekey_time == 7200.0
+    (warning,) = p.warnings
+    assert warning.startswith(f"{conf}:{line_of(conf, 'reauth_time')}: "
+                              "connections.home.reauth_time: erebus does not reauthenticate")
+    p = load_swanctl(str(_psk_conf(tmp_path, "reauth_time = 2h\n rekey_time = 1h")))
+    assert p.rekey_time == 3600.0 and len(p.warnings) == 1
+
+
+@pytest.mark.parametrize("conn, key, needle", [
+    ("local_port = 500", "local_port", "ephemeral port"),
+    ("encap = no", "encap", "UDP-encapsulates ESP anyway"),
+])
+def test_settings_erebus_cannot_honour_warn_with_file_and_line(tmp_path, conn, key, needle):
+    conf = _psk_conf(tmp_path, conn)
+    (warning,) = load_swanctl(str(conf)).warnings
+    assert warning.startswith(f"{conf}:{line_of(conf, key)}: connections.home.{key}: ")
+    assert needle in warning
+
+
+@pytest.mark.parametrize("child", ["", "remote_ts = dynamic"])
+def test_dynamic_remote_ts_warns_that_erebus_proposes_everything(tmp_path, child):
+    conf = _psk_conf(tmp_path, "", child)
+    p = load_swanctl(str(conf))
+    assert p.remote_ts == ["0.0.0.0/0"]
+    (warning,) = p.warnings
+    needle = child or "net {"
+    assert warning.startswith(f"{conf}:{line_of(conf, needle)}: "
+                              "connections.home.children.net.remote_ts: remote_ts 'dynamic'")
+
+
+def test_fragmentation_no_is_not_announced(tmp_path):
+    from erebus.ipsec.ike import IkeInitiator
+    from erebus.wire import ike as w
+    assert load_swanctl(str(_psk_conf(tmp_path))).fragmentation is True
+    for mode, announced in (("yes", True), ("accept", True), ("no", False)):
+        p = load_swanctl(str(_psk_conf(tmp_path, f"fragmentation = {mode}")))
+        (init,) = IkeInitiator(p, 0.0).datagrams_to_send(0.0)
+        msg = w.parse_message(init)
+        assert (msg.notify(w.IKEV2_FRAGMENTATION_SUPPORTED) is not None) == announced
+    raises_at(_psk_conf(tmp_path, "fragmentation = maybe"), "fragmentation", "yes, accept")
+
+
+def test_local_ts_dynamic_without_a_virtual_ip_is_our_address(tmp_path):
+    """charon's 'dynamic' local_ts: 0.0.0.0/0 when asking for a virtual IP, else the
+    address we send from."""
+    from erebus.ipsec.ike import IkeInitiator
+    p = load_swanctl(str(_psk_conf(tmp_path)))
+    assert p.vips is False and p.local_ts == []
+    assert IkeInitiator(p, 0.0, local_addr=("198.18.130.2", 4)).\
+        _local_ts() == ["198.18.130.2/32"]
+    p.vips = True
+    assert IkeInitiator(p, 0.0, local_addr=("198.18.130.2", 4))._local_ts() == ["0.0.0.0/0"]

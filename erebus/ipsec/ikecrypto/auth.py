@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature, encode_dss_signature)
 
 from ...errors import ParseError
+from ...wire import der
 from ...wire import ike as w
 from ...wire.ike import AUTH
 from .errors import AuthFailed, HashRefused
@@ -150,19 +151,10 @@ def sign_auth(private_key, octets: bytes, *, method: int = w.AUTH_DIGITAL_SIGNAT
 
 def _der_tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
     """(tag, content, next position) of the DER element at ``pos``."""
-    if pos + 2 > len(data):
-        raise AuthFailed("AlgorithmIdentifier: truncated")
-    tag, n = data[pos], data[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if k == 0 or k > 2 or pos + k > len(data):
-            raise AuthFailed("AlgorithmIdentifier: bad length")
-        n = int.from_bytes(data[pos:pos + k], "big")
-        pos += k
-    if pos + n > len(data):
-        raise AuthFailed("AlgorithmIdentifier: truncated")
-    return tag, data[pos:pos + n], pos + n
+    try:
+        return der.tlv(data, pos)
+    except ParseError as exc:
+        raise AuthFailed(f"AlgorithmIdentifier: {exc}") from None
 
 
 def _algorithm_identifier(der: bytes) -> tuple[bytes, bytes | None]:
