@@ -174,6 +174,44 @@ def test_socks_connect_refused_gets_reply_5():
     assert asked == [("web.lab.test", 80)]
 
 
+class ConnectingDialer:
+    """Every CONNECT succeeds: the transport of the far end (its sockname is what the
+    reply carries)."""
+
+    def __init__(self):
+        self.asked = []
+        self.far = FakeTransport()
+        self.far.get_extra_info = lambda name, default=None: \
+            ("198.19.9.2", 40001) if name == "sockname" else default
+
+    async def dial(self, host, port, factory):
+        self.asked.append((host, port))
+        factory()
+        return self.far
+
+
+def test_socks_connect_succeeds_replies_0_with_the_bound_address_and_splices():
+    async def go():
+        dialer = ConnectingDialer()
+        server = socks.SocksServer(dialer, "127.0.0.1", 0, credentials=None)
+        client = socks._SocksClient(server)
+        t = FakeTransport()
+        client.connection_made(t)
+        client.data_received(b"\x05\x01\x00" + b"\x05\x01\x00\x01" + bytes((198, 18, 2, 2))
+                             + struct.pack("!H", 80))
+        await settle()
+        client.data_received(b"GET / HTTP/1.0\r\n\r\n")          # spliced to the far end
+        if client.timer:
+            client.timer.cancel()
+        return bytes(t.out), t.closed, dialer, server
+
+    out, closed, dialer, server = asyncio.run(go())
+    assert out == b"\x05\x00" + b"\x05\x00\x00\x01" + bytes((198, 19, 9, 2)) + \
+        struct.pack("!H", 40001) and not closed
+    assert dialer.asked == [("198.18.2.2", 80)] and server.connected == 1
+    assert bytes(dialer.far.out) == b"GET / HTTP/1.0\r\n\r\n"
+
+
 def test_socks_auth_required_and_checked():
     greeting = b"\x05\x01\x00"                             # offers only "no auth"
     out, closed, _ = socks_session(greeting, credentials=("alice", "pw"))

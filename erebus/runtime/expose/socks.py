@@ -20,7 +20,8 @@ from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, CMD_CONNECT, NO_A
                             NO_AUTH, REP_ADDRESS_TYPE_NOT_SUPPORTED,
                             REP_COMMAND_NOT_SUPPORTED, REP_CONNECTION_REFUSED,
                             REP_GENERAL_FAILURE, REP_HOST_UNREACHABLE,
-                            REP_NETWORK_UNREACHABLE, REP_TTL_EXPIRED, USER_PASS, VERSION)
+                            REP_NETWORK_UNREACHABLE, REP_SUCCEEDED, REP_TTL_EXPIRED, USER_PASS,
+                            VERSION)
 from .dns import ResolveError
 from .forward import Half
 
