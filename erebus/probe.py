@@ -101,13 +101,12 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             report["ping_ms"] = rtt
             if rtt is None:
                 why = ""
-                if tunnel.counters is not None and \
-                        tunnel.counters.as_dict().get("policy_out"):
+                if getattr(tunnel.counters, "policy_out", 0):
                     why = f"; {ping_addr} is outside what the tunnel reaches (remote_ts)"
                 report.update(ok=False, stage="ping", error=f"no reply from {ping_addr} "
                               f"through the tunnel ({PING_TRIES} echo requests{why})")
         if tunnel.counters is not None:
-            report["counters"] = tunnel.counters.as_dict()
+            report["counters"] = tunnel.counters.as_dict()     # after the ping: its counts
         return report
     except ErebusError as exc:
         return {**_failure(getattr(exc, "stage", "error"), str(exc)), "warnings": warnings}

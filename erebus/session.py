@@ -35,9 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
 __all__ = ["Stage", "TunnelInfo", "Event", "Connected", "Failed", "Closed", "Rekeyed",
-           "PathChanged", "Notice", "Session", "FAMILIES"]
-
-FAMILIES = ("openvpn", "ipsec")     # TunnelInfo.kind
+           "PathChanged", "Notice", "Session"]
 
 
 class Stage(enum.StrEnum):
@@ -85,7 +83,7 @@ _RECOVERABLE = frozenset({Stage.RESOLVE, Stage.UNREACHABLE, Stage.TIMEOUT,
 class TunnelInfo:
     """What the server told us about our place in the VPN (``erebus probe`` prints it)."""
 
-    kind: str                       # one of FAMILIES
+    kind: str                       # the family: "openvpn" or "ipsec"
     server: str                     # host:port we are connected to (set by the shell)
     virtual_ip: str
     netmask: str

@@ -278,7 +278,7 @@ class CbcHmacSeal:
                 tag, view = view[:t], view[t:]
             else:
                 view, tag = view[:n], view[n:]
-            if not hmac.compare_digest(self._mac.tag(view, aad, tail), tag):
+            if not self._mac.verify(tag, view, aad, tail):
                 raise AuthenticationError("ICV mismatch")
         if self._dec is None:
             return view

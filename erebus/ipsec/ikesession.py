@@ -46,7 +46,6 @@ class IkeSession:
         self.counters = EspCounters()         # the ESP SA's, once there is one
         self.send_packet = self._no_sa
         self.child_rekeys = 0
-        self.ike_rekeys = 0
         self._failed = False
         self._now = now
         self._events: deque = deque()
@@ -160,7 +159,6 @@ class IkeSession:
             if self.esp is not None:
                 self.esp.retire_inbound(event.inbound_spi)
         elif isinstance(event, IkeRekeyed):
-            self.ike_rekeys += 1
             by = "by us" if event.initiator else "by the responder"
             events.append(Note(f"IKE SA rekeyed ({by}): SPIs {event.spi_i.hex()}/"
                                f"{event.spi_r.hex()}"))

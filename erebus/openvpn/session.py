@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..counters import CountersDict
-from ..crypto.prf import openvpn_key_block
+from ..crypto.prf import KEY_BLOCK_LEN, openvpn_key_block
 from ..errors import ParseError, SessionError
 from ..session import Closed, Failed, Notice, Stage, TunnelInfo
 from ..session import Connected as _Connected
@@ -50,7 +50,7 @@ log = logging.getLogger("erebus.openvpn")
 _REDACT = re.compile(r"(auth-token(?:-user)?\s+)[^,]*")   # credentials never reach a log
 
 EKM_LABEL = "EXPORTER-OpenVPN-datakeys"   # ssl.c: key-derivation tls-ekm (RFC 5705)
-EKM_LENGTH = 256                          # a key2: 2 x (64 cipher + 64 HMAC), as the PRF's
+EKM_LENGTH = KEY_BLOCK_LEN                # a key2: 2 x (64 cipher + 64 HMAC), as the PRF's
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
 EXIT_GRACE = 2.0
@@ -416,12 +416,7 @@ class ClientSession:
                                f"(state {self.state.value})")
         if now is not None:
             self._last_out = now
-        try:
-            return self.data_key.encrypt(self._comp.frame(packet))
-        except PacketIdExhausted as exc:
-            self.counters.dropped_packet_id_exhausted += 1
-            log.debug("dropped outgoing data packet: %s", exc)
-            return None
+        return self._encrypt(self._comp.frame(packet))
 
     def close(self, now: float) -> None:
         """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.
@@ -648,11 +643,13 @@ class ClientSession:
         if not ks.key_method_done:
             server = keymethod.parse_server_message(record)
             src = ks.key_source
-            ks.key_block = openvpn_key_block(src.pre_master, src.random1, server.random1,
-                                             src.random2, server.random2,
-                                             self.session_id, self.remote_session_id)
             if self.key_derivation == "tls-ekm":      # every later key id too (ssl.c)
                 ks.key_block = self._exported_key_block(ks)
+            else:       # (the first key id's: the PUSH_REPLY may still switch it to EKM)
+                ks.key_block = openvpn_key_block(src.pre_master, src.random1,
+                                                 server.random1, src.random2,
+                                                 server.random2, self.session_id,
+                                                 self.remote_session_id)
             ks.key_method_done = True
             log.debug("server options string: %s", server.options)
             if ks is self._primary:

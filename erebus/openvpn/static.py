@@ -261,7 +261,6 @@ class StaticKeySession:
             log.warning("static-key mode with 'cipher none': the tunnel is NOT encrypted")
         if digest is None:
             log.warning("static-key mode with 'auth none': packets are NOT authenticated")
-        self.rng = rng
         self._clock = clock
         self.cipher = cipher
         self.auth = digest or "none"
@@ -321,10 +320,6 @@ class StaticKeySession:
     @property
     def finished(self) -> bool:
         return self.state in (State.CLOSED, State.FAILED)
-
-    @property
-    def peer_seen(self) -> bool:
-        return self.remote_session_id is not None
 
     @property
     def answered(self) -> bool:

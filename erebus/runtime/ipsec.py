@@ -47,7 +47,6 @@ DROP_KINDS = {
 class EspDriver:
     """Manual ESP for :class:`ShellTunnel`."""
 
-    family = "ipsec"
     log = log
     drop_kinds = DROP_KINDS
     refused_after = None             # no handshake to fail: packets are just lost
@@ -90,7 +89,6 @@ class EspTunnel(ShellTunnel):
 class IkeDriver:
     """IKEv2 (and its ESP SAs) for :class:`ShellTunnel`."""
 
-    family = "ipsec"
     log = log
     drop_kinds = DROP_KINDS           # ESP drops, as with manual SAs
     refused_after = 3                 # ICMP errors before the responder ever answered

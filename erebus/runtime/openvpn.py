@@ -81,8 +81,6 @@ def _is_address(host: str) -> bool:
 class TcpFraming(asyncio.Protocol):
     """OpenVPN over TCP: every packet prefixed by its 16-bit big-endian length."""
 
-    proto = "tcp-client"
-
     def __init__(self, on_datagram: Callable[[bytes], None], on_batch_end: Callable[[], None],
                  on_lost: Callable[[Exception | None], None]):
         self._on_datagram = on_datagram
@@ -139,7 +137,6 @@ class TcpFraming(asyncio.Protocol):
 class OpenVPNDriver:
     """OpenVPN for :class:`erebus.runtime.tunnel.ShellTunnel`."""
 
-    family = "openvpn"
     log = log
     drop_kinds = DROP_KINDS
     refused_after = 1              # a refused port before the server answered: next remote
@@ -211,7 +208,3 @@ class OpenVPNTunnel(ShellTunnel):
                          warnings=profile.warnings,
                          connect_timeout=float(getattr(profile, "connect_timeout", 30.0)),
                          pcap=pcap, connector=connector)
-
-    @property
-    def auth_token(self) -> str | None:
-        return getattr(self.session, "auth_token", None)

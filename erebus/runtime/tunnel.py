@@ -63,7 +63,6 @@ class Endpoint:
 class Driver(Protocol):
     """What one VPN family tells the shell."""
 
-    family: str                      # TunnelInfo.kind, the pcap's outer interface
     log: logging.Logger
     drop_kinds: dict                 # counter -> (level, what), see ratelimit.DropReporter
     refused_after: int | None        # ICMP refusals, before the peer answered, that end
@@ -147,7 +146,6 @@ class ShellTunnel:
                  pcap=None, connector=None):
         self.driver = driver
         self.connector = connector if connector is not None else DirectConnector()
-        self.family = driver.family
         self.log = driver.log
         self.warnings = warnings
         self.connect_timeout = connect_timeout

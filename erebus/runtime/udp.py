@@ -10,7 +10,6 @@ from typing import Callable
 
 
 class BatchedUdpLink:
-    proto = "udp"
     BATCH = 64
     BUFFER = 4 << 20          # asked for; the kernel caps it at net.core.[rw]mem_max
 
@@ -32,13 +31,6 @@ class BatchedUdpLink:
             except OSError:
                 pass
         loop.add_reader(sock.fileno(), self._readable)
-
-    @property
-    def transport(self):
-        return self                # get_extra_info("socket"), like an asyncio transport
-
-    def get_extra_info(self, name, default=None):
-        return self.sock if name == "socket" else default
 
     def _readable(self) -> None:
         recv = self.sock.recv

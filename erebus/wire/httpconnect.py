@@ -107,6 +107,9 @@ class ConnectAnswer:
                 raise ParseError(f"unexpected {type(event).__name__}")
         except h11.RemoteProtocolError as exc:
             raise ParseError(_shorten(str(exc))) from None
+        except RuntimeError:           # h11: data fed after the close (b"")
+            raise ParseError("bytes from the proxy after it closed the connection") \
+                from None
 
     def _answer(self, event: h11.Response) -> Answer:
         rest = b""

@@ -104,6 +104,14 @@ def test_closing_without_an_answer():
         parser.receive(b"")
 
 
+def test_bytes_after_the_close_are_a_parse_error_too():
+    _, parser = connect_request("vpn.example", 443)
+    with pytest.raises(ParseError):
+        parser.receive(b"")
+    with pytest.raises(ParseError, match="after it closed"):
+        parser.receive(b"HTTP/1.1 200 OK\r\n\r\n")      # h11 itself raises RuntimeError
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300), st.integers(1, 64))
 def test_any_answer_parses_or_is_a_parse_error(raw, chunk):
