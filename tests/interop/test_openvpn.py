@@ -14,22 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.util import Up, _big_file, _fetch, _free_port, erebus, outdir
+from tests.interop.util import Up, _big_file, _fetch, _free_port, erebus, outdir, probe_json
 from tests.lab import WEB_ADDR, send_signal, tail
 
 pytestmark = pytest.mark.interop
 
 RELAY = Path(__file__).resolve().parent.parent / "relay.py"
-
-
-def probe_json(lab, profile, *extra, timeout=90):
-    cp = erebus(lab, "probe", profile, "--json", *extra, timeout=timeout)
-    try:
-        report = json.loads(cp.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"probe printed no JSON (exit {cp.returncode}):\n{cp.stdout}\n{cp.stderr}"
-                    f"\n{lab.logs_tail()}", pytrace=False)
-    return cp, report
 
 
 def test_a_stock_server_keys_the_data_channel_by_tls_key_export(lab, ovpn_server):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.util import Up, _fetch, _free_port, erebus
+from tests.interop.util import Up, _fetch, _free_port, erebus, probe_json
 from tests.lab import CLIENT_LINK_ADDR, WEB_ADDR, stop_process, tail
 
 pytestmark = pytest.mark.interop
@@ -92,12 +92,7 @@ def profile_through(lab, directory: Path, mode: str, name: str, *lines: str) -> 
 
 
 def probe(lab, profile):
-    cp = erebus(lab, "probe", profile, "--json", "--timeout", 30, timeout=60)
-    try:
-        return cp, json.loads(cp.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"probe printed no JSON (exit {cp.returncode}):\n{cp.stdout}\n"
-                    f"{cp.stderr}\n{lab.logs_tail()}", pytrace=False)
+    return probe_json(lab, profile, "--timeout", 30, timeout=60)
 
 
 def download_through(lab, profile) -> None:

@@ -7,14 +7,14 @@ made with another server key."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.interop.util import Up, _big_file, _fetch, _free_port, erebus, outdir
+from tests.interop.util import (Up, _big_file, _fetch, _free_port, outdir,
+                                 probe_json)
 from tests.lab import MODES, WEB_ADDR, Mode, _LineWithScript, tail
 
 pytestmark = pytest.mark.interop
@@ -68,12 +68,8 @@ def v2_profile(lab, server, key: Path, name: str) -> Path:
 
 
 def probe(lab, profile: Path, *extra) -> tuple[int, dict]:
-    cp = erebus(lab, "probe", profile, "--json", *extra, timeout=90)
-    try:
-        return cp.returncode, json.loads(cp.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"probe printed no JSON (exit {cp.returncode}):\n{cp.stdout}\n"
-                    f"{cp.stderr}\n{lab.logs_tail()}", pytrace=False)
+    cp, report = probe_json(lab, profile, *extra)
+    return cp.returncode, report
 
 
 def outer_opcodes(pcap: Path) -> list[tuple[str, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,17 @@ from tests.lab import send_signal, stop_process, tail
 
 def erebus(lab, *args, timeout=90):
     return lab.run_client([lab.python, "-m", "erebus", *map(str, args)], timeout=timeout)
+
+
+def probe_json(lab, profile, *extra, timeout=90):
+    """``erebus probe PROFILE --json EXTRA...`` as nobody: (the process, its report)."""
+    cp = erebus(lab, "probe", profile, "--json", *extra, timeout=timeout)
+    try:
+        report = json.loads(cp.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"probe printed no JSON (exit {cp.returncode}):\n{cp.stdout}\n{cp.stderr}"
+                    f"\n{lab.logs_tail()}", pytrace=False)
+    return cp, report
 
 
 def outdir(lab) -> Path:

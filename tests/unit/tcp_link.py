@@ -7,9 +7,20 @@ import itertools
 import random
 
 from erebus.netstack.stack import NetStack
+from erebus.wire.ipv4 import parse_ipv4
+from erebus.wire.tcp import parse_tcp
 
 A_IP = "198.18.10.1"
 B_IP = "198.18.10.2"
+
+
+def tcp_flags(packets: list[bytes]) -> list[int]:
+    """The TCP flags of each IPv4/TCP packet, in order."""
+    out = []
+    for packet in packets:
+        h, payload = parse_ipv4(packet)
+        out.append(parse_tcp(payload, h.src, h.dst).flags)
+    return out
 
 
 class Link:

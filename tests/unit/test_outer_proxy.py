@@ -20,6 +20,7 @@ from erebus.runtime.tunnel import Endpoint
 from erebus.session import Stage
 from erebus.wire import socks5
 from tests.profiles.pki import Pki
+from tests.unit.waiting import until
 
 _PKI = Pki()
 PKI = f"<ca>\n{_PKI.ca_pem}</ca>\n<cert>\n{_PKI.client_pem}</cert>\n<key>\n" \
@@ -145,13 +146,6 @@ async def open_through(proxy: OuterProxy, proto: str = "tcp-client",
 
 def http_proxy(port, **kw) -> OuterProxy:
     return OuterProxy("http", "127.0.0.1", port, 4, **kw)
-
-
-async def until(condition, seconds: float = 2.0):
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
 
 
 def run(coro):
@@ -347,7 +341,7 @@ def test_socks_udp_association_adds_checks_and_strips_the_header():
             await until(lambda: got and link.dropped_malformed)
             counts = (link.dropped_fragment, link.dropped_foreign, link.dropped_malformed)
             link.control.transport.close()         # the proxy ends the association
-            await asyncio.sleep(0.05)
+            await until(lambda: lost, what="the end of the association")
         transport.close()
         return relay_seen, got, counts, lost, link
     relay_seen, got, counts, lost, link = run(main())

@@ -7,8 +7,9 @@ import asyncio
 
 from erebus.runtime.expose.forward import RemoteForward, RemoteSpec
 from erebus.netstack.stack import NetStack
-from erebus.wire.ipv4 import PROTO_TCP, build_ipv4, parse_ipv4
-from erebus.wire.tcp import ACK, RST, SYN, build_tcp, parse_tcp
+from erebus.wire.ipv4 import PROTO_TCP, build_ipv4
+from erebus.wire.tcp import ACK, RST, SYN, build_tcp
+from tests.unit.tcp_link import tcp_flags
 
 VIP = "198.19.1.2"
 
@@ -35,14 +36,6 @@ class FakeVpn:
         listener = self.stack.listeners[8080]
         while listener.pending:
             self.on_syn(listener.pending.popleft())
-
-
-def _flags(packets):
-    out = []
-    for packet in packets:
-        h, payload = parse_ipv4(packet)
-        out.append(parse_tcp(payload, h.src, h.dst).flags)
-    return out
 
 
 def test_close_cancels_the_dials_and_closes_their_local_connections(monkeypatch):
@@ -81,7 +74,7 @@ def test_close_cancels_the_dials_and_closes_their_local_connections(monkeypatch)
         gate.set()                              # were the dial still running, it ends now
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
         await asyncio.wait_for(lost.wait(), 5)  # the local connection was closed
-        assert _flags(vpn.stack.output(0.0)) == [RST | ACK]   # the SYN was reset, once
+        assert tcp_flags(vpn.stack.output(0.0)) == [RST | ACK]   # the SYN was reset, once
         assert not vpn.stack.conns and rule.accepted == 0
         server.close()
         await server.wait_closed()

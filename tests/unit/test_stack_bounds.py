@@ -13,6 +13,7 @@ from erebus.wire.ipv4 import (PROTO_TCP, PROTO_UDP, IPv4Header, Reassembler, bui
                               ip_from_str, parse_ipv4)
 from erebus.wire.tcp import ACK, RST, SYN, build_tcp, parse_tcp
 from erebus.wire.udp import build_udp
+from tests.unit.tcp_link import tcp_flags
 
 from .tcp_link import B_IP, Link
 from .waiting import run_timers
@@ -167,14 +168,6 @@ def test_reassembly_refuses_a_datagram_in_too_many_pieces():
     assert sum(len(e.starts) for e in r._entries.values()) <= 16
 
 
-def _flags(packets: list[bytes]) -> list[int]:
-    out = []
-    for packet in packets:
-        h, payload = parse_ipv4(packet)
-        out.append(parse_tcp(payload, h.src, h.dst).flags)
-    return out
-
-
 def test_a_syn_reset_by_unlisten_cannot_be_accepted_or_refused_afterwards():
     s = NetStack(VIP)
     listener = s.listen(8080, defer=True)
@@ -182,7 +175,7 @@ def test_a_syn_reset_by_unlisten_cannot_be_accepted_or_refused_afterwards():
     s.receive(_syn("198.18.200.2", 40000, 8080), 0.0)
     dialling = [listener.pending.popleft(), listener.pending.popleft()]
     s.unlisten(listener)                         # the -R rule is closed: RST for both
-    assert _flags(s.output(0.0)) == [RST | ACK, RST | ACK]
+    assert tcp_flags(s.output(0.0)) == [RST | ACK, RST | ACK]
     # the dials finish afterwards: no SYN-ACK for a reset 4-tuple, no second RST
     assert s.accept(dialling[0], 1.0) is None
     assert s.refuse(dialling[1]) is False
@@ -199,7 +192,7 @@ def test_a_deferred_syn_is_answered_once():
     assert conn is not None and s.accept(first, 0.0) is None and s.refuse(first) is False
     assert s.refuse(second) is True and s.refuse(second) is False
     assert s.accept(second, 0.0) is None
-    assert sorted(_flags(s.output(0.0))) == sorted([SYN | ACK, RST | ACK])
+    assert sorted(tcp_flags(s.output(0.0))) == sorted([SYN | ACK, RST | ACK])
     assert list(s.conns.values()) == [conn]
 
 
