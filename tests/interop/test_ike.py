@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.ci import require
+from tests.lab import _wait_until as wait_until
 from tests.lab import send_signal
 from tests.swan_lab import SwanLab, missing_prerequisites
 
@@ -382,10 +383,8 @@ def _own_rekeys(text: str) -> tuple[int, int, int]:
 
 
 def _wait_until(what: str, predicate, timeout: float, context) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not within {timeout:g} s\n{context()}"
-        time.sleep(0.2)
+    assert wait_until(predicate, timeout=timeout, interval=0.2), \
+        f"{what} not within {timeout:g} s\n{context()}"
 
 
 def _downloads_until(lab: SwanLab, up: "_Up", url: str, file: tuple[int, str], rate: str,
