@@ -93,6 +93,7 @@ class TunnelInfo:
     dns: list[str] = field(default_factory=list)
     cipher: str = ""
     setup_ms: float = 0.0
+    mss: int | None = None          # the TCP MSS cap (OpenVPN's mssfix); None: mtu - 40
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -840,6 +840,10 @@ class Lab:
             return self.servers[mode]
         m = MODES[mode]
         n = m.index
+        twins = sorted(name for name, other in MODES.items()
+                       if other.index == n and name != mode)
+        if twins:      # one port, pool and tun per index: a second mode would steal them
+            raise LabError(f"lab mode {mode!r} has index {n}, as {', '.join(twins)} does")
         port = BASE_PORT + n
         files = {ext: self.dir / f"server-{mode}.{ext}" for ext in ("conf", "log", "pid", "out")}
         fmt = self._format_vars(m)

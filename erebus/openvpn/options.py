@@ -187,7 +187,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("link-mtu", "1", IGNORED, _MTU_INFO, "c"),
     _spec("udp-mtu", "1", IGNORED, _MTU_INFO, "c"),
     _spec("max-packet-size", "1", IGNORED, _MTU_INFO, "c"),
-    _spec("mssfix", "0-2", IGNORED, "erebus's TCP chooses its own segment size", "c"),
+    _spec("mssfix", "0-2", IMPLEMENTED, "caps the MSS of erebus's TCP as 2.6 computes it "
+          "(default: 1492 mtu)", "c"),
     _spec("mtu-disc", "1", IGNORED, _SOCKET, "c"),
     _spec("mtu-test", "0", IGNORED, "an MTU test at start-up is not done"),
     _spec("fragment", "1-2", REFUSED, "internal fragmentation changes the data channel "
@@ -213,8 +214,9 @@ _REGISTRY: list[OptionSpec] = [
           "answered"),
     _spec("inactive", "1-2", IGNORED, "erebus stays up until it is told to stop"),
     _spec("session-timeout", "1", IGNORED, "erebus stays up until it is told to stop"),
-    _spec("explicit-exit-notify", "0-1", IMPLEMENTED, "tells the server when erebus "
-          "leaves", "c"),
+    _spec("explicit-exit-notify", "0-1", IMPLEMENTED, "N: over UDP the exit notice is "
+          "resent once a second for N seconds (erebus sends it once without the option)",
+          "c"),
     # -- process, logging and management
     _spec("daemon", "0-1", IGNORED, _PROCESS),
     _spec("cd", "1", IMPLEMENTED, "file names in the profile are relative to this folder "

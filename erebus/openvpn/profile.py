@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .mtu import MssFix
 
 __all__ = ["DEFAULT_DATA_CIPHERS", "KU_REQUIRED", "OuterProxy", "Remote", "Ignored",
            "Profile", "ProfileError"]
@@ -51,6 +52,7 @@ class Remote:
     explicit_exit_notify: int | None = None
     tun_mtu: int | None = None
     proxy: OuterProxy | None = None         # http-proxy / socks-proxy
+    mssfix: MssFix | None = None            # its mssfix (None: the profile's)
 
 
 @dataclass(slots=True)
@@ -93,6 +95,7 @@ class Profile:
     ping: int | None = None
     ping_restart: int | None = None
     tun_mtu: int = 1500
+    mssfix: MssFix = field(default_factory=MssFix)
     hand_window: int = 60
     connect_timeout: int = 120
     connect_retry: tuple[int, int] = (1, 300)

@@ -36,6 +36,7 @@ from .material import (PemError, Pkcs12Error, check_certificates, check_crls,
                        check_private_key, key_matches_certificate, open_pkcs12,
                        pkcs12_from_base64, pkcs12_pems, private_key_block,
                        tls_crypt_v2_client_key, unlock_key)
+from .mtu import MssFix
 from .options import IGNORED, OPTIONS, REFUSED, REMOVED, OptionSpec
 from .profile import KU_REQUIRED, Ignored, Profile, ProfileError, Remote
 from .proxyoptions import ProxyLines, ProxyOptions
@@ -74,6 +75,7 @@ class _Conn:
     connect_retry: tuple[int, int] = (1, 300)
     explicit_exit_notify: int = 0
     tun_mtu: int = 1500
+    mssfix: MssFix = field(default_factory=MssFix)
     tls_auth: _Source | None = None       # a <connection> block's own (globals: _Reader)
     tls_crypt: _Source | None = None
     tls_crypt_v2: _Source | None = None
@@ -521,6 +523,20 @@ class _Reader(ProxyOptions):
     def opt_tun_mtu(self, d: Directive, a: list[str]) -> None:
         self.conn().tun_mtu = self.integer(d, a[0], 576, 65535)
 
+    def opt_mssfix(self, d: Directive, a: list[str]) -> None:
+        # options.c: a value without 'mtu' leaves out the outer IP/UDP headers
+        if not a:
+            self.conn().mssfix = MssFix()
+            return
+        value = self.integer(d, a[0], 0, 65535)
+        mode = a[1] if len(a) > 1 else ""
+        if mode not in ("", "mtu", "fixed"):
+            raise self.err(d, f"Unknown parameter to --mssfix: {mode} (give 'mtu' or "
+                           "'fixed')")
+        if value and value < 100 + (40 if mode == "mtu" else 0):
+            raise self.err(d, f"{value} is too small to carry a TCP segment")
+        self.conn().mssfix = MssFix(value, mode)
+
     def opt_hand_window(self, d: Directive, a: list[str]) -> None:
         self.p.hand_window = self.integer(d, a[0], 1)
 
@@ -700,19 +716,22 @@ class _Reader(ProxyOptions):
                 remotes.append(Remote(host, port or c.port, proto or c.proto, line,
                                       block_line, c.connect_timeout, c.connect_retry,
                                       c.explicit_exit_notify, c.tun_mtu,
-                                      self.outer_proxy(c.proxy, proto or c.proto)))
+                                      self.outer_proxy(c.proxy, proto or c.proto),
+                                      mssfix=c.mssfix))
         else:
             for host, port, proto, line in self.remotes:
                 remotes.append(Remote(host, port or ce.port, proto or ce.proto, line, None,
                                       ce.connect_timeout, ce.connect_retry,
                                       ce.explicit_exit_notify, ce.tun_mtu,
-                                      self.outer_proxy(ce.proxy, proto or ce.proto)))
+                                      self.outer_proxy(ce.proxy, proto or ce.proto),
+                                      mssfix=ce.mssfix))
         if p.remote_random and len(remotes) > 1:
             (self.rng or random.SystemRandom()).shuffle(remotes)
         p.remotes = remotes
         p.connect_timeout = ce.connect_timeout
         p.connect_retry = ce.connect_retry
         p.tun_mtu = ce.tun_mtu
+        p.mssfix = ce.mssfix
         p.explicit_exit_notify = ce.explicit_exit_notify
         for r in remotes:
             if r.proto != "udp" and r.explicit_exit_notify:
@@ -873,8 +892,11 @@ class _Reader(ProxyOptions):
                          f"certificate: '{missing}' is missing", option=missing)
         if not has_cert and not p.auth_user_pass and "pkcs12" not in m \
                 and not self.failed & {"cert", "key", "pkcs12", "auth-user-pass"}:
-            self.problem(None, "no client certificate and no auth-user-pass: the server "
-                         "has no way to authenticate this client", option="cert")
+            # options.c's words, then ours
+            self.problem(None, "No client-side authentication method is specified.  You "
+                         "must use either --cert/--key, --pkcs12, or --auth-user-pass "
+                         "(the server has no way to authenticate this client)",
+                         option="cert")
         self.match_key()
 
     def certificates(self, name: str) -> bytes | None:

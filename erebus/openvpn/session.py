@@ -39,8 +39,9 @@ from ..wire import openvpn as w
 from . import keymethod
 from .compress import Compression, CompressionError
 from .compress import peer_info as compression_peer_info
-from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
+from .data import DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
     PacketIdExhausted, is_aead, normalize_cipher, normalize_digest, supported_cipher
+from .mtu import MssFix, mss_fix
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
 from .tls import TlsClient, TlsContext, TlsSettings
@@ -54,6 +55,7 @@ EKM_LENGTH = KEY_BLOCK_LEN                # a key2: 2 x (64 cipher + 64 HMAC), a
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
 EXIT_GRACE = 2.0
+EXIT_NOTIFY_INTERVAL = 1.0      # sig.c: explicit-exit-notify resends once a second
 
 
 class State(enum.Enum):
@@ -100,13 +102,13 @@ class ServerMessage(Notice):
 
 
 def tunnel_info(options: PushedOptions, cipher: str, setup_time: float,
-                tun_mtu: int) -> TunnelInfo:
+                tun_mtu: int, mss: int | None = None) -> TunnelInfo:
     """The TunnelInfo of a session with these pushed options (server: the shell's)."""
     return TunnelInfo(kind="openvpn", server="", virtual_ip=options.virtual_ip,
                       netmask=options.netmask, gateway=options.gateway,
                       routes=[r.cidr for r in options.routes],
                       mtu=options.tun_mtu or tun_mtu, dns=list(options.dns), cipher=cipher,
-                      setup_ms=round(setup_time * 1000, 1))
+                      setup_ms=round(setup_time * 1000, 1), mss=mss)
 
 
 @dataclass(slots=True)
@@ -136,6 +138,10 @@ class SessionSettings:
     allow_compression: str = "asym"       # decompress what the server sends, never compress
     reneg_bytes: int | None = None
     auth_token: str | None = None         # from an earlier session (reconnect)
+    mssfix: MssFix = field(default_factory=MssFix)   # the profile's (or connection's)
+    socks_udp: bool = False               # datagrams ride a SOCKS5 UDP relay (mssfix)
+    ipv6_outer: bool = False              # the server is reached over IPv6 (mssfix)
+    exit_notify: int = 0                  # explicit-exit-notify N (0: not given)
 
 
 @dataclass(slots=True)
@@ -230,6 +236,7 @@ class ClientSession:
         self._ping_restart: float | None = None
         self._exit_deadline: float | None = None
         self._cc_exit = False
+        self._occ_exits_left = 0               # explicit-exit-notify: OCC exits still due
         self.tls_info: TlsEstablished | None = None
         self.key_derivation = "tls1-prf"         # or "tls-ekm", when the server says so
         self._data_out: list[bytes] = []        # data-channel datagrams due (keepalive, exit)
@@ -403,7 +410,10 @@ class ClientSession:
                     self.counters.keepalives_out += 1
                 self._last_out = now
         elif st is State.CLOSING:
-            if now >= self._exit_deadline or all(k.send.idle for k in self._keys.values()):
+            if self._occ_exits_left:
+                if now >= self._exit_deadline:
+                    self._send_occ_exit(now)
+            elif now >= self._exit_deadline or all(k.send.idle for k in self._keys.values()):
                 self._finish("closed by us")
 
     def send_packet(self, packet: bytes | memoryview, now: float | None = None) -> bytes | None:
@@ -426,20 +436,29 @@ class ClientSession:
         """
         if self.finished or self.state is State.CLOSING:
             return
-        out = self._data_out
         if self.state is State.ESTABLISHED:
+            notify = self.settings.exit_notify if self.settings.proto == "udp" else 0
+            self.state = State.CLOSING
             if self._cc_exit:
                 self._send_app(self._primary, b"EXIT\x00")
-            else:
-                datagram = self._encrypt(self._comp.frame(OCC_MAGIC + bytes((OCC_EXIT,))))
-                if datagram is not None:
-                    out.append(datagram)
-            self.state = State.CLOSING
-            self._exit_deadline = now + EXIT_GRACE
-            if not self._cc_exit:
-                self._finish("closed by us")
+                self._exit_deadline = now + max(EXIT_GRACE, notify)
+                return
+            # sig.c: with explicit-exit-notify N the OCC exit goes out once a second
+            # for N seconds (UDP may lose it); without it, once, and we are done
+            self._occ_exits_left = max(1, notify)
+            self._send_occ_exit(now)
         else:
             self._finish("closed by us before the session was established")
+
+    def _send_occ_exit(self, now: float) -> None:
+        datagram = self._encrypt(self._comp.frame(OCC_MAGIC + bytes((OCC_EXIT,))))
+        if datagram is not None:
+            self._data_out.append(datagram)
+        self._occ_exits_left -= 1
+        if self._occ_exits_left <= 0:
+            self._finish("closed by us")
+        else:
+            self._exit_deadline = now + EXIT_NOTIFY_INTERVAL
 
     def control_idle(self) -> bool:
         return all(k.send.idle for k in self._keys.values())
@@ -809,6 +828,18 @@ class ClientSession:
                            "no data-ciphers-fallback (OpenVPN 2.6: failed to negotiate cipher "
                            "with server); add data-ciphers-fallback to connect to this server")
 
+    def _mss_fix(self, cipher: str, digest: str | None) -> int | None:
+        """mssfix as 2.6 computes it for this session's data channel (mtu.py)."""
+        st = self.settings
+        mss = mss_fix(st.mssfix, tun_mtu=st.tun_mtu, cipher=cipher,
+                      digest_size=0 if is_aead(cipher) else DIGESTS.get(digest or "", 0),
+                      peer_id=self.pushed.peer_id is not None, tcp=st.proto != "udp",
+                      ipv6=st.ipv6_outer, socks_udp=st.socks_udp,
+                      compression_overhead=self._comp.overhead)
+        log.info("TCP MSS %s (%s)", mss if mss else "not capped",
+                 st.mssfix.resolved(st.tun_mtu))
+        return mss
+
     def _establish(self, now: float) -> None:
         p = self.pushed
         cipher = self._negotiated_cipher()
@@ -861,7 +892,8 @@ class ClientSession:
         self._ping_restart = float(restart) if restart else None
         self._last_in = self._last_out = now
         self.state = State.ESTABLISHED
+        mss = self._mss_fix(cipher, digest)
         self._events.append(Connected(tunnel_info(p, cipher, now - self.started,
-                                                  self.settings.tun_mtu), p))
+                                                  self.settings.tun_mtu, mss), p))
         log.info("session established: virtual IP %s/%s, cipher %s, peer-id %s, data keys "
                  "by %s", p.virtual_ip, p.netmask, cipher, p.peer_id, self.key_derivation)

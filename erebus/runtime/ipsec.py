@@ -23,7 +23,7 @@ from ..ipsec.manual import ManualEspSession
 from ..ipsec.profile import EspProfile
 from ..session import Stage
 from .retry import RetryPolicy
-from .tunnel import Endpoint, ShellTunnel
+from .tunnel import CLOSE_WAIT, Endpoint, ShellTunnel
 
 __all__ = ["EspTunnel", "IkeTunnel", "DROP_KINDS"]
 
@@ -53,6 +53,7 @@ class EspDriver:
     refused_hint = "is the ESP peer listening there?"
     retry = RetryPolicy()
     retry_attempts = None
+    close_wait = CLOSE_WAIT
 
     def __init__(self, profile: EspProfile, session_factory=None, rng=os.urandom):
         self.profile = profile
@@ -95,6 +96,7 @@ class IkeDriver:
     refused_hint = "is an IKEv2 responder listening there?"
     retry = RetryPolicy()
     retry_attempts = None
+    close_wait = CLOSE_WAIT
 
     def __init__(self, profile: IkeProfile, initiator_factory=None, rng=os.urandom):
         self.profile = profile

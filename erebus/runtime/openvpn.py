@@ -20,12 +20,13 @@ import struct
 import time
 from typing import Callable
 
+from ..openvpn.mtu import MssFix
 from ..openvpn.profile import Profile
 from ..openvpn.push import Route
 from ..openvpn.session import ClientSession, SessionSettings
 from ..openvpn.static import StaticKeySession, StaticKeySettings
 from .retry import RetryPolicy
-from .tunnel import Endpoint, ShellTunnel
+from .tunnel import CLOSE_WAIT, Endpoint, ShellTunnel
 
 log = logging.getLogger("erebus.tunnel")
 
@@ -50,7 +51,9 @@ def session_settings(profile: Profile) -> SessionSettings:
                            tls_crypt_v2=(profile.tls_crypt_v2_key, profile.tls_crypt_v2_wkc)
                            if profile.tls_crypt_v2_key is not None else None,
                            compression=profile.compression,
-                           allow_compression=profile.allow_compression)
+                           allow_compression=profile.allow_compression,
+                           mssfix=getattr(profile, "mssfix", None) or MssFix(),
+                           exit_notify=getattr(profile, "explicit_exit_notify", 0) or 0)
 
 
 # What a dropped packet was, per counter of the session (Counters, StaticCounters): a
@@ -150,6 +153,10 @@ class OpenVPNDriver:
         first, most = getattr(profile, "connect_retry", None) or (1, 300)
         self.retry = RetryPolicy(float(first), float(most), 5)
         self.retry_attempts = getattr(profile, "connect_retry_max", None)
+        # explicit-exit-notify N: the OCC exit is resent for N seconds before we go
+        notify = max((getattr(r, "explicit_exit_notify", None) or 0
+                      for r in getattr(profile, "remotes", ())), default=0)
+        self.close_wait = max(CLOSE_WAIT, notify + 1.0)
         # built here, once: a profile OpenSSL refuses fails before any socket exists
         self._tls_context = profile.tls_context() if session_factory is None \
             and profile.static_key is None else None
@@ -189,9 +196,18 @@ class OpenVPNDriver:
         settings = session_settings(p)
         settings.auth_token = token
         settings.proto = endpoint.proto
-        remote_mtu = getattr(endpoint.source, "tun_mtu", None)
+        source = endpoint.source
+        remote_mtu = getattr(source, "tun_mtu", None)
         if remote_mtu:                       # the <connection> block's own tun-mtu
             settings.tun_mtu = remote_mtu
+        mssfix = getattr(source, "mssfix", None)
+        if mssfix is not None:
+            settings.mssfix = mssfix
+        settings.exit_notify = getattr(source, "explicit_exit_notify", None) or 0
+        proxy = endpoint.proxy
+        settings.socks_udp = proxy is not None and proxy.kind == "socks" \
+            and endpoint.proto == "udp"
+        settings.ipv6_outer = ":" in str(remote[0]) if remote else False
         return ClientSession(settings, now, rng=self.rng, clock=time.time,
                              tls_context=self._tls_context)
 

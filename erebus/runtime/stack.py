@@ -274,6 +274,13 @@ class VpnServer:
         self.close()
 
 
+def tcp_mss(info) -> int:
+    """The MSS our TCP announces and caps its segments at: the tunnel's MTU less the
+    IPv4 and TCP headers, and no more than the family's cap (OpenVPN's mssfix)."""
+    mss = info.mtu - 40
+    return max(64, min(mss, info.mss)) if info.mss else mss
+
+
 class VpnStack:
     """A NetStack bound to a tunnel and an event loop."""
 
@@ -281,6 +288,7 @@ class VpnStack:
         self.tunnel = tunnel
         info = tunnel.info
         self.stack = stack or NetStack(info.virtual_ip, info.mtu)
+        self.stack.mss = tcp_mss(info)
         self.loop = asyncio.get_running_loop()
         self._transports: dict[TcpConnection, TcpTransport] = {}
         self._servers: dict[int, tuple[VpnServer, object]] = {}
@@ -382,7 +390,7 @@ class VpnStack:
                 transport.abort()
             self.stack.local_ip = new_ip
         self.stack.mtu = info.mtu
-        self.stack.mss = info.mtu - 40
+        self.stack.mss = tcp_mss(info)
         self._schedule_flush()
 
     def close(self) -> None:

@@ -71,6 +71,8 @@ class Driver(Protocol):
     retry: RetryPolicy               # the waits of reconnect()
     retry_attempts: int | None       # rounds over the endpoints reconnect() makes (None:
                                      # until one comes up)
+    close_wait: float                # seconds close() waits for the session to finish
+                                     # (the peer confirming EXIT or DELETE)
 
     def endpoints(self) -> list[Endpoint]:
         ...
@@ -255,7 +257,8 @@ class ShellTunnel:
             self._step()
             if not s.finished and self._done is not None:
                 try:
-                    await asyncio.wait_for(asyncio.shield(self._done), CLOSE_WAIT)
+                    await asyncio.wait_for(asyncio.shield(self._done),
+                                           self.driver.close_wait)
                 except (asyncio.TimeoutError, ErebusError):
                     pass
         if self._done is not None and not self._done.done():

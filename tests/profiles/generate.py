@@ -232,10 +232,24 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
             "key pki/client-encrypted.key"],
         "broken-no-remote-no-ca.ovpn": [
             "client", "dev tun", "auth-user-pass", "verb 3"],
+        # the stock client's "No client-side authentication method is specified", and
+        # a problem on a line: both in one pass
+        "broken-no-client-auth.ovpn": [
+            "client", "dev tun", "remote 198.18.11.11 1194", *block("ca", t["ca"]),
+            ("mssfix 1400 bytes", X, "mssfix")],
+        # mssfix in every form 2.6 knows, also per <connection>; explicit-exit-notify
+        "mssfix-forms.ovpn": [
+            "client", "dev tun", *block("ca", t["ca"]), *block("cert", t["cert"]),
+            *block("key", t["key"]), "mssfix 1400 mtu", "explicit-exit-notify 2",
+            "<connection>", "remote 198.18.11.12 1194", "mssfix 1300", "</connection>",
+            "<connection>", "remote 198.18.11.13 1194", "mssfix 0",
+            "explicit-exit-notify", "</connection>",
+            "<connection>", "remote 198.18.11.14 1194", "mssfix", "</connection>"],
     }
 
 
 WHOLE = {"broken-no-remote-no-ca.ovpn": ["remote", "ca"],
+         "broken-no-client-auth.ovpn": ["cert"],
          }
 
 

@@ -136,3 +136,11 @@ def test_ipsec_reports_are_json(name, capsys):
     assert main(str(PROFILES / name), True) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["settings"]["kind"].startswith("ipsec")
+
+
+def test_no_client_authentication_in_the_stock_clients_words():
+    code, report = check(str(PROFILES / "broken-no-client-auth.ovpn"))
+    texts = [p["text"] for p in report["problems"]]
+    assert code == 1 and len(texts) == 2, texts          # both problems, in one pass
+    assert any("cert: No client-side authentication method is specified.  You must use "
+               "either --cert/--key, --pkcs12, or --auth-user-pass" in t for t in texts)
