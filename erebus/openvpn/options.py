@@ -62,13 +62,17 @@ _NO_SCRIPTS = "erebus never runs scripts"
 _PROCESS = "process management of the stock daemon; erebus is an ordinary process"
 _LOGGING = "erebus logs to standard error (-v / -vv)"
 _MGMT = "erebus has no management interface"
-_SERVER = "a server option; erebus is a client"
+_SERVER = "a server option; erebus is a client: delete the line (it belongs in the server's configuration)"
 _INSTANCE = ("valid only in a server's client-config-dir or pushed; the stock client "
-             "refuses it in a profile")
-_STANDALONE = "a standalone command of the stock client, not a connection setting"
+             "refuses it in a profile too: delete the line")
+_STANDALONE = ("a standalone command of the stock client, not a connection setting: run "
+               "it with the stock openvpn binary and delete the line from the profile")
 _WINDOWS = "configures the Windows TAP adapter or its DNS; erebus touches neither"
 _SOCKET = "socket tuning handled by erebus's own defaults"
 _MTU_INFO = "erebus's own stack uses the MTU the server pushes (tun-mtu)"
+_VLAN = "VLAN tagging is for tap servers; erebus is a tun client: delete the line"
+_PKCS11 = ("PKCS#11 tokens are not supported: export the certificate and key to files if "
+           "the token allows it, or use the stock client")
 
 _REGISTRY: list[OptionSpec] = [
     # -- where to connect
@@ -97,7 +101,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("lport", "1", IGNORED, "erebus lets the system choose the local port", "c"),
     _spec("float", "0", IGNORED, "erebus talks to the address it connected to", "c"),
     _spec("proto-force", "1", REFUSED, "forcing one protocol over the remotes' own is not "
-          "supported"),
+          "supported: delete the line and keep only the remotes (or <connection> blocks) "
+          "of that protocol"),
     _spec("http-proxy", "1-4", IMPLEMENTED, "HTTP CONNECT through a proxy, TCP only "
           "(HOST PORT, then AUTHFILE [basic], auto or auto-nct); NTLM is refused", "c"),
     _spec("socks-proxy", "1-3", IMPLEMENTED, "through a SOCKS5 proxy (HOST [PORT "
@@ -113,7 +118,7 @@ _REGISTRY: list[OptionSpec] = [
     _spec("socks-proxy-retry", "*", IGNORED, "deprecated; only used with a proxy", "c",
           warning="DEPRECATED OPTION: http-proxy-retry and socks-proxy-retry"),
     _spec("http-proxy-override", "2-3", REFUSED, _MGMT + " (the option is only for "
-          "it)"),
+          "it): put 'http-proxy HOST PORT' in the profile instead"),
     # -- device and addresses
     _spec("dev", "1", IMPLEMENTED, "tun only (erebus is layer 3); tap is refused"),
     _spec("dev-type", "1", IMPLEMENTED, "tun only; tap is refused"),
@@ -192,7 +197,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("mtu-disc", "1", IGNORED, _SOCKET, "c"),
     _spec("mtu-test", "0", IGNORED, "an MTU test at start-up is not done"),
     _spec("fragment", "1-2", REFUSED, "internal fragmentation changes the data channel "
-          "format and is not supported", "c"),
+          "format and erebus does not speak it: both ends must agree, so ask the server's "
+          "admin for 'mssfix' instead of 'fragment', or use the stock client", "c"),
     _spec("mtu-dynamic", "*", REMOVED, "replaced by --fragment; OpenVPN 2.6 refuses it",
           "c"),
     # -- socket and timers
@@ -205,7 +211,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("bind-dev", "1+", IGNORED, _SOCKET),
     _spec("multihome", "0", IGNORED, _SOCKET),
     _spec("passtos", "0-1", IGNORED, _SOCKET),
-    _spec("shaper", "1", REFUSED, "traffic shaping is not supported"),
+    _spec("shaper", "1", REFUSED, "traffic shaping is not supported: delete the "
+          "line (erebus does not limit its own sending rate)"),
     _spec("keepalive", "2", IMPLEMENTED, "ping and ping-restart"),
     _spec("ping", "1", IMPLEMENTED, "keepalive pings through the tunnel"),
     _spec("ping-restart", "1", IMPLEMENTED, "a new session when the server goes quiet"),
@@ -230,7 +237,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("writepid", "1", IGNORED, _PROCESS),
     _spec("remap-usr1", "1", IGNORED, _PROCESS),
     _spec("memstats", "1", IGNORED, _PROCESS),
-    _spec("gremlin", "1", REFUSED, "a debugging aid of the stock client"),
+    _spec("gremlin", "1", REFUSED, "a debugging aid of the stock client that "
+          "damages traffic on purpose: delete the line"),
     _spec("log", "1", IGNORED, _LOGGING),
     _spec("log-append", "1", IGNORED, _LOGGING),
     _spec("syslog", "0-1", IGNORED, _LOGGING),
@@ -259,11 +267,13 @@ _REGISTRY: list[OptionSpec] = [
     _spec("management-client-auth", "0", IGNORED, _MGMT),
     _spec("management-log-cache", "1", IGNORED, _MGMT),
     _spec("management-external-key", "*", REFUSED, "external keys via the management "
-          "interface are not supported"),
+          "interface are not supported: give the key as a file ('key' or 'pkcs12')"),
     _spec("management-external-cert", "1", REFUSED, "external certificates via the "
-          "management interface are not supported"),
+          "management interface are not supported: give the certificate as a file ('cert' "
+          "or 'pkcs12')"),
     _spec("plugin", "1+", REFUSED, "plugins cannot be loaded; what they would check or "
-          "provide would be missing"),
+          "provide would be missing: use the stock client for a profile that needs its "
+          "plugin"),
     # -- scripts
     _spec("script-security", "1", IGNORED, _NO_SCRIPTS),
     _spec("up", "1+", IGNORED, _NO_SCRIPTS),
@@ -277,8 +287,9 @@ _REGISTRY: list[OptionSpec] = [
     _spec("setenv", "1-2", IGNORED, "environment for scripts, which erebus never runs "
           "('setenv opt' and 'setenv FORWARD_COMPATIBLE 1' are honoured)"),
     _spec("setenv-safe", "1-2", IGNORED, _NO_SCRIPTS),
-    _spec("tls-verify", "1+", REFUSED, "erebus never runs scripts; a check of the server "
-          "by tls-verify cannot be honoured"),
+    _spec("tls-verify", "1+", REFUSED, "erebus never runs scripts, so this check of the "
+          "server cannot be made: express it with verify-x509-name, remote-cert-tls or "
+          "peer-fingerprint and delete the line"),
     _spec("tls-export-cert", "1", IGNORED, _NO_SCRIPTS),
     # -- TLS mode and the server's certificate
     _spec("client", "0", IMPLEMENTED, "TLS client that pulls its settings"),
@@ -340,18 +351,21 @@ _REGISTRY: list[OptionSpec] = [
     _spec("secret", "1-2", IMPLEMENTED, "static-key mode (deprecated by OpenVPN)", "i"),
     _spec("tls-server", "0", REFUSED, _SERVER),
     _spec("keying-material-exporter", "2+", IGNORED, "exports key material to scripts"),
-    _spec("cryptoapicert", "1", REFUSED, "the Windows certificate store is not available",
+    _spec("cryptoapicert", "1", REFUSED, "the Windows certificate store is not available: "
+          "export the certificate with its key to a PKCS#12 file and give it with 'pkcs12'",
           "w"),
-    _spec("engine", "0-1", REFUSED, "OpenSSL engines are not supported"),
-    _spec("providers", "1+", REFUSED, "OpenSSL providers are not supported"),
-    _spec("pkcs11-providers", "1+", REFUSED, "PKCS#11 tokens are not supported"),
-    _spec("pkcs11-protected-authentication", "*", REFUSED, "PKCS#11 tokens are not "
-          "supported"),
-    _spec("pkcs11-private-mode", "1+", REFUSED, "PKCS#11 tokens are not supported"),
-    _spec("pkcs11-cert-private", "*", REFUSED, "PKCS#11 tokens are not supported"),
-    _spec("pkcs11-pin-cache", "1", REFUSED, "PKCS#11 tokens are not supported"),
-    _spec("pkcs11-id", "1", REFUSED, "PKCS#11 tokens are not supported"),
-    _spec("pkcs11-id-management", "0", REFUSED, "PKCS#11 tokens are not supported"),
+    _spec("engine", "0-1", REFUSED, "OpenSSL engines are not supported: give the key "
+          "as a file ('key' or 'pkcs12')"),
+    _spec("providers", "1+", IMPLEMENTED, "'legacy', 'default' and 'base' are accepted (the "
+          "crypto library erebus uses loads the algorithms it has); any other provider "
+          "is refused"),
+    _spec("pkcs11-providers", "1+", REFUSED, _PKCS11),
+    _spec("pkcs11-protected-authentication", "*", REFUSED, _PKCS11),
+    _spec("pkcs11-private-mode", "1+", REFUSED, _PKCS11),
+    _spec("pkcs11-cert-private", "*", REFUSED, _PKCS11),
+    _spec("pkcs11-pin-cache", "1", REFUSED, _PKCS11),
+    _spec("pkcs11-id", "1", REFUSED, _PKCS11),
+    _spec("pkcs11-id-management", "0", REFUSED, _PKCS11),
     _spec("show-pkcs11-ids", "0-2", REFUSED, _STANDALONE),
     _spec("use-prediction-resistance", "0", IGNORED, "the system's random source is used"),
     # -- username / password
@@ -375,7 +389,7 @@ _REGISTRY: list[OptionSpec] = [
     _spec("replay-window", "0-2", IMPLEMENTED, "size of the replay window"),
     _spec("replay-persist", "1", IGNORED, "replay state is kept in memory"),
     _spec("no-replay", "0", REFUSED, "turning replay protection off changes the data "
-          "channel and weakens it; not supported"),
+          "channel and weakens it; not supported: delete the line (and on the server)"),
     _spec("compress", "0-1", IMPLEMENTED, "compression framing; erebus decompresses and "
           "never compresses"),
     _spec("comp-lzo", "0-1", IMPLEMENTED, "compression framing; erebus decompresses and "
@@ -389,15 +403,16 @@ _REGISTRY: list[OptionSpec] = [
           "offers"),
     _spec("prng", "1-2", IGNORED, "the SSL library's PRNG is used", warning="NOTICE: "
           "--prng option ignored (SSL library PRNG is used)"),
-    _spec("peer-id", "1", REFUSED, "the peer-id is pushed by the server"),
+    _spec("peer-id", "1", REFUSED, "the peer-id is pushed by the server: delete "
+          "the line"),
     _spec("opt-verify", "0", IGNORED, "deprecated", warning="DEPRECATION: opt-verify is "
           "deprecated and will be removed in OpenVPN 2.7"),
     _spec("compat-mode", "1-2", IGNORED, "erebus speaks to 2.4 and later servers whatever "
           "this says"),
     _spec("disable-occ", "0", IGNORED, "erebus sends no options-consistency strings"),
-    _spec("vlan-tagging", "0", REFUSED, "VLAN tagging is for tap servers"),
-    _spec("vlan-accept", "1", REFUSED, "VLAN tagging is for tap servers"),
-    _spec("vlan-pvid", "1", REFUSED, "VLAN tagging is for tap servers"),
+    _spec("vlan-tagging", "0", REFUSED, _VLAN),
+    _spec("vlan-accept", "1", REFUSED, _VLAN),
+    _spec("vlan-pvid", "1", REFUSED, _VLAN),
     # -- reading the profile
     _spec("config", "1", IMPLEMENTED, "reads another profile file in place (at most 10 "
           "levels)"),
@@ -450,7 +465,7 @@ _REGISTRY: list[OptionSpec] = [
     _spec("duplicate-cn", "0", REFUSED, _SERVER),
     _spec("stale-routes-check", "1-2", REFUSED, _SERVER),
     _spec("inetd", "0-2", REMOVED, "removed in OpenVPN 2.6 (inetd mode was for servers), "
-          "which does not know it", "u"),
+          "which does not know it: delete the line", "u"),
     _spec("iroute", "1-2", REFUSED, _INSTANCE),
     _spec("iroute-ipv6", "1", REFUSED, _INSTANCE),
     _spec("ifconfig-push", "2-3", REFUSED, _INSTANCE),
@@ -477,7 +492,7 @@ _REGISTRY: list[OptionSpec] = [
     _spec("ifconfig-pool-linear", "0", REMOVED, "removed in OpenVPN 2.5 (a server option; "
           "use 'topology p2p')", "u"),
     _spec("management-client-pf", "0", REMOVED, "removed in OpenVPN 2.6, which does not "
-          "know it", "u"),
+          "know it: delete the line", "u"),
 ]
 
 OPTIONS: dict[str, OptionSpec] = {s.name: s for s in _REGISTRY}

@@ -523,6 +523,17 @@ class _Reader(ProxyOptions):
     def opt_tun_mtu(self, d: Directive, a: list[str]) -> None:
         self.conn().tun_mtu = self.integer(d, a[0], 576, 65535)
 
+    def opt_providers(self, d: Directive, a: list[str]) -> None:
+        # 2.6 loads each named OpenSSL provider; profiles for legacy ciphers carry
+        # 'providers legacy default', which 'cryptography' has no need of
+        for name in a:
+            if name == "fips":
+                raise self.err(d, "erebus cannot put its crypto library in FIPS mode: "
+                               "delete the line, or use the stock client on a FIPS system")
+            if name not in ("legacy", "default", "base"):
+                raise self.err(d, f"the OpenSSL provider {name!r} cannot be loaded by "
+                               "erebus (it knows legacy, default and base): delete it")
+
     def opt_mssfix(self, d: Directive, a: list[str]) -> None:
         # options.c: a value without 'mtu' leaves out the outer IP/UDP headers
         if not a:

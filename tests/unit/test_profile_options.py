@@ -1,8 +1,10 @@
-"""mssfix as OpenVPN 2.6 computes it (the interop test compares with the stock client's
-own figure), the option's forms, and explicit-exit-notify's repeated OCC exit."""
+"""Profile options of the compatibility work: mssfix as OpenVPN 2.6 computes it (the
+interop test compares with the stock client's own figure) and its forms,
+explicit-exit-notify's repeated OCC exit, and 'providers' in legacy profiles."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -154,3 +156,17 @@ def test_the_shell_waits_as_long_as_the_notifications_last(ca_text):
                  "</connection>\n<connection>\nremote b.example\n</connection>\n")
     assert OpenVPNDriver(p).close_wait == 6.0
     assert OpenVPNDriver(_profile(ca_text, "")).close_wait == CLOSE_WAIT
+
+
+@pytest.mark.parametrize("line, error", [
+    ("providers legacy default", None),
+    ("providers base", None),
+    ("providers fips", "p.ovpn:16: providers: erebus cannot put its crypto library in FIPS"),
+    ("providers legacy /opt/x.so", "the OpenSSL provider '/opt/x.so' cannot be loaded"),
+])
+def test_providers_for_legacy_profiles(ca_text, line, error):
+    if error is None:
+        assert _profile(ca_text, line + "\n").remotes
+    else:
+        with pytest.raises(ConfigError, match=re.escape(error)):
+            _profile(ca_text, line + "\n")
