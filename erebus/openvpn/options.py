@@ -87,7 +87,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("remote-random-hostname", "0", IMPLEMENTED, "a random 12-hex-digit label is "
           "prepended to remote names, new on every try"),
     _spec("connect-retry", "1-2", IMPLEMENTED, "reconnecting waits n s between rounds of "
-          "the remotes, doubling after 5 rounds up to max (300), as 2.6", "c"),
+          "the remotes, doubling after 5 rounds up to max (300), as 2.6; a <connection> "
+          "block's own applies after that remote failed", "c"),
     _spec("connect-retry-max", "1", IMPLEMENTED, "reconnecting gives up after n rounds of "
           "the remotes", "c"),
     _spec("connect-timeout", "1", IMPLEMENTED, "how long one try of a remote may take", "c"),

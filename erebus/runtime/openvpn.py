@@ -161,6 +161,14 @@ class OpenVPNDriver:
         self._tls_context = profile.tls_context() if session_factory is None \
             and profile.static_key is None else None
 
+    def _retry_of(self, remote) -> RetryPolicy | None:
+        """A <connection> block's own connect-retry (2.6 pauses with the current
+        connection entry's), None when it is the profile's."""
+        own = getattr(remote, "connect_retry", None)
+        if not own or own == getattr(self.profile, "connect_retry", None):
+            return None
+        return RetryPolicy(float(own[0]), float(own[1]), 5)
+
     def endpoints(self) -> list[Endpoint]:
         """The remotes in order, each with its <connection>'s connect-timeout; with
         remote-random-hostname a name gets a random 12-hex-digit label in front, new
@@ -174,7 +182,8 @@ class OpenVPNDriver:
             out.append(Endpoint(host, r.port, r.proto,
                                 timeout=float(r.connect_timeout) if getattr(
                                     r, "connect_timeout", None) else None, source=r,
-                                proxy=getattr(r, "proxy", None)))
+                                proxy=getattr(r, "proxy", None),
+                                retry=self._retry_of(r)))
         return out
 
     def stream_link(self, on_datagram, on_batch_end, on_lost) -> TcpFraming:

@@ -37,9 +37,10 @@ class RetryPolicy:
 
 async def with_backoff(connect: Callable[[], Awaitable], *, attempts: int | None = None,
                        stop: asyncio.Event | None = None,
-                       policy: RetryPolicy = RetryPolicy()):
+                       policy: RetryPolicy | Callable[[], RetryPolicy] = RetryPolicy()):
     """``await connect()`` until it succeeds, waiting as ``policy`` says between tries
-    (default 1, 2, 4 ... 60 s).  A failure that is not ``recoverable``
+    (default 1, 2, 4 ... 60 s; a callable is asked after each failure: the policy of
+    what failed last).  A failure that is not ``recoverable``
     (authentication, a certificate, an expired manual SA ...) is raised at once; so is
     the last one after ``attempts`` tries; ``stop`` set while waiting ends it with
     SessionError("stopped")."""
@@ -51,7 +52,7 @@ async def with_backoff(connect: Callable[[], Awaitable], *, attempts: int | None
         except SessionError as exc:
             if not exc.recoverable or (attempts and tries >= attempts):
                 raise
-            delay = policy.delay(tries)
+            delay = (policy() if callable(policy) else policy).delay(tries)
             log.warning("reconnect failed (%s); next try in %.0f s", exc, delay)
         if stop is not None:
             try:

@@ -54,6 +54,7 @@ class Endpoint:
     timeout: float | None = None     # how long a try may take (None: the tunnel's)
     source: object = field(default=None, compare=False)   # the family's remote record
     proxy: object = None             # an outer proxy to reach it through (None: direct)
+    retry: RetryPolicy | None = None  # the wait after it failed (None: the driver's)
 
     @property
     def name(self) -> str:
@@ -164,6 +165,7 @@ class ShellTunnel:
         self._local = ("0.0.0.0", 0)
         self._remote = ("0.0.0.0", 0)
         self._server_name = ""
+        self._last_endpoint: Endpoint | None = None
         self._resolving = False
         self._started = 0.0
         self.sessions = 0               # attempts that got a core
@@ -208,6 +210,7 @@ class ShellTunnel:
         errors: list[SessionError] = []
         endpoints = self.driver.endpoints()
         for i, endpoint in enumerate(endpoints):
+            self._last_endpoint = endpoint
             limit = timeout if timeout is not None else \
                 (endpoint.timeout or self.connect_timeout)
             try:
@@ -237,9 +240,16 @@ class ShellTunnel:
         d = self.driver
         info = await with_backoff(lambda: self.connect(timeout=timeout),
                                   attempts=attempts if attempts is not None
-                                  else d.retry_attempts, stop=stop, policy=d.retry)
+                                  else d.retry_attempts, stop=stop,
+                                  policy=lambda: self._retry_policy(d))
         self.log.info("reconnected (session %d)", self.sessions)
         return info
+
+    def _retry_policy(self, d: Driver) -> RetryPolicy:
+        """The wait after a failed round: the last endpoint's own (a <connection>
+        block's connect-retry), else the driver's."""
+        own = getattr(self._last_endpoint, "retry", None)
+        return own if own is not None else d.retry
 
     async def wait_closed(self) -> str:
         """Until the session ends: its reason ("closed" ... after :meth:`close`); raises

@@ -335,6 +335,22 @@ def test_connect_retry_waits_as_the_stock_client_and_connect_retry_max_gives_up(
     assert waits == [3, 3, 3, 3, 3, 6, 12, 20]                    # 5 at n, then doubling
 
 
+def test_a_connection_blocks_own_connect_retry_sets_the_wait_after_it_failed():
+    async def main():
+        connector = FakeConnector({})                  # no name resolves
+        tunnel = static_tunnel(connector, hosts=("a", "b"))
+        tunnel.profile.remotes[1].connect_retry = (7, 7)       # <connection> b's own
+        tunnel.driver.retry_attempts = 3
+        with pytest.raises(SessionError):
+            await tunnel.reconnect()
+        return connector
+
+    connector = run(main())
+    assert connector.resolved == ["a", "b"] * 3
+    rounds = connector.resolve_times[::2]
+    assert [round(b - a, 3) for a, b in zip(rounds, rounds[1:])] == [7, 7]
+
+
 STATIC_KEY_PEM = ("-----BEGIN OpenVPN Static key V1-----\n"
                   + "\n".join(KEY.hex()[i:i + 32] for i in range(0, 512, 32))
                   + "\n-----END OpenVPN Static key V1-----\n")
