@@ -188,13 +188,11 @@ def test_foreign_ca_refused(lab: SwanLab):
 
 def test_proposals_the_responder_refuses(lab: SwanLab):
     """strongSwan answers NO_PROPOSAL_CHOSEN (unauthenticated, RFC 7296 section 2.21.1):
-    erebus keeps retransmitting for a while, then fails with that reason in one line, well
-    before the connect timeout."""
-    t0 = time.monotonic()
+    erebus fails with that reason in one line (stage "proposal": not the connect timeout,
+    whose stage would name where it stalled)."""
     out, context = _run(lab, "psk", proposals=["aes128-sha256-ecp384"])
     assert not out["ok"] and out["stage"] == "proposal", context
     assert "NO_PROPOSAL_CHOSEN" in out["error"] and "\n" not in out["error"], context
-    assert time.monotonic() - t0 < 20, context
 
 
 def test_download_across_child_rekey(lab: SwanLab):
@@ -443,32 +441,42 @@ def test_cli_killed_client_detected_by_dpd(lab: SwanLab):
 
 
 def test_cli_ike_sa_rekey_by_the_responder(lab: SwanLab, big_files):
-    """`swanctl --rekey --ike-id` on the responder, twice, while a paced 100 MB download
-    runs: each rekey shows in erebus's log (waited for, bounded), the download is still
-    under way after both and stays byte-exact, the responder lists one IKE SA, new SPIs."""
+    """`swanctl --rekey --ike-id` on the responder while paced 100 MB downloads run, until
+    two rekeys have completed (shown in erebus's log) while a download was still under
+    way (bounded: 6 downloads, 150 s; a slow host makes more rounds, not a failure): each
+    download byte-exact, the responder then lists one IKE SA, with new SPIs."""
     size, digest = big_files["huge.bin"]
     up = _Up(lab, lab.profile("psk").conf, "-L", f"18305:{lab.web_addr}:80")
     context = lambda: f"{up.text()[-3000:]}\n{lab.list_sas()}"
     try:
         before = lab.wait_established("psk")
-        out = _log_dir(lab) / "got.bin"
-        proc = lab.spawn_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", "150",
-                                         "--limit-rate", "4M", "-o", str(out),
-                                         "http://127.0.0.1:18305/huge.bin"],
-                            output=out.with_suffix(".log"))
-        _wait_until("the download under way", lambda: out.exists() and
-                    out.stat().st_size > 1 << 20, 30, context)
-        for n in (1, 2):
-            _wait_until("one IKE SA on the responder", lambda: len(lab.ike_sas("psk")) == 1,
-                        20, context)
-            uid = lab.ike_sas("psk")[0]["uniqueid"]
-            lab.swanctl(lab.responder, "--rekey", "--ike-id", uid, timeout=20)
-            _wait_until(f"IKE SA rekey {n} in erebus's log", lambda n=n: up.text().count(
-                "IKE SA rekeyed by the responder") >= n, 20, context)
-        assert proc.poll() is None, "the download ended before both rekeys were done"
-        assert proc.wait(timeout=180) == 0, out.with_suffix(".log").read_text()
-        got = out.read_bytes()
-        assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
+        deadline = time.monotonic() + 150
+        rekeys = during = downloads = 0
+        while during < 2:
+            assert downloads < 6 and time.monotonic() < deadline, \
+                f"{during} rekeys during {downloads} downloads\n{context()}"
+            out = _log_dir(lab) / "got.bin"
+            proc = lab.spawn_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", "150",
+                                             "--limit-rate", "4M", "-o", str(out),
+                                             "http://127.0.0.1:18305/huge.bin"],
+                                output=out.with_suffix(".log"))
+            downloads += 1
+            _wait_until("the download under way", lambda: out.exists() and
+                        out.stat().st_size > 1 << 20, 30, context)
+            while proc.poll() is None and during < 2:
+                _wait_until("one IKE SA on the responder",
+                            lambda: len(lab.ike_sas("psk")) == 1, 20, context)
+                uid = lab.ike_sas("psk")[0]["uniqueid"]
+                lab.swanctl(lab.responder, "--rekey", "--ike-id", uid, timeout=20)
+                rekeys += 1
+                _wait_until(f"IKE SA rekey {rekeys} in erebus's log",
+                            lambda n=rekeys: up.text().count(
+                                "IKE SA rekeyed by the responder") >= n, 20, context)
+                if proc.poll() is None:       # the transfer outlived this rekey
+                    during += 1
+            assert proc.wait(timeout=180) == 0, out.with_suffix(".log").read_text()
+            got = out.read_bytes()
+            assert len(got) == size and hashlib.sha256(got).hexdigest() == digest
         _wait_until("one IKE SA on the responder", lambda: len(lab.ike_sas("psk")) == 1,
                     20, context)
         after = lab.wait_established("psk")
