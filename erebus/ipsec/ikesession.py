@@ -8,8 +8,8 @@ means IKE, anything else is ESP), installs the SAs of a CHILD_SA rekey and drops
 old inbound SA when the initiator deletes it, so nothing outside edits the SAs.
 The initiator's events become erebus.session's: Connected (with the TunnelInfo),
 Failed, Closed, Rekeyed, PathChanged (IKE_SA_INIT done: to UDP 4500), Notices.
-An SA that reaches a hard limit ends the session as recoverable ("sa-expired"): a
-new IKE SA brings new keys.
+An SA that reaches a hard limit ends the session as recoverable ("sa-expired"), with
+a DELETE of the IKE SA: a new IKE SA brings new keys.
 """
 
 from __future__ import annotations
@@ -175,6 +175,8 @@ class IkeSession:
             if isinstance(event, SaExpired):
                 self._failed = True
                 self._end_esp()
+                self.ike.close(self._now)         # DELETE the IKE SA: the responder
+                                                  # need not wait for its DPD
                 self._events.append(Failed(Stage.SA_EXPIRED, f"{event.direction} SA "
                                            f"{event.spi:#010x}: {event.reason}"))
             elif not isinstance(event, Closed):   # ESP closes with the IKE SA: no news

@@ -246,6 +246,28 @@ def test_ike_connects_moves_to_natt_and_carries_esp():
     assert not tunnel.up and peer.sim.log.ike_deletes                 # DELETE on close
 
 
+def test_an_exhausted_child_sa_fails_the_session_with_a_delete_of_the_ike_sa():
+    async def main():
+        peer = IkePeer()
+        tunnel = IkeTunnel(ike_profile(remote_addrs=["swan"]),
+                           connector=FakeConnector({"swan": peer}))
+        await tunnel.connect(timeout=10)
+        waiter = asyncio.ensure_future(tunnel.wait_closed())
+        tunnel.session.esp.outbound.seq = 0xFFFFFFFF        # the last sequence number used
+        tunnel.send_packet(build_ipv4(VIP, str(ipaddress.ip_network(NET)[5]), PROTO_ICMP,
+                                      b"x"))
+        with pytest.raises(SessionError) as ended:
+            await asyncio.wait_for(waiter, 5)
+        await asyncio.sleep(0.1)
+        await tunnel.close()
+        return ended.value, peer
+
+    error, peer = run(main())
+    assert error.stage is Stage.SA_EXPIRED and error.recoverable
+    assert "sequence numbers exhausted" in str(error)
+    assert peer.sim.log.ike_deletes                     # told, not left to its DPD
+
+
 def test_ike_connect_timeout_names_where_it_stalled():
     async def main():
         connector = FakeConnector({"swan": SimpleNamespace(receive=lambda d, now: [])})

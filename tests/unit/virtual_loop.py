@@ -112,10 +112,10 @@ class FakeLink:
 
     # -- the peer's side ----------------------------------------------------------------
     def _to_peer(self, datagram: bytes) -> None:
-        if self.closed:
-            return
+        # a datagram sent is on its way, even if the socket closes right after
         replies = self.peer.receive(datagram, self._loop.time()) or []
-        self._reply(replies)
+        if not self.closed:
+            self._reply(replies)
 
     def _reply(self, replies) -> None:
         if hasattr(self.peer, "datagrams"):
