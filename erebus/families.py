@@ -11,6 +11,7 @@ profile loads nothing of IPsec, and nothing of asyncio.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -81,7 +82,10 @@ def _is_swanctl(path: str) -> bool:
 
 def _ike_load(path: str, conn: str | None):
     from .ipsec.swanctl import load_swanctl
-    return load_swanctl(path, conn=conn)
+    profile = load_swanctl(path, conn=conn)
+    for warning in profile.warnings:          # logged when read, as the other families
+        logging.getLogger("erebus.ipsec").warning("%s", warning)
+    return profile
 
 
 def _ike_check(path: str, conn: str | None):

@@ -122,5 +122,3 @@ class IkeTunnel(ShellTunnel):
         super().__init__(IkeDriver(profile, initiator_factory), warnings=profile.warnings,
                          connect_timeout=float(profile.connect_timeout), pcap=pcap,
                          connector=connector)
-        for warning in profile.warnings:
-            log.warning("%s", warning)

@@ -618,17 +618,18 @@ def test_no_warning_with_remote_id_or_with_a_psk(tmp_path, pki):
     assert load_swanctl(str(conf)).warnings == []
 
 
-def test_the_tunnel_logs_the_profiles_warnings_when_it_starts(caplog):
-    import asyncio
+def test_loading_for_a_tunnel_logs_the_warnings_once(tmp_path, pki, caplog):
+    """`erebus up` / `probe` load through the family, which logs the profile's warnings
+    when it is read (as for .ovpn and ESP profiles); the tunnel does not repeat them."""
     import logging
+    from erebus.families import family_of
     from erebus.runtime.ipsec import IkeTunnel
-    prof = IkeProfile(path="p", name="p", remote_addrs=[], warnings=["p:3: remote.id: no"])
-    from erebus.errors import SessionError
+    d = cert_dir(tmp_path, pki)
+    conf = write(d / "swanctl.conf", CERT_CONF.replace("id = vpn.example.org", ""))
     with caplog.at_level(logging.WARNING, logger="erebus.ipsec"):
-        with pytest.raises(SessionError):          # no remote_addrs: nothing is sent
-            asyncio.run(IkeTunnel(prof).connect())
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == \
-        ["p:3: remote.id: no"]
+        IkeTunnel(family_of(str(conf)).load(str(conf), None))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "connections.home.remote.id: no remote.id" in warnings[0]
 
 
 # --------------------------------------------------------------------------- charon's defaults
