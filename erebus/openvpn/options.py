@@ -341,7 +341,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("cryptoapicert", "1", REFUSED, "the Windows certificate store is not available",
           "w"),
     _spec("engine", "0-1", REFUSED, "OpenSSL engines are not supported"),
-    _spec("providers", "1+", REFUSED, "OpenSSL providers are not supported"),
+    _spec("providers", "1+", IMPLEMENTED, "`legacy` and `default` accepted (erebus's crypto "
+          "has the legacy ciphers built in); other providers refused"),
     _spec("pkcs11-providers", "1+", REFUSED, "PKCS#11 tokens are not supported"),
     _spec("pkcs11-protected-authentication", "*", REFUSED, "PKCS#11 tokens are not "
           "supported"),
@@ -363,13 +364,15 @@ _REGISTRY: list[OptionSpec] = [
           "supported yet"),
     _spec("push-peer-info", "0", IGNORED, "erebus sends its own peer info"),
     # -- data channel
-    _spec("data-ciphers", "1", IMPLEMENTED, "ciphers offered to the server"),
+    _spec("data-ciphers", "1", IMPLEMENTED, "ciphers offered to the server (AEAD, AES/"
+          "Camellia/SEED/SM4 and legacy 64-bit CBC ciphers)"),
     _spec("ncp-ciphers", "1", IMPLEMENTED, "old name of data-ciphers"),
     _spec("data-ciphers-fallback", "1", IMPLEMENTED, "cipher of a server that does not "
-          "negotiate"),
-    _spec("cipher", "1", IMPLEMENTED, "static-key mode's cipher; with TLS ignored for "
-          "negotiation, as by 2.6 (warned when not in `data-ciphers`)"),
-    _spec("auth", "1", IMPLEMENTED, "HMAC digest of CBC ciphers and tls-auth"),
+          "negotiate (BF-CBC and other legacy CBC ciphers included)"),
+    _spec("cipher", "1", IMPLEMENTED, "static-key mode's cipher (default BF-CBC, as by 2.6); "
+          "with TLS ignored for negotiation, as by 2.6 (warned when not in `data-ciphers`)"),
+    _spec("auth", "1", IMPLEMENTED, "HMAC digest of CBC ciphers, tls-auth and static keys "
+          "(MD5, SHA1, SHA2, SHA3, RIPEMD160 ..., any OpenSSL spelling)"),
     _spec("replay-window", "0-2", IMPLEMENTED, "size of the replay window"),
     _spec("replay-persist", "1", IGNORED, "replay state is kept in memory"),
     _spec("no-replay", "0", REFUSED, "turning replay protection off changes the data "
