@@ -24,7 +24,6 @@ Data tables and lookups only: no state, no I/O.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import warnings
 from dataclasses import dataclass

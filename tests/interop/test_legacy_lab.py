@@ -24,13 +24,14 @@ cipher) needs an old server and is covered by the unit tests.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.interop.util import Up, _fetch, _free_port, erebus, outdir, probe_json
+from tests.interop.util import Up, _fetch, _free_port, erebus, outdir
 from tests.lab import MODES, WEB_ADDR, Mode, stop_process, tail, wait_for_log
 
 pytestmark = pytest.mark.interop
@@ -74,7 +75,6 @@ def _variant(lab, server, name: str, drop: tuple[str, ...] = (), add: str = "") 
 def _probe(lab, profile, *extra):
     """``erebus -v probe --json``: (the process, the report)."""
     cp = erebus(lab, "-v", "probe", profile, "--json", *extra)
-    import json
     try:
         return cp, json.loads(cp.stdout)
     except json.JSONDecodeError:

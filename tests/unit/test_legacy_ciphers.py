@@ -24,8 +24,10 @@ from erebus.openvpn.session import SWEET32_RENEG_BYTES, ClientSession
 from erebus.openvpn.static import StaticKeySession, StaticKeySettings, options_string
 from erebus.openvpn.wrap import TlsAuth, WrapError
 from erebus.wire.openvpn import parse_packet
-from tests.unit.test_session import (FakeServer, _OldServer, _profile, pki, push,  # noqa: F401
-                                     run, settings)
+from tests.unit import test_session as _session
+from tests.unit.test_session import FakeServer, _OldServer, _profile, push, run, settings
+
+pki = _session.pki          # the session tests' CA and server certificate (a fixture)
 
 KEY_BLOCK = random.Random(64).randbytes(256)
 STATIC_KEY = random.Random(2048).randbytes(256)
@@ -173,6 +175,7 @@ def test_bf_cbc_with_md5_is_laid_out_as_2_6_does():
     client = DataKey(0, "bf", KEY_BLOCK, auth="md5", peer_id=5, rng=lambda n: next(ivs))
     packet = client.encrypt(b"hello")
     header, tag, iv, ct = packet[:4], packet[4:20], packet[20:28], packet[28:]
+    assert header == bytes([9 << 3, 0, 0, 5])             # P_DATA_V2, key id 0, peer-id 5
     assert iv == bytes.fromhex("0102030405060708") and len(ct) == 16   # 4 + 5 + pad 7
     assert tag == hmac.new(KEY_BLOCK[64:80], iv + ct, "md5").digest()
     dec = Cipher(Blowfish(KEY_BLOCK[:16]), modes.CBC(iv)).decryptor()
