@@ -137,16 +137,17 @@ class Hmac:
 _PKCS7 = [bytes((n,)) * n for n in range(BLOCK + 1)]
 
 
-def pkcs7_padding(length: int) -> bytes:
-    """The PKCS#7 padding after ``length`` bytes of plaintext (1 to 16 bytes)."""
-    return _PKCS7[BLOCK - length % BLOCK]
+def pkcs7_padding(length: int, block: int = BLOCK) -> bytes:
+    """The PKCS#7 padding after ``length`` bytes of plaintext (1 to ``block`` bytes;
+    16 for AES, 8 for the 64-bit block ciphers)."""
+    return _PKCS7[block - length % block]
 
 
-def pkcs7_unpadded_len(plain: Buffer) -> int:
+def pkcs7_unpadded_len(plain: Buffer, block: int = BLOCK) -> int:
     """The length of ``plain`` without its PKCS#7 padding; PaddingError if it is bad."""
     n = len(plain)
     pad = plain[-1] if n else 0
-    if not 0 < pad <= BLOCK or pad > n or plain[n - pad:] != _PKCS7[pad]:
+    if not 0 < pad <= block or pad > n or plain[n - pad:] != _PKCS7[pad]:
         raise PaddingError("bad PKCS#7 padding")
     return n - pad
 
@@ -207,40 +208,48 @@ class AeadSeal:
 
 
 class CbcHmacSeal:
-    """AES-CBC then HMAC over ``aad | IV | ciphertext | tail`` (RFC 3602, RFC 4868); the
-    tag after the ciphertext, or in front of the IV (``tag_first``, OpenVPN).  ``key``
-    None: no encryption; ``mac_key`` None: no tag (OpenVPN's cipher none, auth none).
-    The CBC contexts live as long as the key (see the module docstring)."""
+    """A CBC block cipher (AES unless ``cipher`` says otherwise) then HMAC over
+    ``aad | IV | ciphertext | tail`` (RFC 3602, RFC 4868); the tag after the ciphertext,
+    or in front of the IV (``tag_first``, OpenVPN).  ``key`` None: no encryption;
+    ``mac_key`` None: no tag (OpenVPN's cipher none, auth none).  ``cipher`` turns the
+    key into a ``cryptography`` block cipher (OpenVPN's legacy ciphers: Blowfish, 3DES,
+    Camellia ...); its block is the IV and the unit the plaintext comes in.  The CBC
+    contexts live as long as the key (see the module docstring)."""
 
     __slots__ = ("name", "iv_len", "tag_len", "block_len", "_rng", "_enc", "_chain", "_dec",
                  "_mac", "_tag_first", "_encrypted_ivs")
 
-    DIGESTS = ("sha256", "sha384", "sha512", "sha1", "sha224")
-
     def __init__(self, key: Buffer | None, mac_key: Buffer | None, *, digest: str = "sha256",
                  tag_len: int | None = 16, tag_first: bool = False, encrypted_ivs: bool = False,
-                 rng: Rng = os.urandom):
+                 rng: Rng = os.urandom, cipher: Callable[[bytes], object] | None = None,
+                 cipher_name: str = "aes-cbc"):
         digest = digest.lower()
-        if mac_key is not None and digest not in self.DIGESTS:
-            raise ValueError(f"unsupported HMAC digest {digest}")
         self._rng = rng
         self._encrypted_ivs = encrypted_ivs
         self._enc = self._chain = self._dec = None
+        block = BLOCK
         if key is not None:
-            if len(key) not in (16, 24, 32):
-                raise ValueError(f"AES-CBC: key of {len(key)} bytes (want 16, 24 or 32)")
-            aes = algorithms.AES(bytes(key))
-            zero = modes.CBC(bytes(BLOCK))
-            self._enc = Cipher(aes, zero).encryptor()
-            self._chain = Cipher(aes, zero).decryptor()    # follows _enc's chaining block
-            self._dec = Cipher(aes, zero).decryptor()
-        self._mac = Hmac(mac_key, digest, tag_len) if mac_key is not None else None
+            if cipher is None:
+                if len(key) not in (16, 24, 32):
+                    raise ValueError(f"AES-CBC: key of {len(key)} bytes (want 16, 24 or 32)")
+                algorithm = algorithms.AES(bytes(key))
+            else:
+                algorithm = cipher(bytes(key))
+            block = algorithm.block_size // 8
+            zero = modes.CBC(bytes(block))
+            self._enc = Cipher(algorithm, zero).encryptor()
+            self._chain = Cipher(algorithm, zero).decryptor()   # follows _enc's chaining block
+            self._dec = Cipher(algorithm, zero).decryptor()
+        try:
+            self._mac = Hmac(mac_key, digest, tag_len) if mac_key is not None else None
+        except (ValueError, TypeError):
+            raise ValueError(f"unsupported HMAC digest {digest}") from None
         self._tag_first = tag_first
-        self.name = "-".join(part for part, on in (("aes-cbc", key is not None),
+        self.name = "-".join(part for part, on in ((cipher_name, key is not None),
                                                    (f"hmac-{digest}", self._mac)) if on)
-        self.iv_len = BLOCK if key is not None else 0
+        self.iv_len = block if key is not None else 0
         self.tag_len = self._mac.tag_len if self._mac else 0
-        self.block_len = BLOCK if key is not None else 1
+        self.block_len = block if key is not None else 1
 
     def seal(self, counter: int | None, plaintext: Buffer, aad: Buffer = b"",
              tail: bytes = b"", *, prefix: Buffer = b"", iv: bytes | None = None) -> bytes:
@@ -248,19 +257,21 @@ class CbcHmacSeal:
         if enc is None:
             body = plaintext
         else:
-            if len(plaintext) % BLOCK:
-                raise ValueError("CBC plaintext must be a multiple of 16 bytes (pad it first)")
+            block = self.block_len
+            if len(plaintext) % block:
+                raise ValueError(f"CBC plaintext must be a multiple of {block} bytes "
+                                 "(pad it first)")
             if self._encrypted_ivs:
                 if iv is not None:
                     raise ValueError("this sealer encrypts its own IVs (encrypted_ivs)")
-                body = enc.update(self._rng(BLOCK)) + enc.update(plaintext)
+                body = enc.update(self._rng(block)) + enc.update(plaintext)
             else:
                 if iv is None:
-                    iv = self._rng(BLOCK)
-                if len(iv) != BLOCK:
-                    raise ValueError(f"AES-CBC: IV of {len(iv)} bytes (want 16)")
+                    iv = self._rng(block)
+                if len(iv) != block:
+                    raise ValueError(f"CBC: IV of {len(iv)} bytes (want {block})")
                 body = enc.update(self._chain.update(iv)) + enc.update(plaintext)
-                self._chain.update(memoryview(body)[-BLOCK:])
+                self._chain.update(memoryview(body)[-block:])
         if self._mac is None:
             return b"".join((prefix, body))
         tag = self._mac.tag(body, aad, tail)
@@ -283,6 +294,7 @@ class CbcHmacSeal:
         if self._dec is None:
             return view
         n = len(view)
-        if n < 2 * BLOCK or n % BLOCK:
+        block = self.block_len
+        if n < 2 * block or n % block:
             raise SealedLengthError(f"CBC data of {n} bytes (want an IV and whole blocks)")
-        return self._dec.update(view)[BLOCK:]    # the IV block drops out
+        return self._dec.update(view)[block:]    # the IV block drops out

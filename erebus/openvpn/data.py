@@ -15,6 +15,12 @@ CBC + HMAC, and ``cipher none`` with an HMAC::
     header | HMAC(IV || ciphertext) | IV | CBC(packet_id || payload)
     header | HMAC(packet_id || payload) | packet_id | payload
 
+The CBC cipher is AES or one of 2.6's legacy ciphers (:mod:`.algorithms`: BF-CBC,
+CAST5-CBC, DES-EDE3-CBC, CAMELLIA-*-CBC, SEED-CBC ...): the IV is one block of the
+cipher (8 bytes for the 64-bit block ciphers), PKCS#7 pads to that block, and the key
+is the first ``cipher_kt_key_size`` bytes of the cipher slot (16 for BF-CBC), the HMAC
+key the first digest-size bytes of the HMAC slot (16 for MD5, 48 for SHA384).
+
 CBC with ``auth none`` (2.6 allows it with a warning: crypto.c ``init_key_type``)
 is the first layout without the HMAC: anything that decrypts with good padding is
 taken, which is exactly as weak as the stock client warns::
@@ -53,13 +59,32 @@ from ..crypto.seal import (AeadSeal, AuthenticationError, CbcHmacSeal, PaddingEr
                            SealedLengthError, pkcs7_padding, pkcs7_unpadded_len)
 from ..errors import ErebusError, ParseError
 from ..wire.openvpn import data_v1_header, data_v2_header
+from .algorithms import (CBC_CIPHER_NAMES, DIGEST_NAMES, AlgorithmError, CbcCipher, Digest,
+                         canonical_cipher, canonical_digest, cbc_cipher, make_cbc)
+from .algorithms import key_len as _cbc_key_len
+from .algorithms import digest as digest_spec
 
 KEEPALIVE = bytes.fromhex("2a187bf3641eb4cb07ed2d0a981fc748")
 OCC_MAGIC = bytes.fromhex("287f346bd4ef7a812d56b8d3afc5459c")
 OCC_EXIT = 6
 
-CBC_CIPHERS = {"AES-128-CBC": 16, "AES-192-CBC": 24, "AES-256-CBC": 32}
-DIGESTS = {"SHA1": 20, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}
+
+def _usable(lookup, names):
+    out = {}
+    for name in names:
+        try:
+            spec = lookup(name)
+        except AlgorithmError:
+            continue
+        out[name] = spec
+    return out
+
+
+# what this erebus can run: OpenVPN name -> key length (CBC) / HMAC size (digests)
+_CBC_SPECS: dict[str, CbcCipher] = _usable(cbc_cipher, CBC_CIPHER_NAMES)
+_DIGEST_SPECS: dict[str, Digest] = _usable(digest_spec, DIGEST_NAMES)
+CBC_CIPHERS = {name: spec.key_len for name, spec in _CBC_SPECS.items()}
+DIGESTS = {name: spec.size for name, spec in _DIGEST_SPECS.items()}
 _PID = struct.Struct("!I")
 TAG_LEN = 16
 MAX_PACKET_ID = 0xFFFFFFFF
@@ -76,15 +101,60 @@ class PacketIdExhausted(ErebusError):
 
 
 def normalize_digest(name: str) -> str | None:
-    """The ``auth`` digest as :data:`DIGESTS` names it, ``None`` for ``auth none``;
-    the name upper-cased (and not in :data:`DIGESTS`) when erebus lacks it."""
-    upper = name.upper().replace("-", "")
-    return None if upper in ("NONE", "[NULLDIGEST]") else upper
+    """The ``auth`` digest by OpenVPN's name (any spelling OpenSSL 3 takes: ``sha-256``,
+    ``SHA2-256``, its OID), ``None`` for ``auth none``; the name upper-cased (and not in
+    :data:`DIGESTS`) when it is unknown."""
+    upper = name.upper()
+    if upper in ("NONE", "[NULL-DIGEST]"):
+        return None
+    return canonical_digest(name) or upper
 
 
 def normalize_cipher(name: str) -> str:
+    """The data cipher by OpenVPN's name (``bf`` and ``blowfish`` are BF-CBC), ``none``
+    for no encryption; the name upper-cased when it is unknown."""
     upper = name.upper()
-    return "none" if upper in ("NONE", "[NULL-CIPHER]") else upper
+    if upper in ("NONE", "[NULL-CIPHER]"):
+        return "none"
+    return canonical_cipher(name) or upper
+
+
+def cipher_key_bits(name: str) -> int:
+    """The key size OpenVPN reports for data cipher ``name`` (the OCC ``keysize``,
+    ``cipher_kt_key_size`` * 8: BF-CBC 128); 0 for none or an unknown cipher."""
+    n = normalize_cipher(name)
+    if n in AEAD_CIPHERS:
+        return AEAD_CIPHERS[n][0] * 8
+    if n in _CBC_SPECS:
+        return _CBC_SPECS[n].key_len * 8
+    canonical = canonical_cipher(n)
+    return _cbc_key_len(canonical) * 8 if canonical else 0
+
+
+def digest_size(name: str | None) -> int:
+    """The HMAC size of ``auth`` digest ``name`` (0 for none)."""
+    n = None if name is None else normalize_digest(name)
+    return _DIGEST_SPECS[n].size if n else 0
+
+
+def cbc_spec(name: str) -> CbcCipher:
+    """The CBC cipher ``name``; :class:`AlgorithmError` if erebus cannot run it."""
+    return _CBC_SPECS.get(normalize_cipher(name)) or cbc_cipher(name)
+
+
+def is_insecure(name: str) -> bool:
+    """A CBC cipher with a block under 128 bits (crypto_openssl.c cipher_kt_insecure)."""
+    spec = _CBC_SPECS.get(normalize_cipher(name))
+    return spec is not None and spec.insecure
+
+
+def sweet32_warning(name: str) -> str:
+    """crypto.c ``warn_insecure_key_type``, in 2.6's words."""
+    spec = _CBC_SPECS[normalize_cipher(name)]
+    return (f"WARNING: INSECURE cipher ({spec.name}) with block size less than 128 bit "
+            f"({spec.block_len * 8} bit).  This allows attacks like SWEET32.  Mitigate by "
+            "using a --cipher with a larger block size (e.g. AES-256-CBC). Support for "
+            "these insecure ciphers will be removed in OpenVPN 2.7.")
 
 
 def supported_cipher(name: str) -> bool:
@@ -126,18 +196,24 @@ class DataKey:
         digest = normalize_digest(auth)
         if digest is not None and digest not in DIGESTS:
             raise ValueError(f"unsupported auth digest {auth}")
+        spec = None
         if self.cipher == "none":
             self.mode = "none" if digest is None else "hmac"
             klen = 0
         elif self.cipher in CBC_CIPHERS:
             self.mode = "cbc"
-            klen = CBC_CIPHERS[self.cipher]
+            spec = _CBC_SPECS[self.cipher]
+            klen = spec.key_len
         else:
             raise ValueError(f"unsupported data cipher {cipher}")
+        self.block = spec.block_len if spec else 1
         hlen = DIGESTS[digest] if digest else 0
+        hashlib_name = _DIGEST_SPECS[digest].hashlib_name if digest else "sha1"
         self._seal, self._open = (
             CbcHmacSeal(c[:klen] if klen else None, h[:hlen] if hlen else None,
-                        digest=digest or "sha1", tag_len=None, tag_first=True, rng=rng)
+                        digest=hashlib_name, tag_len=None, tag_first=True, rng=rng,
+                        cipher=(lambda key: make_cbc(spec, key)) if spec else None,
+                        cipher_name=self.cipher.lower())
             for c, h in slots)
 
     # -- outbound -------------------------------------------------------------------------
@@ -168,7 +244,7 @@ class DataKey:
             return self._seal.seal(None, payload, aad, prefix=self.header, iv=pid)
         if mode == "none":
             return b"".join((self.header, pid, payload))
-        pad = pkcs7_padding(_PID.size + len(payload)) if mode == "cbc" else b""
+        pad = pkcs7_padding(_PID.size + len(payload), self.block) if mode == "cbc" else b""
         return self._seal.seal(None, b"".join((pid, payload, pad)), prefix=self.header)
 
     # -- inbound --------------------------------------------------------------------------
@@ -207,7 +283,7 @@ class DataKey:
         else:
             try:
                 plain = self._open.open(body)
-                end = pkcs7_unpadded_len(plain) if mode == "cbc" else len(plain)
+                end = pkcs7_unpadded_len(plain, self.block) if mode == "cbc" else len(plain)
             except SealedLengthError as exc:
                 raise DataError(f"data packet: {exc}") from None
             except AuthenticationError:

@@ -87,11 +87,14 @@ class ServerKeySource:
 
 def peer_info(ciphers: list[str], *, iv_proto: int = IMPLEMENTED_IV_PROTO,
               mtu: int | None = None) -> str:
+    """The peer-info lines.  ``IV_NCP=2`` only when both AES-GCM ciphers are offered
+    (ssl.c ``push_peer_info``): an OpenVPN 2.4 server pushes AES-256-GCM or AES-128-GCM
+    to any client that says IV_NCP=2, whatever else it offers."""
     lines = [
         "IV_VER=2.6.14",
         "IV_PLAT=linux",
         f"IV_PROTO={iv_proto}",
-        "IV_NCP=2",
+        *(["IV_NCP=2"] if {"AES-128-GCM", "AES-256-GCM"} <= set(ciphers) else []),
         f"IV_CIPHERS={':'.join(ciphers)}",
         f"IV_GUI_VER=erebus_{__version__}",
     ]
@@ -131,8 +134,13 @@ def parse_server_message(data: bytes | memoryview) -> ServerKeySource:
 
 
 def options_string(*, cipher: str | None, proto: str = "UDPv4", tun_mtu: int = 1500,
-                   link_mtu: int | None = None, comp_lzo: bool = False) -> str:
-    """The occ options string; a 2.6 server only compares it to warn about mismatches."""
+                   link_mtu: int | None = None, comp_lzo: bool = False,
+                   auth: str = "[null-digest]", keysize: int | None = None) -> str:
+    """The occ options string; a 2.6 server only compares it to warn about mismatches.
+
+    options.c ``options_string``: ``cipher`` only if the client would accept it (the
+    caller passes None otherwise), ``auth`` the HMAC digest of that cipher
+    (``[null-digest]`` for an AEAD), ``keysize`` its key bits (BF-CBC: 128)."""
     parts = ["V4", "dev-type tun"]
     if link_mtu:
         parts.append(f"link-mtu {link_mtu}")
@@ -141,8 +149,9 @@ def options_string(*, cipher: str | None, proto: str = "UDPv4", tun_mtu: int = 1
         parts.append("comp-lzo")
     if cipher and cipher.lower() != "none":
         parts.append(f"cipher {cipher}")
-    parts += ["auth [null-digest]", "keysize 256" if cipher and "256" in cipher else
-              "keysize 128", "key-method 2", "tls-client"]
+    if keysize is None:
+        keysize = 256 if cipher and "256" in cipher else 128
+    parts += [f"auth {auth}", f"keysize {keysize}", "key-method 2", "tls-client"]
     return ",".join(parts)
 
 

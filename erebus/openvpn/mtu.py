@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .algorithms import block_len
+
 __all__ = ["MSSFIX_DEFAULT", "MssFix", "mss_fix", "cipher_block_size"]
 
 MSSFIX_DEFAULT = 1492          # mtu.h
@@ -34,11 +36,6 @@ _AEAD_TAG = 16
 _SHORT_PACKET_ID = 4           # TLS mode (packet_id_size(false))
 _LONG_PACKET_ID = 8            # static-key mode: id and time
 _SOCKS_UDP_HEADER = 10         # socks-proxy over UDP (IPv4 address form)
-
-# 64-bit-block legacy CBC ciphers; every other CBC cipher erebus may speak has 16
-_BLOCK_8 = frozenset({"BF-CBC", "CAST5-CBC", "DES-CBC", "DES-EDE-CBC", "DES-EDE3-CBC",
-                      "DESX-CBC", "IDEA-CBC", "RC2-CBC", "RC2-40-CBC", "RC2-64-CBC"})
-
 
 @dataclass(frozen=True, slots=True)
 class MssFix:
@@ -62,7 +59,7 @@ class MssFix:
 
 
 def cipher_block_size(cipher: str) -> int:
-    return 8 if cipher.upper() in _BLOCK_8 else 16
+    return block_len(cipher)
 
 
 def _is_cbc(cipher: str) -> bool:

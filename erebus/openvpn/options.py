@@ -380,13 +380,15 @@ _REGISTRY: list[OptionSpec] = [
           "supported yet"),
     _spec("push-peer-info", "0", IGNORED, "erebus sends its own peer info"),
     # -- data channel
-    _spec("data-ciphers", "1", IMPLEMENTED, "ciphers offered to the server"),
+    _spec("data-ciphers", "1", IMPLEMENTED, "ciphers offered to the server (AEAD, AES/"
+          "Camellia/SEED/SM4 and legacy 64-bit CBC ciphers)"),
     _spec("ncp-ciphers", "1", IMPLEMENTED, "old name of data-ciphers"),
     _spec("data-ciphers-fallback", "1", IMPLEMENTED, "cipher of a server that does not "
-          "negotiate"),
-    _spec("cipher", "1", IMPLEMENTED, "static-key mode's cipher; with TLS ignored for "
-          "negotiation, as by 2.6 (warned when not in `data-ciphers`)"),
-    _spec("auth", "1", IMPLEMENTED, "HMAC digest of CBC ciphers and tls-auth"),
+          "negotiate (BF-CBC and other legacy CBC ciphers included)"),
+    _spec("cipher", "1", IMPLEMENTED, "static-key mode's cipher (default BF-CBC, as by 2.6); "
+          "with TLS ignored for negotiation, as by 2.6 (warned when not in `data-ciphers`)"),
+    _spec("auth", "1", IMPLEMENTED, "HMAC digest of CBC ciphers, tls-auth and static keys "
+          "(MD5, SHA1, SHA2, SHA3, RIPEMD160 ..., any OpenSSL spelling)"),
     _spec("replay-window", "0-2", IMPLEMENTED, "size of the replay window"),
     _spec("replay-persist", "1", IGNORED, "replay state is kept in memory"),
     _spec("no-replay", "0", REFUSED, "turning replay protection off changes the data "

@@ -30,7 +30,9 @@ from typing import Callable
 from ..errors import ConfigError, SessionError
 from ..files import MAX_FILE_SIZE, read_limited
 from .compress import Compression
-from .data import AEAD_CIPHERS, CBC_CIPHERS, DIGESTS, normalize_cipher, normalize_digest
+from .algorithms import AlgorithmError, cbc_cipher
+from .algorithms import digest as digest_spec
+from .data import AEAD_CIPHERS, CBC_CIPHERS, normalize_cipher, normalize_digest
 from .lexer import Directive, lex
 from .material import (PemError, Pkcs12Error, check_certificates, check_crls,
                        check_private_key, key_matches_certificate, open_pkcs12,
@@ -109,6 +111,8 @@ class _Reader(ProxyOptions):
         self.included = 0                 # bytes of 'config' files read, at most MAX_INCLUDED
         self.seen_dev = False
         self.cipher_directive: Directive | None = None   # the last 'cipher' line
+        self.fallback_seen = False                       # a data-ciphers-fallback line
+        self.auth_directive: Directive | None = None     # the last 'auth' line
         self.crl_dir = False
         self.client_directive: Directive | None = None   # the first client / tls-client
         self.http_proxy_user_pass: _Source | None = None
@@ -158,12 +162,16 @@ class _Reader(ProxyOptions):
         raise self.err(d, f"key direction must be 0, 1 or bidirectional, not {value!r}")
 
     def cipher_name(self, d: Directive, name: str) -> str:
+        """OpenVPN's name of data cipher ``name`` (``bf`` is BF-CBC); refused, with the
+        reason, if erebus cannot run it (crypto.c init_key_type: "Cipher %s not
+        supported")."""
         n = normalize_cipher(name)
         if n != "none" and n not in AEAD_CIPHERS and n not in CBC_CIPHERS:
-            if n == "BF-CBC":
-                raise self.err(d, "BF-CBC (Blowfish) is not supported: ask for an AES-GCM "
-                               "or ChaCha20-Poly1305 data cipher")
-            raise self.err(d, f"unsupported data cipher {name}")
+            try:
+                cbc_cipher(name)
+            except AlgorithmError as exc:
+                raise self.err(d, str(exc)) from None
+            raise self.err(d, f"unsupported data cipher {name}")   # not reached
         return n
 
     def proto_name(self, d: Directive, value: str) -> str:
@@ -478,30 +486,42 @@ class _Reader(ProxyOptions):
             c = c.lstrip("?")   # '?' marks an optional cipher in 2.6
             n = normalize_cipher(c)
             if n == "none" or n in AEAD_CIPHERS or n in CBC_CIPHERS:
-                usable.append(n)
+                if n not in usable:
+                    usable.append(n)
             else:
-                self.warn(d, f"cipher {c} is not supported by erebus and is left out")
+                try:
+                    cbc_cipher(c)
+                    why = ""
+                except AlgorithmError as exc:
+                    why = f" ({exc})"
+                self.warn(d, f"cipher {c} is not supported by erebus and is left out{why}")
         if not usable:
             raise self.err(d, f"none of {a[0]} is supported by erebus")
         self.p.data_ciphers = usable
 
     opt_ncp_ciphers = opt_data_ciphers
 
+    # options.c: 'cipher' and 'data-ciphers-fallback' set the same cipher (the last line
+    # wins); a data-ciphers-fallback line anywhere makes it the fallback.
     def opt_data_ciphers_fallback(self, d: Directive, a: list[str]) -> None:
-        self.p.data_ciphers_fallback = self.cipher_name(d, a[0])
+        self.p.data_ciphers_fallback = self.p.cipher = self.cipher_name(d, a[0])
+        self.fallback_seen = True
 
     def opt_cipher(self, d: Directive, a: list[str]) -> None:
         self.p.cipher = self.cipher_name(d, a[0])
+        if self.fallback_seen:
+            self.p.data_ciphers_fallback = self.p.cipher
         self.cipher_directive = d
 
     def opt_auth(self, d: Directive, a: list[str]) -> None:
-        digest = normalize_digest(a[0])         # None: 'none' or '[null-digest]'
-        if digest is None:
+        self.auth_directive = d
+        if normalize_digest(a[0]) is None:      # 'none' or '[null-digest]'
             self.p.auth = "none"
-        elif digest in DIGESTS:
-            self.p.auth = digest
-        else:
-            raise self.err(d, f"unsupported digest {a[0]}")
+            return
+        try:
+            self.p.auth = digest_spec(a[0]).name     # any OpenSSL spelling: sha-256, OIDs
+        except AlgorithmError as exc:
+            raise self.err(d, str(exc)) from None
 
     def opt_auth_user_pass(self, d: Directive, a: list[str]) -> None:
         self.p.auth_user_pass = True
@@ -576,8 +596,8 @@ class _Reader(ProxyOptions):
         self.p.reneg_sec = float(value) if value else None
 
     def opt_reneg_bytes(self, d: Directive, a: list[str]) -> None:
-        value = self.integer(d, a[0], 0, 2**62)
-        self.p.reneg_bytes = value or None
+        # 0 is kept (not None): given, it stops the SWEET32 limit (ssl.c)
+        self.p.reneg_bytes = self.integer(d, a[0], 0, 2**62)
 
     def opt_explicit_exit_notify(self, d: Directive, a: list[str]) -> None:
         self.conn().explicit_exit_notify = self.integer(d, a[0]) if a else 1
@@ -664,6 +684,7 @@ class _Reader(ProxyOptions):
         self.finish_pki()
         self.warn_no_server_verification()
         self.warn_cipher_ignored()
+        self.check_tls_auth_digest()
         if not self.seen_dev:
             p.warnings.append(f"{self.path}: dev: no 'dev tun' line (the stock client "
                               "refuses a profile without one; erebus needs no device)")
@@ -705,6 +726,14 @@ class _Reader(ProxyOptions):
                   f"DEPRECATED OPTION: --cipher set to '{p.cipher}' but missing in "
                   f"--data-ciphers ({':'.join(p.data_ciphers)}). OpenVPN ignores --cipher "
                   "for cipher negotiations.")
+
+    def check_tls_auth_digest(self) -> None:
+        """init.c ``do_init_tls_wrap_key``: tls-auth needs an HMAC, so 'auth none' with
+        tls-auth is refused, in 2.6's words."""
+        p = self.p
+        if p.tls_wrap == "tls-auth" and p.auth == "none":
+            self.problem(self.auth_directive, "ERROR: tls-auth enabled, but no valid --auth "
+                         f"algorithm specified ('{self.auth_directive.args[0]}')")
 
     def reattach(self, exc: ConfigError, d: Directive) -> ConfigError:
         if exc.line is not None and exc.path is not None:
@@ -825,7 +854,8 @@ class _Reader(ProxyOptions):
             p.tls_crypt_key = key
 
     def finish_static(self) -> Profile:
-        """A static-key profile: no TLS, no CA; the cipher and ifconfig are needed."""
+        """A static-key profile: no TLS, no CA; ifconfig is needed, the cipher defaults
+        to BF-CBC as in 2.6."""
         p = self.p
         d = self.material["secret"].directive
 
@@ -836,8 +866,7 @@ class _Reader(ProxyOptions):
             fail("a static-key profile cannot also use TLS (client, tls-client, tls-auth, "
                  "tls-crypt, auth-user-pass)")
         if p.cipher is None:
-            fail("static-key mode needs an explicit 'cipher' (OpenVPN's default BF-CBC is "
-                 "not supported)")
+            p.cipher = "BF-CBC"     # options.c options_postprocess_cipher, without pull
         if p.ifconfig is None:
             fail("static-key mode needs 'ifconfig LOCAL REMOTE'")
         if p.compression:

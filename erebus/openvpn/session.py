@@ -39,8 +39,9 @@ from ..wire import openvpn as w
 from . import keymethod
 from .compress import Compression, CompressionError
 from .compress import peer_info as compression_peer_info
-from .data import DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
-    PacketIdExhausted, is_aead, normalize_cipher, normalize_digest, supported_cipher
+from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
+    PacketIdExhausted, cipher_key_bits, digest_size, is_aead, is_insecure, \
+    normalize_cipher, normalize_digest, supported_cipher, sweet32_warning
 from .mtu import MssFix, mss_fix
 from .push import PushedOptions, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
@@ -51,6 +52,7 @@ log = logging.getLogger("erebus.openvpn")
 _REDACT = re.compile(r"(auth-token(?:-user)?\s+)[^,]*")   # credentials never reach a log
 
 EKM_LABEL = "EXPORTER-OpenVPN-datakeys"   # ssl.c: key-derivation tls-ekm (RFC 5705)
+SWEET32_RENEG_BYTES = 64 * 1024 * 1024      # ssl.c tls_limit_reneg_bytes
 EKM_LENGTH = KEY_BLOCK_LEN                # a key2: 2 x (64 cipher + 64 HMAC), as the PRF's
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
@@ -118,6 +120,8 @@ class SessionSettings:
                                                                "CHACHA20-POLY1305"])
     fallback_cipher: str | None = None   # data-ciphers-fallback only, never 'cipher': 2.6
                                          # ignores --cipher for cipher negotiation
+    cipher: str | None = None            # the profile's 'cipher': only named in the OCC
+                                         # options string, as by 2.6
     auth: str = "SHA1"
     username: str | None = None
     password: str | None = None
@@ -224,6 +228,7 @@ class ClientSession:
         self.username: str | None = settings.username
         self._key_started: float | None = None
         self._reneg_bytes_at: int | None = None
+        self._reneg_bytes = settings.reneg_bytes    # 64 MB for a 64-bit block cipher
         self.pushed = PushedOptions()
         self.cipher: str | None = None
         self._remote_cipher: str | None = None   # from the server's occ options string
@@ -393,7 +398,7 @@ class ClientSession:
                 self._client_renegotiation(now, f"reneg-sec {self.settings.reneg_sec:g}")
             if self._reneg_bytes_at is not None and self.data_key.bytes_in + \
                     self.data_key.bytes_out >= self._reneg_bytes_at:
-                self._client_renegotiation(now, f"reneg-bytes {self.settings.reneg_bytes}")
+                self._client_renegotiation(now, f"reneg-bytes {self._reneg_bytes}")
             self._renegotiate_before_wrapping(now)
             if self._reneg_deadline is not None and now >= self._reneg_deadline:
                 self._fail("renegotiation", "a renegotiation did not complete within "
@@ -647,10 +652,16 @@ class ClientSession:
         ciphers = ["none" if c == "none" else c for c in ciphers]
         comp = Compression.from_options(st.compression, None,
                                         allow_compression=st.allow_compression)
-        options = keymethod.options_string(cipher=st.fallback_cipher or ciphers[0],
+        # options.c options_string: --cipher (or data-ciphers-fallback; BF-CBC when
+        # neither is set), named only if data-ciphers has it; its digest and key bits
+        occ = normalize_cipher(st.fallback_cipher or st.cipher or "BF-CBC")
+        digest = normalize_digest(st.auth)
+        options = keymethod.options_string(cipher=occ if occ in ciphers else None,
                                            proto="TCPv4_CLIENT" if st.proto != "udp"
                                            else "UDPv4", tun_mtu=st.tun_mtu,
-                                           comp_lzo=comp.enabled)
+                                           comp_lzo=comp.enabled,
+                                           auth="[null-digest]" if is_aead(occ) or not digest
+                                           else digest, keysize=cipher_key_bits(occ))
         password = self.auth_token if self.auth_token is not None else st.password
         info = keymethod.peer_info(ciphers) + compression_peer_info(
             algorithms=st.allow_compression != "no")
@@ -726,7 +737,7 @@ class ClientSession:
         return ks.tls.export_keying_material(EKM_LABEL, EKM_LENGTH, None)
 
     def _set_reneg_bytes(self) -> None:
-        limit = self.settings.reneg_bytes
+        limit = self._reneg_bytes
         self._reneg_bytes_at = None if not limit else limit
 
     def _client_renegotiation(self, now: float, why: str) -> None:
@@ -832,7 +843,7 @@ class ClientSession:
         """mssfix as 2.6 computes it for this session's data channel (mtu.py)."""
         st = self.settings
         mss = mss_fix(st.mssfix, tun_mtu=st.tun_mtu, cipher=cipher,
-                      digest_size=0 if is_aead(cipher) else DIGESTS.get(digest or "", 0),
+                      digest_size=0 if is_aead(cipher) else digest_size(digest),
                       peer_id=self.pushed.peer_id is not None, tcp=st.proto != "udp",
                       ipv6=st.ipv6_outer, socks_udp=st.socks_udp,
                       compression_overhead=self._comp.overhead)
@@ -868,6 +879,13 @@ class ClientSession:
                 log.warning("data channel: auth none: no authentication will be performed "
                             "on received packets; you CANNOT trust that they were not "
                             "manipulated")
+            if is_insecure(cipher):
+                log.warning("%s", sweet32_warning(cipher))
+                # ssl.c tls_limit_reneg_bytes: unless reneg-bytes was given (0 included)
+                if self.settings.reneg_bytes is None:
+                    log.warning("WARNING: cipher with small block size in use, reducing "
+                                "reneg-bytes to 64MB to mitigate SWEET32 attacks.")
+                    self._reneg_bytes = SWEET32_RENEG_BYTES
         self._comp = Compression.from_options(self.settings.compression, p.compression,
                                               allow_compression=self.settings.allow_compression)
         if self._comp.enabled:

@@ -9,7 +9,7 @@ sets ``CO_PACKET_ID_LONG_FORM``)::
     cipher none + auth: HMAC(packet_id | time | payload) | packet_id(4) | time(4) | payload
     cipher none, auth none:                               packet_id(4) | time(4) | payload
 
-``IV`` is random (a cipher block, 16 bytes for AES), CBC uses PKCS#7 padding, the
+``IV`` is random (a cipher block: 16 bytes for AES, 8 for BF-CBC), CBC uses PKCS#7 padding, the
 HMAC covers everything after it.  ``packet_id`` starts at 1; ``time`` is the
 sender's wall clock (seconds, u32) at its first packet and stays fixed until the
 packet id wraps (packet_id.c ``packet_id_send_update``).  The receiver accepts a
@@ -20,8 +20,8 @@ argument, default 15 s) refuse replays (packet_id.c ``packet_id_test`` /
 
 2.6 refuses AEAD ciphers in this mode (crypto.c ``init_key_type`` with
 ``tls_mode`` false: "Cipher '...' mode not supported"), and defaults to BF-CBC
-when no ``cipher`` is given; erebus supports neither, so the profile must name an
-AES-CBC cipher (or ``none``).
+when no ``cipher`` is given, as erebus does: any CBC cipher of
+:mod:`erebus.openvpn.algorithms` (AES, BF, CAST5, 3DES, Camellia, SEED ...) or ``none``.
 
 Keepalive pings and OCC messages (occ.c) travel inside the data channel, as in TLS
 mode.  A 2.6 peer pings right away and every ``ping`` seconds, and sends
@@ -57,7 +57,10 @@ from ..crypto.replay import PacketIdWindow, next_packet_id
 from ..crypto.seal import (AuthenticationError, CbcHmacSeal, PaddingError, SealedLengthError,
                            pkcs7_padding, pkcs7_unpadded_len)
 from ..errors import ConfigError, SessionError
-from .data import CBC_CIPHERS, DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, normalize_cipher
+from .algorithms import AlgorithmError, cbc_cipher, make_cbc
+from .algorithms import digest as digest_spec
+from .data import (CBC_CIPHERS, DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, cbc_spec,
+                   is_insecure, normalize_cipher, normalize_digest, sweet32_warning)
 from .push import PushedOptions, Route
 from ..session import Closed, Failed, Stage
 from .session import Connected, ServerMessage, State, tunnel_info
@@ -80,34 +83,33 @@ OCC_INTERVAL = 10.0          # OCC_INTERVAL_SECONDS
 OCC_TRIES = 12               # OCC_N_TRIES
 
 PEER_SEEN = b"static-key peer"      # remote_session_id once the peer proved its key
-BLOCK = 16                           # AES block = IV size
+DEFAULT_CIPHER = "BF-CBC"             # options.c options_postprocess_cipher (no pull)
 _PID = struct.Struct("!II")          # packet id, time (long form)
 
 
 def check_static_cipher(cipher: str | None, auth: str | None) -> tuple[str, str | None]:
-    """(cipher, digest or None) for static-key mode, or :class:`ConfigError` saying why not."""
-    if not cipher:
-        raise ConfigError("static-key mode needs an explicit 'cipher': OpenVPN 2.6 then "
-                          "defaults to BF-CBC, which erebus does not support; put "
-                          "'cipher AES-256-CBC' in the configuration of both ends",
-                          option="cipher")
-    name = normalize_cipher(cipher)
-    if name == "BF-CBC":
-        raise ConfigError("BF-CBC (OpenVPN's static-key default) is a 64-bit block cipher "
-                          "that erebus does not support; use 'cipher AES-256-CBC' on both "
-                          "ends", option="cipher")
+    """(cipher, digest or None) for static-key mode, or :class:`ConfigError` saying why not.
+
+    No ``cipher`` is BF-CBC, 2.6's default without pull (options.c
+    ``options_postprocess_cipher``); any CBC cipher of :mod:`.algorithms` works, by any
+    of its names."""
+    name = normalize_cipher(cipher or DEFAULT_CIPHER)
     if name in AEAD_CIPHERS or name.endswith("-GCM"):
         raise ConfigError(f"{name} is an AEAD cipher, which static-key mode cannot use "
                           "(OpenVPN 2.6 refuses it too: \"mode not supported\"); use "
                           "AES-256-CBC", option="cipher")
     if name != "none" and name not in CBC_CIPHERS:
-        raise ConfigError(f"cipher {cipher} is not supported in static-key mode (use "
-                          f"{', '.join(CBC_CIPHERS)} or none)", option="cipher")
-    digest = None if (auth or "SHA1").upper() in ("NONE", "[NULL-DIGEST]") \
-        else (auth or "SHA1").upper()
+        try:
+            cbc_cipher(name)
+        except AlgorithmError as exc:
+            raise ConfigError(f"{exc} (static-key mode takes a CBC cipher or none)",
+                              option="cipher") from None
+    digest = normalize_digest(auth or "SHA1")
     if digest is not None and digest not in DIGESTS:
-        raise ConfigError(f"auth {auth} is not supported (use {', '.join(DIGESTS)} or "
-                          "none)", option="auth")
+        try:
+            digest_spec(auth or "SHA1")
+        except AlgorithmError as exc:
+            raise ConfigError(f"auth {auth}: {exc}", option="auth") from None
     return name, digest
 
 
@@ -117,7 +119,7 @@ def static_link_mtu(cipher: str, digest: str | None, tun_mtu: int) -> int:
     and for CBC a cipher block and the IV, plus the HMAC."""
     mtu = tun_mtu + _PID.size + (DIGESTS[digest] if digest else 0)
     if cipher in CBC_CIPHERS:
-        mtu += 2 * BLOCK
+        mtu += 2 * cbc_spec(cipher).block_len
     return mtu
 
 
@@ -172,7 +174,7 @@ class StaticKeySettings:
 
     key: bytes                              # the 256 bytes of the static key
     direction: int | None = None            # key-direction 0 / 1, or None (bidirectional)
-    cipher: str | None = None               # required: AES-128/192/256-CBC or none
+    cipher: str | None = None               # a CBC cipher or none; None: BF-CBC (2.6)
     auth: str = "SHA1"                      # OpenVPN's default
     local_ip: str | None = None             # ifconfig LOCAL (our tunnel address)
     remote_ip: str | None = None            # ifconfig REMOTE (the peer's tunnel address)
@@ -261,18 +263,25 @@ class StaticKeySession:
             log.warning("static-key mode with 'cipher none': the tunnel is NOT encrypted")
         if digest is None:
             log.warning("static-key mode with 'auth none': packets are NOT authenticated")
+        if is_insecure(cipher):
+            log.warning("%s", sweet32_warning(cipher))
         self._clock = clock
         self.cipher = cipher
         self.auth = digest or "none"
         self._cbc = cipher in CBC_CIPHERS
         out, inc = key_slices(bytes(st.key), st.direction)
-        klen = CBC_CIPHERS.get(cipher, 0)
+        spec = cbc_spec(cipher) if self._cbc else None
+        klen = spec.key_len if spec else 0
+        self._block = spec.block_len if spec else 1
         hlen = DIGESTS[digest] if digest else 0
+        md = digest_spec(digest).hashlib_name if digest else "sha1"
 
         def sealer(half):
             return CbcHmacSeal(half.cipher[:klen] if klen else None,
-                               half.hmac[:hlen] if digest else None, digest=digest or "sha1",
-                               tag_len=None, tag_first=True, rng=rng)
+                               half.hmac[:hlen] if digest else None, digest=md,
+                               tag_len=None, tag_first=True, rng=rng,
+                               cipher=(lambda key: make_cbc(spec, key)) if spec else None,
+                               cipher_name=cipher.lower())
         self._seal, self._open = sealer(out), sealer(inc)
         self.replay = PacketIdWindow(st.replay_window, st.replay_time)
         self._send_id = 0
@@ -444,7 +453,7 @@ class StaticKeySession:
         c.packets_out += 1
         c.bytes_out += len(payload)
         pid = _PID.pack(*nxt)
-        pad = pkcs7_padding(_PID.size + len(payload)) if self._cbc else b""
+        pad = pkcs7_padding(_PID.size + len(payload), self._block) if self._cbc else b""
         body = self._seal.seal(None, b"".join((pid, payload, pad)))
         self._max_send = max(self._max_send, len(body))
         return body
@@ -453,7 +462,7 @@ class StaticKeySession:
         try:
             plain = self._open.open(data)
             if self._cbc:
-                plain = plain[:pkcs7_unpadded_len(plain)]
+                plain = plain[:pkcs7_unpadded_len(plain, self._block)]
         except SealedLengthError as exc:
             raise _Drop("dropped_malformed", str(exc)) from None
         except AuthenticationError:

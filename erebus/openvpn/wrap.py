@@ -17,7 +17,7 @@ tls-auth (ssl_pkt.c ``tls_wrap_control`` / ``swap_hmac``, crypto.c
     on the wire:  op(1) | session_id(8) | HMAC(H) | packet_id(4) | time(4) | body
     HMAC input:   packet_id | time | op | session_id | body
 
-    H = digest size (SHA1 20, SHA256 32, SHA512 64; ``--auth``), keyed with the
+    H = digest size (MD5 16, SHA1 20, SHA384 48, SHA512 64; ``--auth``), keyed with the
     first H bytes of the HMAC slot of the direction's key half.  OpenVPN builds
     ``HMAC | pid | time | op | sid | body`` and then swaps the 9-byte
     ``op | sid`` to the front: hence the HMAC covers the packet id first.
@@ -59,7 +59,6 @@ own IV; there are a handful of control packets per session, none on the data pat
 
 from __future__ import annotations
 
-import hashlib
 import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -69,6 +68,9 @@ from ..crypto.seal import Hmac
 from ..errors import ConfigError, ParseError
 from ..wire.openvpn import (CONTROL_OPCODES, EARLY_NEG_START, SESSION_ID_LEN, WKC_OPCODES,
                             opcode_name, split_wkc)
+from .algorithms import AlgorithmError
+from .algorithms import digest as digest_spec
+from .data import DIGESTS, normalize_digest
 from .statickey import key_slices
 
 __all__ = ["PACKET_ID_LEN", "TLS_AUTH_DIGESTS", "TLS_CRYPT_OVERHEAD",
@@ -85,12 +87,10 @@ _TLS_CRYPT_OFF_CT = _TLS_CRYPT_OFF_TAG + TLS_CRYPT_TAG_LEN  # 49
 DEFAULT_REPLAY_WINDOW = 64               # --replay-window n [t] defaults
 DEFAULT_REPLAY_TIME = 15
 
-# OpenVPN --auth names -> hashlib names (the HMAC key is the first digest-size
-# bytes of a 64-byte slot, so the digest may not be larger than 64 bytes).
-TLS_AUTH_DIGESTS = {
-    "SHA1": "sha1", "SHA224": "sha224", "SHA256": "sha256", "SHA384": "sha384",
-    "SHA512": "sha512",
-}
+# The --auth digests tls-auth can use: every HMAC digest of the data channel
+# (:mod:`.algorithms`; the HMAC key is the first digest-size bytes of a 64-byte slot,
+# and no digest is larger than 64 bytes).
+TLS_AUTH_DIGESTS = tuple(DIGESTS)
 
 _PID = struct.Struct("!II")
 
@@ -181,15 +181,18 @@ class TlsAuth(_Wrapper):
     def __init__(self, key: bytes, direction: int | None, digest: str = "SHA1", *,
                  replay_window: int = DEFAULT_REPLAY_WINDOW,
                  replay_time: float = DEFAULT_REPLAY_TIME, send_time: int | None = None):
-        norm = digest.upper().replace("-", "")
-        md = TLS_AUTH_DIGESTS.get(norm)
-        if md is None:
-            raise ConfigError(f"tls-auth needs an HMAC digest ({', '.join(TLS_AUTH_DIGESTS)}),"
-                              f" not {digest!r}", option="auth")
+        try:
+            spec = None if normalize_digest(digest) is None else digest_spec(digest)
+        except AlgorithmError as exc:
+            raise ConfigError(f"tls-auth: {exc}", option="auth") from None
+        if spec is None:     # init.c do_init_tls_wrap_key, in 2.6's words
+            raise ConfigError("ERROR: tls-auth enabled, but no valid --auth algorithm "
+                              f"specified ('{digest}')", option="auth")
+        md = spec.hashlib_name
         super().__init__(replay_window, replay_time, send_time)
         out, inc = key_slices(key, direction)
-        self.digest = norm
-        self.hmac_size = hashlib.new(md).digest_size
+        self.digest = spec.name
+        self.hmac_size = spec.size
         self.overhead = self.hmac_size + PACKET_ID_LEN
         self._hmac_out = Hmac(out.hmac[:self.hmac_size], md)
         self._hmac_in = Hmac(inc.hmac[:self.hmac_size], md)

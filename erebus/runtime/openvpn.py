@@ -38,14 +38,14 @@ def session_settings(profile: Profile) -> SessionSettings:
     # data-ciphers-fallback only: 2.6 ignores 'cipher' for negotiation (options.c)
     return SessionSettings(tls=tls, data_ciphers=ciphers,
                            fallback_cipher=profile.data_ciphers_fallback,
-                           auth=profile.auth, username=profile.username,
+                           cipher=profile.cipher, auth=profile.auth, username=profile.username,
                            password=profile.password, tun_mtu=profile.tun_mtu,
                            hand_window=float(profile.hand_window), ping=profile.ping,
                            ping_restart=profile.ping_restart,
                            replay_window=profile.replay_window,
                            reneg_sec=profile.reneg_sec, reneg_bytes=profile.reneg_bytes,
                            tls_auth=(profile.tls_auth_key, profile.tls_auth_direction,
-                                     "SHA1" if profile.auth == "none" else profile.auth)
+                                     profile.auth)   # the reader refused auth none
                            if profile.tls_auth_key is not None else None,
                            tls_crypt=profile.tls_crypt_key,
                            tls_crypt_v2=(profile.tls_crypt_v2_key, profile.tls_crypt_v2_wkc)

@@ -203,8 +203,29 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
         "broken-many-problems.ovpn": [
             "client", ("dev tap", X, "dev"), "remote 198.18.11.4 1194",
             ("fragment 1300", X, "fragment"), ("frobnicate yes", X, "frobnicate"),
-            ("proto udp tcp", X, "proto"), ("cipher BF-CBC", X, "cipher"),
+            ("proto udp tcp", X, "proto"), ("cipher ARIA-256-CBC", X, "cipher"),
             ("http-proxy proxy.example.com 8080", X, "http-proxy"), *pki],
+        # A 2.6 profile for an old BF-CBC server (cipher-negotiation.rst): BF-CBC offered
+        # in data-ciphers and as the fallback, HMAC-MD5, the legacy provider OpenSSL 3
+        # needs for Blowfish, a Camellia key spelt as OpenSSL aliases it
+        "legacy-bf-cbc-server.ovpn": [
+            "client", "dev tun", "proto udp", "remote 198.18.11.20 1194", "nobind",
+            "remote-cert-tls server", "providers legacy default",
+            "data-ciphers AES-256-GCM:AES-128-GCM:bf:camellia256",
+            "data-ciphers-fallback BF-CBC", "auth md5", "reneg-bytes 0", *pki],
+        # What 2.6 refuses or erebus cannot run: a cipher cryptography lacks, a CFB-mode
+        # fallback, an extendable-output "digest", a hardware-key provider
+        "broken-legacy-algorithms.ovpn": [
+            "client", "dev tun", "remote 198.18.11.21 1194", "remote-cert-tls server",
+            ("cipher ARIA-128-CBC", X, "cipher"), ("data-ciphers-fallback BF-OFB", X,
+                                                   "data-ciphers-fallback"),
+            ("auth SHAKE128", X, "auth"), ("providers legacy pkcs11", X, "providers"),
+            *pki],
+        # tls-auth needs an HMAC: 2.6 refuses 'auth none' with it (init.c)
+        "broken-tls-auth-auth-none.ovpn": [
+            "client", "dev tun", "remote 198.18.11.22 1194", "remote-cert-tls server",
+            "data-ciphers AES-256-CBC", ("auth none", X, "auth"), *pki, "key-direction 1",
+            *block("tls-auth", t["ta"])],
         "broken-openvpn-2.3-era.ovpn": [
             "client", "dev tun", "remote 198.18.11.5 1194", "ns-cert-type server",
             ("key-method 2", X, "key-method"), ("tls-remote server", X, "tls-remote"),

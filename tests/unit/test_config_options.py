@@ -269,15 +269,26 @@ def test_tls_cipher_iana_names_are_translated():
 
 
 @pytest.mark.parametrize("value,auth", [("[null-digest]", "none"), ("none", "none"),
-                                        ("sha-256", "SHA256"), ("SHA512", "SHA512")])
+                                        ("sha-256", "SHA256"), ("SHA512", "SHA512"),
+                                        ("SHA2-384", "SHA384"), ("sha-224", "SHA224"),
+                                        ("md5", "MD5"), ("RIPEMD-160", "RIPEMD160"),
+                                        ("rmd160", "RIPEMD160"),
+                                        ("2.16.840.1.101.3.4.2.1", "SHA256"),
+                                        ("sha512-256", "SHA512-256"),
+                                        ("SHA-512/224", "SHA512-224"),
+                                        ("blake2s-256", "BLAKE2s256"), ("ssl3-sha1", "SHA1")])
 def test_auth_names_like_the_stock_client(value, auth):
     # '[null-digest]' is how OpenSSL (and the occ options string) names no digest
     assert parse_profile(profile(f"auth {value}\n")).auth == auth
 
 
 def test_an_unknown_auth_digest_is_a_problem():
-    assert problems(profile("auth WHIRLPOOL\n")) == [
-        (4, "auth", "p.ovpn:4: auth: unsupported digest WHIRLPOOL")]
+    assert problems(profile("auth MDC2\n")) == [
+        (4, "auth", "p.ovpn:4: auth: unsupported digest MDC2: OpenVPN 2.6 does not know "
+         "it either (Message hash algorithm not found)")]
+    assert problems(profile("auth SHAKE256\n")) == [
+        (4, "auth", "p.ovpn:4: auth: digest SHAKE256 is an extendable-output function; an "
+         "HMAC cannot use it")]
 
 
 def test_every_implemented_option_has_a_handler_and_back():

@@ -164,9 +164,13 @@ def test_cipher_names():
     assert normalize_cipher("aes-256-gcm") == "AES-256-GCM"
     assert normalize_cipher("[null-cipher]") == normalize_cipher("NONE") == "none"
     assert supported_cipher("chacha20-poly1305") and supported_cipher("AES-128-CBC")
-    assert not supported_cipher("BF-CBC")
+    assert supported_cipher("BF-CBC") and supported_cipher("blowfish")
+    assert normalize_cipher("bf") == normalize_cipher("1.3.6.1.4.1.3029.1.2") == "BF-CBC"
+    assert normalize_cipher("des3") == "DES-EDE3-CBC"
+    assert normalize_cipher("camellia256") == "CAMELLIA-256-CBC"
+    assert not supported_cipher("ARIA-128-CBC") and not supported_cipher("BF-OFB")
     with pytest.raises(ValueError):
-        DataKey(0, "BF-CBC", KEY_BLOCK)
+        DataKey(0, "ARIA-128-CBC", KEY_BLOCK)
     with pytest.raises(ValueError):
         DataKey(0, "AES-256-GCM", KEY_BLOCK[:255])
 

@@ -68,11 +68,17 @@ def test_client_message_refuses_bad_key_source():
 
 
 def test_peer_info_advertises_only_implemented_features():
-    text = km.peer_info(["AES-256-GCM", "CHACHA20-POLY1305"], mtu=1400)
+    text = km.peer_info(["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"], mtu=1400)
     lines = text.splitlines()
     assert text.endswith("\n")
-    assert "IV_CIPHERS=AES-256-GCM:CHACHA20-POLY1305" in lines
+    assert "IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305" in lines
     assert "IV_NCP=2" in lines and "IV_MTU=1400" in lines
+    # ssl.c push_peer_info: IV_NCP=2 only with both AES-GCM ciphers (a 2.4 server would
+    # push one of them to any IV_NCP=2 client)
+    for ciphers in (["AES-256-GCM", "CHACHA20-POLY1305"], ["BF-CBC"]):
+        lines = km.peer_info(ciphers).splitlines()
+        assert f"IV_CIPHERS={':'.join(ciphers)}" in lines
+        assert not any(line.startswith("IV_NCP") for line in lines)
     proto = int(next(line for line in lines if line.startswith("IV_PROTO="))[9:])
     assert proto == km.IMPLEMENTED_IV_PROTO
     assert proto & km.IV_PROTO_DATA_V2 and proto & km.IV_PROTO_REQUEST_PUSH

@@ -479,13 +479,12 @@ def test_authentic_packets_keep_the_session_alive():
 # -- refusals ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cipher,auth,fragment", [
-    (None, "SHA256", "BF-CBC"),
-    ("BF-CBC", "SHA256", "BF-CBC"),
-    ("bf-cbc", "SHA1", "64-bit"),
+    ("ARIA-256-CBC", "SHA256", "ARIA-256-CBC is not supported by erebus"),
     ("AES-256-GCM", "SHA256", "AEAD"),
     ("CHACHA20-POLY1305", "SHA256", "AEAD"),
     ("AES-256-CFB", "SHA256", "not supported"),
-    ("AES-256-CBC", "MD5", "auth MD5"),
+    ("AES-256-CBC", "SHAKE128", "auth SHAKE128"),
+    ("AES-256-CBC", "MDC2", "auth MDC2: unsupported digest"),
 ])
 def test_refused_ciphers(cipher, auth, fragment):
     with pytest.raises(ConfigError, match=fragment):
