@@ -193,14 +193,17 @@ class _SocksClient(Half):
 
     async def _associate(self, request: Request) -> None:
         """UDP ASSOCIATE: DST.ADDR and DST.PORT are where the client will send from
-        (zeros if it does not know); only its TCP peer address may use the relay."""
+        (zeros if it does not know); only its TCP peer address may use the relay.  A
+        name as DST.ADDR says nothing we could check (PySocks with remote DNS sends
+        "0"): only its port counts then."""
         server = self.server
         peer = self.transport.get_extra_info("peername")
         local = self.transport.get_extra_info("sockname")
-        if request.atyp == ATYP_DOMAIN or peer is None or local is None:
-            self._fail(REP_ADDRESS_TYPE_NOT_SUPPORTED)
+        if peer is None or local is None:
+            self._fail(REP_GENERAL_FAILURE)
             return
-        asked = ipaddress.ip_address(request.host)
+        asked = ipaddress.ip_address("0.0.0.0" if request.atyp == ATYP_DOMAIN
+                                     else request.host)
         if not asked.is_unspecified and asked != ipaddress.ip_address(peer[0]):
             log.warning("SOCKS: UDP ASSOCIATE from %s for datagrams from %s refused: only "
                         "the client's own address may use its relay", peer[0], asked)
