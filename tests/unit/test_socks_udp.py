@@ -23,6 +23,7 @@ import dns.rrset
 from hypothesis import given, settings, strategies as st
 
 from erebus.errors import ParseError
+from erebus.netstack import stack as stack_mod
 from erebus.runtime.expose import socks, socks_udp
 from erebus.runtime.expose.dns import VpnResolver
 from erebus.runtime.expose.forward import Dialer
@@ -435,6 +436,20 @@ def test_associations_are_bounded(monkeypatch):
     w, replies = run(main())
     assert [r[:2] for r in replies] == [b"\x05\x00", b"\x05\x00", b"\x05\x01"]
     assert w.server.udp_counters.refused == 1
+
+
+def test_no_socket_left_on_the_vpn_side_is_a_general_failure_reply(monkeypatch):
+    async def main():
+        w = await World.make()
+        monkeypatch.setattr(stack_mod, "MAX_UDP_SOCKETS", len(w.vpn.stack.udp))  # all taken
+        control, _, reply = await w.associate()
+        w.close()
+        return w, control, reply
+
+    w, control, reply = run(main())
+    assert reply[:2] == b"\x05\x01" and control.closed          # a reply, then closed
+    assert w.server.udp_counters.refused == 1 and not w.server.associations
+    assert not w.local.endpoints                                 # nothing left open
 
 
 def test_datagrams_waiting_for_a_name_are_bounded():

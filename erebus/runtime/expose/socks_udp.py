@@ -148,7 +148,7 @@ class UdpAssociation:
             self.relay, _ = await opener(
                 lambda: _Side(self, self._from_client, relay=True), local_addr=(local_ip, 0))
         except BaseException:
-            self.close()
+            self._release()              # the control connection stays: it gets the reply
             raise
         self._idle = self.loop.call_later(IDLE_TIMEOUT, self._check_idle)
         return self.relay.get_extra_info("sockname")[:2]
@@ -308,6 +308,11 @@ class UdpAssociation:
         """End the association: both sockets, the lookups, the control connection."""
         if self.closed:
             return
+        self._release()
+        if not self.control.is_closing():
+            self.control.close()
+
+    def _release(self) -> None:
         self.closed = True
         self.server.associations.discard(self)
         if self._idle is not None:
@@ -319,5 +324,3 @@ class UdpAssociation:
         for transport in (self.relay, self.vpn_side):
             if transport is not None:
                 transport.close()
-        if not self.control.is_closing():
-            self.control.close()
