@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="serve an HTTP proxy (absolute URIs and CONNECT) into the VPN "
                     "(HOST defaults to 127.0.0.1)")
     up.add_argument("--socks", metavar="[HOST:]PORT",
-                    help="serve a SOCKS5 proxy into the VPN (HOST defaults to 127.0.0.1)")
+                    help="serve a SOCKS5 proxy into the VPN: CONNECT and UDP ASSOCIATE "
+                    "(HOST defaults to 127.0.0.1)")
     up.add_argument("--proxy-auth-file", metavar="FILE",
                     help="require the username (first line of FILE) and password (second "
                     "line) from the clients of --http-proxy (Proxy-Authorization: Basic) "

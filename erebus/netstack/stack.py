@@ -16,7 +16,8 @@ What a host on the VPN can make it hold is bounded where each table is declared:
 half-open connections per listener (:data:`SYN_BACKLOG`; a SYN beyond is dropped
 and counted, and a retransmitted SYN of a 4-tuple still waiting is not handed to the
 application again), TIME-WAIT connections (:data:`MAX_TIME_WAIT`), each UDP socket's
-datagrams and errors (:data:`UDP_QUEUE_LIMIT`), the ICMP errors we answer with
+datagrams and errors (:data:`UDP_QUEUE_LIMIT`), the UDP sockets the application
+may bind (:data:`MAX_UDP_SOCKETS`), the ICMP errors we answer with
 (:data:`ICMP_ERRORS_PER_SEC`), each connection's out-of-order data (its receive
 buffer, :mod:`erebus.netstack.ooo`).  ICMP errors that quote no segment we have in
 flight are ignored (RFC 5927).  Established connections are the application's to
@@ -25,6 +26,7 @@ bound (each -R connection is one local connection).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import heapq
 import itertools
@@ -47,6 +49,9 @@ log = logging.getLogger("erebus.netstack")
 
 EPHEMERAL = (49152, 65535)
 UDP_QUEUE_LIMIT = 256     # datagrams (and, apart, ICMP errors) queued per UDP socket
+# UDP sockets bound at once (DNS lookups, datagram endpoints, SOCKS UDP associations);
+# one more is refused with OSError, as a process runs out of descriptors
+MAX_UDP_SOCKETS = 1024
 # Half-open connections per listener: SYNs waiting for the application (deferred
 # listeners dial their local target first) plus connections in SYN-RECEIVED.  Like
 # Linux's listen backlog / somaxconn (128 for years); a SYN beyond it is dropped
@@ -87,7 +92,8 @@ class Counters:
     rst_sent: int = 0
     echo_replies: int = 0
     icmp_errors: int = 0
-    udp_dropped: int = 0
+    udp_dropped: int = 0          # datagrams and errors beyond a socket's queue
+    udp_filtered: int = 0         # to a connected socket from another address
     syn_dropped: int = 0          # SYNs beyond a listener's backlog
     syn_retransmits: int = 0      # SYNs of a 4-tuple already waiting for an answer
     icmp_ignored: int = 0         # ICMP errors quoting no segment we have in flight
@@ -131,9 +137,18 @@ class Listener:
 
 @dataclass(eq=False)
 class UdpSocket:
+    """A bound UDP port.  ``remote`` (ip, port), if set, connects it as connect(2)
+    does: only datagrams from there are delivered (others are answered as by a closed
+    port) and only ICMP errors quoting a datagram to there.  ``queue`` and ``errors``
+    hold at most ``limit`` entries each; what comes beyond is dropped and counted in
+    ``dropped`` (and in the stack's ``udp_dropped``)."""
+
     port: int
+    remote: tuple[int, int] | None = None
+    limit: int = UDP_QUEUE_LIMIT
     queue: deque = field(default_factory=deque)          # (payload, (ip_str, port))
     errors: deque = field(default_factory=deque)         # (NetError, (ip_str, port))
+    dropped: int = 0
     closed: bool = False
 
 
@@ -233,12 +248,23 @@ class NetStack:
         self._send_rst(syn.remote_ip, seg.dst_port, seg.src_port, 0,
                        (seg.seq + 1) % (1 << 32), RST | ACK)
 
-    def udp_bind(self, port: int = 0) -> UdpSocket:
+    def udp_bind(self, port: int = 0, *, remote=None,
+                 limit: int = UDP_QUEUE_LIMIT) -> UdpSocket:
+        """A UDP socket on ``port`` (0: an ephemeral one), connected to ``remote``
+        ((ip, port)) if given.  OSError if the port is taken or
+        :data:`MAX_UDP_SOCKETS` are bound already."""
+        if len(self.udp) >= MAX_UDP_SOCKETS:
+            raise OSError(errno.EMFILE, f"too many UDP sockets ({MAX_UDP_SOCKETS} are "
+                          "bound)")
+        if not 0 <= port < 65536:
+            raise OSError(errno.EINVAL, f"UDP port {port} is out of range")
         if port == 0:
             port = self._ephemeral(lambda p: p not in self.udp)
         elif port in self.udp:
-            raise OSError(f"UDP port {port} is in use")
-        sock = UdpSocket(port)
+            raise OSError(errno.EADDRINUSE, f"UDP port {port} is in use")
+        if remote is not None:
+            remote = (to_ip(remote[0]), remote[1])
+        sock = UdpSocket(port, remote, limit)
         self.udp[port] = sock
         return sock
 
@@ -249,8 +275,8 @@ class NetStack:
 
     def udp_send(self, sock: UdpSocket, payload: bytes, remote_ip, remote_port: int) -> None:
         if len(payload) + 28 > self.mtu:
-            raise OSError(f"UDP datagram of {len(payload)} bytes does not fit the tunnel MTU "
-                          f"{self.mtu}")
+            raise OSError(errno.EMSGSIZE, f"UDP datagram of {len(payload)} bytes does not "
+                          f"fit the tunnel MTU {self.mtu}")
         rip = to_ip(remote_ip)
         self._emit(rip, PROTO_UDP, build_udp(self.local_ip, rip, sock.port, remote_port,
                                              payload))
@@ -375,13 +401,18 @@ class NetStack:
     def _receive_udp(self, src: int, payload, packet, now: float) -> None:
         dgram = parse_udp(payload, src, self.local_ip)
         sock = self.udp.get(dgram.dst_port)
+        if sock is not None and sock.remote is not None and \
+                sock.remote != (src, dgram.src_port):
+            self.counters.udp_filtered += 1
+            sock = None                  # a connected socket: as if the port were closed
         if sock is None:
             # like a kernel: port unreachable, quoting the datagram (rate-limited)
             if self._icmp_allowed(now):
                 self._emit(src, PROTO_ICMP, icmp.build_icmp_error(
                     icmp.DEST_UNREACH, icmp.UNREACH_PORT, packet))
             return
-        if len(sock.queue) >= UDP_QUEUE_LIMIT:
+        if len(sock.queue) >= sock.limit:
+            sock.dropped += 1
             self.counters.udp_dropped += 1
             return
         sock.queue.append((bytes(dgram.payload), (ip_to_str(src), dgram.src_port)))
@@ -416,7 +447,11 @@ class NetStack:
         elif orig.protocol == PROTO_UDP:
             sock = self.udp.get(orig.src_port)
             if sock is not None:
-                if len(sock.errors) >= UDP_QUEUE_LIMIT:
+                if sock.remote is not None and sock.remote != (orig.dst, orig.dst_port):
+                    self.counters.icmp_ignored += 1     # not about what it sends
+                    return
+                if len(sock.errors) >= sock.limit:
+                    sock.dropped += 1
                     self.counters.udp_dropped += 1
                     return
                 sock.errors.append((NetError(reason, text),

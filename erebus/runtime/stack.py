@@ -4,12 +4,21 @@ asyncio transports and streams.
     vpn = VpnStack(tunnel)                         # any erebus.tunnel.PacketLink
     reader, writer = await vpn.open_connection("198.18.2.2", 80)
     server = await vpn.start_server(handler, 8080) # on the virtual IP
+    transport, protocol = await vpn.create_datagram_endpoint(factory)   # UDP
 
 Each TCP connection is an :class:`asyncio.Transport` (:class:`TcpTransport`), so
 any :class:`asyncio.Protocol` runs over it, and asyncio's own StreamReader and
 StreamWriter give the stream API with their usual flow control: a reader that
 does not read pauses the transport, which stops taking data from the TCP
 receive buffer, which closes the advertised window.
+
+Each UDP socket is an :class:`asyncio.DatagramTransport` (:class:`UdpTransport`)
+for an :class:`asyncio.DatagramProtocol`: ``datagram_received(data, addr)``,
+``error_received(exc)`` (an ICMP error from the tunnel: port unreachable is
+ConnectionRefusedError) and ``connection_lost``.  Its receive queue is bounded
+(:data:`erebus.netstack.stack.UDP_QUEUE_LIMIT` datagrams while it is paused or
+between two passes; more are dropped and counted), and so is the number of sockets
+(:data:`erebus.netstack.stack.MAX_UDP_SOCKETS`).
 
 Batching: packets from the tunnel go into the stack as they come; the stack's
 output is produced once per event-loop pass (``call_soon``), so a burst of
@@ -23,7 +32,8 @@ import logging
 import socket
 
 from ..netstack.errors import NetError, NetErrorReason
-from ..netstack.stack import SYN_BACKLOG, Listener, NetStack, PendingSyn, UdpSocket
+from ..netstack.stack import SYN_BACKLOG, UDP_QUEUE_LIMIT, Listener, NetStack, PendingSyn, \
+    UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
 from ..tunnel import PacketLink
 from ..wire.ipv4 import ip_to_str, to_ip
@@ -247,6 +257,138 @@ class TcpTransport(asyncio.Transport):
                 log.exception("connection_lost failed")
 
 
+def _ipv4_address(addr, what: str) -> tuple[str, int]:
+    """``addr`` as (IPv4 literal, port 1..65535); ValueError otherwise (resolve names
+    first: erebus.runtime.expose.dns)."""
+    try:
+        host, port = addr
+        socket.inet_aton(host)
+        if host.count(".") != 3:
+            raise OSError
+    except (OSError, TypeError, ValueError):
+        raise ValueError(f"{what} {addr!r} is not (IPv4 address, port)") from None
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"{what} {addr!r}: port {port!r} is out of range 1..65535")
+    return host, port
+
+
+class UdpTransport(asyncio.DatagramTransport):
+    """One UDP socket of the stack on the virtual IP, seen as an asyncio datagram
+    transport (what :meth:`VpnStack.create_datagram_endpoint` returns)."""
+
+    def __init__(self, vpn: "VpnStack", sock: UdpSocket, remote: tuple[str, int] | None):
+        super().__init__()
+        self._vpn = vpn
+        self._sock = sock
+        self._remote = remote
+        self._protocol: asyncio.DatagramProtocol | None = None
+        self._read_paused = False
+        self._closing = False
+        self.sent = 0                   # datagrams handed to the tunnel
+        self.received = 0               # datagrams delivered to the protocol
+
+    # -- asyncio.DatagramTransport -------------------------------------------------------
+
+    def get_extra_info(self, name, default=None):
+        if name == "sockname":
+            return ip_to_str(self._vpn.stack.local_ip), self._sock.port
+        if name == "peername":
+            return self._remote if self._remote is not None else default
+        if name == "udp":
+            return self._sock
+        return default
+
+    def set_protocol(self, protocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._read_paused and not self._closing
+
+    def pause_reading(self) -> None:
+        """Datagrams wait in the socket's bounded queue (the rest are dropped)."""
+        self._read_paused = True
+
+    def resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            self._vpn._changed(self)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest datagram :meth:`sendto` takes: the tunnel's MTU less the IPv4
+        and UDP headers (the stack never fragments)."""
+        return self._vpn.stack.mtu - 28
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams and errors dropped because the receive queue was full."""
+        return self._sock.dropped
+
+    def sendto(self, data, addr=None) -> None:
+        """Send one datagram to ``addr`` (an IPv4 literal and a port; None or the
+        remote for a connected endpoint).  ValueError for a bad address; a datagram
+        too big for the tunnel's MTU goes to ``error_received`` (OSError EMSGSIZE),
+        as asyncio reports a failed send."""
+        if self._closing:
+            return                       # like asyncio: sends after close are dropped
+        if self._remote is not None:
+            if addr is not None and tuple(addr) != self._remote:
+                raise ValueError(f"Invalid address: must be None or {self._remote}")
+            host, port = self._remote
+        elif addr is None:
+            raise ValueError("sendto() needs an address: the endpoint is not connected")
+        else:
+            host, port = _ipv4_address(addr, "sendto() address")
+        try:
+            self._vpn.stack.udp_send(self._sock, bytes(data), host, port)
+        except OSError as exc:
+            self._call("error_received", exc)
+            return
+        self.sent += 1
+        self._vpn._schedule_flush()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._vpn._close_udp(self)
+        self._vpn.loop.call_soon(self._call, "connection_lost", None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_write_buffer_size(self) -> int:
+        return 0                         # a datagram goes to the tunnel when sent
+
+    # -- driven by the VpnStack ----------------------------------------------------------
+
+    def _call(self, method: str, *args) -> None:
+        try:
+            getattr(self._protocol, method)(*args)
+        except Exception:                          # noqa: BLE001 - a protocol's bug
+            log.exception("%s of a UDP protocol failed", method)
+
+    def _update(self) -> None:
+        sock = self._sock
+        if self._closing:
+            sock.queue.clear()
+            sock.errors.clear()
+            return
+        while sock.queue and not self._read_paused and not self._closing:
+            data, source = sock.queue.popleft()
+            self.received += 1
+            self._call("datagram_received", data, source)
+        while sock.errors and not self._read_paused and not self._closing:
+            error, _dest = sock.errors.popleft()
+            self._call("error_received", _error_for(error))
+
+
 class VpnServer:
     """What :meth:`VpnStack.start_server` returns (like asyncio.Server, smaller)."""
 
@@ -293,7 +435,7 @@ class VpnStack:
         self._transports: dict[TcpConnection, TcpTransport] = {}
         self._servers: dict[int, tuple[VpnServer, object]] = {}
         self._deferred: dict[int, object] = {}
-        self._udp_waiters: dict[UdpSocket, tuple] = {}
+        self._udp: dict[UdpSocket, UdpTransport] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._app_changed: set[TcpTransport] = set()
@@ -394,31 +536,71 @@ class VpnStack:
         self._schedule_flush()
 
     def close(self) -> None:
-        """Reset every connection (the tunnel is going away)."""
+        """Reset every connection and close every UDP socket (the tunnel is going
+        away)."""
         for transport in list(self._transports.values()):
             transport.abort()
+        for udp in list(self._udp.values()):
+            udp.close()
         self._flush()
         if self._timer is not None:
             self._timer.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
 
-    # -- UDP (for DNS through the tunnel) -------------------------------------------------
+    # -- UDP ------------------------------------------------------------------------------
+
+    async def create_datagram_endpoint(self, protocol_factory, local_port: int = 0,
+                                       remote: tuple[str, int] | None = None, *,
+                                       queue_limit: int = UDP_QUEUE_LIMIT):
+        """Like loop.create_datagram_endpoint, on the virtual IP: a UDP socket on
+        ``local_port`` (0: an ephemeral port), connected to ``remote`` (an IPv4
+        address and a port) if given; returns (transport, protocol).  At most
+        ``queue_limit`` datagrams wait for the protocol; OSError if the port is in
+        use or too many sockets are open, ValueError for a bad ``remote``."""
+        if remote is not None:
+            remote = _ipv4_address(remote, "remote")
+        sock = self.stack.udp_bind(local_port, remote=remote, limit=queue_limit)
+        transport = UdpTransport(self, sock, remote)
+        self._udp[sock] = transport
+        try:
+            protocol = protocol_factory()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+        except BaseException:
+            transport._closing = True
+            self._close_udp(transport)
+            raise
+        return transport, protocol
 
     async def udp_exchange(self, payload: bytes, host: str, port: int, *,
                            timeout: float, accept=None) -> bytes:
         """Send one datagram; return the first answer from (host, port) that
-        ``accept(data)`` (if given) takes.  Datagrams from elsewhere are ignored."""
-        sock = self.stack.udp_bind()
+        ``accept(data)`` (if given) takes.  Datagrams from elsewhere are ignored; an
+        ICMP error about (host, port) raises (ConnectionRefusedError ...)."""
         fut = self.loop.create_future()
-        self._udp_waiters[sock] = (fut, (host, port), accept)
+
+        class _Exchange(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr) -> None:
+                if not fut.done() and (accept is None or accept(data)):
+                    fut.set_result(data)
+
+            def error_received(self, exc) -> None:
+                if not fut.done():
+                    fut.set_exception(exc)
+
+        transport, _ = await self.create_datagram_endpoint(_Exchange, remote=(host, port))
         try:
-            self.stack.udp_send(sock, payload, host, port)
-            self._schedule_flush()
+            transport.sendto(payload)
             return await asyncio.wait_for(fut, timeout)
         finally:
-            self._udp_waiters.pop(sock, None)
-            self.stack.udp_close(sock)
+            transport.close()
+
+    def _close_udp(self, transport: UdpTransport) -> None:
+        sock = transport._sock
+        self.stack.udp_close(sock)
+        if self._udp.get(sock) is transport:
+            del self._udp[sock]
 
     # -- the pump ------------------------------------------------------------------------
 
@@ -430,7 +612,7 @@ class VpnStack:
         self.stack.touch(conn)
         self._schedule_flush()
 
-    def _changed(self, transport: TcpTransport) -> None:
+    def _changed(self, transport: TcpTransport | UdpTransport) -> None:
         self._app_changed.add(transport)
         self._schedule_flush()
 
@@ -467,7 +649,7 @@ class VpnStack:
         self._arm_timer()
 
     def _dispatch(self, item, now: float) -> None:
-        if isinstance(item, TcpTransport):
+        if isinstance(item, (TcpTransport, UdpTransport)):
             item._update()
         elif isinstance(item, TcpConnection):
             transport = self._transports.get(item)
@@ -480,20 +662,12 @@ class VpnStack:
         elif isinstance(item, Listener):
             self._serve(item, now)
         elif isinstance(item, UdpSocket):
-            waiter = self._udp_waiters.get(item)
-            if waiter is None:
+            transport = self._udp.get(item)
+            if transport is None:
                 item.queue.clear()
                 item.errors.clear()
-                return
-            fut, peer, accept = waiter
-            while item.queue and not fut.done():
-                data, source = item.queue.popleft()
-                if source == peer and (accept is None or accept(data)):
-                    fut.set_result(data)
-            while item.errors and not fut.done():
-                error, dest = item.errors.popleft()
-                if dest == peer:
-                    fut.set_exception(_error_for(error))
+            else:
+                transport._update()
 
     def _serve(self, listener: Listener, now: float) -> None:
         if listener.defer:

@@ -1,5 +1,7 @@
 """SOCKS5 messages (RFC 1928), username/password authentication (RFC 1929) and the
-UDP request header (RFC 1928 section 7), as a client sends and reads them.
+UDP request header (RFC 1928 section 7), as a client sends and reads them, and as a
+server reads requests and datagrams (:func:`parse_request`, :func:`parse_udp_request`)
+and answers (:func:`build_reply`).
 
 Sans-IO: builders return bytes; each ``parse_*`` takes what has arrived so far and
 returns ``None`` while the message is incomplete, else the message and how many
@@ -20,7 +22,8 @@ __all__ = ["VERSION", "NO_AUTH", "USER_PASS", "NO_ACCEPTABLE", "CMD_CONNECT",
            "CMD_UDP_ASSOCIATE", "ATYP_IPV4", "ATYP_DOMAIN", "ATYP_IPV6", "REPLY_MESSAGES",
            "MAX_REPLY", "UDP_HEADER", "Reply", "greeting", "parse_method",
            "user_pass_request", "parse_auth_status", "request", "parse_reply",
-           "add_udp_header", "strip_udp_header"]
+           "add_udp_header", "strip_udp_header", "RequestError", "Request", "UdpRequest",
+           "parse_request", "parse_udp_request", "build_reply"]
 
 VERSION = 5
 AUTH_VERSION = 1                 # RFC 1929's sub-negotiation version
@@ -166,3 +169,102 @@ def strip_udp_header(datagram: bytes) -> tuple[int, bytes, int, bytes]:
                          f"{datagram[3]}, not IPv4")
     (port,) = struct.unpack_from("!H", datagram, 8)
     return datagram[2], bytes(datagram[4:8]), port, datagram[UDP_HEADER:]
+
+
+# -- the server's side ----------------------------------------------------------------
+
+class RequestError(ParseError):
+    """A request the server answers with ``reply`` (a REP code), then closes."""
+
+    def __init__(self, message: str, reply: int):
+        super().__init__(message)
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A client's request (section 4): ``host`` is a dotted IPv4 address, an IPv6
+    address (``atyp`` ATYP_IPV6) or a name as sent (ASCII)."""
+
+    cmd: int
+    atyp: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class UdpRequest:
+    """A datagram from the client to the UDP relay (section 7)."""
+
+    frag: int
+    atyp: int
+    host: str
+    port: int
+    data: bytes
+
+
+def _parse_address(buf, offset: int) -> tuple[int, str, int, int] | None:
+    """ATYP, address, port and end of the address that starts at ``offset`` (its
+    ATYP byte); None while incomplete; RequestError for an unknown ATYP (reply 8), a
+    name that is empty or not ASCII (reply 1)."""
+    n = len(buf)
+    if n <= offset:
+        return None
+    atyp = buf[offset]
+    if atyp == ATYP_DOMAIN:
+        if n <= offset + 1:
+            return None
+        alen, start = buf[offset + 1], offset + 2
+    elif atyp in _ADDR_LEN:
+        alen, start = _ADDR_LEN[atyp], offset + 1
+    else:
+        raise RequestError(f"unknown address type {atyp}", REP_ADDRESS_TYPE_NOT_SUPPORTED)
+    end = start + alen + 2
+    if n < end:
+        return None
+    raw = bytes(buf[start:start + alen])
+    if atyp == ATYP_DOMAIN:
+        if not raw or not raw.isascii():
+            raise RequestError("a destination name that is empty or not ASCII (IDNA)",
+                               REP_GENERAL_FAILURE)
+        host = raw.decode("ascii")
+    else:
+        host = str(ipaddress.ip_address(raw))
+    (port,) = struct.unpack_from("!H", buf, start + alen)
+    return atyp, host, port, end
+
+
+def parse_request(buf) -> tuple[Request, int] | None:
+    """A client's request and the bytes taken; None while incomplete.  RequestError
+    (with the reply to send) for a version other than 5, an unknown address type or
+    an unusable name; the command is not checked."""
+    if len(buf) < 4:
+        return None
+    if buf[0] != VERSION:
+        raise RequestError(f"not a SOCKS5 request (version {buf[0]})", REP_GENERAL_FAILURE)
+    parsed = _parse_address(buf, 3)
+    if parsed is None:
+        return None
+    atyp, host, port, end = parsed
+    return Request(buf[1], atyp, host, port), end
+
+
+def parse_udp_request(datagram) -> UdpRequest:
+    """RSV(2) FRAG(1) ATYP DST.ADDR DST.PORT DATA of a datagram from the client;
+    ParseError if the header is incomplete or its address unusable.  RSV is not
+    checked (RFC 1928 says X'0000'; nothing depends on it)."""
+    n = len(datagram)
+    parsed = _parse_address(datagram, 3) if n > 3 else None
+    if parsed is None:
+        raise ParseError(f"a {n}-byte datagram to the SOCKS relay is shorter than its "
+                         "header")
+    atyp, host, port, end = parsed
+    return UdpRequest(datagram[2], atyp, host, port, bytes(datagram[end:]))
+
+
+def build_reply(code: int, host: str = "0.0.0.0", port: int = 0) -> bytes:
+    """The server's reply (section 6) with BND.ADDR ``host`` (IPv4 or IPv6) and
+    BND.PORT ``port``."""
+    addr = ipaddress.ip_address(host)
+    atyp = ATYP_IPV4 if addr.version == 4 else ATYP_IPV6
+    return bytes((VERSION, code, 0, atyp)) + addr.packed + struct.pack("!H", port)

@@ -1,10 +1,12 @@
-"""A SOCKS5 server (RFC 1928) whose CONNECTs go through the VPN.
+"""A SOCKS5 server (RFC 1928) whose CONNECTs and UDP ASSOCIATEs go through the VPN.
 
 IPv4 addresses and domain names (resolved through the VPN's DNS, so ``curl
 --socks5-hostname`` and ``ALL_PROXY=socks5h://`` never leak names to the host's
-resolver); optional username/password (RFC 1929).  Replies carry the RFC's codes:
-refused, host unreachable, network unreachable, TTL expired, command or address type
-not supported.  After the reply the connection is spliced transport to transport.
+resolver); optional username/password (RFC 1929), for both commands.  Replies carry
+the RFC's codes: refused, host unreachable, network unreachable, TTL expired, command
+or address type not supported (IPv6 destinations: the tunnel carries IPv4).  After
+a CONNECT's reply the connection is spliced transport to transport; a UDP
+ASSOCIATE's relay is :mod:`erebus.runtime.expose.socks_udp`.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import struct
 
 from ...credentials import ProxyCredentials
 from ...netstack.errors import NetErrorReason
-from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, CMD_CONNECT, NO_ACCEPTABLE,
-                            NO_AUTH, REP_ADDRESS_TYPE_NOT_SUPPORTED,
+from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV6, CMD_CONNECT, CMD_UDP_ASSOCIATE,
+                            NO_ACCEPTABLE, NO_AUTH, REP_ADDRESS_TYPE_NOT_SUPPORTED,
                             REP_COMMAND_NOT_SUPPORTED, REP_CONNECTION_REFUSED,
                             REP_GENERAL_FAILURE, REP_HOST_UNREACHABLE,
-                            REP_NETWORK_UNREACHABLE, REP_SUCCEEDED, REP_TTL_EXPIRED, USER_PASS,
-                            VERSION)
+                            REP_NETWORK_UNREACHABLE, REP_NOT_ALLOWED, REP_SUCCEEDED,
+                            REP_TTL_EXPIRED, USER_PASS, VERSION, Request, RequestError,
+                            build_reply, parse_request)
+from ..ratelimit import RateLimitedLog, counters_summary
 from .dns import ResolveError
 from .forward import Half
+from .socks_udp import MAX_ASSOCIATIONS, NameCache, UdpAssociation, UdpCounters
 
 log = logging.getLogger("erebus.socks")
 
@@ -54,8 +58,7 @@ def reply_code(exc: BaseException) -> int:
 
 
 def _reply(code: int, addr: str = "0.0.0.0", port: int = 0) -> bytes:
-    return struct.pack("!BBBB4sH", VERSION, code, 0, ATYP_IPV4,
-                       ipaddress.IPv4Address(addr).packed, port)
+    return build_reply(code, addr, port)
 
 
 class _SocksClient(Half):
@@ -68,13 +71,14 @@ class _SocksClient(Half):
         self.stage = "greeting"
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.association: UdpAssociation | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timeout)
 
     def _timeout(self) -> None:
-        if self.stage != "spliced":
+        if self.stage not in ("spliced", "associated"):
             log.debug("SOCKS handshake timed out")
             self.transport.abort()
 
@@ -82,6 +86,8 @@ class _SocksClient(Half):
         if self.stage in ("spliced", "connecting"):
             super().data_received(data)
             return
+        if self.stage in ("associating", "associated"):
+            return            # RFC 1928 7: nothing more is expected on the control connection
         self.buf += data
         if len(self.buf) > HANDSHAKE_LIMIT:
             self.transport.abort()
@@ -143,7 +149,13 @@ class _SocksClient(Half):
                     return
                 if self.stage == "done":
                     return
-                host, port = parsed
+                if parsed.cmd == CMD_UDP_ASSOCIATE:
+                    self.stage = "associating"
+                    self.buf.clear()
+                    self.task = asyncio.get_running_loop().create_task(
+                        self._associate(parsed))
+                    return
+                host, port = parsed.host, parsed.port
                 self.stage = "connecting"
                 self.pending = [bytes(self.buf)] if self.buf else []
                 self.buf.clear()
@@ -153,49 +165,77 @@ class _SocksClient(Half):
             else:
                 return
 
-    def _parse_request(self):
-        b = self.buf
-        if len(b) < 5:
+    def _parse_request(self) -> Request | tuple | None:
+        """The request once complete (None before); after a refusal ``()``, the
+        reply sent and the stage "done"."""
+        try:
+            parsed = parse_request(self.buf)
+        except RequestError as exc:
+            log.debug("SOCKS: %s", exc)
+            self._fail(exc.reply)
+            return ()
+        if parsed is None:
             return None
-        ver, cmd, _, atyp = b[0], b[1], b[2], b[3]
-        if ver != VERSION:
-            self._fail(REP_GENERAL_FAILURE)
-            return ()
-        if atyp == ATYP_IPV4:
-            end = 4 + 4 + 2
-            if len(b) < end:
-                return None
-            host = str(ipaddress.IPv4Address(bytes(b[4:8])))
-        elif atyp == ATYP_DOMAIN:
-            n = b[4]
-            end = 5 + n + 2
-            if len(b) < end:
-                return None
-            try:
-                host = bytes(b[5:5 + n]).decode("ascii")
-            except UnicodeDecodeError:
-                del b[:end]
-                self._fail(REP_GENERAL_FAILURE)      # names travel as ASCII (IDNA)
-                return ()
-        elif atyp == ATYP_IPV6:
-            end = 4 + 16 + 2
-            if len(b) < end:
-                return None
-            del b[:end]
-            self._fail(REP_ADDRESS_TYPE_NOT_SUPPORTED)
-            return ()
-        else:
-            self._fail(REP_ADDRESS_TYPE_NOT_SUPPORTED)
-            return ()
-        (port,) = struct.unpack_from("!H", b, end - 2)
-        del b[:end]
-        if cmd != CMD_CONNECT:
+        request, end = parsed
+        del self.buf[:end]
+        if request.cmd == CMD_UDP_ASSOCIATE:
+            return request          # its address is the client's own: see _associate
+        if request.cmd != CMD_CONNECT:
             self._fail(REP_COMMAND_NOT_SUPPORTED)
             return ()
-        if not host or port == 0:
+        if request.atyp == ATYP_IPV6:
+            self._fail(REP_ADDRESS_TYPE_NOT_SUPPORTED)      # the tunnel carries IPv4
+            return ()
+        if request.port == 0:
             self._fail(REP_GENERAL_FAILURE)
             return ()
-        return host, port
+        return request
+
+    async def _associate(self, request: Request) -> None:
+        """UDP ASSOCIATE: DST.ADDR and DST.PORT are where the client will send from
+        (zeros if it does not know); only its TCP peer address may use the relay.  A
+        name as DST.ADDR says nothing we could check (PySocks with remote DNS sends
+        "0"): only its port counts then."""
+        server = self.server
+        peer = self.transport.get_extra_info("peername")
+        local = self.transport.get_extra_info("sockname")
+        if peer is None or local is None:
+            self._fail(REP_GENERAL_FAILURE)
+            return
+        asked = ipaddress.ip_address("0.0.0.0" if request.atyp == ATYP_DOMAIN
+                                     else request.host)
+        if not asked.is_unspecified and asked != ipaddress.ip_address(peer[0]):
+            log.warning("SOCKS: UDP ASSOCIATE from %s for datagrams from %s refused: only "
+                        "the client's own address may use its relay", peer[0], asked)
+            self._fail(REP_NOT_ALLOWED)
+            return
+        if len(server.associations) >= MAX_ASSOCIATIONS:
+            server.udp_counters.refused += 1
+            log.warning("SOCKS: UDP ASSOCIATE from %s refused: %d associations are open "
+                        "already", peer[0], MAX_ASSOCIATIONS)
+            self._fail(REP_GENERAL_FAILURE)
+            return
+        association = UdpAssociation(server, self.transport, (peer[0], request.port))
+        server.associations.add(association)
+        try:
+            relay_ip, relay_port = await association.open(local[0])
+        except OSError as exc:
+            server.udp_counters.refused += 1
+            log.warning("SOCKS: UDP ASSOCIATE from %s failed: %s", peer[0],
+                        exc.strerror or exc)
+            if not self.transport.is_closing():
+                self._fail(REP_GENERAL_FAILURE)
+            return
+        if self.transport.is_closing():
+            association.close()
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.association = association
+        self.transport.write(_reply(REP_SUCCEEDED, relay_ip, relay_port))
+        self.stage = "associated"
+        server.udp_counters.associations += 1
+        log.info("SOCKS: UDP relay %s:%d for %s", relay_ip, relay_port, peer[0])
 
     def _fail(self, code: int) -> None:
         self.server.errors += 1
@@ -238,21 +278,33 @@ class _SocksClient(Half):
     def connection_lost(self, exc) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.association is not None:
+            self.association.close()          # it lives as long as its control connection
         if self.stage == "connecting" and self.task is not None:
             self.closed = True            # the dial finishes, then closes the VPN side
         super().connection_lost(exc)
 
 
 class SocksServer:
+    """``udp_endpoint``: what opens the local UDP relays (the loop's
+    create_datagram_endpoint unless a test gives another)."""
+
     def __init__(self, dialer, bind: str, port: int, *,
-                 credentials: ProxyCredentials | tuple[str, str] | None):
+                 credentials: ProxyCredentials | tuple[str, str] | None, udp_endpoint=None):
         self.dialer = dialer
+        self.udp_endpoint = udp_endpoint
         self.bind, self.port = bind, port
         if isinstance(credentials, tuple):
             credentials = ProxyCredentials(credentials[0].encode(), credentials[1].encode())
         self.credentials = credentials
         self.server = None
         self.connected = self.failed = self.errors = self.auth_failures = 0
+        self.associations: set[UdpAssociation] = set()     # at most MAX_ASSOCIATIONS
+        self.udp_counters = UdpCounters()
+        def clock() -> float:
+            return asyncio.get_running_loop().time()
+        self.names = NameCache(clock)
+        self.drops = RateLimitedLog(log, clock=clock)
 
     def check(self, user: bytes, password: bytes) -> bool:
         return self.credentials.check(user, password)
@@ -265,7 +317,18 @@ class SocksServer:
         log.info("SOCKS5 proxy on %s:%d%s", self.bind, self.port,
                  " (username/password required)" if self.credentials else "")
 
+    def counters(self) -> dict[str, int]:
+        values = {"connected": self.connected, "failed": self.failed, "errors": self.errors,
+                  "auth_failures": self.auth_failures}
+        values.update((f"udp_{k}", v) for k, v in self.udp_counters.as_dict().items())
+        return values
+
     async def close(self) -> None:
+        for association in list(self.associations):
+            association.close()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        self.drops.flush()
+        log.info("SOCKS5 proxy on %s:%d: counters: %s", self.bind, self.port,
+                 counters_summary(None, self.counters()))
