@@ -93,7 +93,8 @@ _REGISTRY: list[OptionSpec] = [
           "the remotes", "c"),
     _spec("connect-timeout", "1", IMPLEMENTED, "how long one try of a remote may take", "c"),
     _spec("server-poll-timeout", "1", IMPLEMENTED, "alias of connect-timeout", "c"),
-    _spec("resolv-retry", "1", IGNORED, "names are resolved again on every try"),
+    _spec("resolv-retry", "1", IMPLEMENTED, "N: a name that fails to resolve for N s ends "
+          "the tunnel, as 2.6 exits; 'infinite' (the default): tried again every round"),
     _spec("preresolve", "0-1", IGNORED, "names are resolved when a remote is tried"),
     _spec("ip-remote-hint", "0-1", IGNORED, "names are resolved when a remote is tried"),
     _spec("nobind", "0", IGNORED, "erebus never binds a fixed local port", "c"),

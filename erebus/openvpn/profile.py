@@ -100,6 +100,7 @@ class Profile:
     connect_timeout: int = 120
     connect_retry: tuple[int, int] = (1, 300)
     connect_retry_max: int | None = None
+    resolv_retry: int | None = None          # seconds; None: infinite (2.6's default)
     remote_random: bool = False
     remote_random_hostname: bool = False
     replay_window: int = 64

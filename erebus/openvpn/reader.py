@@ -354,6 +354,9 @@ class _Reader(ProxyOptions):
         most = self.integer(d, a[1]) if len(a) > 1 else 300
         self.conn().connect_retry = (first, max(first, most))
 
+    def opt_resolv_retry(self, d: Directive, a: list[str]) -> None:
+        self.p.resolv_retry = None if a[0] == "infinite" else self.integer(d, a[0])
+
     def opt_connect_retry_max(self, d: Directive, a: list[str]) -> None:
         self.p.connect_retry_max = self.integer(d, a[0]) or None
 

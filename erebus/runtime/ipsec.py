@@ -54,6 +54,7 @@ class EspDriver:
     retry = RetryPolicy()
     retry_attempts = None
     close_wait = CLOSE_WAIT
+    resolve_retry = None
 
     def __init__(self, profile: EspProfile, session_factory=None, rng=os.urandom):
         self.profile = profile
@@ -97,6 +98,7 @@ class IkeDriver:
     retry = RetryPolicy()
     retry_attempts = None
     close_wait = CLOSE_WAIT
+    resolve_retry = None
 
     def __init__(self, profile: IkeProfile, initiator_factory=None, rng=os.urandom):
         self.profile = profile

@@ -157,6 +157,8 @@ class OpenVPNDriver:
         notify = max((getattr(r, "explicit_exit_notify", None) or 0
                       for r in getattr(profile, "remotes", ())), default=0)
         self.close_wait = max(CLOSE_WAIT, notify + 1.0)
+        retry = getattr(profile, "resolv_retry", None)      # resolv-retry N (None: infinite)
+        self.resolve_retry = float(retry) if retry is not None else None
         # built here, once: a profile OpenSSL refuses fails before any socket exists
         self._tls_context = profile.tls_context() if session_factory is None \
             and profile.static_key is None else None

@@ -74,6 +74,8 @@ class Driver(Protocol):
                                      # until one comes up)
     close_wait: float                # seconds close() waits for the session to finish
                                      # (the peer confirming EXIT or DELETE)
+    resolve_retry: float | None      # seconds a name may fail to resolve before the
+                                     # tunnel gives up (None: never)
 
     def endpoints(self) -> list[Endpoint]:
         ...
@@ -166,6 +168,7 @@ class ShellTunnel:
         self._remote = ("0.0.0.0", 0)
         self._server_name = ""
         self._last_endpoint: Endpoint | None = None
+        self._resolve_failing: dict[str, float] = {}   # name -> when it first failed
         self._resolving = False
         self._started = 0.0
         self.sessions = 0               # attempts that got a core
@@ -288,6 +291,20 @@ class ShellTunnel:
             if s is None else s.connect_timeout()
         return SessionError(stage, f"{endpoint.name}: timed out after {timeout:g} s ({why})")
 
+    def _unresolved(self, endpoint: Endpoint, exc: OSError, now: float) -> SessionError:
+        """A name that does not resolve: tried again later (the next round), unless it
+        has failed for the driver's resolve_retry seconds (OpenVPN's resolv-retry N;
+        None: for ever), which ends the tunnel as 2.6 exits."""
+        why = f"cannot resolve {endpoint.host}: {exc}"
+        limit = self.driver.resolve_retry
+        if limit is None:
+            return SessionError(Stage.RESOLVE, why)
+        since = self._resolve_failing.setdefault(endpoint.host, now)
+        if now - since >= limit:
+            return SessionError(Stage.RESOLVE, f"{why} (for {now - since:.0f} s; "
+                                f"resolv-retry {limit:g}: giving up)", recoverable=False)
+        return SessionError(Stage.RESOLVE, why)
+
     async def _connect_one(self, endpoint: Endpoint) -> TunnelInfo:
         loop = self._loop = asyncio.get_running_loop()
         self._started = loop.time()
@@ -296,10 +313,10 @@ class ShellTunnel:
         try:
             addr = await self.connector.resolve(endpoint)
         except OSError as exc:
-            raise SessionError(Stage.RESOLVE, f"cannot resolve {endpoint.host}: {exc}") \
-                from None
+            raise self._unresolved(endpoint, exc, loop.time()) from None
         finally:
             self._resolving = False
+        self._resolve_failing.pop(endpoint.host, None)
         self.log.info("connecting to %s (%s:%d, %s)", name, addr[0], addr[1], endpoint.proto)
         self._link = link = await self.connector.open(
             endpoint, addr, self._on_datagram, self._step, self._on_link_error,

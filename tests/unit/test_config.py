@@ -28,7 +28,8 @@ def test_typical_provider_profile():
     assert p.remote_cert_tls == "server"
     assert p.cipher == "AES-256-GCM"
     assert p.ca.decode() == CA and p.key.decode() == KEY
-    assert {i.option for i in p.ignored} >= {"persist-tun", "resolv-retry", "verb"}
+    assert {i.option for i in p.ignored} >= {"persist-tun", "verb"}
+    assert p.resolv_retry is None                            # infinite
 
 
 def test_port_and_proto_apply_to_remotes_without_their_own():

@@ -378,6 +378,36 @@ STATIC_KEY_PEM = ("-----BEGIN OpenVPN Static key V1-----\n"
                   + "\n-----END OpenVPN Static key V1-----\n")
 
 
+@pytest.mark.parametrize("limit, rounds", [(10.0, 4), (0.0, 1)])
+def test_resolv_retry_n_gives_up_on_a_name_after_n_seconds(limit, rounds):
+    async def main():
+        connector = FakeConnector({})                  # no name resolves
+        tunnel = static_tunnel(connector, hosts=("a",))
+        tunnel.driver.retry = OpenVPNDriver(SimpleNamespace(
+            connect_retry=(4, 4), remotes=[], static_key=None),
+            session_factory=object).retry
+        tunnel.driver.resolve_retry = limit
+        with pytest.raises(SessionError) as failed:
+            await tunnel.reconnect()
+        return connector, failed.value
+
+    connector, error = run(main())
+    assert error.stage is Stage.RESOLVE and not error.recoverable
+    assert f"resolv-retry {limit:g}: giving up" in str(error)
+    assert len(connector.resolved) == rounds          # 0, 4, 8, 12 s: 12 >= 10
+
+
+def test_resolv_retry_infinite_keeps_trying():
+    from erebus.openvpn.config import parse_profile
+    text = ("dev tun\nremote a.example\nsecret [inline]\n<secret>\n" + STATIC_KEY_PEM +
+            f"</secret>\nifconfig {CLIENT_IP} {SERVER_IP}\ncipher AES-256-CBC\n")
+    assert OpenVPNDriver(parse_profile(text, "p.ovpn")).resolve_retry is None
+    assert OpenVPNDriver(parse_profile(text + "resolv-retry infinite\n", "p.ovpn")
+                         ).resolve_retry is None
+    assert OpenVPNDriver(parse_profile(text + "resolv-retry 30\n", "p.ovpn")
+                         ).resolve_retry == 30
+
+
 def test_the_driver_takes_retry_timeouts_mtu_and_random_labels_from_the_profile():
     from erebus.openvpn.config import parse_profile
     profile = parse_profile(
