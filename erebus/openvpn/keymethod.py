@@ -38,7 +38,7 @@ IV_PROTO_AUTH_PENDING_KW = 1 << 4
 IV_PROTO_CC_EXIT_NOTIFY = 1 << 7
 
 IMPLEMENTED_IV_PROTO = (IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT
-                        | IV_PROTO_CC_EXIT_NOTIFY)
+                        | IV_PROTO_AUTH_PENDING_KW | IV_PROTO_CC_EXIT_NOTIFY)
 
 _U16 = struct.Struct("!H")
 
@@ -86,7 +86,9 @@ class ServerKeySource:
 
 
 def peer_info(ciphers: list[str], *, iv_proto: int = IMPLEMENTED_IV_PROTO,
-              mtu: int | None = None) -> str:
+              mtu: int | None = None, sso: tuple[str, ...] | list[str] = ()) -> str:
+    """``sso``: the pending-auth methods (IV_SSO, management-notes.txt: webauth,
+    openurl, crtext) the client handles; none: no IV_SSO line."""
     lines = [
         "IV_VER=2.6.14",
         "IV_PLAT=linux",
@@ -97,6 +99,8 @@ def peer_info(ciphers: list[str], *, iv_proto: int = IMPLEMENTED_IV_PROTO,
     ]
     if mtu:
         lines.append(f"IV_MTU={mtu}")
+    if sso:
+        lines.append(f"IV_SSO={','.join(sso)}")
     return "\n".join(lines) + "\n"
 
 
