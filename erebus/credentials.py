@@ -56,6 +56,9 @@ class Terminal:
         except EOFError:
             raise ConfigError(f"{why}: no answer (end of input)", path=path,
                               option=option) from None
+        except OSError as exc:             # EIO: the terminal hung up
+            raise ConfigError(f"{why}: no answer (the terminal is gone: "
+                              f"{exc.strerror or exc})", path=path, option=option) from None
         answer = answer.rstrip("\r\n")
         if len(answer.encode("utf-8", "surrogateescape")) >= USER_PASS_LEN:
             raise ConfigError(f"{why}: the answer is longer than {USER_PASS_LEN - 1} bytes",

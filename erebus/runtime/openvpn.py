@@ -230,7 +230,14 @@ class OpenVPNDriver:
     async def prepare(self, previous) -> None:
         """Before a new session: answer the previous one's dynamic challenge (CRV1),
         or ask for the credentials again (AUTH_FAILED under auth-retry interact; or
-        auth-nocache forgot them and no auth-token stands in)."""
+        auth-nocache forgot them and no auth-token stands in).  Nobody to answer is
+        an authentication failure (SessionError "auth", final)."""
+        try:
+            await self._prepare(previous)
+        except ConfigError as exc:
+            raise SessionError("auth", str(exc), recoverable=False) from None
+
+    async def _prepare(self, previous) -> None:
         p = self.profile
         if not getattr(p, "auth_user_pass", False) or previous is None:
             return

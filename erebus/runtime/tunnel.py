@@ -234,7 +234,7 @@ class ShellTunnel:
                         # at once to answer a challenge, else after the retry wait
                         auth_retries += 1
                         if exc.immediate and auth_retries <= MAX_CHALLENGES:
-                            self.log.info("%s; connecting again", exc)
+                            self.log.debug("connecting again at once, to answer it")
                             continue
                         if not exc.immediate:
                             delay = self._retry_policy(self.driver).delay(auth_retries)
