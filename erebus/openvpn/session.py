@@ -809,8 +809,10 @@ class ClientSession:
                        "auth-token: reconnecting with the username and password)",
                        recoverable=True)
             return
-        if retry == "nointeract":
-            self._fail("auth", f"authentication failed: {shown} (auth-retry nointeract: "
+        if retry == "nointeract" or (retry == "interact" and self.settings.username is None
+                                     and self.settings.password is None):
+            # (interact without a username/password to ask again: the same again)
+            self._fail("auth", f"authentication failed: {shown} (auth-retry {retry}: "
                        "trying again with the same credentials)", recoverable=True)
         elif retry == "interact":
             self.auth_refused = True

@@ -241,8 +241,8 @@ class ShellTunnel:
                             self.log.warning("%s; next try in %.0f s", exc, delay)
                             await asyncio.sleep(delay)
                             continue
-                        raise SessionError(Stage.AUTH, f"{exc} (and {MAX_CHALLENGES} "
-                                           "challenges in a row before it: giving up)") \
+                        raise SessionError(Stage.AUTH, f"{exc} (after {MAX_CHALLENGES} "
+                                           "challenges or refusals in a row: giving up)") \
                             from None
                     if not exc.recoverable:
                         raise

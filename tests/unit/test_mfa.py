@@ -25,11 +25,13 @@ from erebus.runtime.openvpn import OpenVPNDriver
 from erebus.runtime.tunnel import Endpoint, ShellTunnel
 from erebus.session import Stage
 from tests.unit.test_config import profile
-from tests.unit.test_session import FakeServer, pki, push, run, settings  # noqa: F401
+from tests.unit import test_session
+from tests.unit.test_session import FakeServer, push, run, settings
 from tests.unit.virtual_loop import FakeConnector
 from tests.unit.virtual_loop import run as vrun
 
 B64_ALICE = base64.b64encode(b"alice").decode()
+pki = test_session.pki          # the fixture: a CA, a server certificate and key
 
 
 class Tty(io.StringIO):
@@ -491,5 +493,24 @@ def test_the_shell_gives_up_after_a_run_of_challenges():
         await tunnel.connect()
 
     from erebus.errors import SessionError
-    with pytest.raises(SessionError, match="challenges in a row"):
+    with pytest.raises(SessionError, match="challenges or refusals in a row: giving up"):
         vrun(main())
+
+
+def test_erebus_check_says_the_static_challenge_will_be_asked():
+    from pathlib import Path
+
+    from erebus.check import check_openvpn
+    path = Path(__file__).resolve().parents[1] / "profiles" / "mfa-otp.ovpn"
+    code, report = check_openvpn(str(path))
+    assert code == 0
+    assert report["settings"]["auth"]["prompts"] == ["username", "password",
+                                                  "static-challenge response"]
+
+
+def test_auth_retry_interact_without_credentials_to_ask_waits_and_tries_again(pki):
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca, auth_retry="interact"), 0.0)   # certificate only
+    f = failure(run(client, FakeServer(cert, key, push="AUTH_FAILED,client-connect"))[0])
+    assert (f.recoverable, f.immediate, client.auth_refused) == (True, False, False)
+    assert "(auth-retry interact: trying again with the same credentials)" in f.message
