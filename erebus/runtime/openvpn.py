@@ -282,7 +282,10 @@ class OpenVPNDriver:
                                          asyncio.get_running_loop().time())
                 answered(session, None)
         if self._answering is not None and not self._answering.done():
-            self._answering.cancel()
+            # one question at a time: the terminal is being read (a thread cannot be
+            # cancelled), so a server repeating CR_TEXT gets the answer being typed
+            log.debug("CR_TEXT again while the user answers the last one: ignored")
+            return
         self._answering = asyncio.ensure_future(answer())
 
     def new_session(self, now: float, endpoint: Endpoint, local, remote, previous):

@@ -514,3 +514,32 @@ def test_auth_retry_interact_without_credentials_to_ask_waits_and_tries_again(pk
     f = failure(run(client, FakeServer(cert, key, push="AUTH_FAILED,client-connect"))[0])
     assert (f.recoverable, f.immediate, client.auth_refused) == (True, False, False)
     assert "(auth-retry interact: trying again with the same credentials)" in f.message
+
+
+def test_a_cr_text_challenge_is_asked_once_at_a_time_and_answered_through_the_shell():
+    from erebus.openvpn.challenge import CrText
+    p = driver_profile()
+    gate = asyncio.Event()
+    questions = []
+
+    async def ask(text, echo, why):
+        questions.append(text)
+        await gate.wait()
+        return "99"
+
+    driver = OpenVPNDriver(p, session_factory=object, ask=ask)
+    sent, answered = [], []
+    session = SimpleNamespace(finished=False,
+                              send_cr_response=lambda r, now: sent.append(r))
+
+    async def main():
+        event = CrTextRequested(CrText(False, True, "Code?"))
+        driver.on_event(event, session, lambda s, e: answered.append((s, e)))
+        driver.on_event(event, session, lambda s, e: answered.append((s, e)))  # repeated
+        await asyncio.sleep(1)
+        gate.set()
+        await asyncio.sleep(1)
+
+    vrun(main())
+    assert questions == ["CHALLENGE: Code? "] and sent == ["99"]
+    assert answered == [(session, None)]
