@@ -68,6 +68,8 @@ def _auth(p: Profile) -> dict:
         prompts.append("username")
     if password and p.password is None:
         prompts.append("password")
+    if password and getattr(p, "static_challenge", None) is not None:
+        prompts.append("static-challenge response")
     subject = None
     if p.cert is not None:
         from cryptography import x509

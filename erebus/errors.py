@@ -27,10 +27,13 @@ class SessionError(ErebusError):
     """A session that failed; ``stage`` (an :class:`erebus.session.Stage`) says what
     failed (unreachable, tls, certificate, auth, push-timeout, halted, ...);
     ``recoverable``: whether a new session may well succeed (the stage's default
-    unless the family knows better)."""
+    unless the family knows better); ``immediate``: the next session answers what this
+    one was asked (a challenge) and starts at once, on the same server."""
 
-    def __init__(self, stage: str, message: str, *, recoverable: bool | None = None):
+    def __init__(self, stage: str, message: str, *, recoverable: bool | None = None,
+                 immediate: bool = False):
         from .session import Stage       # errors is imported by everything: keep it light
         self.stage = Stage(stage)
         self.recoverable = self.stage.recoverable if recoverable is None else recoverable
+        self.immediate = immediate
         super().__init__(message)

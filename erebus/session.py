@@ -123,6 +123,8 @@ class Failed(Event):
     stage: Stage
     message: str
     recoverable: bool | None = None
+    immediate: bool = False          # the next session may start at once (no backoff):
+                                     # it answers what this one was asked (a challenge)
 
     def __post_init__(self) -> None:
         self.stage = Stage(self.stage)

@@ -38,7 +38,7 @@ IV_PROTO_AUTH_PENDING_KW = 1 << 4
 IV_PROTO_CC_EXIT_NOTIFY = 1 << 7
 
 IMPLEMENTED_IV_PROTO = (IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT
-                        | IV_PROTO_CC_EXIT_NOTIFY)
+                        | IV_PROTO_AUTH_PENDING_KW | IV_PROTO_CC_EXIT_NOTIFY)
 
 _U16 = struct.Struct("!H")
 
@@ -86,10 +86,12 @@ class ServerKeySource:
 
 
 def peer_info(ciphers: list[str], *, iv_proto: int = IMPLEMENTED_IV_PROTO,
-              mtu: int | None = None) -> str:
+              mtu: int | None = None, sso: tuple[str, ...] | list[str] = ()) -> str:
     """The peer-info lines.  ``IV_NCP=2`` only when both AES-GCM ciphers are offered
     (ssl.c ``push_peer_info``): an OpenVPN 2.4 server pushes AES-256-GCM or AES-128-GCM
-    to any client that says IV_NCP=2, whatever else it offers."""
+    to any client that says IV_NCP=2, whatever else it offers.  ``sso``: the
+    pending-auth methods (IV_SSO, management-notes.txt: webauth, openurl, crtext) the
+    client handles; none: no IV_SSO line."""
     lines = [
         "IV_VER=2.6.14",
         "IV_PLAT=linux",
@@ -100,6 +102,8 @@ def peer_info(ciphers: list[str], *, iv_proto: int = IMPLEMENTED_IV_PROTO,
     ]
     if mtu:
         lines.append(f"IV_MTU={mtu}")
+    if sso:
+        lines.append(f"IV_SSO={','.join(sso)}")
     return "\n".join(lines) + "\n"
 
 

@@ -373,12 +373,16 @@ _REGISTRY: list[OptionSpec] = [
     # -- username / password
     _spec("auth-user-pass", "0-1", IMPLEMENTED, "username and password (from the file, "
           "inline, or asked on the terminal)", "i"),
-    _spec("auth-retry", "1", IGNORED, "erebus reports a refused password and stops"),
-    _spec("auth-nocache", "0", IGNORED, "erebus keeps credentials in memory only"),
+    _spec("auth-retry", "1", IMPLEMENTED, "after AUTH_FAILED: none stops, nointeract "
+          "tries again with the same credentials, interact asks for them again on the "
+          "terminal (and answers a dynamic challenge, CRV1)"),
+    _spec("auth-nocache", "0", IMPLEMENTED, "what was asked on the terminal is forgotten "
+          "once a session sent it: a reconnect without an auth-token asks again "
+          "(credentials from a file stay in memory)"),
     _spec("auth-token", "1", IGNORED, "auth-tokens come from the server"),
     _spec("auth-token-user", "1", IGNORED, "auth-tokens come from the server"),
-    _spec("static-challenge", "2", REFUSED, "challenge/response authentication is not "
-          "supported yet"),
+    _spec("static-challenge", "2-3", IMPLEMENTED, "TEXT ECHO [FORMAT]: the response is asked "
+          "on the terminal and sent as SCRV1 (or concat, FORMAT as in OpenVPN 2.7)"),
     _spec("push-peer-info", "0", IGNORED, "erebus sends its own peer info"),
     # -- data channel
     _spec("data-ciphers", "1", IMPLEMENTED, "ciphers offered to the server (AEAD, AES/"

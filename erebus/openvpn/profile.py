@@ -89,6 +89,11 @@ class Profile:
     username: str | None = None
     password: str | None = None
     auth_user_pass: bool = False         # username/password auth; None parts are asked for
+    credentials_given: tuple[str | None, str | None] | None = None   # from the profile,
+                                         # before anything was asked (credentials.py)
+    static_challenge: tuple[str, bool, str] | None = None   # TEXT, ECHO, scrv1 | concat
+    auth_retry: str = "none"             # none | nointeract | interact
+    auth_nocache: bool = False           # forget what was asked once a session sent it
     key_encrypted: bool = False          # the private key (or PKCS#12) needs a passphrase
     key_passphrase: str | None = None    # from askpass FILE (never printed)
     pkcs12: bytes | None = None          # a PKCS#12 bundle still locked by its passphrase

@@ -533,6 +533,27 @@ class _Reader(ProxyOptions):
         else:
             self.material.pop("auth-user-pass", None)
 
+    def opt_auth_retry(self, d: Directive, a: list[str]) -> None:
+        if a[0] not in ("none", "nointeract", "interact"):
+            raise self.err(d, "--auth-retry method must be 'interact', 'nointeract', or "
+                           "'none'")       # options.c auth_retry_set's words
+        self.p.auth_retry = a[0]
+
+    def opt_auth_nocache(self, d: Directive, a: list[str]) -> None:
+        self.p.auth_nocache = True
+
+    def opt_static_challenge(self, d: Directive, a: list[str]) -> None:
+        fmt = a[2] if len(a) > 2 else "scrv1"
+        if fmt not in ("scrv1", "concat"):
+            raise self.err(d, f"FORMAT must be 'scrv1' or 'concat', not '{a[2]}'")
+        if len(a) > 2:
+            self.warn(d, "the FORMAT argument is OpenVPN 2.7's: a 2.6 client refuses it")
+        try:
+            echo = int(a[1]) != 0           # options.c: atoi(ECHO)
+        except ValueError:
+            echo = False
+        self.p.static_challenge = (a[0], echo, fmt)
+
     def opt_ping(self, d: Directive, a: list[str]) -> None:
         self.p.ping = self.integer(d, a[0])
 
@@ -883,6 +904,9 @@ class _Reader(ProxyOptions):
 
     def finish_credentials(self) -> None:
         p = self.p
+        if p.static_challenge is not None and not p.auth_user_pass:
+            p.warnings.append(f"{self.path}: static-challenge: the profile has no "
+                              "auth-user-pass: no challenge is asked (as by the stock client)")
         src = self.material.get("auth-user-pass")
         p.username = p.password = None
         if src is not None:

@@ -37,6 +37,8 @@ from ..session import Closed, Failed, Notice, Stage, TunnelInfo
 from ..session import Connected as _Connected
 from ..wire import openvpn as w
 from . import keymethod
+from .challenge import CrText, DynamicChallenge, WebAuth, cr_response, parse_auth_pending, \
+    parse_crv1, parse_info_pre, printable
 from .compress import Compression, CompressionError
 from .compress import peer_info as compression_peer_info
 from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
@@ -100,7 +102,47 @@ class ServerMessage(Notice):
 
     @property
     def message(self) -> str:
-        return f"server says: {self.text}"
+        return f"server says: {printable(self.text)}"
+
+
+@dataclass(slots=True)
+class AuthPending(Notice):
+    """AUTH_PENDING: the server finishes authentication out of band; the session waits
+    for its PUSH_REPLY up to ``timeout`` seconds after the key exchange."""
+
+    timeout: float
+    hand_window: float
+
+    @property
+    def message(self) -> str:      # push.c receive_auth_pending's words
+        return (f"AUTH_PENDING received, extending handshake timeout from "
+                f"{self.hand_window:.0f}s to {self.timeout:.0f}s")
+
+
+@dataclass(slots=True)
+class WebAuthRequested(Notice):
+    """INFO_PRE,WEB_AUTH / OPEN_URL: the user must open a URL to finish logging in."""
+
+    request: WebAuth
+    level = logging.WARNING
+
+    @property
+    def message(self) -> str:
+        return (f"the server asks you to authenticate in a web browser: open "
+                f"{self.request.url}")
+
+
+@dataclass(slots=True)
+class CrTextRequested(Notice):
+    """INFO_PRE,CR_TEXT: a challenge to answer with :meth:`ClientSession.send_cr_response`
+    (the runtime asks the user)."""
+
+    request: CrText
+    level = logging.WARNING
+
+    @property
+    def message(self) -> str:
+        return f"the server asks a challenge: {self.request.text}"
 
 
 def tunnel_info(options: PushedOptions, cipher: str, setup_time: float,
@@ -146,6 +188,8 @@ class SessionSettings:
     socks_udp: bool = False               # datagrams ride a SOCKS5 UDP relay (mssfix)
     ipv6_outer: bool = False              # the server is reached over IPv6 (mssfix)
     exit_notify: int = 0                  # explicit-exit-notify N (0: not given)
+    auth_retry: str = "none"              # auth-retry none | nointeract | interact
+    sso: tuple[str, ...] = ()             # IV_SSO: the pending-auth methods handled
 
 
 @dataclass(slots=True)
@@ -226,6 +270,9 @@ class ClientSession:
         self.renegotiations = 0
         self.auth_token: str | None = settings.auth_token
         self.username: str | None = settings.username
+        self.auth_challenge: DynamicChallenge | None = None   # AUTH_FAILED,CRV1 asked it
+        self.auth_refused = False       # AUTH_FAILED under auth-retry interact: ask again
+        self._keyed_at: float | None = None       # the first key exchange was done
         self._key_started: float | None = None
         self._reneg_bytes_at: int | None = None
         self._reneg_bytes = settings.reneg_bytes    # 64 MB for a 64-bit block cipher
@@ -351,7 +398,8 @@ class ClientSession:
         if self.state in (State.HARD_RESET_SENT, State.TLS_HANDSHAKE, State.KEY_EXCHANGE):
             deadlines.append(self._handshake_deadline)
         if self.state is State.PUSH_REQUEST_SENT:
-            deadlines += [self._push_request_at, self._push_deadline]
+            deadlines += [self._push_request_at, self._push_deadline,
+                          self._last_in + self.settings.hand_window]
         if self.state is State.ESTABLISHED:
             deadlines += [self._lame_until, self._reneg_deadline]
             if self._reneg is None and self.data_key.close_to_wrapping:
@@ -387,6 +435,10 @@ class ClientSession:
         elif st is State.PUSH_REQUEST_SENT:
             if now >= self._push_deadline:
                 self._fail("push-timeout", "no PUSH_REPLY from the server in time")
+                return
+            if now >= self._last_in + self.settings.hand_window:   # push.c send_push_request
+                self._fail("push-timeout", "no PUSH_REPLY and no packet from the server "
+                           f"for {self.settings.hand_window:.0f} s")
                 return
             if now >= self._push_request_at:
                 self._send_app(self._primary, b"PUSH_REQUEST\x00")
@@ -492,12 +544,14 @@ class ClientSession:
             self._client_renegotiation(now, f"packet id {self.data_key.next_pid - 1:#x} "
                                        "close to wrapping")
 
-    def _fail(self, stage: str, message: str) -> None:
+    def _fail(self, stage: str, message: str, *, recoverable: bool | None = None,
+              immediate: bool = False) -> None:
         if self.finished:
             return
         log.debug("session failed (%s): %s", stage, message)
         self.state = State.FAILED
-        self._events.append(Failed(stage, message))
+        self._events.append(Failed(stage, message, recoverable=recoverable,
+                                   immediate=immediate))
 
     def _finish(self, reason: str) -> None:
         if self.finished:
@@ -663,7 +717,7 @@ class ClientSession:
                                            auth="[null-digest]" if is_aead(occ) or not digest
                                            else digest, keysize=cipher_key_bits(occ))
         password = self.auth_token if self.auth_token is not None else st.password
-        info = keymethod.peer_info(ciphers) + compression_peer_info(
+        info = keymethod.peer_info(ciphers, sso=st.sso) + compression_peer_info(
             algorithms=st.allow_compression != "no")
         message = keymethod.build_client_message(
             ks.key_source, options, info, self.username, password)
@@ -689,6 +743,7 @@ class ClientSession:
                 return
             if ks is self._primary:
                 self.state = State.PUSH_REQUEST_SENT
+                self._keyed_at = now
                 self._send_app(ks, b"PUSH_REQUEST\x00")
                 self._push_request_at = now + PUSH_REQUEST_INTERVAL
                 self._push_deadline = now + (self.settings.push_timeout
@@ -717,16 +772,97 @@ class ClientSession:
             else:   # push.c: a continuation answers the request; stop repeating it
                 self._push_request_at = self._push_deadline
         elif text.startswith("AUTH_FAILED"):
-            reason = text[len("AUTH_FAILED"):].lstrip(",") or "no reason given"
-            self._fail("auth", f"authentication failed: {reason}")
+            self._auth_failed(text[len("AUTH_FAILED"):].removeprefix(","))
+        elif text.startswith("AUTH_PENDING"):
+            if self.state is State.PUSH_REQUEST_SENT:
+                self._auth_pending(text)
+        elif text.startswith("INFO_PRE"):
+            self._info_pre(text[len("INFO_PRE"):].removeprefix(","))
         elif text.startswith("RESTART"):
-            reason = text[len("RESTART"):].lstrip(",") or "no reason given"
+            reason = printable(text[len("RESTART"):].lstrip(",")) or "no reason given"
             self._fail("restart", f"the server asked for a restart: {reason}")
         elif text.startswith("HALT"):
-            reason = text[len("HALT"):].lstrip(",") or "no reason given"
+            reason = printable(text[len("HALT"):].lstrip(",")) or "no reason given"
             self._fail("halted", f"the server halted the session: {reason}")
         else:
             self._events.append(ServerMessage(text))
+
+    def _auth_failed(self, reason: str) -> None:
+        """push.c receive_auth_failed: a refused auth-token is forgotten and the session
+        restarts with the credentials; else auth-retry decides (none: fatal; nointeract:
+        again with the same credentials; interact: ask, then again).  A CRV1 dynamic
+        challenge is kept for the next session to answer (with auth-retry interact, as
+        the stock client requires)."""
+        shown = printable(reason) or "no reason given"
+        log.info("AUTH: Received control message: AUTH_FAILED%s",
+                 f",{shown}" if reason else "")
+        retry = self.settings.auth_retry
+        if reason.startswith("CRV1:"):
+            try:
+                challenge = parse_crv1(reason)
+            except ParseError as exc:
+                self._fail("auth", f"authentication failed: the server's dynamic challenge "
+                           f"is refused: {exc}")
+                return
+            if retry != "interact":
+                self._fail("auth", f"authentication failed: the server asks a dynamic "
+                           f"challenge ('{challenge.text}'), which the stock client answers "
+                           "only with 'auth-retry interact': add that line to the profile")
+                return
+            self.auth_challenge = challenge
+            self._fail("auth", f"the server asks a dynamic challenge: {challenge.text}",
+                       recoverable=True, immediate=True)
+            return
+        if self.auth_token is not None:          # ssl_clean_auth_token
+            self.auth_token = None
+            self.username = self.settings.username
+            self._fail("auth", f"authentication failed: {shown} (the server refused the "
+                       "auth-token: reconnecting with the username and password)",
+                       recoverable=True)
+            return
+        if retry == "nointeract" or (retry == "interact" and self.settings.username is None
+                                     and self.settings.password is None):
+            # (interact without a username/password to ask again: the same again)
+            self._fail("auth", f"authentication failed: {shown} (auth-retry {retry}: "
+                       "trying again with the same credentials)", recoverable=True)
+        elif retry == "interact":
+            self.auth_refused = True
+            self._fail("auth", f"authentication failed: {shown} (auth-retry interact: "
+                       "asking for the username and password again)", recoverable=True,
+                       immediate=True)
+        else:
+            self._fail("auth", f"authentication failed: {shown}")
+
+    def _auth_pending(self, text: str) -> None:
+        """push.c receive_auth_pending: wait for the PUSH_REPLY up to the server's timeout
+        (default hand-window), at most max(reneg-sec / 2, hand-window), counted from the
+        key exchange; PUSH_REQUESTs keep going out meanwhile."""
+        st = self.settings
+        server_timeout = parse_auth_pending(text)
+        hand = st.hand_window
+        most = max((st.reneg_sec or 0) / 2, hand)
+        timeout = min(most, float(server_timeout) if server_timeout is not None else hand)
+        self._push_deadline = (self._keyed_at or self.started) + timeout
+        self._events.append(AuthPending(timeout, hand))
+
+    def _info_pre(self, extra: str) -> None:
+        try:
+            request = parse_info_pre(extra)
+        except ParseError as exc:
+            log.warning("the server's pending-auth request is refused: %s", exc)
+            return
+        if request is None:
+            self._events.append(ServerMessage(extra))
+        elif isinstance(request, WebAuth):
+            self._events.append(WebAuthRequested(request))
+        else:
+            self._events.append(CrTextRequested(request))
+
+    def send_cr_response(self, response: str, now: float) -> None:
+        """Answer a CR_TEXT challenge: ``CR_RESPONSE,base64(response)``."""
+        if self.state not in (State.PUSH_REQUEST_SENT, State.ESTABLISHED):
+            raise SessionError("state", f"no challenge response in state {self.state.value}")
+        self._send_app(self._primary, cr_response(response))
 
     @staticmethod
     def _exported_key_block(ks: "_KeyState") -> bytes:

@@ -7,23 +7,32 @@ A new session after one ended (ping-restart, RESTART from the server, a lost TCP
 stream) gets the auth-token the server pushed to the previous one, if any.  The
 TLS context is built once, with the tunnel: a profile OpenSSL refuses fails before
 any socket exists.
+
+What a server asks of the user goes through one ``ask`` coroutine (the terminal, by
+default, in a thread so the loop keeps running): before a new session
+(:meth:`OpenVPNDriver.prepare`: a dynamic challenge's response, the credentials again
+after AUTH_FAILED with auth-retry interact or after auth-nocache forgot them) and
+during one (a CR_TEXT challenge, answered with CR_RESPONSE).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
 import socket
 import struct
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
+from .. import credentials
+from ..errors import ConfigError, SessionError
 from ..openvpn.mtu import MssFix
 from ..openvpn.profile import Profile
 from ..openvpn.push import Route
-from ..openvpn.session import ClientSession, SessionSettings
+from ..openvpn.session import ClientSession, CrTextRequested, SessionSettings
 from ..openvpn.static import StaticKeySession, StaticKeySettings
 from .retry import RetryPolicy
 from .tunnel import CLOSE_WAIT, Endpoint, ShellTunnel
@@ -53,7 +62,23 @@ def session_settings(profile: Profile) -> SessionSettings:
                            compression=profile.compression,
                            allow_compression=profile.allow_compression,
                            mssfix=getattr(profile, "mssfix", None) or MssFix(),
-                           exit_notify=getattr(profile, "explicit_exit_notify", 0) or 0)
+                           exit_notify=getattr(profile, "explicit_exit_notify", 0) or 0,
+                           auth_retry=getattr(profile, "auth_retry", "none"))
+
+
+# ask(text, echo, why) -> the user's answer; ConfigError when nobody can answer
+Ask = Callable[[str, bool, str], Awaitable[str]]
+
+
+def terminal_ask(terminal: "credentials.Terminal") -> Ask:
+    """An Ask on ``terminal``, in a thread: the loop (and the local listeners) keep
+    running while the user types."""
+    async def ask(text: str, echo: bool, why: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(
+            terminal.question, text, echo=echo, why=why))
+    ask.available = terminal.available
+    return ask
 
 
 # What a dropped packet was, per counter of the session (Counters, StaticCounters): a
@@ -145,10 +170,14 @@ class OpenVPNDriver:
     refused_after = 1              # a refused port before the server answered: next remote
     refused_hint = ""
 
-    def __init__(self, profile: Profile, *, session_factory=None, rng=os.urandom):
+    def __init__(self, profile: Profile, *, session_factory=None, rng=os.urandom,
+                 ask: Ask | None = None):
         self.profile = profile
         self.rng = rng
         self._session_factory = session_factory
+        self.ask = ask if ask is not None else terminal_ask(credentials.Terminal())
+        self._forgotten = False         # auth-nocache: what was asked is gone
+        self._answering: asyncio.Task | None = None     # a CR_TEXT answer being asked
         # connect-retry n [max], connect-retry-max: as the stock client (init.c)
         first, most = getattr(profile, "connect_retry", None) or (1, 300)
         self.retry = RetryPolicy(float(first), float(most), 5)
@@ -191,6 +220,76 @@ class OpenVPNDriver:
     def stream_link(self, on_datagram, on_batch_end, on_lost) -> TcpFraming:
         return TcpFraming(on_datagram, on_batch_end, on_lost)
 
+    @property
+    def sso_methods(self) -> tuple[str, ...]:
+        """IV_SSO (management-notes.txt): a URL to open is shown to the user (webauth,
+        openurl); crtext only when someone can answer it."""
+        methods = ("webauth", "openurl")
+        if getattr(self.ask, "available", True):
+            methods += ("crtext",)
+        return methods
+
+    async def prepare(self, previous) -> None:
+        """Before a new session: answer the previous one's dynamic challenge (CRV1),
+        or ask for the credentials again (AUTH_FAILED under auth-retry interact; or
+        auth-nocache forgot them and no auth-token stands in).  Nobody to answer is
+        an authentication failure (SessionError "auth", final)."""
+        try:
+            await self._prepare(previous)
+        except ConfigError as exc:
+            raise SessionError("auth", str(exc), recoverable=False) from None
+
+    async def _prepare(self, previous) -> None:
+        p = self.profile
+        if not getattr(p, "auth_user_pass", False) or previous is None:
+            return
+        challenge = getattr(previous, "auth_challenge", None)
+        if challenge is not None:
+            # misc.c get_user_pass_cr: "CHALLENGE: text", the username from the challenge
+            response = await self.ask(f"CHALLENGE: {challenge.text} ", challenge.echo,
+                                      "the server's dynamic challenge asks for a response")
+            p.username, p.password = challenge.username, challenge.password(response)
+            return
+        refused = getattr(previous, "auth_refused", False)
+        if refused or (self._forgotten and getattr(previous, "auth_token", None) is None):
+            credentials.forget(p)
+            await self._complete()
+            self._forgotten = False
+
+    async def _complete(self) -> None:
+        """credentials.complete, asked through ``ask``."""
+        p = self.profile
+        answers = {}
+        for q in credentials.questions(p):
+            answers[q.field] = await self.ask(q.text, q.echo, q.why)
+        credentials.apply_answers(p, answers)
+
+    def on_event(self, event, session, answered) -> None:
+        """A CR_TEXT challenge: ask the user (without blocking the loop), then answer
+        with CR_RESPONSE; ``answered(session, error)`` lets the shell send it."""
+        if not isinstance(event, CrTextRequested):
+            return
+
+        async def answer() -> None:
+            request = event.request
+            try:
+                response = await self.ask(f"CHALLENGE: {request.text} ", request.echo,
+                                          "the server's challenge (CR_TEXT) asks for a "
+                                          "response")
+            except ConfigError as exc:
+                answered(session, SessionError("auth", str(exc), recoverable=False))
+                return
+            if not session.finished:
+                session.send_cr_response(response,
+                                         asyncio.get_running_loop().time())
+                answered(session, None)
+        if self._answering is not None and not self._answering.done():
+            # one question at a time: the terminal is being read (a thread cannot be
+            # cancelled), so a server repeating CR_TEXT gets the answer being typed
+            log.debug("CR_TEXT again while the user answers the last one: ignored")
+            return
+        self._answering = asyncio.ensure_future(answer())
+
     def new_session(self, now: float, endpoint: Endpoint, local, remote, previous):
         token = getattr(previous, "auth_token", None)
         if self._session_factory is not None:
@@ -206,6 +305,12 @@ class OpenVPNDriver:
                 rng=self.rng)
         settings = session_settings(p)
         settings.auth_token = token
+        settings.sso = self.sso_methods
+        if getattr(p, "auth_nocache", False) and p.auth_user_pass and token is None:
+            # ssl.c purge_user_pass: sent once; the next session asks again (unless the
+            # server pushes an auth-token to stand in for it)
+            credentials.forget(p)
+            self._forgotten = p.credentials_given != (settings.username, settings.password)
         settings.proto = endpoint.proto
         source = endpoint.source
         remote_mtu = getattr(source, "tun_mtu", None)
@@ -226,12 +331,13 @@ class OpenVPNDriver:
 class OpenVPNTunnel(ShellTunnel):
     """An OpenVPN client, one session at a time, as an :class:`erebus.tunnel.Tunnel`."""
 
-    def __init__(self, profile: Profile, *, pcap=None, session_factory=None, connector=None):
+    def __init__(self, profile: Profile, *, pcap=None, session_factory=None, connector=None,
+                 ask: Ask | None = None):
         self.profile = profile
         if connector is None and any(r.proxy is not None for r in profile.remotes):
             from .outer import OuterConnector
             connector = OuterConnector()      # http-proxy / socks-proxy
-        super().__init__(OpenVPNDriver(profile, session_factory=session_factory),
+        super().__init__(OpenVPNDriver(profile, session_factory=session_factory, ask=ask),
                          warnings=profile.warnings,
                          connect_timeout=float(getattr(profile, "connect_timeout", 30.0)),
                          pcap=pcap, connector=connector)

@@ -39,6 +39,7 @@ from .udp import BatchedUdpLink
 __all__ = ["Driver", "Endpoint", "ShellTunnel"]
 
 CLOSE_WAIT = 3.0      # seconds close() waits for the peer to confirm (EXIT, DELETE)
+MAX_CHALLENGES = 8    # challenges answered in a row before connect() gives up
 _REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
@@ -62,7 +63,11 @@ class Endpoint:
 
 
 class Driver(Protocol):
-    """What one VPN family tells the shell."""
+    """What one VPN family tells the shell.  Optional: ``async prepare(previous)``, run
+    before each new session outside the connect timeout (OpenVPN asks the user for a
+    challenge's response there), and ``on_event(event, session, answered)`` for the
+    family's own events (OpenVPN's CR_TEXT challenge: ``answered(session, error)``
+    when the answer was given to the session, or nobody could give it)."""
 
     log: logging.Logger
     drop_kinds: dict                 # counter -> (level, what), see ratelimit.DropReporter
@@ -216,16 +221,35 @@ class ShellTunnel:
             self._last_endpoint = endpoint
             limit = timeout if timeout is not None else \
                 (endpoint.timeout or self.connect_timeout)
-            try:
-                return await asyncio.wait_for(self._connect_one(endpoint), limit)
-            except asyncio.TimeoutError:
-                errors.append(self._timed_out(endpoint, limit))
-                self._teardown()
-            except SessionError as exc:
-                self._teardown()
-                errors.append(exc)
-                if not exc.recoverable:
-                    raise
+            auth_retries = 0
+            while True:
+                await self._prepare()
+                try:
+                    return await asyncio.wait_for(self._connect_one(endpoint), limit)
+                except asyncio.TimeoutError:
+                    errors.append(self._timed_out(endpoint, limit))
+                    self._teardown()
+                except SessionError as exc:
+                    self._teardown()
+                    errors.append(exc)
+                    if exc.recoverable and exc.stage is Stage.AUTH:
+                        # push.c receive_auth_failed: no_advance, the same server again:
+                        # at once to answer a challenge, else after the retry wait
+                        auth_retries += 1
+                        if exc.immediate and auth_retries <= MAX_CHALLENGES:
+                            self.log.debug("connecting again at once, to answer it")
+                            continue
+                        if not exc.immediate:
+                            delay = self._retry_policy(self.driver).delay(auth_retries)
+                            self.log.warning("%s; next try in %.0f s", exc, delay)
+                            await asyncio.sleep(delay)
+                            continue
+                        raise SessionError(Stage.AUTH, f"{exc} (after {MAX_CHALLENGES} "
+                                           "challenges or refusals in a row: giving up)") \
+                            from None
+                    if not exc.recoverable:
+                        raise
+                break
             if i + 1 < len(endpoints):
                 self.log.warning("%s; trying the next remote", errors[-1])
         if not errors:
@@ -247,6 +271,13 @@ class ShellTunnel:
                                   policy=lambda: self._retry_policy(d))
         self.log.info("reconnected (session %d)", self.sessions)
         return info
+
+    async def _prepare(self) -> None:
+        """Before a new session: what the driver must do first (OpenVPN: ask the user
+        for a challenge's response or the credentials again), outside any timeout."""
+        prepare = getattr(self.driver, "prepare", None)
+        if prepare is not None:
+            await prepare(self.session)
 
     def _retry_policy(self, d: Driver) -> RetryPolicy:
         """The wait after a failed round: the last endpoint's own (a <connection>
@@ -408,7 +439,9 @@ class ShellTunnel:
                 self._connected.set_result(info)
         elif isinstance(event, Failed):
             self._end(SessionError(event.stage, f"{self._server_name}: {event.message}",
-                                   recoverable=event.recoverable))
+                                   recoverable=event.recoverable,
+                                   immediate=event.immediate))
+            return
         elif isinstance(event, Closed):
             log.info("session closed: %s", event.reason)
             if self._done is not None and not self._done.done():
@@ -418,6 +451,20 @@ class ShellTunnel:
             log.debug("rekeyed: %s %s", event.what, event.detail)
         elif isinstance(event, PathChanged):
             self._switch_port(event.port)
+        on_event = getattr(self.driver, "on_event", None)
+        if on_event is not None and self.session is not None:   # the family's own events
+            on_event(event, self.session, self._after_answer)
+
+    def _after_answer(self, session: Session, error: SessionError | None = None) -> None:
+        """The driver answered an event of ``session`` (a challenge): send what is due
+        now, if that session is still the current one; ``error``: nobody could answer,
+        the session is over."""
+        if session is not self.session or self._link is None:
+            return
+        if error is not None:
+            self._end(error)
+        else:
+            self._step()
 
     def _switch_port(self, port: int) -> None:
         addr = (self._remote[0], port)

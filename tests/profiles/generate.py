@@ -266,6 +266,18 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
             "<connection>", "remote 198.18.11.13 1194", "mssfix 0",
             "explicit-exit-notify", "</connection>",
             "<connection>", "remote 198.18.11.14 1194", "mssfix", "</connection>"],
+        # an MFA provider's profile: password asked, then a one-time code (SCRV1), a
+        # dynamic challenge answered (auth-retry interact), nothing cached
+        "mfa-otp.ovpn": [
+            "client", "dev tun", "proto udp", "remote 198.18.10.30 1194", "nobind",
+            "remote-cert-tls server", "auth-user-pass", "auth-nocache",
+            "static-challenge \"Enter Authenticator Code\" 1", "auth-retry interact",
+            "reneg-sec 0", "ca pki/ca.crt", "cert pki/client.crt", "key pki/client.key"],
+        "broken-mfa.ovpn": [
+            "client", "dev tun", "remote 198.18.11.30 1194", "remote-cert-tls server",
+            "auth-user-pass", ("auth-retry always", X, "auth-retry"),
+            ("static-challenge \"PIN\" 1 base32", X, "static-challenge"),
+            "ca pki/ca.crt", "cert pki/client.crt", "key pki/client.key"],
     }
 
 

@@ -172,12 +172,15 @@ class FakeServer:
         self.data_keys = {}
         self.control_messages = []
         self.soft_resets = []             # key ids the client renegotiated
+        self.credentials = []             # (username, password) of each key method
+        self.now = 0.0
 
     @property
     def data_key(self):
         return self.data_keys[max(self.data_keys)] if self.data_keys else None
 
     def receive(self, datagram, now):
+        self.now = now
         p = w.parse_packet(datagram)
         if isinstance(p, w.DataPacket):
             key = self.data_keys.get(p.key_id)
@@ -228,6 +231,11 @@ class FakeServer:
             pre, r1, r2 = k.app[5:53], k.app[53:85], k.app[85:117]
             k.key_source = (pre, r1, r2)
             self.peer_info = k.app[117:].decode("latin-1")      # options, peer info
+            strings, pos = [], 117
+            for _ in range(3):                      # options string, username, password
+                text, pos = keymethod.read_string(memoryview(k.app), pos)
+                strings.append(text)
+            self.credentials.append(tuple(strings[1:]))
             k.app = b""     # the rest of the key method message (strings) is ignored
             s1, s2 = os.urandom(32), os.urandom(32)
             k.tls.write(b"\0\0\0\0\x02" + s1 + s2 + keymethod.write_string("V4,dev-type tun"))
@@ -240,7 +248,10 @@ class FakeServer:
         while b"\0" in k.app:
             msg, _, k.app = k.app.partition(b"\0")
             self.control_messages.append(msg.decode())
-            if msg == b"PUSH_REQUEST":
+            if callable(self.push):                 # a test's own server: (message, now)
+                for reply in self.push(msg.decode(), self.now):
+                    k.tls.write(reply.encode() + b"\0")
+            elif msg == b"PUSH_REQUEST":
                 for reply in (self.push if isinstance(self.push, list) else [self.push]):
                     k.tls.write(reply.encode() + b"\0")
 
@@ -551,9 +562,9 @@ def test_the_client_offers_tls_key_export_and_nothing_it_does_not_implement(pki)
     server = FakeServer(cert, key)
     run(ClientSession(settings(ca), 0.0), server)
     info = dict(line.split("=", 1) for line in server.peer_info.splitlines() if "=" in line)
-    # DATA_V2 | REQUEST_PUSH | TLS_KEY_EXPORT | CC_EXIT_NOTIFY: no DYN_TLS_CRYPT (512),
-    # no AUTH_PENDING_KW, no DATA_EPOCH
-    assert int(info["IV_PROTO"]) == 2 | 4 | 8 | 128
+    # DATA_V2 | REQUEST_PUSH | TLS_KEY_EXPORT | AUTH_PENDING_KW | CC_EXIT_NOTIFY: no
+    # DYN_TLS_CRYPT (512), no DATA_EPOCH
+    assert int(info["IV_PROTO"]) == 2 | 4 | 8 | 16 | 128
 
 
 @pytest.mark.parametrize("option", ["key-derivation tls-ekm", "protocol-flags cc-exit tls-ekm"])
