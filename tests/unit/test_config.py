@@ -63,7 +63,7 @@ def test_missing_file_names_file_line_and_option(tmp_path):
     ("compress snappy", "compress", "snappy"),
     ("cipher BF-CBC", "cipher", "Blowfish"),
     ("remote-cert-tls", "remote-cert-tls", "argument"),
-    ("peer-fingerprint AB:CD", "peer-fingerprint", "enforce"),
+    ("peer-fingerprint AB:CD", "peer-fingerprint", "wrong length - expected 32 bytes"),
     ("crl-verify crl.pem", "crl-verify", "cannot read"),
 ])
 def test_refused_options_name_line_and_option(line, option, words):
