@@ -446,3 +446,22 @@ def test_check_says_the_fingerprint_decides_without_a_ca(tmp_path, pinned):
     assert "peer-fingerprint: 1 fingerprint" in checks
     assert report["settings"]["tls_groups"] == "X25519:secp256r1"
     assert report["settings"]["tls_cert_profile"] == "legacy"
+
+
+def test_a_handshake_stalled_with_tls_groups_says_how_2_6_refuses_it():
+    """A 2.6 server sharing none of tls-groups restarts the client's instance before its
+    alert leaves: the client only sees the handshake stall (virtual time, no server)."""
+    from erebus.openvpn.session import ClientSession, SessionSettings, State
+    from erebus.wire import openvpn as w
+    for groups, hinted in (("X25519", True), (None, False)):
+        client = ClientSession(SessionSettings(tls=settings(tls_groups=groups)), 0.0)
+        client.datagrams_to_send(0.0)
+        client.receive_datagram(w.build_control(
+            w.P_CONTROL_HARD_RESET_SERVER_V2, 0, bytes(range(8)), [0], client.session_id,
+            0, b""), 0.0)
+        assert client.state is State.TLS_HANDSHAKE
+        client.datagrams_to_send(0.5)                        # the ClientHello, unanswered
+        stage, why = client.connect_timeout()
+        assert stage == "tls"
+        assert ("with tls-groups X25519, that is how a 2.6 server that offers none of "
+                "those groups refuses it" in why) is hinted, why
