@@ -85,7 +85,21 @@ def _auth(p: Profile) -> dict:
 
 
 def _server_checks(p: Profile) -> list[str]:
-    out = ["chain to the profile's CA"] if p.static_key is None else []
+    pinned = bool(p.verify_hash) and p.verify_hash_depth == 0
+    out = []
+    if p.static_key is None:
+        if p.ca is None and p.capath is None and pinned:
+            # options.c, in 2.6's words (M_INFO), then ours
+            out.append("Using certificate fingerprint to verify peer (no CA option set): "
+                       "the chain is not verified, the fingerprint decides")
+        else:
+            out.append("chain to the profile's CA" + (f" (and capath {p.capath})"
+                                                      if p.capath else ""))
+    if p.verify_hash:
+        n = len(p.verify_hash)
+        what = "peer-fingerprint" if pinned else \
+            f"verify-hash {p.verify_hash_algo} (the CA that signed the server's certificate)"
+        out.append(f"{what}: {n} fingerprint{'s' if n > 1 else ''}")
     if p.remote_cert_tls:
         out.append(f"remote-cert-tls {p.remote_cert_tls}")
     else:
@@ -101,6 +115,8 @@ def _server_checks(p: Profile) -> list[str]:
         out.append(f"verify-x509-name {p.verify_x509_name[0]!r} {p.verify_x509_name[1]}")
     if p.crl is not None:
         out.append("crl-verify")
+    if p.crl_dir is not None:
+        out.append(f"crl-verify {p.crl_dir} dir")
     return out
 
 
@@ -123,6 +139,8 @@ def settings(p: Profile) -> dict:
         "auth": _auth(p),
         "server_checks": _server_checks(p),
         "tls_version_min": p.tls_version_min,
+        "tls_groups": p.tls_groups,
+        "tls_cert_profile": p.tls_cert_profile or "legacy",
         "compression": p.compression,
         "allow_compression": p.allow_compression,
         "ignored": [{"line": i.line, "option": i.option, "reason": _reason(i.option)}
@@ -145,7 +163,9 @@ def _reason(option: str) -> str:
 
 def _load_like_a_connection(p: Profile) -> list[ConfigError]:
     """Load the material into a TLS context as connecting would (offline)."""
-    if p.static_key is not None or p.key_encrypted or p.ca is None:
+    pinned = bool(p.verify_hash) and p.verify_hash_depth == 0
+    if p.static_key is not None or p.key_encrypted or (
+            p.ca is None and p.capath is None and not pinned):
         return []
     try:
         p.tls_context()

@@ -22,7 +22,7 @@ import errno
 import os
 import stat
 
-__all__ = ["MAX_FILE_SIZE", "FileRefused", "read_limited"]
+__all__ = ["MAX_FILE_SIZE", "FileRefused", "read_limited", "opens"]
 
 MAX_FILE_SIZE = 4 * 1024 * 1024      # profiles, includes, keys, certificates, CRLs, auth files
 
@@ -78,3 +78,18 @@ def read_limited(path: str | os.PathLike[str], limit: int = MAX_FILE_SIZE, *,
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def opens(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` opens for reading (and is closed again at once): how 2.6's
+    ``crl-verify DIR dir`` decides that a serial is revoked (ssl_verify.c
+    ``verify_check_crl_dir``: ``platform_open(fn, O_RDONLY)``; any failure means "not
+    revoked").  ``O_NONBLOCK``: a FIFO named by a serial cannot hang the handshake."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
+        getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return False
+    os.close(fd)
+    return True

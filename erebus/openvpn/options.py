@@ -298,7 +298,8 @@ _REGISTRY: list[OptionSpec] = [
     _spec("tls-client", "0", IMPLEMENTED, "TLS client"),
     _spec("pull", "0", IMPLEMENTED, "the server's pushed settings are used"),
     _spec("ca", "1", IMPLEMENTED, "the CA the server's certificate must chain to", "i"),
-    _spec("capath", "1", REFUSED, "a directory of CAs is not supported: give 'ca'"),
+    _spec("capath", "1", IMPLEMENTED, "CA certificates and CRLs of a directory in OpenSSL's "
+          "hashed layout (openssl rehash), read when the profile is"),
     _spec("cert", "1", IMPLEMENTED, "the client certificate (and its chain)", "i"),
     _spec("key", "1", IMPLEMENTED, "the client's private key; encrypted keys ask for their "
           "passphrase (askpass or the terminal)", "i"),
@@ -308,8 +309,9 @@ _REGISTRY: list[OptionSpec] = [
     _spec("askpass", "0-1", IMPLEMENTED, "the passphrase of the private key or PKCS#12 "
           "bundle: from FILE, or asked on the terminal"),
     _spec("dh", "1", IGNORED, "Diffie-Hellman parameters are for servers", "i"),
-    _spec("crl-verify", "1-2", IMPLEMENTED, "the server's certificate is checked against the "
-          "CRLs (a CRL directory is refused)", "i"),
+    _spec("crl-verify", "1-2", IMPLEMENTED, "the server's chain is checked against the "
+          "CRLs; with 'dir', a file named by a certificate's decimal serial revokes it",
+          "i"),
     _spec("verify-x509-name", "1-2", IMPLEMENTED, "the server certificate's subject or "
           "name must match"),
     _spec("remote-cert-tls", "1", IMPLEMENTED, "the server certificate must have key usage "
@@ -320,19 +322,21 @@ _REGISTRY: list[OptionSpec] = [
           "extended key usage"),
     _spec("ns-cert-type", "1", IMPLEMENTED, "deprecated; checked like OpenVPN 2.6 does "
           "with OpenSSL (the certificate's TLS server purpose)"),
-    _spec("verify-hash", "1-2", REFUSED, "erebus cannot enforce this check of the server "
-          "yet and will not connect without it", "i"),
-    _spec("peer-fingerprint", "1", REFUSED, "erebus cannot enforce this check of the server "
-          "yet and will not connect without it", "i"),
+    _spec("verify-hash", "1-2", IMPLEMENTED, "deprecated; the SHA1 or SHA256 fingerprint "
+          "of the CA that signed the server's certificate (depth 1) must match", "i"),
+    _spec("peer-fingerprint", "1", IMPLEMENTED, "the server certificate's SHA256 fingerprint "
+          "must be listed; without 'ca' it replaces the CA (2.6's PKI-less mode)", "i"),
     _spec("x509-track", "1", IGNORED, "exports certificate fields to scripts"),
     _spec("x509-username-field", "1+", IGNORED, "a server option"),
     _spec("tls-version-min", "1-2", IMPLEMENTED, "lowest TLS version offered"),
     _spec("tls-version-max", "1", IMPLEMENTED, "highest TLS version offered"),
     _spec("tls-cipher", "1", IMPLEMENTED, "TLS 1.2 cipher list"),
     _spec("tls-ciphersuites", "1", IMPLEMENTED, "TLS 1.3 cipher suites"),
-    _spec("tls-groups", "1", IGNORED, "erebus offers OpenSSL's default groups"),
+    _spec("tls-groups", "1", IMPLEMENTED, "the TLS key-exchange groups offered (OpenSSL "
+          "names)"),
     _spec("ecdh-curve", "1", IGNORED, "erebus offers OpenSSL's default groups"),
-    _spec("tls-cert-profile", "1", IGNORED, "OpenSSL's default security level applies"),
+    _spec("tls-cert-profile", "1", IMPLEMENTED, "an OpenSSL security level, as 2.6 maps it "
+          "(insecure 0, legacy 1, the default, preferred 2, suiteb 3)"),
     _spec("tls-timeout", "1", IGNORED, "erebus retransmits on its own schedule"),
     _spec("hand-window", "1", IMPLEMENTED, "how long a TLS handshake may take"),
     _spec("tran-window", "1", IGNORED, "the old key is kept for erebus's own transition "

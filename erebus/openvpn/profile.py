@@ -78,6 +78,15 @@ class Profile:
     remote_cert_eku: str | None = None
     ns_cert_type: str | None = None
     crl: bytes | None = None
+    crl_dir: str | None = None           # crl-verify DIR dir (a path, checked per handshake)
+    capath: str | None = None            # capath DIR (its files read by castore)
+    capath_certs: list[bytes] = field(default_factory=list)    # DER, from capath
+    capath_crls: list[bytes] = field(default_factory=list)     # DER, from capath
+    verify_hash: list[bytes] = field(default_factory=list)     # peer-fingerprint / verify-hash
+    verify_hash_depth: int = 0           # 0: peer-fingerprint; 1: verify-hash (the CA)
+    verify_hash_algo: str = "SHA256"
+    tls_groups: str | None = None
+    tls_cert_profile: str | None = None
     tls_version_min: str | None = None
     tls_version_max: str | None = None
     tls_cipher: str | None = None

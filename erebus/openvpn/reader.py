@@ -29,10 +29,12 @@ from typing import Callable
 
 from ..errors import ConfigError, SessionError
 from ..files import MAX_FILE_SIZE, read_limited
+from .castore import CaPathError, read_capath
 from .compress import Compression
 from .algorithms import AlgorithmError, cbc_cipher
 from .algorithms import digest as digest_spec
 from .data import AEAD_CIPHERS, CBC_CIPHERS, normalize_cipher, normalize_digest
+from .fingerprint import DIGEST_SIZES, FingerprintError, parse_fingerprints
 from .lexer import Directive, lex
 from .material import (PemError, Pkcs12Error, check_certificates, check_crls,
                        check_private_key, key_matches_certificate, open_pkcs12,
@@ -113,7 +115,10 @@ class _Reader(ProxyOptions):
         self.cipher_directive: Directive | None = None   # the last 'cipher' line
         self.fallback_seen = False                       # a data-ciphers-fallback line
         self.auth_directive: Directive | None = None     # the last 'auth' line
-        self.crl_dir = False
+        self.crl_dir: Directive | None = None     # crl-verify DIR dir
+        self.capath: Directive | None = None
+        self.verify_hash: Directive | None = None  # the first peer-fingerprint / verify-hash
+        self.verify_hash_algos: set[str] = set()
         self.client_directive: Directive | None = None   # the first client / tls-client
         self.http_proxy_user_pass: _Source | None = None
 
@@ -380,12 +385,60 @@ class _Reader(ProxyOptions):
     opt_cert = opt_key = opt_extra_certs = opt_pkcs12 = opt_ca
 
     def opt_crl_verify(self, d: Directive, a: list[str]) -> None:
-        if len(a) == 2:
+        if d.inline is None and len(a) == 2:
             if a[1] != "dir":
                 raise self.err(d, f"the second argument can only be 'dir', not {a[1]!r}")
-            raise self.err(d, "a directory of CRLs ('dir') is not supported: give the CRL "
-                           "file or inline <crl-verify>")
+            self.crl_dir = d
+            self.material.pop(d.name, None)
+            return
+        self.crl_dir = None                  # the last crl-verify line is the one used
         self.material[d.name] = self.source(d)
+
+    def directory(self, d: Directive) -> str:
+        """A directory a line names, relative to the profile's (as its files are)."""
+        name = d.args[0]
+        return name if os.path.isabs(name) else os.path.join(self.base, name)
+
+    def opt_capath(self, d: Directive, a: list[str]) -> None:
+        self.capath = d
+        # ssl_openssl.c tls_ctx_load_ca, in its words
+        self.warn(d, f"WARNING: experimental option --capath {a[0]}")
+
+    def opt_peer_fingerprint(self, d: Directive, a: list[str]) -> None:
+        self.hash_option(d, 0, "SHA256")
+
+    def opt_verify_hash(self, d: Directive, a: list[str]) -> None:
+        # options.c: the deprecation, in 2.6's words; SHA1 unless said (inline: SHA256)
+        self.warn(d, "DEPRECATED OPTION: The option --verify-hash is deprecated. You should "
+                  "switch to the either use the level 1 certificate as --ca option, use "
+                  "--tls-verify or use --peer-fingerprint")
+        algo = "SHA256" if d.inline is not None else "SHA1"
+        if d.inline is None and len(a) > 1:
+            if a[1] not in DIGEST_SIZES:
+                raise self.err(d, f"invalid or unsupported hashing algorithm: {a[1]} (only "
+                               "SHA1 and SHA256 are supported)")
+            algo = a[1]
+        self.hash_option(d, 1, algo)
+
+    def hash_option(self, d: Directive, depth: int, algo: str) -> None:
+        """peer-fingerprint (depth 0) and verify-hash (depth 1) share one list in 2.6
+        (options.c): the two may not be mixed, and the last line's algorithm is the one
+        every hash of the list is compared with."""
+        p = self.p
+        if self.verify_hash is not None and p.verify_hash_depth != depth:
+            raise self.err(d, f"ERROR: Setting {d.name} not allowed. --verify-hash and "
+                           "--peer-fingerprint are mutually exclusive")
+        text = d.inline if d.inline is not None else d.args[0]
+        try:
+            hashes = parse_fingerprints(text, DIGEST_SIZES[algo])
+        except FingerprintError as exc:
+            raise self.err(d, str(exc)) from None
+        if self.verify_hash is None:
+            self.verify_hash = d
+        p.verify_hash_depth = depth
+        p.verify_hash_algo = algo
+        p.verify_hash += hashes
+        self.verify_hash_algos.add(algo)
 
     def opt_askpass(self, d: Directive, a: list[str]) -> None:
         if a and a[0] != "stdin":
@@ -482,6 +535,21 @@ class _Reader(ProxyOptions):
 
     def opt_tls_ciphersuites(self, d: Directive, a: list[str]) -> None:
         self.p.tls_ciphersuites = a[0]
+
+    def opt_tls_groups(self, d: Directive, a: list[str]) -> None:
+        from .tls import check_tls_groups       # OpenSSL decides which names it knows
+        try:
+            check_tls_groups(a[0])
+        except ConfigError as exc:
+            raise self.err(d, str(exc).removeprefix(f"{d.name}: ")) from None
+        self.p.tls_groups = a[0]
+
+    def opt_tls_cert_profile(self, d: Directive, a: list[str]) -> None:
+        from .tls import CERT_PROFILE_LEVELS
+        if a[0] not in CERT_PROFILE_LEVELS:
+            raise self.err(d, f"ERROR: Invalid cert profile: {a[0]} (legacy, preferred, "
+                           "suiteb or insecure)")
+        self.p.tls_cert_profile = a[0]
 
     def opt_data_ciphers(self, d: Directive, a: list[str]) -> None:
         usable = []
@@ -715,9 +783,9 @@ class _Reader(ProxyOptions):
         return p
 
     # Options that make 2.6 verify the server beyond the CA chain (init.c,
-    # do_option_warnings); given but refused, they are reported as problems instead.
-    # verify-hash is not one: it checks depth 1 (the CA), and 2.6 counts only a
-    # depth-0 hash (peer-fingerprint).
+    # do_option_warnings); given but refused or broken, they are reported as problems
+    # instead.  verify-hash is not one: it checks depth 1 (the CA), and 2.6 counts only
+    # a depth-0 hash (peer-fingerprint).
     SERVER_VERIFICATION = ("tls-verify", "verify-x509-name", "ns-cert-type", "remote-cert-tls",
                            "remote-cert-eku", "peer-fingerprint")
 
@@ -730,6 +798,7 @@ class _Reader(ProxyOptions):
         line is that of client/tls-client, else of the CA."""
         p = self.p
         if p.remote_cert_eku or p.verify_x509_name or p.ns_cert_type == "server" \
+                or (p.verify_hash and p.verify_hash_depth == 0) \
                 or self.failed & set(self.SERVER_VERIFICATION):
             return
         d = self.client_directive or next(
@@ -948,9 +1017,18 @@ class _Reader(ProxyOptions):
         crl = m.get("crl-verify")
         if crl is not None:
             self.load_crl(crl)
-        if "ca" not in m and "pkcs12" not in m and not self.failed & {"ca", "pkcs12"}:
-            self.problem(None, "no CA certificate ('ca' or <ca>): the server cannot be "
-                         "verified", option="ca")
+        if self.crl_dir is not None:
+            self.check_crl_dir(self.crl_dir)
+        if self.capath is not None:
+            self.load_capath(self.capath, has_ca="ca" in m)
+        self.check_hash_algorithms()
+        pinned = bool(p.verify_hash) and p.verify_hash_depth == 0
+        if "ca" not in m and "pkcs12" not in m and self.capath is None and not pinned \
+                and not self.failed & {"ca", "pkcs12", "capath", "peer-fingerprint"}:
+            # options.c check_ca_required, in its words, then ours
+            self.problem(None, "You must define CA file (--ca) or CA path (--capath) "
+                         "and/or peer fingerprint verification (--peer-fingerprint) (no "
+                         "CA certificate: the server cannot be verified)", option="ca")
         has_cert = p.cert is not None or p.pkcs12 is not None or "cert" in m
         has_key = p.key is not None or p.pkcs12 is not None or "key" in m
         if has_cert != has_key and not self.failed & {"cert", "key", "pkcs12"}:
@@ -1034,6 +1112,44 @@ class _Reader(ProxyOptions):
             return
         p.pkcs12 = data              # locked: unlocked once the passphrase is known
         p.key_encrypted = True
+
+    def check_crl_dir(self, d: Directive) -> None:
+        """options.c: the directory must be readable and searchable ("--crl-verify
+        directory"); its files are looked up at each handshake."""
+        path = self.directory(d)
+        if not os.path.isdir(path):
+            why = "not a directory" if os.path.exists(path) else "No such file or directory"
+            self.problem(d, f"--crl-verify directory fails with '{path}': {why}")
+        elif not os.access(path, os.R_OK | os.X_OK):
+            self.problem(d, f"--crl-verify directory fails with '{path}': Permission denied")
+        else:
+            self.p.crl_dir = path
+
+    def load_capath(self, d: Directive, *, has_ca: bool) -> None:
+        """capath's certificates and CRLs, read as OpenSSL's hashed lookup finds them
+        (:mod:`erebus.openvpn.castore`)."""
+        path = self.directory(d)
+        try:
+            found = read_capath(path)
+        except CaPathError as exc:
+            self.problem(d, str(exc))
+            return
+        for text in found.warnings:
+            self.warn(d, text)
+        if not found.certificates and not has_ca:
+            self.problem(d, f"no CA certificate in {path} under OpenSSL's hashed names "
+                         "(HASH.0: make them with 'openssl rehash DIR')")
+            return
+        p = self.p
+        p.capath, p.capath_certs, p.capath_crls = path, found.certificates, found.crls
+
+    def check_hash_algorithms(self) -> None:
+        """2.6 compares every verify-hash of the profile with the last line's
+        algorithm (options.c): hashes of the other length can never match."""
+        if len(self.verify_hash_algos) > 1:
+            self.warn(self.verify_hash, f"the last verify-hash line's algorithm "
+                      f"({self.p.verify_hash_algo}) applies to every verify-hash line, as "
+                      "in 2.6: the hashes of the other algorithm can never match")
 
     def load_crl(self, src: _Source) -> None:
         data = self.read(src)

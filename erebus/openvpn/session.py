@@ -320,8 +320,18 @@ class ClientSession:
             return Stage.UNREACHABLE, "no answer from the server"
         stage = {State.TLS_HANDSHAKE: Stage.TLS, State.KEY_EXCHANGE: Stage.TLS,
                  State.PUSH_REQUEST_SENT: Stage.PUSH_TIMEOUT}.get(self.state, Stage.TIMEOUT)
-        refused = self._client_key_refused()
+        refused = self._client_key_refused() or self._no_shared_group()
         return stage, stage.value + (f" ({refused})" if refused else "")
+
+    def _no_shared_group(self) -> str | None:
+        """Why a TLS handshake with tls-groups stalls: a 2.6 server that shares none of
+        the groups logs "no suitable key share" and restarts the client's instance, so
+        the alert it wrote never leaves it."""
+        groups = self.settings.tls.tls_groups
+        if not groups or self.state is not State.TLS_HANDSHAKE:
+            return None
+        return (f"the TLS handshake stalled; with tls-groups {groups}, that is how a 2.6 "
+                "server that offers none of those groups refuses it, without an alert")
 
     def _client_key_refused(self) -> str | None:
         """Why a tls-crypt-v2 handshake stalls after the server's reset: a 2.6 server

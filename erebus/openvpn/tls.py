@@ -12,18 +12,31 @@ verification store with X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, so ev
 certificate of the chain OpenSSL built (from the trust store and what the server sent,
 whatever the server chose to send) needs a current CRL from its issuer that does not list
 it.  CRLs are parsed by OpenSSL's own parser, so one OpenSSL (and so the stock client)
-accepts works here too.  Then OpenVPN's checks of the server's certificate, in the verify
-callback at depth 0 as ssl_verify_openssl.c makes them: ``remote-cert-tls``,
-``remote-cert-ku`` / ``remote-cert-eku``, ``ns-cert-type`` and ``verify-x509-name``.
+accepts works here too.  ``capath``'s certificates and CRLs (read by
+:mod:`erebus.openvpn.castore`) join the same store, with the same flags, as 2.6's hashed-
+directory lookup does.  Then OpenVPN's checks, in the verify callback for every
+certificate of the chain as ssl_verify.c ``verify_cert`` makes them: the fingerprint of
+``peer-fingerprint`` (depth 0) or ``verify-hash`` (depth 1), for the server's own
+certificate ``remote-cert-tls``, ``remote-cert-ku`` / ``remote-cert-eku``,
+``ns-cert-type`` and ``verify-x509-name``, and ``crl-verify DIR dir`` (a file named by the
+certificate's decimal serial revokes it).  With ``peer-fingerprint`` and no ``ca`` or
+``capath`` (2.6's PKI-less mode), OpenSSL's verdict on the chain is ignored, as 2.6
+ignores it: the fingerprint alone decides.
+
+The context applies ``tls-cert-profile`` as 2.6 does with OpenSSL (an OpenSSL security
+level; 2.6's default, ``legacy``, is level 1) and ``tls-groups`` (the key-exchange groups
+offered).
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime
+import hmac
+import os
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +45,8 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi, lib as _lib   # only in "pyOpenSSL internals" below
 
 from ..errors import ConfigError, ErebusError, SessionError
+from ..files import opens
+from .fingerprint import format_fingerprint
 from .material import CERT_LABELS, KEY_LABELS, PemError, pem_blocks, short_reason
 
 _TLS_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION,
@@ -39,6 +54,13 @@ _TLS_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION,
 # The stock client's cipher list when the profile has no tls-cipher
 # (ssl_openssl.c: tls_ctx_restrict_ciphers).
 DEFAULT_TLS_CIPHERS = "DEFAULT:!EXP:!LOW:!MEDIUM:!kDH:!kECDH:!DSS:!PSK:!SRP:!kRSA"
+# tls-cert-profile as 2.6 maps it onto OpenSSL (ssl_openssl.c tls_ctx_set_cert_profile):
+# security levels; no profile is "legacy".  "suiteb" also sets the SUITEB128 cipher list,
+# which 2.6 replaces with the tls-cipher (or default) list right after, so only the
+# level remains: as here.
+CERT_PROFILE_LEVELS = {"legacy": 1, "preferred": 2, "suiteb": 3, "insecure": 0}
+MAX_CERT_DEPTH = 16        # ssl_verify.h: a longer chain is "convoluted"
+CRL_DIR_PATH_MAX = 255     # verify_check_crl_dir's fn[256]: a longer path is refused
 _BIO_CHUNK = 65536
 
 
@@ -110,6 +132,31 @@ def _verify_at(conn: SSL.Connection, when: datetime.datetime) -> None:
                                     calendar.timegm(when.utctimetuple()))
 
 
+def name_hash(name_der: bytes) -> int:
+    """OpenSSL's hash of a DER X.509 name (X509_NAME_hash: the ``HASH`` of a capath
+    file name ``HASH.N`` / ``HASH.rN``); ValueError when OpenSSL does not read it."""
+    buf = _ffi.new("unsigned char[]", name_der)
+    ptr = _ffi.new("unsigned char **", buf)
+    name = _lib.d2i_X509_NAME(_ffi.NULL, ptr, len(name_der))
+    if name == _ffi.NULL:
+        raise ValueError(_drain_openssl_errors())
+    try:
+        return _lib.X509_NAME_hash(name) & 0xFFFFFFFF
+    finally:
+        _lib.X509_NAME_free(name)
+
+
+def _set_groups(ctx: SSL.Context, groups: str) -> bool:
+    """SSL_CTX_set1_groups_list (``tls-groups``; 2.6 calls it with OpenSSL 3).
+    pyOpenSSL's only setter, set_tmp_ecdh, takes one elliptic curve, not a list, nor
+    X25519; its bindings have the older name of the same call, SSL_CTX_set1_curves_list
+    (OpenSSL: "synonyms", the same SSL_CTRL_SET_GROUPS_LIST)."""
+    ok = _lib.SSL_CTX_set1_curves_list(ctx._context, groups.encode("ascii")) == 1
+    while _lib.ERR_get_error() != 0:
+        pass
+    return ok
+
+
 def _x509_name(cert: crypto.X509, *, issuer: bool = False) -> str:
     """A certificate's subject (or issuer) as OpenVPN prints it, read by OpenSSL: for
     certificates cryptography does not read (pyOpenSSL's get_subject is deprecated)."""
@@ -129,7 +176,7 @@ def _x509_name(cert: crypto.X509, *, issuer: bool = False) -> str:
 
 @dataclass(slots=True)
 class TlsSettings:
-    ca: bytes
+    ca: bytes | None                     # None: capath alone, or PKI-less peer-fingerprint
     cert: bytes | None = None
     key: bytes | None = None
     extra_certs: bytes | None = None
@@ -143,6 +190,25 @@ class TlsSettings:
     remote_cert_eku: str | None = None   # OpenSSL long name or dotted OID
     ns_cert_type: str | None = None      # "server" or "client"
     crl: bytes | None = None             # PEM CRLs (crl-verify)
+    capath: str | None = None            # capath DIR, read by castore.read_capath into:
+    capath_certs: tuple[bytes, ...] = ()     # DER CA certificates of capath
+    capath_crls: tuple[bytes, ...] = ()      # DER CRLs of capath
+    # peer-fingerprint (depth 0, SHA256) or verify-hash (depth 1, SHA1 or SHA256): the
+    # certificate at that depth must have one of these digests (options.c, ssl_verify.c)
+    verify_hash: tuple[bytes, ...] = ()
+    verify_hash_depth: int = 0
+    verify_hash_algo: str = "SHA256"
+    crl_dir: str | None = None           # crl-verify DIR dir
+    crl_dir_probe: Callable[[str], bool] = field(default=opens, repr=False)
+    tls_groups: str | None = None
+    tls_cert_profile: str | None = None
+
+    @property
+    def verify_hash_no_ca(self) -> bool:
+        """2.6's PKI-less mode (options.c): peer-fingerprint and neither ca nor capath.
+        OpenSSL's verdict on the chain is then ignored; the fingerprint decides."""
+        return (self.ca is None and self.capath is None and bool(self.verify_hash)
+                and self.verify_hash_depth == 0)
 
 
 def openvpn_subject(name: x509.Name) -> str:
@@ -309,6 +375,64 @@ def check_peer(cert: x509.Certificate, settings: TlsSettings) -> None:
                                f"match verify-x509-name {want!r} ({kind})")
 
 
+def _who(cert: crypto.X509, depth: int) -> str:
+    named = _describe_x509(cert)
+    return (f"server certificate {named}" if depth == 0 else
+            f"CA certificate {named} in the server's chain")
+
+
+def certificate_digest(cert: crypto.X509, algo: str) -> bytes:
+    """The SHA-256 or SHA-1 digest of a certificate's DER, as OpenSSL computes it."""
+    return bytes.fromhex(cert.digest(algo.lower()).decode("ascii").replace(":", ""))
+
+
+def check_fingerprint(cert: crypto.X509, depth: int, settings: TlsSettings) -> None:
+    """peer-fingerprint / verify-hash (ssl_verify.c ``verify_cert``): at the depth the
+    option names, the certificate's digest must be one of the profile's (compared in
+    constant time, as 2.6 does).  The refusal quotes 2.6's words and names the
+    certificate and its fingerprint."""
+    if not settings.verify_hash or depth != settings.verify_hash_depth:
+        return
+    digest = certificate_digest(cert, settings.verify_hash_algo)
+    if any(hmac.compare_digest(digest, pin) for pin in settings.verify_hash):
+        return
+    option = "peer-fingerprint" if settings.verify_hash_depth == 0 else \
+        f"verify-hash {settings.verify_hash_algo}"
+    raise SessionError("certificate", f"{_who(cert, depth)} does not match {option}: "
+                       "--tls-verify/--peer-fingerprint certificate hash verification "
+                       f"failed. (got certificate fingerprint: {format_fingerprint(digest)})")
+
+
+def check_crl_dir(cert: crypto.X509, depth: int, settings: TlsSettings) -> None:
+    """crl-verify DIR dir (ssl_verify.c ``verify_check_crl_dir``): a file in DIR named
+    by the certificate's serial, in decimal, revokes it, at every depth of the chain."""
+    if settings.crl_dir is None:
+        return
+    serial = str(cert.get_serial_number())
+    path = os.path.join(settings.crl_dir, serial)
+    if len(path) > CRL_DIR_PATH_MAX:
+        raise SessionError("certificate", f"{_who(cert, depth)}: crl-verify dir: the "
+                           f"path {path!r} is longer than the {CRL_DIR_PATH_MAX} "
+                           "characters 2.6 allows (VERIFY CRL: filename overflow), so it "
+                           "is refused, as the stock client refuses it")
+    if settings.crl_dir_probe(path):
+        raise SessionError("certificate", f"{_who(cert, depth)} (serial {serial}) is "
+                           f"revoked: {path} exists (crl-verify {settings.crl_dir} dir)")
+
+
+def verify_cert(cert: crypto.X509, depth: int, settings: TlsSettings) -> None:
+    """What 2.6 checks of each certificate of the chain once OpenSSL has had its say
+    (ssl_verify.c ``verify_cert``), in its order: the chain's depth, the fingerprint,
+    the server's own certificate (:func:`check_peer`), the CRL directory."""
+    if depth >= MAX_CERT_DEPTH:
+        raise SessionError("certificate", "TLS Error: Convoluted certificate chain "
+                           f"detected with depth [{depth}] greater than {MAX_CERT_DEPTH}")
+    check_fingerprint(cert, depth, settings)
+    if depth == 0:
+        check_peer(cert.to_cryptography(), settings)
+    check_crl_dir(cert, depth, settings)
+
+
 # -- OpenSSL material, parsed by OpenSSL ------------------------------------------------
 
 def _openssl_reason(exc: Exception) -> str:
@@ -351,13 +475,32 @@ def _certificates(data: bytes | None, option: str) -> list[crypto.X509]:
 
 
 def _fill_store(store: crypto.X509Store, settings: TlsSettings) -> None:
-    """The CA certificates and (with crl-verify) the CRLs, as OpenVPN loads them."""
+    """The CA certificates, capath's certificates and CRLs and (with crl-verify) the
+    CRLs, as OpenVPN loads them."""
     cas = _certificates(settings.ca, "ca")
-    if not cas:
+    if not cas and settings.ca is not None:
         raise ConfigError("cannot load the CA certificate: no PEM certificate found",
                           option="ca")
+    if settings.ca is None and settings.capath is None and not settings.verify_hash_no_ca:
+        raise ConfigError("You must define CA file (--ca) or CA path (--capath) and/or "
+                          "peer fingerprint verification (--peer-fingerprint)", option="ca")
     for ca in cas:
         store.add_cert(ca)
+    for der in settings.capath_certs:
+        try:
+            store.add_cert(crypto.load_certificate(crypto.FILETYPE_ASN1, der))
+        except crypto.Error as exc:
+            raise ConfigError(f"cannot load a certificate: {_openssl_reason(exc)}",
+                              option="capath") from None
+    for der in settings.capath_crls:
+        try:
+            crl = _openssl_crl(der)
+        except ValueError as exc:
+            raise ConfigError(f"a CRL that does not parse ({exc})", option="capath") from None
+        _store_add_crl(store, crl)
+    if settings.capath is not None:
+        # ssl_openssl.c tls_ctx_load_ca: the hashed-directory lookup comes with these
+        store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
     if settings.crl is None:
         return
     crls = _pem_ders(settings.crl, (b"X509 CRL",))
@@ -402,8 +545,9 @@ def chain_refusal(code: int, text: str, cert: crypto.X509, depth: int,
     who = (f"server certificate {named}" if depth == 0 else
            f"CA certificate {named} in the server's chain")
     if code == _CERT_REVOKED:
+        source = "crl-verify" if settings.crl is not None else "capath"
         why = (f"{who} (serial {cert.get_serial_number():X}) is revoked by the CRL "
-               "(crl-verify)")
+               f"({source})")
     elif code == _UNABLE_TO_GET_CRL:
         why = (f"{who}: crl-verify has no CRL from its issuer, so it cannot be checked "
                "(the stock client refuses it too)")
@@ -471,10 +615,12 @@ class TlsContext:
                                   option="tls-version-max")
             ctx.set_max_proto_version(_TLS_VERSIONS[settings.tls_version_max])
         try:
-            ctx.set_cipher_list((settings.tls_cipher or DEFAULT_TLS_CIPHERS).encode())
+            ctx.set_cipher_list(_cipher_list(settings).encode())
         except SSL.Error:
             raise ConfigError(f"no usable cipher in {settings.tls_cipher!r}",
                               option="tls-cipher") from None
+        if settings.tls_groups:
+            check_tls_groups(settings.tls_groups, ctx)
         if settings.tls_ciphersuites:
             try:
                 ctx.set_tls13_ciphersuites(settings.tls_ciphersuites.encode())
@@ -516,6 +662,32 @@ class TlsContext:
             reason = (_openssl_reason(exc) if isinstance(exc, SSL.Error) else str(exc))
             raise ConfigError(f"cannot load the client certificate and key: {reason}",
                               option="cert") from None
+
+
+def _cipher_list(settings: TlsSettings) -> str:
+    """The tls-cipher (or default) list with tls-cert-profile's security level, as 2.6
+    sets them (the level first, then the list: a ``@SECLEVEL`` in tls-cipher wins)."""
+    profile = settings.tls_cert_profile or "legacy"
+    if profile not in CERT_PROFILE_LEVELS:
+        raise ConfigError(f"ERROR: Invalid cert profile: {profile}",
+                          option="tls-cert-profile")
+    ciphers = settings.tls_cipher or DEFAULT_TLS_CIPHERS
+    if "@SECLEVEL" in ciphers.upper():
+        return ciphers
+    return f"{ciphers}:@SECLEVEL={CERT_PROFILE_LEVELS[profile]}"
+
+
+def check_tls_groups(groups: str, ctx: SSL.Context | None = None) -> None:
+    """Set ``tls-groups`` on ``ctx`` (a scratch context without one), or ConfigError
+    naming the group OpenSSL does not know (2.6: "Failed to set allowed TLS group list")."""
+    if _set_groups(ctx or SSL.Context(SSL.TLS_CLIENT_METHOD), groups):
+        return
+    scratch = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    for token in (t.strip().lstrip("*?") for t in groups.replace("/", ":").split(":")):
+        if token and not _set_groups(scratch, token):
+            raise ConfigError(f"unknown TLS group {token!r} (OpenSSL knows names such as "
+                              "X25519, secp256r1, secp384r1, ffdhe2048)", option="tls-groups")
+    raise ConfigError(f"Failed to set allowed TLS group list: {groups}", option="tls-groups")
 
 
 def _verify_callback(conn: SSL.Connection, cert: crypto.X509, code: int, depth: int,
@@ -566,13 +738,19 @@ class TlsClient:
         refusal too."""
         if self._refusal is not None:
             return False
+        s = self.settings
         try:
-            if not ok:
+            if not ok and not s.verify_hash_no_ca:
+                if code == _UNABLE_TO_GET_CRL and s.crl is None:
+                    # only capath's flags asked for CRLs: 2.6 logs and ignores a missing
+                    # one ("VERIFY WARNING", ssl_verify_openssl.c verify_callback)
+                    return True
                 self._refusal = chain_refusal(code, _verify_error_string(code), cert, depth,
-                                              self.settings)
+                                              s)
                 return False
-            if depth == 0:
-                check_peer(cert.to_cryptography(), self.settings)
+            # PKI-less (verify_hash_no_ca): OpenSSL's complaint (a self-signed
+            # certificate, no issuer) is ignored as 2.6 ignores it; the checks decide
+            verify_cert(cert, depth, s)
         except ErebusError as exc:
             self._refusal = exc
             return False
@@ -616,8 +794,12 @@ class TlsClient:
         except SSL.Error as exc:
             if self._refusal is not None:
                 raise self._refusal from None
-            raise SessionError("tls", f"TLS handshake failed: {_openssl_reason(exc)}"
-                               ) from None
+            reason = _openssl_reason(exc)
+            hint = ""
+            if self.settings.tls_groups and "handshake failure" in reason:
+                hint = (f" (the profile's tls-groups {self.settings.tls_groups} may share "
+                        "no group with the server)")
+            raise SessionError("tls", f"TLS handshake failed: {reason}{hint}") from None
         if self._refusal is not None:        # never: a refusal fails the handshake
             raise self._refusal
         cert = self._conn.get_peer_certificate(as_cryptography=True)

@@ -25,7 +25,12 @@ def tls_settings(profile: Profile) -> TlsSettings:
                        tls_version_min=p.tls_version_min, tls_version_max=p.tls_version_max,
                        tls_cipher=p.tls_cipher, tls_ciphersuites=p.tls_ciphersuites,
                        remote_cert_ku=p.remote_cert_ku, remote_cert_eku=p.remote_cert_eku,
-                       ns_cert_type=p.ns_cert_type, crl=p.crl)
+                       ns_cert_type=p.ns_cert_type, crl=p.crl, crl_dir=p.crl_dir,
+                       capath=p.capath, capath_certs=tuple(p.capath_certs),
+                       capath_crls=tuple(p.capath_crls), verify_hash=tuple(p.verify_hash),
+                       verify_hash_depth=p.verify_hash_depth,
+                       verify_hash_algo=p.verify_hash_algo, tls_groups=p.tls_groups,
+                       tls_cert_profile=p.tls_cert_profile)
 
 
 def tls_context(profile: Profile) -> TlsContext:

@@ -18,6 +18,8 @@ key is a throwaway made by tests/profiles/pki.py and protects nothing.
 
 from __future__ import annotations
 
+import collections
+import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -80,8 +82,17 @@ def block(tag: str, text: str) -> list:
     return [f"<{tag}>", *text.rstrip("\n").split("\n"), f"</{tag}>"]
 
 
+def fingerprint(pem: str) -> str:
+    """The SHA-256 fingerprint of a PEM certificate, as openssl x509 -fingerprint
+    prints it (what peer-fingerprint takes)."""
+    from cryptography.hazmat.primitives import hashes
+    digest = x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
+
+
 def profiles(t: dict[str, str]) -> dict[str, list]:
     pki = [*block("ca", t["ca"]), *block("cert", t["cert"]), *block("key", t["key"])]
+    pin = fingerprint(t["ca"])       # stands for a self-signed server's certificate
     return {
         # openvpn-install (angristan): tls-crypt, Windows-only DNS option skipped twice
         "openvpn-install-angristan.ovpn": [
@@ -251,6 +262,25 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
             "client", "dev tun", "remote 198.18.11.10 1194",
             ("askpass pki/user.txt", X, "askpass"), "ca pki/ca.crt", "cert pki/client.crt",
             "key pki/client-encrypted.key"],
+        # 2.6's PKI-less setup (man page, example-fingerprint.rst): no ca, the server's
+        # fingerprint pinned (a line, and an inline block with a spare and comments)
+        "pki-less-peer-fingerprint.ovpn": [
+            "client", "dev tun", "remote 198.18.10.11 1194", "tun-mtu 1400",
+            *block("cert", t["cert"]), *block("key", t["key"]),
+            "# This is the fingerprint of the server that we trust",
+            f"peer-fingerprint {pin}",
+            *block("peer-fingerprint", f"# the next server\n{pin.lower()}\n; spare\n"
+                   f"{':'.join(['5A'] * 32)}"),
+            "tls-groups X25519:secp256r1", "tls-cert-profile preferred"],
+        # pinning and TLS options the way people get them wrong
+        "broken-pinning.ovpn": [
+            "client", "dev tun", "remote 198.18.11.15 1194", *pki,
+            (f"peer-fingerprint SHA256:{pin}", X, "peer-fingerprint"),
+            (f"verify-hash {pin}", X, "verify-hash"),
+            ("tls-groups X25519:P-999", X, "tls-groups"),
+            ("tls-cert-profile strict", X, "tls-cert-profile"),
+            ("crl-verify pki/nowhere dir", X, "crl-verify"),
+            ("capath pki/nowhere", X, "capath")],
         "broken-no-remote-no-ca.ovpn": [
             "client", "dev tun", "auth-user-pass", "verb 3"],
         # the stock client's "No client-side authentication method is specified", and
@@ -286,7 +316,25 @@ WHOLE = {"broken-no-remote-no-ca.ovpn": ["remote", "ca"],
          }
 
 
-def main() -> None:
+def committed_texts() -> dict[str, str]:
+    """The texts of the committed pki/ files that profiles() needs, for writing some
+    profiles again without making a new PKI."""
+    ca = (HERE / "pki" / "ca.crt").read_text()
+    return {"ca": ca[ca.index("-----BEGIN"):], "ca_dump": ca,
+            "cert": (HERE / "pki" / "client.crt").read_text(),
+            "key": (HERE / "pki" / "client.key").read_text()}
+
+
+def main(only: list[str] | None = None) -> None:
+    """Everything, with a new PKI; or only the profiles named, from the committed one
+    (``python -m tests.profiles.generate NAME.ovpn ...``)."""
+    if only:
+        texts = committed_texts()
+        # placeholders for the material of the profiles not written
+        made = profiles(collections.defaultdict(lambda: "-\n" * 8, texts))
+        for name in only:
+            write_profile(name, made[name])
+        return
     texts = write_pki(HERE / "pki")
     for name, lines in profiles(texts).items():
         write_profile(name, lines)
@@ -320,4 +368,4 @@ def write_profile(name: str, lines: list) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -65,7 +65,7 @@ def test_missing_file_names_file_line_and_option(tmp_path):
     ("cipher ARIA-128-CBC", "cipher", "ARIA-128-CBC is not supported by erebus"),
     ("cipher AES-256-CFB", "cipher", "CFB and OFB modes are not supported"),
     ("remote-cert-tls", "remote-cert-tls", "argument"),
-    ("peer-fingerprint AB:CD", "peer-fingerprint", "enforce"),
+    ("peer-fingerprint AB:CD", "peer-fingerprint", "wrong length - expected 32 bytes"),
     ("crl-verify crl.pem", "crl-verify", "cannot read"),
 ])
 def test_refused_options_name_line_and_option(line, option, words):

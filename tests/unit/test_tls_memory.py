@@ -560,6 +560,17 @@ def test_the_session_verifies_by_the_clock_it_is_given(expired):
         handshake(ClientSession(SessionSettings(tls=tls), 0.0)._new_tls(), sctx)
 
 
+def test_name_hash_is_openssls_subject_hash_and_set_groups_sets_a_list():
+    """The capath file names (HASH.N) and tls-groups (SSL_CTX_set1_groups_list)."""
+    cert = crypto.X509.from_cryptography(PKI.ca)
+    assert T.name_hash(PKI.ca.subject.public_bytes()) == cert.subject_name_hash() & 0xFFFFFFFF
+    with pytest.raises(ValueError):
+        T.name_hash(b"\x30\x03junk")
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    assert T._set_groups(ctx, "X25519:secp256r1:ffdhe2048")
+    assert not T._set_groups(ctx, "X25519:no-such-group")
+
+
 def test_pyopenssl_internals_stay_in_one_section():
     """pyproject.toml pins pyOpenSSL for tls.py's use of its internals: they stay in the
     one section an upgrade has to check (every function of it runs in this file)."""
