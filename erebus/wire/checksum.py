@@ -14,13 +14,20 @@ any sum of 16-bit words (or of 32-bit IPv4 addresses read as integers, which
 are two words each) can be passed as ``initial``.  :func:`pseudo_header_sum`
 builds the partial sum of the TCP/UDP pseudo-header that way.
 
+The IPv6 pseudo-header (RFC 8200 section 8.1: source, destination, a 32-bit
+upper-layer length, three zero bytes, the next header) sums to the same
+expression: a 128-bit address is congruent to the sum of its eight words, the
+32-bit length to its two.  So :func:`pseudo_header_sum` serves IPv6 too when
+given the addresses as integers, and :func:`pseudo_header_sum6` takes them as
+the 16 packed bytes :class:`erebus.wire.ipv6.IPv6Header` holds.
+
 To *verify* a checksum, run :func:`internet_checksum` over the data including
 the stored checksum field: a correct packet gives ``0``.
 """
 
 from __future__ import annotations
 
-__all__ = ["internet_checksum", "ones_sum", "fold", "pseudo_header_sum"]
+__all__ = ["internet_checksum", "ones_sum", "fold", "pseudo_header_sum", "pseudo_header_sum6"]
 
 
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -72,3 +79,13 @@ def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
     """
     # A 32-bit integer is congruent (mod 0xFFFF) to the sum of its two words.
     return src + dst + proto + length
+
+
+def pseudo_header_sum6(src: bytes | bytearray | memoryview, dst: bytes | bytearray | memoryview,
+                       next_header: int, length: int) -> int:
+    """Unfolded partial sum of the IPv6 pseudo-header (RFC 8200 section 8.1).
+
+    ``src``/``dst`` are 16 packed bytes, ``next_header`` the upper-layer protocol
+    (6, 17, 58), ``length`` the upper-layer packet length (header plus payload).
+    """
+    return int.from_bytes(src, "big") + int.from_bytes(dst, "big") + next_header + length

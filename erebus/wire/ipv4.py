@@ -258,7 +258,7 @@ class ReassemblyStats:
 
 
 class _Entry:
-    __slots__ = ("deadline", "starts", "frags", "received", "total", "dead")
+    __slots__ = ("deadline", "starts", "frags", "received", "total", "dead", "first")
 
     def __init__(self, deadline: float):
         self.deadline = deadline
@@ -267,11 +267,13 @@ class _Entry:
         self.received = 0
         self.total: int | None = None
         self.dead = False
+        self.first: object = None  # what the caller keeps of the first fragment (IPv6)
 
     def kill(self) -> None:
         self.dead = True
         self.starts = []
         self.frags = []
+        self.first = None
 
 
 class Reassembler:
@@ -344,6 +346,17 @@ class Reassembler:
         more = header.flags & 1
         if not more and start == 0:
             return bytes(payload)
+        done = self._add((header.src, header.dst, header.protocol, header.ident), start, more,
+                         payload, now, HEADER_LEN)
+        return None if done is None else done[0]
+
+    def _add(self, key: tuple, start: int, more: int, payload: bytes | bytearray | memoryview,
+             now: float, overhead: int, first: object = None) -> tuple[bytes, object] | None:
+        """The bookkeeping of one fragment (``start`` in bytes, ``more`` its MF flag) of the
+        datagram ``key``, shared with :class:`erebus.wire.ipv6.Reassembler`: ``overhead`` is
+        what the datagram counts towards ``max_size`` besides its fragments' data, ``first``
+        what the caller keeps of the first fragment (offset 0).  Once complete:
+        ``(payload, first)``."""
         stats = self.stats
         stats.fragments += 1
         length = len(payload)
@@ -353,7 +366,6 @@ class Reassembler:
             return None
         if self._entries:
             self.expire(now)
-        key = (header.src, header.dst, header.protocol, header.ident)
         entries = self._entries
         entry = entries.get(key)
         if entry is None:
@@ -366,7 +378,7 @@ class Reassembler:
             stats.discarded += 1
             return None
 
-        if end + HEADER_LEN > self.max_size:
+        if end + overhead > self.max_size:
             stats.too_big += 1
             entry.kill()
             return None
@@ -400,13 +412,15 @@ class Reassembler:
             return None
         starts.insert(i, start)
         frags.insert(i, (end, bytes(payload)))
+        if start == 0:
+            entry.first = first
         entry.received += length
         if not more:
             entry.total = total = end
         if total is not None and entry.received == total:
             del entries[key]
             stats.completed += 1
-            return b"".join([data for _, data in frags])
+            return b"".join([data for _, data in frags]), entry.first
         return None
 
     def _overlap(self, entry: _Entry) -> None:

@@ -12,7 +12,10 @@ Header layout (20 bytes, then ``(data_offset - 5) * 4`` bytes of options)::
     | window(2) | checksum(2) | urgent_pointer(2) | [options] | payload
 
 The checksum covers the IPv4 pseudo-header (src, dst, zero, protocol 6, TCP
-length) and the whole segment.
+length) and the whole segment; over IPv6 the IPv6 one (RFC 8200 section 8.1),
+which sums the same way: the builder and the parser take either family's
+addresses (IPv4 ones as the 32-bit integers of the hot path, IPv6 ones as 16
+packed bytes, or either as text; see :func:`erebus.wire.ipv6.address_int`).
 
 Options understood (others are skipped by their length byte):
 
@@ -51,7 +54,8 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from .checksum import internet_checksum, pseudo_header_sum
-from .ipv4 import PROTO_TCP, to_ip
+from .ipv4 import PROTO_TCP
+from .ipv6 import address_int
 
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
@@ -245,11 +249,11 @@ def _parse_options(opts: bytes) -> tuple:
 
 def parse_tcp(data: bytes | bytearray | memoryview, src_ip: int, dst_ip: int, *,
               verify_checksum: bool = True) -> TcpSegment:
-    """Parse one TCP segment (an IPv4 payload with protocol 6).
+    """Parse one TCP segment (an IPv4 or IPv6 payload with protocol 6).
 
-    ``src_ip``/``dst_ip`` are the IPv4 addresses of the carrying packet (for
-    the pseudo-header checksum).  Raises ParseError for fewer than 20 bytes,
-    a data offset below 5 words or past the end of ``data``, malformed
+    ``src_ip``/``dst_ip`` are the addresses of the carrying packet (for the
+    pseudo-header checksum; IPv6 ones as 16 bytes).  Raises ParseError for
+    fewer than 20 bytes, a data offset below 5 words or past the end of ``data``, malformed
     options, or (unless ``verify_checksum`` is false) a wrong checksum.
     """
     mv = memoryview(data)
@@ -263,9 +267,9 @@ def parse_tcp(data: bytes | bytearray | memoryview, src_ip: int, dst_ip: int, *,
         raise ParseError(f"TCP: {hlen}-byte header in {n} bytes")
     if verify_checksum:
         if type(src_ip) is not int:
-            src_ip = to_ip(src_ip)
+            src_ip = address_int(src_ip)
         if type(dst_ip) is not int:
-            dst_ip = to_ip(dst_ip)
+            dst_ip = address_int(dst_ip)
         if internet_checksum(mv, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, n)) != 0:
             raise ParseError(f"TCP: bad checksum 0x{mv[16] << 8 | mv[17]:04x}")
     if hlen == 32:
@@ -334,9 +338,9 @@ def build_tcp(src_ip: int | str | bytes, dst_ip: int | str | bytes, src_port: in
     segment longer than 65535 bytes.
     """
     if type(src_ip) is not int:
-        src_ip = to_ip(src_ip)
+        src_ip = address_int(src_ip)
     if type(dst_ip) is not int:
-        dst_ip = to_ip(dst_ip)
+        dst_ip = address_int(dst_ip)
     seq &= _MASK
     ack &= _MASK
     if mss is None and wscale is None and not sack_permitted and not sack_blocks:
