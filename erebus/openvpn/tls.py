@@ -549,8 +549,9 @@ def chain_refusal(code: int, text: str, cert: crypto.X509, depth: int,
         why = (f"{who} (serial {cert.get_serial_number():X}) is revoked by the CRL "
                f"({source})")
     elif code == _UNABLE_TO_GET_CRL:
-        why = (f"{who}: crl-verify has no CRL from its issuer, so it cannot be checked "
-               "(the stock client refuses it too)")
+        why = (f"{who}: crl-verify has no CRL from its issuer, so it cannot be checked: "
+               "refused (the stock client accepts it unchecked); add the issuer's CRL to "
+               "the crl-verify file")
     elif code in (_CRL_SIGNATURE_FAILURE, _UNABLE_TO_DECRYPT_CRL_SIGNATURE,
                   _UNABLE_TO_GET_CRL_ISSUER):
         why = f"{who}: the CRL of its issuer is not signed by that issuer"
