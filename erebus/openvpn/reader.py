@@ -852,11 +852,12 @@ class _Reader(ProxyOptions):
                 and family != "ipv4":
             # options.c: "our socks code is not fully IPv6 enabled yet (TCP works, UDP
             # not) so fall back to IPv4-only (trac #1221)"
-            d = r.directive if r.family else c.proto_line
-            warning = f"{d.path}:{d.line}: {d.name}: WARNING: '--proto udp6' is not " \
-                "compatible with '--socks-proxy' today.  Forcing IPv4 mode."
-            if family == "ipv6" and warning not in self.p.warnings:
-                self.p.warnings.append(warning)
+            d = r.directive if r.family else (c.proto_line or r.directive)
+            if family == "ipv6":
+                warning = f"{d.path}:{d.line}: {d.name}: WARNING: '--proto udp6' is not " \
+                    "compatible with '--socks-proxy' today.  Forcing IPv4 mode."
+                if warning not in self.p.warnings:
+                    self.p.warnings.append(warning)
             family = "ipv4"
         if literal is not None and family is not None \
                 and literal.version != (4 if family == "ipv4" else 6):
