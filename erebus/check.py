@@ -124,7 +124,8 @@ def settings(p: Profile) -> dict:
     """What erebus will do with the profile; never a secret."""
     return {
         "remotes": [{"host": r.host, "port": r.port, "proto": r.proto, "line": r.line,
-                     "connection_block": r.connection, "proxy": _proxy(r.proxy)}
+                     "family": r.family, "connection_block": r.connection,
+                     "proxy": _proxy(r.proxy)}
                     for r in p.remotes],
         "remote_random": p.remote_random,
         "remote_random_hostname": p.remote_random_hostname,
@@ -253,7 +254,8 @@ def render(report: dict) -> str:
         where = f"line {r['line']}"
         if r["connection_block"]:
             where += f", <connection> at line {r['connection_block']}"
-        lines.append(f"    {i}. {r['host']} {r['port']}/{r['proto']}  ({where})")
+        family = {"ipv4": ", IPv4 only", "ipv6": ", IPv6 only"}.get(r.get("family"), "")
+        lines.append(f"    {i}. {r['host']} {r['port']}/{r['proto']}  ({where}{family})")
         proxy = r.get("proxy")
         if proxy:
             what = "HTTP proxy" if proxy["kind"] == "http" else "SOCKS5 proxy"

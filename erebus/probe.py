@@ -120,6 +120,8 @@ def render(report: dict) -> str:
     if not report["ok"] and report["stage"] != "ping":
         return f"FAILED ({report['stage']}): {report['error']}"
     lines = [f"connected to {report['server']} in {report['setup_ms']:.0f} ms",
+             *([f"  address     {report['address']}"] if report.get("address")
+               and report["address"] not in report["server"] else []),
              f"  virtual IP  {report['virtual_ip']}",
              f"  netmask     {report['netmask']}",
              f"  gateway     {report['gateway'] or '-'}",

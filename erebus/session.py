@@ -94,6 +94,8 @@ class TunnelInfo:
     cipher: str = ""
     setup_ms: float = 0.0
     mss: int | None = None          # the TCP MSS cap (OpenVPN's mssfix); None: mtu - 40
+    address: str = ""               # the address it went to: 198.18.1.1:1194,
+                                    # [2001:2::1]:1194 (a proxy's, behind one)
 
     def as_dict(self) -> dict:
         return asdict(self)

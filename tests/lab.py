@@ -11,6 +11,11 @@ Topology (all addresses in the 198.18.0.0/15 benchmarking range)::
                                                               http.server :80
                                                               route 198.19.0.0/16 via .2.1
 
+On demand (:meth:`Lab.enable_ipv6_link`, for modes with ``ipv6=True``) the client <->
+server link also gets 2001:2:0:1::1/64 (server) and 2001:2:0:1::2/64 (client), and a
+second dnsmasq on the server end answers the client's own resolver for the outer names
+of :data:`OUTER_DNS_NAMES` (AAAA only, A and AAAA, A only).
+
 The VPN client (erebus, or the stock ``openvpn`` for :mod:`tests.interop.test_lab`)
 runs in ``ebs-cli-<id>``, which has no route anywhere but its own link: only traffic
 carried by the tunnel can reach the web host.
@@ -56,11 +61,19 @@ CLIENT_LINK_ADDR = "198.18.1.2"      # client end
 WEB_GATEWAY_ADDR = "198.18.2.1"      # server end of the server <-> web link
 WEB_ADDR = "198.18.2.2"              # the host behind the VPN
 LINK_PREFIXLEN = 24
+SERVER_LINK_ADDR6 = "2001:2:0:1::1"  # the same link's IPv6 ends (enable_ipv6_link)
+CLIENT_LINK_ADDR6 = "2001:2:0:1::2"
+LINK_PREFIXLEN6 = 64
 VPN_POOLS_NET = "198.19.0.0/16"      # the union of all VPN pools (198.19.N.0/24)
 BASE_PORT = 1194                     # mode N listens on BASE_PORT + N
 
 BLOB_SIZE = 1 << 20                  # size of www/blob.bin
 DNS_NAMES = {"web.lab.test": WEB_ADDR}   # what the lab's DNS server (dnsmasq) answers
+# What the client's own resolver learns from the dnsmasq on the server end of the link
+# (enable_ipv6_link): names of the VPN server itself, by family.
+OUTER_DNS_NAMES = {"vpn6.lab.test": (SERVER_LINK_ADDR6,),
+                   "vpn46.lab.test": (SERVER_LINK_ADDR, SERVER_LINK_ADDR6),
+                   "vpn4.lab.test": (SERVER_LINK_ADDR,)}
 
 _READY_LINE = "Initialization Sequence Completed"
 
@@ -283,11 +296,14 @@ class Mode:
     data_ciphers: str = "AES-256-GCM"
     server_lines: tuple[str, ...] = ()
     client_lines: tuple[str, ...] = ()
-    proto: str = "udp"                 # "udp" or "tcp" (the same word serves both ends)
+    proto: str = "udp"                 # "udp", "tcp" (udp6, tcp6 with ipv6): one word, both ends
     server_identity: str = "server"    # PKI identity the server presents
     # Static-key (pre-shared "secret") point-to-point mode: no TLS, no PKI, no pool;
     # the server is "ifconfig 198.19.N.1 198.19.N.2" and the client is 198.19.N.2.
     static_key_mode: bool = False
+    # The server listens dual-stack on [::] (no 'local'; ``proto`` udp6 or tcp6) and
+    # the profile's remote is its IPv6 link address: the lab enables the IPv6 link.
+    ipv6: bool = False
 
 
 class _LineWithScript(str):
@@ -379,7 +395,7 @@ class OvpnServer:
 
     mode: str
     proto: str
-    host: str              # address the server listens on (198.18.1.1)
+    host: str              # address the server listens on (198.18.1.1, or 2001:2:0:1::1)
     port: int
     pool: str              # e.g. "198.19.1.0/24"
     vpn_address: str       # the server's own address in the pool, e.g. "198.19.1.1"
@@ -547,6 +563,8 @@ class Lab:
         self._procs: list[NsProcess] = []
         self._http: NsProcess | None = None
         self._static_key: Path | None = None
+        self._outer_dns: NsProcess | None = None      # enable_ipv6_link's resolver
+        self._netns_etc: Path | None = None           # /etc/netns/<ns_cli>, if ours
         self._closed = False
 
     # ----------------------------------------------------------------- lifecycle
@@ -584,6 +602,8 @@ class Lab:
         for ns in self._namespaces:
             self._kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if self._netns_etc is not None:
+            shutil.rmtree(self._netns_etc, ignore_errors=True)
         if self.dir is not None:
             if self.keep:
                 print(f"[lab] kept {self.dir}", file=sys.stderr)
@@ -667,20 +687,56 @@ class Lab:
     def _start_dns(self) -> None:
         """dnsmasq on the web host: the DNS server the OpenVPN servers push.  It knows
         the lab's names (DNS_NAMES) and nothing else (no upstream, no /etc/hosts)."""
+        self._dns = self._dnsmasq(self.ns_web, (WEB_ADDR,), "dnsmasq",
+                                  [f"--address=/{name}/{addr}"
+                                   for name, addr in DNS_NAMES.items()])
+
+    def _dnsmasq(self, ns: str, listen: tuple[str, ...], name: str,
+                 records: list[str]) -> NsProcess:
+        """A dnsmasq answering only ``records`` (no upstream, no /etc/hosts) on
+        ``listen`` port 53 in ``ns``, logging its queries to <lab>/<name>.log."""
         argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
-                "--bind-interfaces", f"--listen-address={WEB_ADDR}", "--port=53",
-                "--user=root", "--group=root", f"--pid-file={self.dir / 'dnsmasq.pid'}",
-                "--log-queries", "--log-facility=-"]
-        argv += [f"--address=/{name}/{addr}" for name, addr in DNS_NAMES.items()]
-        self._dns = self.spawn_ns(self.ns_web, argv, output=self.dir / "dnsmasq.log")
+                "--bind-interfaces", *(f"--listen-address={a}" for a in listen),
+                "--port=53", "--user=root", "--group=root",
+                f"--pid-file={self.dir / (name + '.pid')}", "--log-queries",
+                "--log-facility=-", *records]
+        log = self.dir / f"{name}.log"
+        proc = self.spawn_ns(ns, argv, output=log)
+        want = [f"[{a}]:53 " if ":" in a else f"{a}:53 " for a in listen]
 
         def listening() -> bool:
-            if self._dns.poll() is not None:
-                raise LabError(f"dnsmasq exited:\n{tail(self.dir / 'dnsmasq.log')}")
-            out = _run(_ns_argv(self.ns_web, ["ss", "-Huln"])).stdout
-            return f"{WEB_ADDR}:53 " in out
+            if proc.poll() is not None:
+                raise LabError(f"{name} exited:\n{tail(log)}")
+            out = _run(_ns_argv(ns, ["ss", "-Huln"])).stdout
+            return all(w in out for w in want)
         if not _wait_until(listening, timeout=10, interval=0.1):
-            raise LabError(f"dnsmasq not listening:\n{tail(self.dir / 'dnsmasq.log')}")
+            raise LabError(f"{name} not listening:\n{tail(log)}")
+        return proc
+
+    def enable_ipv6_link(self) -> None:
+        """Give the client <-> server link its IPv6 addresses (SERVER_LINK_ADDR6,
+        CLIENT_LINK_ADDR6; ``nodad``: usable at once) and the client a resolver: a
+        dnsmasq on the server end (198.18.1.1 and 2001:2:0:1::1) that knows only
+        OUTER_DNS_NAMES, named in /etc/netns/<client ns>/resolv.conf (which ``ip netns
+        exec`` mounts over /etc/resolv.conf; removed at close).  Idempotent; other
+        tests see a link with two more addresses and nothing else changed."""
+        if self._outer_dns is not None:
+            return
+        for ns, dev, addr in ((self.ns_srv, "to-cli", SERVER_LINK_ADDR6),
+                              (self.ns_cli, "to-srv", CLIENT_LINK_ADDR6)):
+            self._ip(ns, "addr", "add", f"{addr}/{LINK_PREFIXLEN6}", "dev", dev, "nodad")
+        # --local: the authority for lab.test, so a name without an address of the
+        # family asked is NODATA and an unknown one NXDOMAIN, as a real zone answers
+        records = ["--local=/lab.test/", *(f"--host-record={name},{','.join(addrs)}"
+                                           for name, addrs in OUTER_DNS_NAMES.items())]
+        self._outer_dns = self._dnsmasq(self.ns_srv, (SERVER_LINK_ADDR, SERVER_LINK_ADDR6),
+                                        "outer-dnsmasq", records)
+        etc = Path("/etc/netns") / self.ns_cli
+        etc.mkdir(parents=True, exist_ok=True)
+        self._netns_etc = etc
+        (etc / "resolv.conf").write_text(f"nameserver {SERVER_LINK_ADDR}\n"
+                                         "options timeout:2 attempts:2\n")
+        os.chmod(etc / "resolv.conf", 0o644)
 
     # ----------------------------------------------------------------- packet loss
 
@@ -845,6 +901,8 @@ class Lab:
         if twins:      # one port, pool and tun per index: a second mode would steal them
             raise LabError(f"lab mode {mode!r} has index {n}, as {', '.join(twins)} does")
         port = BASE_PORT + n
+        if m.ipv6:
+            self.enable_ipv6_link()
         files = {ext: self.dir / f"server-{mode}.{ext}" for ext in ("conf", "log", "pid", "out")}
         fmt = self._format_vars(m)
         ident = m.server_identity
@@ -854,7 +912,7 @@ class Lab:
             f"dev tun{n}",
             "dev-type tun",
             f"proto {m.proto}",
-            f"local {SERVER_LINK_ADDR}",
+            *(() if m.ipv6 else (f"local {SERVER_LINK_ADDR}",)),    # ipv6: [::], both
             f"port {port}",
             f"ca {self.pki.ca_cert}",
             f"cert {self.pki.cert(ident)}",
@@ -878,7 +936,8 @@ class Lab:
 
         proc = self.spawn_ns(self.ns_srv, ["openvpn", "--config", str(files["conf"])],
                              output=files["out"])
-        server = OvpnServer(mode=mode, proto=m.proto, host=SERVER_LINK_ADDR, port=port,
+        server = OvpnServer(mode=mode, proto=m.proto,
+                            host=SERVER_LINK_ADDR6 if m.ipv6 else SERVER_LINK_ADDR, port=port,
                             pool=f"198.19.{n}.0/24", vpn_address=f"198.19.{n}.1",
                             device=f"tun{n}", profile=profile, config=files["conf"],
                             log=files["log"], pidfile=files["pid"], process=proc)
@@ -955,7 +1014,7 @@ class Lab:
             "client",
             "dev tun",
             f"proto {m.proto}",
-            f"remote {SERVER_LINK_ADDR} {port}",
+            f"remote {SERVER_LINK_ADDR6 if m.ipv6 else SERVER_LINK_ADDR} {port}",
             "nobind",
             "remote-cert-tls server",
             "verb 3",

@@ -76,8 +76,11 @@ _PKCS11 = ("PKCS#11 tokens are not supported: export the certificate and key to 
 
 _REGISTRY: list[OptionSpec] = [
     # -- where to connect
-    _spec("remote", "1-3", IMPLEMENTED, "servers tried in order (HOST [PORT [PROTO]])", "c"),
-    _spec("proto", "1", IMPLEMENTED, "udp or tcp-client (IPv4); IPv6 transport is refused",
+    _spec("remote", "1-3", IMPLEMENTED, "servers tried in order (HOST [PORT [PROTO]]); a "
+          "name's IPv4 and IPv6 addresses are tried in getaddrinfo's order; an IPv6 "
+          "address without brackets, as 2.6", "c"),
+    _spec("proto", "1", IMPLEMENTED, "udp, tcp-client (tcp with 'client') over IPv4 or "
+          "IPv6; udp4/udp6, tcp4/tcp6(-client) keep one family; tcp-server is refused",
           "c"),
     _spec("port", "1", IMPLEMENTED, "the default port of remotes without their own", "c"),
     _spec("rport", "1", IMPLEMENTED, "the default port of remotes without their own", "c"),

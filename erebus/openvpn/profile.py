@@ -53,6 +53,17 @@ class Remote:
     tun_mtu: int | None = None
     proxy: OuterProxy | None = None         # http-proxy / socks-proxy
     mssfix: MssFix | None = None            # its mssfix (None: the profile's)
+    family: str | None = None               # "ipv4" (udp4, tcp4...), "ipv6" (udp6,
+                                            # tcp6...); None: the addresses of both
+                                            # families, in getaddrinfo's order (2.6)
+
+    @property
+    def proto_word(self) -> str:
+        """The protocol as 2.6 spells it: udp, udp6, tcp4-client ..."""
+        digit = {"ipv4": "4", "ipv6": "6"}.get(self.family, "")
+        if self.proto == "udp":
+            return "udp" + digit
+        return f"tcp{digit}-client"
 
 
 @dataclass(slots=True)

@@ -57,6 +57,16 @@ MAX_INCLUDED = 4 * MAX_FILE_SIZE    # bytes of all 'config' includes together (e
 REMOTE_CERT_TLS_EKU = {"server": "TLS Web Server Authentication",
                        "client": "TLS Web Client Authentication"}
 
+# socket.c proto_names: a client's spellings -> (protocol, address family).  "tcp" is
+# tcp-client only with 'client' (options.c); None: both families, in getaddrinfo order.
+CLIENT_PROTOS: dict[str, tuple[str, str | None]] = {
+    "udp": ("udp", None), "udp4": ("udp", "ipv4"), "udp6": ("udp", "ipv6"),
+    "tcp": ("tcp", None), "tcp4": ("tcp", "ipv4"), "tcp6": ("tcp", "ipv6"),
+    "tcp-client": ("tcp-client", None), "tcp4-client": ("tcp-client", "ipv4"),
+    "tcp6-client": ("tcp-client", "ipv6")}
+SERVER_PROTOS = ("tcp-server", "tcp4-server", "tcp6-server")
+_PROTO_WORDS = ", ".join(CLIENT_PROTOS)
+
 
 @dataclass(slots=True)
 class _Source:
@@ -69,11 +79,24 @@ class _Source:
     shown: str = ""     # the file name as problems show it
 
 
+@dataclass(slots=True)
+class _RemoteLine:
+    """One 'remote HOST [PORT [PROTO]]' line."""
+
+    host: str
+    port: int | None
+    proto: str | None           # as CLIENT_PROTOS maps it; None: the connection's
+    family: str | None          # set only by a PROTO with a family (options.c re->af)
+    directive: Directive
+
+
 @dataclass
 class _Conn:
     """The per-connection options (the stock client's connection_entry)."""
 
-    proto: str = "udp"
+    proto: str = "udp"          # "udp", "tcp-client", or "tcp" (needs 'client')
+    family: str | None = None   # "ipv4" / "ipv6" (udp4, tcp6-client ...); None: both
+    proto_line: Directive | None = None     # the 'proto' line, for its problems
     port: int = 1194
     connect_timeout: int = 120
     connect_retry: tuple[int, int] = (1, 300)
@@ -84,7 +107,7 @@ class _Conn:
     tls_crypt: _Source | None = None
     tls_crypt_v2: _Source | None = None
     key_direction: int | None = None
-    remote: tuple[str, int | None, str | None, int] | None = None   # host, port, proto, line
+    remote: _RemoteLine | None = None       # its 'remote' line
     proxy: ProxyLines = field(default_factory=ProxyLines)   # http-proxy / socks-proxy
 
 
@@ -96,7 +119,7 @@ class _Reader(ProxyOptions):
         self.rng = rng
         self.p = Profile(path=path)
         self.ce = _Conn()
-        self.remotes: list[tuple[str, int | None, str | None, int]] = []
+        self.remotes: list[_RemoteLine] = []
         self.connections: list[tuple[int, _Conn]] = []
         self.ignore_unknown: set[str] = set()
         self.forward_compatible = False
@@ -120,6 +143,7 @@ class _Reader(ProxyOptions):
         self.verify_hash: Directive | None = None  # the first peer-fingerprint / verify-hash
         self.verify_hash_algos: set[str] = set()
         self.client_directive: Directive | None = None   # the first client / tls-client
+        self.client_option = False        # 'client' itself (makes 'proto tcp' a client)
         self.http_proxy_user_pass: _Source | None = None
 
     # -- reporting
@@ -179,17 +203,41 @@ class _Reader(ProxyOptions):
             raise self.err(d, f"unsupported data cipher {name}")   # not reached
         return n
 
-    def proto_name(self, d: Directive, value: str) -> str:
-        v = value.lower()
-        if v in ("udp", "udp4"):
-            return "udp"
-        if v in ("tcp", "tcp-client", "tcp4", "tcp4-client"):
-            return "tcp-client"
-        if v in ("tcp-server", "tcp4-server", "tcp6-server"):
-            raise self.err(d, "erebus is a client: tcp-server is for servers")
-        if v in ("udp6", "tcp6", "tcp6-client"):
-            raise self.err(d, "IPv6 transport is not supported yet")
-        raise self.err(d, f"unknown protocol {value!r}")
+    def proto_name(self, d: Directive, value: str) -> tuple[str, str | None]:
+        """(protocol, family) of a client's PROTO word; 2.6 compares them exactly
+        (socket.c ascii2proto: 'UDP' is no protocol)."""
+        if value in CLIENT_PROTOS:
+            return CLIENT_PROTOS[value]
+        if value in SERVER_PROTOS:
+            raise self.err(d, f"erebus is a client: {value} is for servers")
+        hint = f" (protocols are lower case: {value.lower()})" \
+            if value.lower() in CLIENT_PROTOS else ""
+        raise self.err(d, f"unknown protocol {value!r}{hint}; a client takes one of "
+                       f"{_PROTO_WORDS} (the stock client refuses it too)")
+
+    def remote_host(self, d: Directive, host: str) -> str:
+        """A remote's HOST as 2.6 resolves it: a name, an IPv4 or IPv6 address
+        (without brackets).  What getaddrinfo cannot take is refused here."""
+        m = re.fullmatch(r"\[([^\]]*)\](?::(\d+))?", host)
+        if m is not None:
+            port = f" {m.group(2)}" if m.group(2) else " PORT"
+            raise self.err(d, f"{host!r}: OpenVPN takes an IPv6 address without brackets "
+                           f"and the port as the next word (remote {m.group(1)}{port}); the "
+                           "stock client cannot resolve it either")
+        if ":" in host:
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                name, _, port = host.rpartition(":")
+                if port.isdigit() and name and ":" not in name:
+                    raise self.err(d, f"{host!r}: give the port as the next word (remote "
+                                   f"{name} {port}); the stock client cannot resolve it "
+                                   "either") from None
+                raise self.err(d, f"{host!r} is not an IPv6 address (nor a host name)") \
+                    from None
+        elif "[" in host or "]" in host or "/" in host:
+            raise self.err(d, f"{host!r} is not a host name or an IP address")
+        return host
 
     def ipv4(self, d: Directive, text: str) -> str:
         try:
@@ -309,16 +357,19 @@ class _Reader(ProxyOptions):
         return self.in_connection if self.in_connection is not None else self.ce
 
     def opt_remote(self, d: Directive, a: list[str]) -> None:
+        host = self.remote_host(d, a[0])
         port = self.integer(d, a[1], 1, 65535) if len(a) > 1 else None
-        proto = self.proto_name(d, a[2]) if len(a) > 2 else None
-        entry = (a[0], port, proto, d.line)
+        proto, family = self.proto_name(d, a[2]) if len(a) > 2 else (None, None)
+        entry = _RemoteLine(host, port, proto, family, d)
         if self.in_connection is not None:
             self.in_connection.remote = entry
         else:
             self.remotes.append(entry)
 
     def opt_proto(self, d: Directive, a: list[str]) -> None:
-        self.conn().proto = self.proto_name(d, a[0])
+        c = self.conn()
+        c.proto, c.family = self.proto_name(d, a[0])
+        c.proto_line = d
 
     def opt_port(self, d: Directive, a: list[str]) -> None:
         self.conn().port = self.integer(d, a[0], 1, 65535)
@@ -711,11 +762,13 @@ class _Reader(ProxyOptions):
         self.ignore_unknown.update(a)
 
     def opt_client(self, d: Directive, a: list[str]) -> None:
+        self.client_option = True
+        self.opt_tls_client(d, a)
+
+    def opt_tls_client(self, d: Directive, a: list[str]) -> None:
         self.p.tls_client = True     # what erebus does unless the profile is static-key
         if self.client_directive is None:
             self.client_directive = d
-
-    opt_tls_client = opt_client
 
     def opt_pull(self, d: Directive, a: list[str]) -> None:
         pass
@@ -844,20 +897,14 @@ class _Reader(ProxyOptions):
             if self.remotes:
                 p.warnings.append(f"{self.path}: remote: the 'remote' lines outside "
                                   "<connection> blocks are ignored, as by the stock client")
-            for block_line, c in self.connections:
-                host, port, proto, line = c.remote
-                remotes.append(Remote(host, port or c.port, proto or c.proto, line,
-                                      block_line, c.connect_timeout, c.connect_retry,
-                                      c.explicit_exit_notify, c.tun_mtu,
-                                      self.outer_proxy(c.proxy, proto or c.proto),
-                                      mssfix=c.mssfix))
+            entries = [(c.remote, c, block_line) for block_line, c in self.connections]
         else:
-            for host, port, proto, line in self.remotes:
-                remotes.append(Remote(host, port or ce.port, proto or ce.proto, line, None,
-                                      ce.connect_timeout, ce.connect_retry,
-                                      ce.explicit_exit_notify, ce.tun_mtu,
-                                      self.outer_proxy(ce.proxy, proto or ce.proto),
-                                      mssfix=ce.mssfix))
+            entries = [(r, ce, None) for r in self.remotes]
+        for r, c, block_line in entries:
+            remote = self.remote_of(r, c, block_line)
+            if remote is not None:
+                remotes.append(remote)
+        refused = len(remotes) < len(entries)       # and said why
         if p.remote_random and len(remotes) > 1:
             (self.rng or random.SystemRandom()).shuffle(remotes)
         p.remotes = remotes
@@ -869,8 +916,51 @@ class _Reader(ProxyOptions):
         for r in remotes:
             if r.proto != "udp" and r.explicit_exit_notify:
                 r.explicit_exit_notify = 0      # the stock client ignores it over TCP
-        if not remotes and not self.failed & {"remote", "connection"}:
+        if not remotes and not refused and not self.failed & {"remote", "connection"}:
             self.problem(None, "no 'remote' line: nothing to connect to", option="remote")
+
+    def remote_of(self, r: _RemoteLine, c: _Conn, block_line: int | None) -> Remote | None:
+        """One remote with its connection entry's options (options.c
+        connection_entry_load_re: its PROTO replaces the entry's protocol, and its
+        family only when the word has one: 'remote H P udp' under 'proto udp6' is
+        IPv6); None, and a problem, when 2.6 could not use it either."""
+        proto = r.proto or c.proto
+        family = r.family or c.family
+        if proto == "tcp":
+            if not self.client_option:
+                d = r.directive if r.proto else (c.proto_line or r.directive)
+                self._once(d, "--proto tcp is ambiguous in this context. Please specify "
+                           "--proto tcp-server or --proto tcp-client")
+                return None
+            proto = "tcp-client"            # options_postprocess_mutate_ce, with 'client'
+        try:
+            literal = ipaddress.ip_address(r.host)
+        except ValueError:
+            literal = None
+        proxy = self.outer_proxy(c.proxy, proto)
+        if proxy is not None and proxy.kind == "socks" and proto == "udp" \
+                and family != "ipv4":
+            # options.c: "our socks code is not fully IPv6 enabled yet (TCP works, UDP
+            # not) so fall back to IPv4-only (trac #1221)"
+            d = r.directive if r.family else (c.proto_line or r.directive)
+            if family == "ipv6":
+                warning = f"{d.path}:{d.line}: {d.name}: WARNING: '--proto udp6' is not " \
+                    "compatible with '--socks-proxy' today.  Forcing IPv4 mode."
+                if warning not in self.p.warnings:
+                    self.p.warnings.append(warning)
+            family = "ipv4"
+        if literal is not None and family is not None \
+                and literal.version != (4 if family == "ipv4" else 6):
+            want = "IPv4" if family == "ipv4" else "IPv6"
+            why = " (socks-proxy over UDP carries IPv4 only, as in 2.6)" \
+                if proxy is not None and proxy.kind == "socks" and proto == "udp" else ""
+            self.problem(r.directive, f"{r.host} is an IPv{literal.version} address but "
+                         f"the protocol asks for {want} only{why}; the stock client "
+                         "cannot resolve it either", option="remote")
+            return None
+        return Remote(r.host, r.port or c.port, proto, r.directive.line, block_line,
+                      c.connect_timeout, c.connect_retry, c.explicit_exit_notify,
+                      c.tun_mtu, proxy, mssfix=c.mssfix, family=family)
 
     def wrap_choice(self, tls_auth: _Source | None, tls_crypt: _Source | None,
                     tls_crypt_v2: _Source | None, direction: int | None):

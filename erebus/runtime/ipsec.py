@@ -23,11 +23,23 @@ from ..ipsec.manual import ManualEspSession
 from ..ipsec.profile import EspProfile
 from ..session import Stage
 from .retry import RetryPolicy
-from .tunnel import CLOSE_WAIT, Endpoint, ShellTunnel
+from .tunnel import CLOSE_WAIT, Endpoint, ShellTunnel, host_port
 
 __all__ = ["EspTunnel", "IkeTunnel", "DROP_KINDS"]
 
 log = logging.getLogger("erebus.ipsec")
+
+_IPV4_ONLY = "erebus's IPsec reaches its peer over IPv4 only"
+
+
+def ipv4_endpoint(host: str, port: int, local_port: int) -> Endpoint:
+    """An IPsec peer: over IPv4 only for now (the cores' NAT detection, traffic
+    selectors and the ESP-in-UDP path take IPv4 addresses); an IPv6 address is a
+    configuration error naming that, a name is resolved to IPv4 only."""
+    if ":" in host:
+        raise SessionError(Stage.CONFIG, f"{host_port(host, port)}: {_IPV4_ONLY}: use "
+                           "its IPv4 address or a name with an A record")
+    return Endpoint(host, port, "udp", local_port, family="ipv4", family_reason=_IPV4_ONLY)
 
 # What a dropped datagram was, per counter of EspCounters (rate-limited, see
 # erebus.runtime.ratelimit): a warning when someone on the path may be sending it.
@@ -63,7 +75,7 @@ class EspDriver:
 
     def endpoints(self) -> list[Endpoint]:
         p = self.profile
-        return [Endpoint(p.peer_host, p.peer_port, "udp", p.local_port)]
+        return [ipv4_endpoint(p.peer_host, p.peer_port, p.local_port)]
 
     def new_session(self, now, endpoint, local, remote, previous) -> ManualEspSession:
         if previous is not None:
@@ -107,7 +119,7 @@ class IkeDriver:
 
     def endpoints(self) -> list[Endpoint]:
         p = self.profile
-        return [Endpoint(host, p.remote_port, "udp", p.local_port) for host in p.remote_addrs]
+        return [ipv4_endpoint(host, p.remote_port, p.local_port) for host in p.remote_addrs]
 
     def new_session(self, now, endpoint, local, remote, previous) -> IkeSession:
         return IkeSession(self.profile, now, rng=self.rng, wall_clock=time.time,

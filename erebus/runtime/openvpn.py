@@ -201,7 +201,8 @@ class OpenVPNDriver:
         return RetryPolicy(float(own[0]), float(own[1]), 5)
 
     def endpoints(self) -> list[Endpoint]:
-        """The remotes in order, each with its <connection>'s connect-timeout; with
+        """The remotes in order, each with its <connection>'s connect-timeout and its
+        protocol's address family (udp6, tcp4-client ...: None for both); with
         remote-random-hostname a name gets a random 12-hex-digit label in front, new
         on every try (2.6's "%08x%04x.host"), so no cache in between answers it."""
         random_label = getattr(self.profile, "remote_random_hostname", False)
@@ -214,7 +215,7 @@ class OpenVPNDriver:
                                 timeout=float(r.connect_timeout) if getattr(
                                     r, "connect_timeout", None) else None, source=r,
                                 proxy=getattr(r, "proxy", None),
-                                retry=self._retry_of(r)))
+                                retry=self._retry_of(r), family=getattr(r, "family", None)))
         return out
 
     def stream_link(self, on_datagram, on_batch_end, on_lost) -> TcpFraming:

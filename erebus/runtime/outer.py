@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..errors import ParseError, SessionError
 from ..session import Stage
-from .tunnel import DirectConnector, Endpoint
+from .tunnel import DirectConnector, Endpoint, host_port, tcp_socket
 
 __all__ = ["OuterConnector", "ProxyStream", "open_stream", "proxy_error"]
 
@@ -117,7 +117,7 @@ class ProxyStream(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(protocol.data_received, rest)
         sock = transport.get_extra_info("socket")
         protocol.local = sock.getsockname()[:2] if sock is not None else ("0.0.0.0", 0)
-        protocol.remote = addr
+        protocol.remote = addr[:2]
         return protocol
 
     def close(self) -> None:
@@ -129,10 +129,11 @@ async def open_stream(endpoint: Endpoint, addr: tuple[str, int]) -> ProxyStream:
     """A TCP connection to the endpoint's proxy at ``addr``."""
     loop = asyncio.get_running_loop()
     try:
-        _, stream = await loop.create_connection(lambda: ProxyStream(endpoint), *addr)
+        _, stream = await loop.create_connection(lambda: ProxyStream(endpoint),
+                                                 sock=await tcp_socket(loop, addr))
     except OSError as exc:
-        raise proxy_error(Stage.UNREACHABLE, endpoint, "TCP connect failed: "
-                          f"{exc.strerror or exc}") from None
+        raise proxy_error(Stage.UNREACHABLE, endpoint, f"TCP connect to "
+                          f"{host_port(*addr[:2])} failed: {exc.strerror or exc}") from None
     sock = stream.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -148,13 +149,19 @@ class OuterConnector:
         self.direct = DirectConnector()
         self.by_kind = {"http": HttpProxyConnector(), "socks": SocksConnector()}
 
-    async def resolve(self, endpoint: Endpoint) -> tuple[str, int]:
-        """The proxy's address (the server's name goes to the proxy unresolved,
-        except for a SOCKS UDP association, which resolves it when it opens)."""
+    async def resolve(self, endpoint: Endpoint) -> list[tuple]:
+        """The proxy's addresses, of the remote's family as 2.6 resolves the proxy
+        (socket.c resolve_remote: the proxy's name with the connection's af); the
+        server's name goes to the proxy unresolved, except for a SOCKS UDP
+        association, which resolves it when it opens."""
         proxy = endpoint.proxy
         if proxy is None:
             return await self.direct.resolve(endpoint)
-        return await self.direct.resolve(Endpoint(proxy.host, proxy.port, "tcp-client"))
+        try:
+            return await self.direct.resolve(Endpoint(proxy.host, proxy.port, "tcp-client",
+                                                      family=endpoint.family))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{proxy.name}: {exc.strerror or exc}") from None
 
     async def open(self, endpoint: Endpoint, addr, on_datagram, on_batch_end, on_error,
                    on_lost, driver):

@@ -1,5 +1,7 @@
 """OpenVPN over TCP through an HTTP proxy (``http-proxy``), as OpenVPN 2.6 does it
 (proxy.c): CONNECT server:port, and on 200 the stream carries OpenVPN's TCP framing.
+An IPv6 server address goes in brackets (``CONNECT [2001:2::1]:1194``, RFC 9110's
+authority form; 2.6 writes it bare, which a proxy cannot split from the port).
 
 Credentials go in ``Proxy-Authorization: Basic`` at once with an authfile, or with
 'auto' only after a 407 whose ``Proxy-Authenticate`` offers Basic (a new connection,
@@ -21,7 +23,7 @@ import logging
 from ..session import Stage
 from ..wire.httpconnect import Answer, connect_request, offers_basic
 from .outer import ProxyStream, open_stream, proxy_error
-from .tunnel import Endpoint
+from .tunnel import Endpoint, host_port
 
 __all__ = ["HttpProxyConnector", "refusal"]
 
@@ -31,7 +33,7 @@ log = logging.getLogger("erebus.proxy")
 def refusal(endpoint: Endpoint, answer: Answer, *, sent_credentials: bool):
     """The SessionError for an answer other than 2xx (None for a 2xx)."""
     status = answer.status
-    said = f"answered '{answer.status_line}' to CONNECT {endpoint.host}:{endpoint.port}"
+    said = f"answered '{answer.status_line}' to CONNECT {endpoint.name}"
     if 200 <= status < 300:
         return None
     if status in (401, 407):                # tinyproxy says 401 to wrong credentials
@@ -83,7 +85,8 @@ class HttpProxyConnector:
                                           version=proxy.http_version,
                                           headers=proxy.headers, agent=proxy.agent,
                                           credentials=credentials)
-        log.debug("%s: CONNECT %s:%d HTTP/%s%s", proxy.name, endpoint.host, endpoint.port,
+        log.debug("%s: CONNECT %s HTTP/%s%s", proxy.name, host_port(endpoint.host,
+                                                                   endpoint.port),
                   proxy.http_version, " (Proxy-Authorization: Basic)" if credentials else "")
         stream.write(request)
         answer = await stream.read(lambda data: (parser.receive(data), len(data)),

@@ -1,9 +1,10 @@
 """OpenVPN through a SOCKS5 proxy (``socks-proxy``), as OpenVPN 2.6 does it
 (socks.c): one method offered (username/password with an authfile, RFC 1929, else
 none), then for TCP a CONNECT with the server's name as a domain name (the proxy
-resolves it) and OpenVPN's TCP framing on the stream; for UDP a UDP ASSOCIATE
-(DST 0.0.0.0:0), the server resolved here, and every datagram to the relay the proxy
-names with the RFC 1928 section 7 header (IPv4 destination).
+resolves it; an IPv6 address as ATYP 4) and OpenVPN's TCP framing on the stream; for
+UDP a UDP ASSOCIATE (DST 0.0.0.0:0), the server resolved here, and every datagram to
+the relay the proxy names with the RFC 1928 section 7 header (IPv4 destination: 2.6
+forces IPv4 for SOCKS over UDP, and so does the profile reader).
 
 The association lives as long as its TCP control connection: when the proxy closes
 that, the session ends.  The UDP socket is connected to the relay, so the kernel
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from dataclasses import replace
 
 from ..errors import ParseError, SessionError
 from ..session import Stage
@@ -88,7 +90,7 @@ class SocksConnector:
         try:
             await _negotiate(stream, endpoint)
             if server is None:
-                command = f"CONNECT {endpoint.host}:{endpoint.port}"
+                command = f"CONNECT {endpoint.name}"
                 await _request(stream, endpoint, command, socks5.request(
                     socks5.CMD_CONNECT, endpoint.host, endpoint.port, as_domain=True))
                 return stream.hand_over(driver.stream_link(on_datagram, on_batch_end,
@@ -108,9 +110,10 @@ class SocksConnector:
 
     @staticmethod
     async def _resolve_server(endpoint: Endpoint) -> tuple[str, int]:
-        """The server's IPv4 address: the UDP header carries it (2.6 forces IPv4)."""
+        """The server's IPv4 address: the UDP header carries it (2.6 forces IPv4:
+        the profile reader made the remote's family "ipv4")."""
         try:
-            return await DirectConnector().resolve(endpoint)
+            return (await DirectConnector().resolve(replace(endpoint, family="ipv4")))[0][:2]
         except OSError as exc:
             raise SessionError(Stage.RESOLVE, f"cannot resolve {endpoint.host}: {exc}") \
                 from None

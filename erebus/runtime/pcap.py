@@ -3,9 +3,10 @@
 One section with two interfaces, both ``LINKTYPE_RAW`` (101, raw IP)::
 
     interface 0  "openvpn-outer"  the VPN's datagrams exchanged with the server,
-                 ("ipsec-outer")  wrapped in synthesized IPv4 + UDP headers
-                                  (valid checksums) so dissectors see UDP; named
-                                  by the VPN family (``family=``)
+                 ("ipsec-outer")  wrapped in synthesized IPv4 (or IPv6, for a server
+                                  reached over IPv6) + UDP headers (valid
+                                  checksums) so dissectors see UDP; named by the
+                                  VPN family (``family=``)
     interface 1  "tunnel-inner"   the IPv4 packets carried inside the tunnel
 
 Blocks written (pcapng, little-endian, every block padded to 32 bits)::
@@ -35,6 +36,7 @@ length prefix); ``write_outer(..., proto=)`` is the place for it.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import stat
 import struct
@@ -77,6 +79,8 @@ _FLAGS_OUTBOUND = _OPT.pack(_EPB_FLAGS, 4) + _U32.pack(2) + _END_OF_OPTIONS
 _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by length % 4
 
 _MAX_UDP_PAYLOAD = 0xFFFF - 20 - 8
+_IPV6_HEADER = struct.Struct("!IHBB16s16s")     # RFC 8200: version/class/flow, payload
+_NEXT_UDP = 17                                  # length, next header, hop limit, src, dst
 
 
 _FAMILY_NAMES = {"openvpn": "OpenVPN", "ipsec": "IKE and ESP"}
@@ -179,7 +183,7 @@ class PcapWriter:
         self._fp.write(b"".join((
             _shb(application),
             _idb(f"{family}-outer", f"{_FAMILY_NAMES.get(family, family)} datagrams to "
-                 "and from the server (IPv4/UDP headers synthesized by erebus)"),
+                 "and from the server (IP/UDP headers synthesized by erebus)"),
             _idb("tunnel-inner", "IPv4 packets inside the tunnel"),
         )))
         self._fp.flush()
@@ -235,6 +239,9 @@ class PcapWriter:
         n = len(payload)
         if n > _MAX_UDP_PAYLOAD:
             raise ValueError(f"pcap: UDP payload of {n} bytes (at most {_MAX_UDP_PAYLOAD})")
+        if isinstance(src[0], str) and ":" in src[0]:
+            self._write_outer6(payload, src, dst, ts, inbound)
+            return
         src_ip = self._ip(src[0])
         dst_ip = self._ip(dst[0])
         sport = src[1]
@@ -246,6 +253,21 @@ class PcapWriter:
         self._ident = ident = (self._ident + 1) & 0xFFFF
         ip_header = build_ipv4_header(src_ip, dst_ip, PROTO_UDP, udp_len, ident=ident)
         self._write(OUTER_INTERFACE, ts, inbound, 20 + udp_len,
+                    ip_header + _UDP.pack(sport, dport, udp_len, csum), payload)
+
+    def _write_outer6(self, payload, src: Address, dst: Address, ts: float | None,
+                      inbound: bool | None) -> None:
+        """The same over a synthesized IPv6 header (a server reached over IPv6)."""
+        src_ip = ipaddress.IPv6Address(src[0].split("%")[0]).packed
+        dst_ip = ipaddress.IPv6Address(str(dst[0]).split("%")[0]).packed
+        sport, dport = src[1], dst[1]
+        udp_len = 8 + len(payload)
+        # RFC 8200 8.1 pseudo-header: src, dst, upper-layer length, next header
+        pseudo = int.from_bytes(src_ip, "big") + int.from_bytes(dst_ip, "big") \
+            + udp_len + _NEXT_UDP
+        csum = internet_checksum(payload, pseudo + sport + dport + udp_len) or 0xFFFF
+        ip_header = _IPV6_HEADER.pack(6 << 28, udp_len, _NEXT_UDP, 64, src_ip, dst_ip)
+        self._write(OUTER_INTERFACE, ts, inbound, 40 + udp_len,
                     ip_header + _UDP.pack(sport, dport, udp_len, csum), payload)
 
     def write_inner(self, packet: bytes | bytearray | memoryview, ts: float | None = None, *,

@@ -13,7 +13,9 @@ What differs by family is a :class:`Driver` (erebus/runtime/openvpn.py,
 erebus/runtime/ipsec.py): the endpoints to try, how to build a core, the logger,
 what a refused port means, and (OpenVPN only) how a TCP stream frames packets.
 
-:meth:`connect` tries the endpoints in order (names resolved every time);
+:meth:`connect` tries the endpoints in order (names resolved every time, and every
+address of a name in turn, IPv4 and IPv6 in the order getaddrinfo gives them, as
+OpenVPN 2.6 does unless the endpoint's family restricts it: udp4, tcp6-client ...);
 :meth:`reconnect` starts new sessions with backoff after one ended; the driver gets
 the previous core, so it can carry what lasts across sessions (an auth-token, a
 manual SA's sequence numbers).
@@ -36,17 +38,28 @@ from .ratelimit import DropReporter, counters_summary
 from .retry import RetryPolicy, with_backoff
 from .udp import BatchedUdpLink
 
-__all__ = ["Driver", "Endpoint", "ShellTunnel"]
+__all__ = ["Driver", "Endpoint", "ShellTunnel", "host_port", "tcp_socket", "udp_socket"]
 
 CLOSE_WAIT = 3.0      # seconds close() waits for the peer to confirm (EXIT, DELETE)
 MAX_CHALLENGES = 8    # challenges answered in a row before connect() gives up
 _REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
+# an endpoint's family -> getaddrinfo's
+FAMILIES = {None: socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[2001:2::1]:1194``, RFC 3986)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One place to try: ``proto`` is "udp" or "tcp-client"; ``proxy``: the outer
-    proxy it is reached through (an erebus.openvpn.profile.OuterProxy), if any."""
+    """One place to try: ``proto`` is "udp" or "tcp-client"; ``family`` "ipv4" or
+    "ipv6" restricts the addresses a name may resolve to (None: both, in
+    getaddrinfo's order); ``proxy``: the outer proxy it is reached through (an
+    erebus.openvpn.profile.OuterProxy), if any."""
 
     host: str
     port: int
@@ -56,10 +69,23 @@ class Endpoint:
     source: object = field(default=None, compare=False)   # the family's remote record
     proxy: object = None             # an outer proxy to reach it through (None: direct)
     retry: RetryPolicy | None = None  # the wait after it failed (None: the driver's)
+    family: str | None = None        # "ipv4" / "ipv6" only (udp4, tcp6 ...); None: both
+    family_reason: str = ""          # why, when it is not the protocol's word
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
+
+    @property
+    def family_note(self) -> str:
+        """What the family restriction is, for messages ("" without one)."""
+        if self.family is None:
+            return ""
+        if self.family_reason:
+            return self.family_reason
+        digit = "4" if self.family == "ipv4" else "6"
+        word = f"udp{digit}" if self.proto == "udp" else f"tcp{digit}-client"
+        return f"{word}: IPv{digit} addresses only"
 
 
 class Driver(Protocol):
@@ -95,14 +121,15 @@ class Driver(Protocol):
         """For "tcp-client" endpoints: the protocol that frames packets on the stream."""
 
 
-def udp_socket(addr: tuple[str, int], local_port: int = 0) -> socket.socket:
-    """A non-blocking UDP socket connected to ``addr`` (bound to ``local_port`` if
-    not 0); OSError if that fails."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp_socket(addr: tuple, local_port: int = 0) -> socket.socket:
+    """A non-blocking UDP socket of ``addr``'s family connected to it (bound to
+    ``local_port`` if not 0); OSError if that fails."""
+    v6 = ":" in addr[0]
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     try:
         if local_port:
-            sock.bind(("0.0.0.0", local_port))
+            sock.bind(("::" if v6 else "0.0.0.0", local_port))
         sock.connect(addr)
     except OSError:
         sock.close()
@@ -115,15 +142,27 @@ class DirectConnector:
     batches or a TCP stream framed by the driver.  (Outer proxies are other
     connectors; tests use a fake one in virtual time.)"""
 
-    async def resolve(self, endpoint: Endpoint) -> tuple[str, int]:
-        """The address to connect to (OSError if the name does not resolve)."""
+    async def resolve(self, endpoint: Endpoint) -> list[tuple]:
+        """The addresses to try, in getaddrinfo's order, each once: ``(ip, port)``,
+        or the 4-tuple of an IPv6 address with a scope (OSError if there is none)."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(endpoint.host, endpoint.port, family=socket.AF_INET,
+        infos = await loop.getaddrinfo(endpoint.host, endpoint.port,
+                                       family=FAMILIES[endpoint.family],
                                        type=socket.SOCK_STREAM if endpoint.proto ==
                                        "tcp-client" else socket.SOCK_DGRAM)
-        return infos[0][4][:2]
+        addrs: list[tuple] = []
+        for family, _, _, _, sockaddr in infos:
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            addr = tuple(sockaddr) if family == socket.AF_INET6 and sockaddr[3] \
+                else (sockaddr[0], sockaddr[1])
+            if addr not in addrs:
+                addrs.append(addr)
+        if not addrs:
+            raise socket.gaierror(socket.EAI_NODATA, "No address associated with hostname")
+        return addrs
 
-    async def open(self, endpoint: Endpoint, addr: tuple[str, int], on_datagram,
+    async def open(self, endpoint: Endpoint, addr: tuple, on_datagram,
                    on_batch_end, on_error, on_lost, driver: Driver):
         """A link with ``send``, ``close``, ``redirect(port)``, ``local``, ``remote``;
         SessionError("unreachable") if it cannot be made."""
@@ -131,22 +170,38 @@ class DirectConnector:
         if endpoint.proto == "tcp-client":
             try:
                 _, link = await loop.create_connection(
-                    lambda: driver.stream_link(on_datagram, on_batch_end, on_lost), *addr)
+                    lambda: driver.stream_link(on_datagram, on_batch_end, on_lost),
+                    sock=await tcp_socket(loop, addr))
             except OSError as exc:
-                raise SessionError(Stage.UNREACHABLE, f"{endpoint.name}: TCP connect "
-                                   f"failed: {exc.strerror or exc}") from None
+                raise SessionError(Stage.UNREACHABLE, f"{endpoint.name}: TCP connect to "
+                                   f"{host_port(*addr[:2])} failed: "
+                                   f"{exc.strerror or exc}") from None
             sock = link.transport.get_extra_info("socket")
-            link.local, link.remote = sock.getsockname()[:2], addr
+            link.local, link.remote = sock.getsockname()[:2], addr[:2]
             return link
         try:
             sock = udp_socket(addr, endpoint.local_port)
         except OSError as exc:
-            raise SessionError(Stage.UNREACHABLE,
-                               f"{endpoint.name}: {exc.strerror or exc}") from None
+            raise SessionError(Stage.UNREACHABLE, f"{endpoint.name}: "
+                               f"{host_port(*addr[:2])}: {exc.strerror or exc}") from None
         link = BatchedUdpLink(sock, loop, on_datagram=on_datagram, on_error=on_error,
                               on_batch_end=on_batch_end)
-        link.local, link.remote = sock.getsockname()[:2], addr
+        link.local, link.remote = sock.getsockname()[:2], addr[:2]
         return link
+
+
+async def tcp_socket(loop: asyncio.AbstractEventLoop, addr: tuple) -> socket.socket:
+    """A TCP socket of ``addr``'s family connected to it (with an IPv6 address's
+    scope, which create_connection(host, port) would resolve away); OSError if not."""
+    sock = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class ShellTunnel:
@@ -174,7 +229,7 @@ class ShellTunnel:
         self._server_name = ""
         self._last_endpoint: Endpoint | None = None
         self._resolve_failing: dict[str, float] = {}   # name -> when it first failed
-        self._resolving = False
+        self._address = ""                # where the last try went: [2001:2::1]:1194
         self._started = 0.0
         self.sessions = 0               # attempts that got a core
         self.dropped_down = 0           # packets the stack sent while the tunnel was down
@@ -221,35 +276,53 @@ class ShellTunnel:
             self._last_endpoint = endpoint
             limit = timeout if timeout is not None else \
                 (endpoint.timeout or self.connect_timeout)
-            auth_retries = 0
-            while True:
-                await self._prepare()
-                try:
-                    return await asyncio.wait_for(self._connect_one(endpoint), limit)
-                except asyncio.TimeoutError:
-                    errors.append(self._timed_out(endpoint, limit))
-                    self._teardown()
-                except SessionError as exc:
-                    self._teardown()
-                    errors.append(exc)
-                    if exc.recoverable and exc.stage is Stage.AUTH:
-                        # push.c receive_auth_failed: no_advance, the same server again:
-                        # at once to answer a challenge, else after the retry wait
-                        auth_retries += 1
-                        if exc.immediate and auth_retries <= MAX_CHALLENGES:
-                            self.log.debug("connecting again at once, to answer it")
-                            continue
-                        if not exc.immediate:
-                            delay = self._retry_policy(self.driver).delay(auth_retries)
-                            self.log.warning("%s; next try in %.0f s", exc, delay)
-                            await asyncio.sleep(delay)
-                            continue
-                        raise SessionError(Stage.AUTH, f"{exc} (after {MAX_CHALLENGES} "
-                                           "challenges or refusals in a row: giving up)") \
-                            from None
-                    if not exc.recoverable:
-                        raise
-                break
+            try:
+                addrs = await asyncio.wait_for(self._resolve(endpoint), limit)
+            except asyncio.TimeoutError:
+                addrs = []
+                errors.append(SessionError(Stage.RESOLVE, f"{endpoint.name}: resolving "
+                                           f"{endpoint.host} timed out after {limit:g} s"))
+            except SessionError as exc:
+                addrs = []
+                errors.append(exc)
+                if not exc.recoverable:
+                    raise
+            # 2.6 (init.c next_connection_entry): the next address of the name, then
+            # the next remote; each address is one try with its own timeout
+            for j, addr in enumerate(addrs):
+                auth_retries = 0
+                while True:
+                    await self._prepare()
+                    try:
+                        return await asyncio.wait_for(
+                            self._connect_one(endpoint, addr, addrs), limit)
+                    except asyncio.TimeoutError:
+                        errors.append(self._timed_out(endpoint, limit))
+                        self._teardown()
+                    except SessionError as exc:
+                        self._teardown()
+                        errors.append(exc)
+                        if exc.recoverable and exc.stage is Stage.AUTH:
+                            # push.c receive_auth_failed: no_advance, the same server
+                            # again: at once to answer a challenge, else after the wait
+                            auth_retries += 1
+                            if exc.immediate and auth_retries <= MAX_CHALLENGES:
+                                self.log.debug("connecting again at once, to answer it")
+                                continue
+                            if not exc.immediate:
+                                delay = self._retry_policy(self.driver).delay(auth_retries)
+                                self.log.warning("%s; next try in %.0f s", exc, delay)
+                                await asyncio.sleep(delay)
+                                continue
+                            raise SessionError(Stage.AUTH, f"{exc} (after {MAX_CHALLENGES} "
+                                               "challenges or refusals in a row: giving "
+                                               "up)") from None
+                        if not exc.recoverable:
+                            raise
+                    break
+                if j + 1 < len(addrs):
+                    self.log.warning("%s; trying the next address of %s (%s)", errors[-1],
+                                     endpoint.host, host_port(*addrs[j + 1][:2]))
             if i + 1 < len(endpoints):
                 self.log.warning("%s; trying the next remote", errors[-1])
         if not errors:
@@ -314,20 +387,20 @@ class ShellTunnel:
     # -- connecting ------------------------------------------------------------------------
 
     def _timed_out(self, endpoint: Endpoint, timeout: float) -> SessionError:
-        if self._resolving:
-            return SessionError(Stage.RESOLVE, f"{endpoint.name}: resolving {endpoint.host} "
-                                f"timed out after {timeout:g} s")
         s = self.session
         stage, why = (Stage.UNREACHABLE, "no answer from the server") \
             if s is None else s.connect_timeout()
-        return SessionError(stage, f"{endpoint.name}: timed out after {timeout:g} s ({why})")
+        return SessionError(stage, f"{self._server_name}: timed out after {timeout:g} s "
+                            f"({why})")
 
     def _unresolved(self, endpoint: Endpoint, exc: OSError, now: float) -> SessionError:
         """A name that does not resolve: tried again later (the next round), unless it
         has failed for the driver's resolve_retry seconds (OpenVPN's resolv-retry N;
         None: for ever), which ends the tunnel as 2.6 exits."""
-        why = f"cannot resolve {endpoint.host}: {exc}"
-        limit = self.driver.resolve_retry
+        said = getattr(exc, "strerror", None) or exc
+        note = endpoint.family_note
+        why = f"cannot resolve {endpoint.name}: {said}" + (f" ({note})" if note else "")
+        limit = getattr(self.driver, "resolve_retry", None)
         if limit is None:
             return SessionError(Stage.RESOLVE, why)
         since = self._resolve_failing.setdefault(endpoint.host, now)
@@ -336,19 +409,31 @@ class ShellTunnel:
                                 f"resolv-retry {limit:g}: giving up)", recoverable=False)
         return SessionError(Stage.RESOLVE, why)
 
-    async def _connect_one(self, endpoint: Endpoint) -> TunnelInfo:
+    async def _resolve(self, endpoint: Endpoint) -> list[tuple]:
+        """The endpoint's addresses (the connector's: a proxy's, for a remote behind
+        one), SessionError(resolve) if there is none."""
         loop = self._loop = asyncio.get_running_loop()
-        self._started = loop.time()
-        self._server_name = name = endpoint.name
-        self._resolving = True
         try:
-            addr = await self.connector.resolve(endpoint)
+            addrs = await self.connector.resolve(endpoint)
         except OSError as exc:
             raise self._unresolved(endpoint, exc, loop.time()) from None
-        finally:
-            self._resolving = False
         self._resolve_failing.pop(endpoint.host, None)
-        self.log.info("connecting to %s (%s:%d, %s)", name, addr[0], addr[1], endpoint.proto)
+        return addrs if isinstance(addrs, list) else [addrs]
+
+    async def _connect_one(self, endpoint: Endpoint, addr: tuple,
+                           addrs: list[tuple]) -> TunnelInfo:
+        """One try of one of the endpoint's addresses."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        where = host_port(*addr[:2])
+        # the name, and which of its addresses when it has several
+        name = endpoint.name
+        self._server_name = name if len(addrs) == 1 or endpoint.proxy is not None \
+            else f"{name} ({where})"
+        self._address = where
+        self.log.info("connecting to %s (%s, %s)", name, where,
+                      endpoint.proto + (f", {endpoint.family_note}"
+                                        if endpoint.family_note else ""))
         self._link = link = await self.connector.open(
             endpoint, addr, self._on_datagram, self._step, self._on_link_error,
             self._on_link_lost, self.driver)
@@ -432,6 +517,7 @@ class ShellTunnel:
         elif isinstance(event, Connected):
             info = self.info = event.info
             info.server = self._server_name
+            info.address = self._address
             info.setup_ms = round((self._loop.time() - self._started) * 1000, 1)
             log.info("connected to %s: virtual IP %s/%s, cipher %s", info.server,
                      info.virtual_ip, info.netmask, info.cipher)
@@ -475,7 +561,7 @@ class ShellTunnel:
                                    f"to UDP {port}: {exc.strerror or exc}"))
             return
         self._remote = addr
-        self.log.debug("now sending to %s:%d", *addr)
+        self.log.debug("now sending to %s", host_port(*addr))
 
     def _on_link_error(self, exc: Exception) -> None:
         self.link_errors += 1

@@ -46,15 +46,16 @@ class Answer:
 def _request(host: str, port: int, *, headers, agent: str | None,
              credentials: tuple[str, str] | None) -> h11.Request:
     fields = list(headers)
+    shown = f"[{host}]" if ":" in host else host      # an IPv6 literal (RFC 3986)
     if not any(name.lower() == "host" for name, _ in fields):
-        fields.insert(0, ("Host", host))
+        fields.insert(0, ("Host", shown))
     if agent:
         fields.append(("User-Agent", agent))
     if credentials is not None:
         user, password = credentials
         token = base64.b64encode(f"{user}:{password}".encode("utf-8", "surrogateescape"))
         fields.append(("Proxy-Authorization", b"Basic " + token))
-    return h11.Request(method="CONNECT", target=f"{host}:{port}", headers=fields)
+    return h11.Request(method="CONNECT", target=f"{shown}:{port}", headers=fields)
 
 
 def connect_request(host: str, port: int, *, version: str = "1.0",

@@ -111,12 +111,18 @@ def _domain(host: str) -> bytes:
 
 
 def request(cmd: int, host: str, port: int, *, as_domain: bool = False) -> bytes:
-    """A CONNECT or UDP ASSOCIATE request: an IPv4 literal as such, anything else as
-    a domain name.  ``as_domain``: even a literal as a name, as OpenVPN 2.6 sends
-    CONNECT's destination (the proxy resolves it).  ValueError for a name that does
-    not fit."""
+    """A CONNECT or UDP ASSOCIATE request: an IPv4 literal as such, an IPv6 literal
+    as ATYP 4, anything else as a domain name.  ``as_domain``: even an IPv4 literal
+    as a name, as OpenVPN 2.6 sends CONNECT's destination (the proxy resolves it);
+    an IPv6 literal stays ATYP 4 (2.6 would send it as a name, which a proxy need
+    not parse).  ValueError for a name that does not fit."""
     addr = None
-    if not as_domain:
+    if ":" in host:
+        try:
+            addr = bytes((ATYP_IPV6,)) + ipaddress.IPv6Address(host).packed
+        except ValueError:
+            pass
+    if addr is None and not as_domain:
         try:
             addr = bytes((ATYP_IPV4,)) + ipaddress.IPv4Address(host).packed
         except ValueError:

@@ -308,6 +308,20 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
             "auth-user-pass", ("auth-retry always", X, "auth-retry"),
             ("static-challenge \"PIN\" 1 base32", X, "static-challenge"),
             "ca pki/ca.crt", "cert pki/client.crt", "key pki/client.key"],
+        # IPv6 transport: an address, a name of both families, the family forced
+        "ipv6-remotes.ovpn": [
+            "client", "dev tun", "proto udp", "remote 2001:2::1 1194 udp6",
+            "remote vpn.example.com 1194", "remote vpn.example.com 443 tcp6",
+            "remote 198.18.10.30 443 tcp4-client", "remote-cert-tls server",
+            *block("ca", t["ca"]), *block("cert", t["cert"]), *block("key", t["key"])],
+        # what 2.6 cannot resolve: brackets, an IPv4 address that inherits udp6 from
+        # 'proto' (remote's 'udp' has no family), an upper-case protocol, a server's
+        "broken-ipv6-remotes.ovpn": [
+            "client", "dev tun", "proto udp6", ("remote [2001:2::1]:1194", X, "remote"),
+            ("remote 198.18.11.30 1194 udp", X, "remote"),
+            ("remote 2001:2::1 1194 UDP6", X, "remote"), "remote 2001:2::1 1194",
+            ("proto tcp6-server", X, "proto"), *block("ca", t["ca"]),
+            *block("cert", t["cert"]), *block("key", t["key"])],
     }
 
 

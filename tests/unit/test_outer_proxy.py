@@ -138,7 +138,7 @@ async def open_through(proxy: OuterProxy, proto: str = "tcp-client",
     got, lost = [], []
     endpoint = Endpoint(host, port, proto, proxy=proxy)
     connector = OuterConnector()
-    addr = await connector.resolve(endpoint)
+    addr = (await connector.resolve(endpoint))[0]
     link = await connector.open(endpoint, addr, got.append, lambda: None, lambda e: None,
                                 lost.append, Driver())
     return link, got, lost

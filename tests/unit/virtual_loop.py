@@ -8,7 +8,8 @@ session's 60 s hand-window take no wall time, and a run is exactly repeatable.
 :class:`FakeConnector` replaces erebus.runtime.tunnel's DirectConnector: each
 endpoint's "server" is a sans-IO peer object (``receive(datagram, now) -> replies``,
 optional ``timer()`` / ``handle_timer(now)`` / ``datagrams(now)``) behind a link with
-seeded loss and a fixed one-way delay, or a refused port.
+seeded loss and a fixed one-way delay, or a refused port; a name may have several
+addresses (IPv4 and IPv6), each with its own peer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import errno
 import random
 import selectors
+import socket
 
 
 SPIN_LIMIT = 20_000        # loop passes without the clock moving: a busy loop
@@ -153,8 +155,10 @@ class FakeConnector:
     """Endpoints by host name -> a peer factory (``() -> peer``), or "refused"."""
 
     def __init__(self, peers: dict, *, loss: float = 0.0, delay: float = 0.005,
-                 seed: int = 1):
+                 seed: int = 1, addresses: dict[str, list[str]] | None = None):
         self.peers = peers
+        self.addresses = addresses or {}
+        self.opened: list[tuple] = []        # (host, address) of every link opened
         self.delay = delay
         self.loss = loss
         self.rng = random.Random(seed)
@@ -166,16 +170,28 @@ class FakeConnector:
         return self.loss > 0 and self.rng.random() < self.loss
 
     async def resolve(self, endpoint):
+        """The endpoint's addresses: one made-up IPv4 address per host, or those of
+        ``addresses[host]`` (each may have its own peer in ``peers[address]``), of
+        the endpoint's family."""
         self.resolved.append(endpoint.host)
         self.resolve_times.append(asyncio.get_running_loop().time())
+        if endpoint.host in self.addresses:
+            want = {None: (4, 6), "ipv4": (4,), "ipv6": (6,)}[endpoint.family]
+            found = [(a, endpoint.port) for a in self.addresses[endpoint.host]
+                     if (6 if ":" in a else 4) in want]
+            if not found:
+                raise socket.gaierror(socket.EAI_NODATA,
+                                      "No address associated with hostname")
+            return found
         if endpoint.host not in self.peers:
             raise OSError(errno.ENOENT, f"no such host {endpoint.host}")
-        return (f"198.18.0.{len(self.resolved) % 250 + 1}", endpoint.port)
+        return [(f"198.18.0.{len(self.resolved) % 250 + 1}", endpoint.port)]
 
     async def open(self, endpoint, addr, on_datagram, on_batch_end, on_error, on_lost,
                    driver=None):
-        peer = self.peers[endpoint.host]
-        local = ("198.19.0.1", 40000 + len(self.links))
+        self.opened.append((endpoint.host, addr[0]))
+        peer = self.peers.get(addr[0], self.peers.get(endpoint.host))
+        local = ("2001:2:0:1::2" if ":" in addr[0] else "198.19.0.1", 40000 + len(self.links))
 
         def deliver(datagram: bytes) -> None:
             on_datagram(datagram)
