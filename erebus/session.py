@@ -96,6 +96,12 @@ class TunnelInfo:
     mss: int | None = None          # the TCP MSS cap (OpenVPN's mssfix); None: mtu - 40
     address: str = ""               # the address it went to: 198.18.1.1:1194,
                                     # [2001:2::1]:1194 (a proxy's, behind one)
+    # IPv6 inside the tunnel (None/empty: the tunnel carries IPv4 only); ``dns``
+    # holds the servers of both families, in the order the peer gave them
+    virtual_ip6: str | None = None  # our IPv6 address in the VPN: 2001:2:0:2::1000
+    prefix6: int | None = None      # its prefix length (64); on-link through the tunnel
+    gateway6: str | None = None     # the peer's IPv6 end, when it names one
+    routes6: list[str] = field(default_factory=list)  # IPv6 CIDR strings
 
     def as_dict(self) -> dict:
         return asdict(self)
