@@ -1,16 +1,27 @@
-"""The network stack of one virtual IP: IPv4 demultiplexing to TCP connections,
-listeners and UDP sockets, ICMP echo and errors, RST for closed ports.  Sans-IO.
+"""The network stack of the virtual IP(s): IPv4 and IPv6 demultiplexing to TCP
+connections, listeners and UDP sockets, ICMP/ICMPv6 echo and errors, RST for closed
+ports, path MTU discovery for our TCP.  Sans-IO.
 
-    stack = NetStack("198.19.1.2", mtu=1500)
+    stack = NetStack("198.19.1.2", mtu=1500, local_ip6="2001:2:0:180::1000")
     stack.receive(ip_packet, now)        # from the tunnel
     stack.output(now) -> [ip_packet]     # to the tunnel
     stack.timer() / stack.handle_timer(now)
     stack.take_changed() -> connections, listeners and sockets the application
                             should look at (data to read, room to write, closed ...)
 
-It never sends a fragment: TCP segments fit the MTU by their MSS, and a UDP
-datagram that would not fit is refused.  Inbound fragments are reassembled
-within limits (see :class:`erebus.wire.ipv4.Reassembler`).
+Addresses are :mod:`erebus.wire.inet`'s: an IPv4 one an int, an IPv6 one 16 bytes, so a
+connection's 4-tuple says its family.  Listeners and UDP sockets are per port and serve
+both families (a dual-stack socket without the mapped addresses); a family the tunnel
+has no address of is unreachable (ENETUNREACH).
+
+It never sends a fragment: TCP segments fit the MTU by their MSS (the IPv6 one 20 bytes
+less), and a UDP datagram that would not fit is refused.  Inbound fragments are
+reassembled within limits (see :class:`erebus.wire.ipv4.Reassembler` and
+:class:`erebus.wire.ipv6.Reassembler`).  An ICMP "fragmentation needed" or ICMPv6
+"packet too big" that quotes a segment of ours in flight lowers that connection's MSS
+(RFC 1191 / RFC 8201, never below 552 / 1280 bytes of MTU) and what was in flight is
+sent again in smaller segments.  Neighbour and multicast listener discovery messages
+(meaningless on a point-to-point tunnel) are ignored and counted; none are sent.
 
 What a host on the VPN can make it hold is bounded where each table is declared:
 half-open connections per listener (:data:`SYN_BACKLOG`; a SYN beyond is dropped
@@ -37,9 +48,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..errors import ParseError
-from ..wire import icmp
+from ..wire import icmp, icmpv6
+from ..wire.inet import Addr, addr_str, to_addr
 from ..wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reassembler, build_ipv4, \
-    ip_to_str, parse_ipv4, to_ip
+    parse_ipv4
+from ..wire.ipv6 import NH_ICMPV6, NH_NONE, build_ipv6, parse_ipv6, to_ip6
+from ..wire.ipv6 import Reassembler as Reassembler6
 from ..wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp
 from ..wire.udp import build_udp, parse_udp
 from .errors import NetError, NetErrorReason, TcpError
@@ -80,6 +94,29 @@ _ICMP_ERRORS = {
     (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL): (NetErrorReason.TTL_EXPIRED,
                                               "TTL expired in transit"),
 }
+# the same for ICMPv6 (RFC 4443; the words Linux's strerror gives for its errno)
+_ICMPV6_ERRORS = {
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_NO_ROUTE): (NetErrorReason.NET_UNREACHABLE,
+                                                     "network unreachable"),
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_ADMIN_PROHIBITED): (
+        NetErrorReason.UNREACHABLE, "administratively prohibited"),
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_BEYOND_SCOPE): (NetErrorReason.UNREACHABLE,
+                                                         "beyond the source's scope"),
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_ADDRESS): (NetErrorReason.UNREACHABLE,
+                                                    "host unreachable"),
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_PORT): (NetErrorReason.REFUSED,
+                                                 "connection refused"),
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_SOURCE_POLICY): (
+        NetErrorReason.UNREACHABLE, "source address failed policy"),
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_REJECT_ROUTE): (NetErrorReason.UNREACHABLE,
+                                                         "reject route"),
+    (icmpv6.TIME_EXCEEDED, icmpv6.EXCEEDED_HOP_LIMIT): (NetErrorReason.TTL_EXPIRED,
+                                                        "hop limit exceeded in transit"),
+}
+# the smallest path MTU a "too big" message can make us use (Linux's min_pmtu for
+# IPv4; RFC 8200's minimum link MTU for IPv6): one saying less is taken as this
+MIN_PMTU4 = 552
+MIN_PMTU6 = 1280
 
 
 @dataclass(slots=True)
@@ -99,6 +136,8 @@ class Counters:
     icmp_ignored: int = 0         # ICMP errors quoting no segment we have in flight
     icmp_rate_limited: int = 0    # ICMP errors we did not send (rate limit)
     time_wait_overflow: int = 0   # connections closed instead of entering TIME-WAIT
+    discovery_ignored: int = 0    # ICMPv6 neighbour/listener discovery, multicast dests
+    pmtu_lowered: int = 0         # connections whose MSS a "too big" message lowered
 
 
 @dataclass(slots=True)
@@ -107,14 +146,14 @@ class PendingSyn:
     dial the local target first, then answer)."""
 
     listener: "Listener"
-    remote_ip: int
+    remote_ip: Addr
     remote_port: int
     segment: TcpSegment
     received: float
 
     @property
     def peer(self) -> tuple[str, int]:
-        return ip_to_str(self.remote_ip), self.remote_port
+        return addr_str(self.remote_ip), self.remote_port
 
 
 @dataclass(eq=False)
@@ -144,7 +183,7 @@ class UdpSocket:
     ``dropped`` (and in the stack's ``udp_dropped``)."""
 
     port: int
-    remote: tuple[int, int] | None = None
+    remote: tuple[Addr, int] | None = None
     limit: int = UDP_QUEUE_LIMIT
     queue: deque = field(default_factory=deque)          # (payload, (ip_str, port))
     errors: deque = field(default_factory=deque)         # (NetError, (ip_str, port))
@@ -153,9 +192,19 @@ class UdpSocket:
 
 
 class NetStack:
-    def __init__(self, local_ip, mtu: int = 1500, *, rng=os.urandom,
+    """``local_ip`` is the IPv4 address (None: the tunnel has none), ``local_ip6`` the
+    IPv6 one (None: none).  ``mss`` is the IPv4 MSS (``mtu - 40`` unless an embedder
+    caps it, as OpenVPN's mssfix does); the IPv6 one is 20 bytes less."""
+
+    def __init__(self, local_ip, mtu: int = 1500, *, local_ip6=None, rng=os.urandom,
                  rcv_buf: int = DEFAULT_RCV_BUF, snd_buf: int = DEFAULT_SND_BUF):
-        self.local_ip = to_ip(local_ip)
+        self.local_ip: int | None = None if local_ip is None else to_addr(local_ip)
+        self.local_ip6: bytes | None = None if local_ip6 is None else to_ip6(local_ip6)
+        if self.local_ip is not None and type(self.local_ip) is not int:
+            raise ValueError(f"local_ip {local_ip!r} is not an IPv4 address: give it as "
+                             "local_ip6")
+        if self.local_ip is None and self.local_ip6 is None:
+            raise ValueError("a stack needs an IPv4 or an IPv6 address")
         self.mtu = mtu
         self.mss = mtu - 40
         self.rcv_buf = rcv_buf
@@ -177,15 +226,32 @@ class NetStack:
         self._heap: list = []
         self._tick = itertools.count()
         self._reasm = Reassembler()
+        self._reasm6 = Reassembler6()
         self._time_wait: set[TcpConnection] = set()
         self._icmp_tokens = float(ICMP_ERRORS_BURST)
         self._icmp_last: float | None = None
 
     # -- application calls ---------------------------------------------------------------
 
+    @property
+    def mss6(self) -> int:
+        """The MSS of IPv6 connections: the IPv4 one less the 20 bytes IPv6's header
+        is longer."""
+        return max(64, self.mss - 20)
+
+    def local_for(self, remote: Addr) -> int | bytes:
+        """Our address of ``remote``'s family; OSError(ENETUNREACH) if we have none."""
+        local = self.local_ip if type(remote) is int else self.local_ip6
+        if local is None:
+            fam = "IPv4" if type(remote) is int else "IPv6"
+            raise OSError(errno.ENETUNREACH, f"{addr_str(remote)}: network unreachable "
+                          f"(the tunnel has no {fam} address)")
+        return local
+
     def connect(self, remote_ip, remote_port: int, now: float, **kw) -> TcpConnection:
-        rip = to_ip(remote_ip)
-        port = self._ephemeral(lambda p: (rip, remote_port, self.local_ip, p) not in self.conns)
+        rip = to_addr(remote_ip)
+        lip = self.local_for(rip)
+        port = self._ephemeral(lambda p: (rip, remote_port, lip, p) not in self.conns)
         conn = self._new_conn(port, rip, remote_port, now, **kw)
         conn.open_active(now)
         self._touch(conn)
@@ -215,7 +281,7 @@ class NetStack:
         if not self._take_unanswered(syn):
             return None
         listener = syn.listener
-        key = (syn.remote_ip, syn.remote_port, self.local_ip, listener.port)
+        key = (syn.remote_ip, syn.remote_port, self.local_for(syn.remote_ip), listener.port)
         old = self.conns.get(key)
         if old is not None:                    # never two connections on one 4-tuple
             self.abort(old, now)
@@ -263,7 +329,7 @@ class NetStack:
         elif port in self.udp:
             raise OSError(errno.EADDRINUSE, f"UDP port {port} is in use")
         if remote is not None:
-            remote = (to_ip(remote[0]), remote[1])
+            remote = (to_addr(remote[0]), remote[1])
         sock = UdpSocket(port, remote, limit)
         self.udp[port] = sock
         return sock
@@ -274,12 +340,16 @@ class NetStack:
             del self.udp[sock.port]
 
     def udp_send(self, sock: UdpSocket, payload: bytes, remote_ip, remote_port: int) -> None:
-        if len(payload) + 28 > self.mtu:
+        rip = to_addr(remote_ip)
+        lip = self.local_for(rip)
+        if len(payload) + (28 if type(rip) is int else 48) > self.mtu:
             raise OSError(errno.EMSGSIZE, f"UDP datagram of {len(payload)} bytes does not "
                           f"fit the tunnel MTU {self.mtu}")
-        rip = to_ip(remote_ip)
-        self._emit(rip, PROTO_UDP, build_udp(self.local_ip, rip, sock.port, remote_port,
-                                             payload))
+        self._emit(rip, PROTO_UDP, build_udp(lip, rip, sock.port, remote_port, payload))
+
+    def udp_max_payload(self, ipv6: bool = False) -> int:
+        """The largest UDP payload that fits the MTU unfragmented, by family."""
+        return self.mtu - (48 if ipv6 else 28)
 
     def touch(self, conn: TcpConnection) -> None:
         """The application changed something (sent, read, shut down): output is due."""
@@ -305,6 +375,9 @@ class NetStack:
     def receive(self, packet, now: float) -> None:
         c = self.counters
         c.packets_in += 1
+        if packet and packet[0] >> 4 == 6:
+            self._receive6(packet, now)
+            return
         try:
             header, payload = parse_ipv4(packet)
         except ParseError as exc:
@@ -320,21 +393,61 @@ class NetStack:
                 return
             payload = memoryview(whole)
         proto = header.protocol
+        src = header.src
         try:
             if proto == PROTO_TCP:
-                self._receive_tcp(header.src, parse_tcp(payload, header.src, header.dst), now)
+                self._receive_tcp(src, header.dst, parse_tcp(payload, src, header.dst), now)
             elif proto == PROTO_UDP:
-                self._receive_udp(header.src, payload, packet, now)
+                self._receive_udp(src, header.dst, payload, packet, now)
             elif proto == PROTO_ICMP:
-                self._receive_icmp(header.src, payload)
+                self._receive_icmp(src, payload)
             else:
                 c.unknown_protocol += 1
         except ParseError as exc:
             c.malformed += 1
-            log.debug("dropped %s segment from %s: %s", proto, ip_to_str(header.src), exc)
+            log.debug("dropped %s segment from %s: %s", proto, addr_str(src), exc)
 
-    def _receive_tcp(self, src: int, seg: TcpSegment, now: float) -> None:
-        key = (src, seg.src_port, self.local_ip, seg.dst_port)
+    def _receive6(self, packet, now: float) -> None:
+        c = self.counters
+        try:
+            header, payload = parse_ipv6(packet)
+        except ParseError as exc:
+            c.malformed += 1
+            log.debug("dropped packet: %s", exc)
+            return
+        dst = header.dst
+        if dst != self.local_ip6:
+            if dst[0] == 0xFF:
+                c.discovery_ignored += 1       # all-nodes, solicited-node, MLD: not ours
+            else:
+                c.not_for_us += 1
+            return
+        if header.is_fragment:
+            whole = self._reasm6.add(header, payload, now)
+            if whole is None:
+                return
+            header, payload = whole
+            packet = None                       # quote the reassembled packet, if any
+        proto = header.protocol
+        src = header.src
+        try:
+            if proto == PROTO_TCP:
+                self._receive_tcp(src, dst, parse_tcp(payload, src, dst), now)
+            elif proto == PROTO_UDP:
+                if packet is None:
+                    packet = build_ipv6(src, dst, PROTO_UDP, payload,
+                                        hop_limit=header.hop_limit)
+                self._receive_udp(src, dst, payload, packet, now)
+            elif proto == NH_ICMPV6:
+                self._receive_icmp6(src, dst, payload)
+            elif proto != NH_NONE:
+                c.unknown_protocol += 1
+        except ParseError as exc:
+            c.malformed += 1
+            log.debug("dropped %s segment from %s: %s", proto, addr_str(src), exc)
+
+    def _receive_tcp(self, src: Addr, lip: Addr, seg: TcpSegment, now: float) -> None:
+        key = (src, seg.src_port, lip, seg.dst_port)
         conn = self.conns.get(key)
         if conn is not None:
             was = conn.state
@@ -374,7 +487,8 @@ class NetStack:
             self._send_rst(src, seg.dst_port, seg.src_port, 0,
                            (seg.seq + seg.seg_len) % (1 << 32), RST | ACK)
 
-    def _receive_syn(self, listener: Listener, src: int, seg: TcpSegment, now: float) -> None:
+    def _receive_syn(self, listener: Listener, src: Addr, seg: TcpSegment,
+                     now: float) -> None:
         if listener.defer and (src, seg.src_port) in listener.unanswered:
             self.counters.syn_retransmits += 1     # still deciding: dial once per 4-tuple
             return
@@ -398,8 +512,8 @@ class NetStack:
         listener.syn_received.add(conn)
         self._touch(conn)
 
-    def _receive_udp(self, src: int, payload, packet, now: float) -> None:
-        dgram = parse_udp(payload, src, self.local_ip)
+    def _receive_udp(self, src: Addr, lip: Addr, payload, packet, now: float) -> None:
+        dgram = parse_udp(payload, src, lip)
         sock = self.udp.get(dgram.dst_port)
         if sock is not None and sock.remote is not None and \
                 sock.remote != (src, dgram.src_port):
@@ -407,15 +521,19 @@ class NetStack:
             sock = None                  # a connected socket: as if the port were closed
         if sock is None:
             # like a kernel: port unreachable, quoting the datagram (rate-limited)
-            if self._icmp_allowed(now):
-                self._emit(src, PROTO_ICMP, icmp.build_icmp_error(
-                    icmp.DEST_UNREACH, icmp.UNREACH_PORT, packet))
+            if type(src) is int:
+                if self._icmp_allowed(now):
+                    self._emit(src, PROTO_ICMP, icmp.build_icmp_error(
+                        icmp.DEST_UNREACH, icmp.UNREACH_PORT, packet))
+            elif icmpv6.error_allowed(packet, icmpv6.DEST_UNREACH, icmpv6.UNREACH_PORT) \
+                    and self._icmp_allowed(now):
+                self._emit(src, NH_ICMPV6, icmpv6.build_dest_unreachable(lip, src, packet))
             return
         if len(sock.queue) >= sock.limit:
             sock.dropped += 1
             self.counters.udp_dropped += 1
             return
-        sock.queue.append((bytes(dgram.payload), (ip_to_str(src), dgram.src_port)))
+        sock.queue.append((bytes(dgram.payload), (addr_str(src), dgram.src_port)))
         self._changed.add(sock)
 
     def _receive_icmp(self, src: int, payload) -> None:
@@ -431,15 +549,61 @@ class NetStack:
         orig = message.original
         if orig.src != self.local_ip or orig.src_port is None:
             return
+        mtu = message.next_hop_mtu
+        if mtu is not None:                          # fragmentation needed (RFC 1191)
+            if orig.protocol == PROTO_TCP and mtu:   # 0: a pre-1191 router, no size
+                self._too_big(orig, max(mtu, MIN_PMTU4) - 40)
+            return
         reason, text = _ICMP_ERRORS.get((message.type, message.code), (
             NetErrorReason.UNREACHABLE, f"ICMP type {message.type} code {message.code}"))
-        text = f"{text} (from {ip_to_str(src)})"
+        self._icmp_error(orig, reason, f"{text} (from {addr_str(src)})")
+
+    def _receive_icmp6(self, src: bytes, dst: bytes, payload) -> None:
+        message = icmpv6.parse_icmpv6(payload, src, dst)
+        if isinstance(message, icmpv6.Icmpv6Echo):
+            if message.type == icmpv6.ECHO_REQUEST:
+                self.counters.echo_replies += 1
+                self._emit(src, NH_ICMPV6, icmpv6.build_echo_reply(dst, src, message))
+            return
+        if isinstance(message, icmpv6.Icmpv6Ignored):
+            self.counters.discovery_ignored += 1
+            return
+        if not isinstance(message, icmpv6.Icmpv6Error):
+            return
+        self.counters.icmp_errors += 1
+        orig = message.original
+        if orig.src != self.local_ip6 or orig.src_port is None:
+            return
+        if message.type == icmpv6.PACKET_TOO_BIG:    # RFC 8201
+            if orig.protocol == PROTO_TCP:
+                self._too_big(orig, max(message.mtu, MIN_PMTU6) - 60)
+            return
+        reason, text = _ICMPV6_ERRORS.get((message.type, message.code), (
+            NetErrorReason.UNREACHABLE, f"ICMPv6 type {message.type} code {message.code}"))
+        self._icmp_error(orig, reason, f"{text} (from {addr_str(src)})")
+
+    def _quoted_conn(self, orig) -> TcpConnection | None:
+        """The connection an ICMP error's quoted TCP segment belongs to, if that
+        segment is one it has in flight (RFC 5927); else None, counted as ignored."""
+        conn = self.conns.get((orig.dst, orig.dst_port, orig.src, orig.src_port))
+        if conn is None:
+            return None
+        if orig.tcp_seq is None or not conn.quotes_our_segment(orig.tcp_seq):
+            self.counters.icmp_ignored += 1
+            return None
+        return conn
+
+    def _too_big(self, orig, mss: int) -> None:
+        conn = self._quoted_conn(orig)
+        if conn is not None and conn.path_mtu(mss):
+            self.counters.pmtu_lowered += 1
+            log.debug("%r: path MTU lowered, MSS now %d", conn, conn.mss)
+            self._touch(conn)
+
+    def _icmp_error(self, orig, reason: NetErrorReason, text: str) -> None:
         if orig.protocol == PROTO_TCP:
-            conn = self.conns.get((orig.dst, orig.dst_port, self.local_ip, orig.src_port))
+            conn = self._quoted_conn(orig)
             if conn is not None:
-                if orig.tcp_seq is None or not conn.quotes_our_segment(orig.tcp_seq):
-                    self.counters.icmp_ignored += 1
-                    return
                 conn.icmp_unreachable(TcpError(reason, text))
                 self._touch(conn)
                 if conn.state is State.CLOSED:
@@ -455,7 +619,7 @@ class NetStack:
                     self.counters.udp_dropped += 1
                     return
                 sock.errors.append((NetError(reason, text),
-                                    (ip_to_str(orig.dst), orig.dst_port)))
+                                    (addr_str(orig.dst), orig.dst_port)))
                 self._changed.add(sock)
 
     # -- output and timers ---------------------------------------------------------------
@@ -476,6 +640,9 @@ class NetStack:
     def timer(self) -> float | None:
         heap = self._heap
         reasm = self._reasm.next_deadline()
+        reasm6 = self._reasm6.next_deadline()
+        if reasm6 is not None and (reasm is None or reasm6 < reasm):
+            reasm = reasm6
         while heap:
             deadline, _, conn = heap[0]
             if conn.timer() == deadline:
@@ -494,6 +661,7 @@ class NetStack:
             if conn.state is State.CLOSED:
                 self._forget(conn)
         self._reasm.expire(now)
+        self._reasm6.expire(now)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -529,29 +697,35 @@ class NetStack:
         self._icmp_tokens -= 1
         return True
 
-    def _emit(self, dst: int, proto: int, payload: bytes) -> None:
-        ident = self._ident
-        self._ident = (ident + 1) & 0xFFFF
-        self._out.append(build_ipv4(self.local_ip, dst, proto, payload, ident=ident))
+    def _emit(self, dst: Addr, proto: int, payload: bytes) -> None:
+        if type(dst) is int:
+            ident = self._ident
+            self._ident = (ident + 1) & 0xFFFF
+            self._out.append(build_ipv4(self.local_ip, dst, proto, payload, ident=ident))
+        else:
+            self._out.append(build_ipv6(self.local_ip6, dst, proto, payload))
 
-    def _send_rst(self, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int):
+    def _send_rst(self, dst: Addr, sport: int, dport: int, seq: int, ack: int, flags: int):
         self.counters.rst_sent += 1
-        self._emit(dst, PROTO_TCP, build_tcp(self.local_ip, dst, sport, dport, seq, ack,
-                                             flags, 0))
+        self._emit(dst, PROTO_TCP, build_tcp(self.local_for(dst), dst, sport, dport, seq,
+                                             ack, flags, 0))
 
-    def _new_conn(self, local_port: int, rip: int, rport: int, now: float,
+    def _new_conn(self, local_port: int, rip: Addr, rport: int, now: float,
                   **kw) -> TcpConnection:
-        conn = TcpConnection(self.local_ip, local_port, rip, rport,
-                             iss=self._isn(local_port, rip, rport, now), mss=self.mss,
+        lip = self.local_for(rip)
+        conn = TcpConnection(lip, local_port, rip, rport,
+                             iss=self._isn(lip, local_port, rip, rport, now),
+                             mss=self.mss if type(rip) is int else self.mss6,
                              now=now, rcv_buf=kw.pop("rcv_buf", self.rcv_buf),
                              snd_buf=kw.pop("snd_buf", self.snd_buf), **kw)
         self.conns[conn.key] = conn
         return conn
 
-    def _isn(self, lport: int, rip: int, rport: int, now: float) -> int:
+    def _isn(self, lip: Addr, lport: int, rip: Addr, rport: int, now: float) -> int:
         """RFC 6528: a 4-microsecond clock plus a keyed hash of the connection's ids."""
-        h = hashlib.blake2s(f"{self.local_ip},{lport},{rip},{rport}".encode(),
-                            key=self._secret, digest_size=4).digest()
+        ids = f"{lip},{lport},{rip},{rport}" if type(rip) is int else \
+            f"{lip.hex()},{lport},{rip.hex()},{rport}"
+        h = hashlib.blake2s(ids.encode(), key=self._secret, digest_size=4).digest()
         return (int(now * 250_000) + int.from_bytes(h, "big")) % (1 << 32)
 
     def _ephemeral(self, free) -> int:

@@ -192,9 +192,9 @@ class TcpConnection:
         return (self.remote_ip, self.remote_port, self.local_ip, self.local_port)
 
     def __repr__(self) -> str:
-        from ..wire.ipv4 import ip_to_str
-        return (f"<TCP {ip_to_str(self.local_ip)}:{self.local_port} -> "
-                f"{ip_to_str(self.remote_ip)}:{self.remote_port} {self.state.value}>")
+        from ..wire.inet import addr_str
+        return (f"<TCP {addr_str(self.local_ip)}:{self.local_port} -> "
+                f"{addr_str(self.remote_ip)}:{self.remote_port} {self.state.value}>")
 
     # -- sequence numbers <-> offsets -----------------------------------------------------
 
@@ -749,6 +749,30 @@ class TcpConnection:
             return seq == self.iss
         d = seq_diff(seq, self._snd_seq(self.snd_una))
         return 0 <= d <= self.snd_max - self.snd_una + (1 if self._fin_used else 0)
+
+    def path_mtu(self, mss: int) -> bool:
+        """A "fragmentation needed" / "packet too big" quoting a segment of ours: the
+        path carries segments of at most ``mss`` bytes (its MTU less the IP and TCP
+        headers).  Only ever lowers the MSS (RFC 1191 / RFC 8201: an increase is never
+        believed).  What is in flight was too big, not lost to congestion: it is sent
+        again at once from the first unacknowledged byte, in segments of the new size,
+        with the window left as it is (as Linux's tcp_simple_retransmit does).  True if
+        the MSS changed."""
+        if mss >= self.mss:
+            return False
+        self.mss = mss
+        self.mss_local = min(self.mss_local, mss)
+        if self.state not in SYNCHRONIZED or self.snd_max == self.snd_una:
+            return True
+        self.snd_nxt = self.snd_una
+        self._rexmit_from = None
+        self._recover = self.snd_max       # what was in flight starts no fast recovery
+        self._dupacks = 0
+        self._sacked.clear()
+        self._timed_off = None             # Karn: no sample from a resend
+        if self._fin_sent and not self._fin_acked:
+            self._fin_sent = False
+        return True
 
     def icmp_unreachable(self, error: TcpError) -> None:
         """An ICMP error about this connection: fatal while connecting (RFC 1122 4.2.3.9

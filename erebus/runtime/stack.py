@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 from ..netstack.errors import NetError, NetErrorReason
 from ..netstack.stack import SYN_BACKLOG, UDP_QUEUE_LIMIT, Listener, NetStack, PendingSyn, \
     UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
 from ..tunnel import PacketLink
-from ..wire.ipv4 import ip_to_str, to_ip
+from ..wire.inet import addr_str, to_addr
 
 log = logging.getLogger("erebus.stack")
 
@@ -83,9 +82,9 @@ class TcpTransport(asyncio.Transport):
     def get_extra_info(self, name, default=None):
         c = self._conn
         if name == "peername":
-            return ip_to_str(c.remote_ip), c.remote_port
+            return addr_str(c.remote_ip), c.remote_port
         if name == "sockname":
-            return ip_to_str(c.local_ip), c.local_port
+            return addr_str(c.local_ip), c.local_port
         if name == "tcp":
             return c
         return default
@@ -257,16 +256,30 @@ class TcpTransport(asyncio.Transport):
                 log.exception("connection_lost failed")
 
 
-def _ipv4_address(addr, what: str) -> tuple[str, int]:
-    """``addr`` as (IPv4 literal, port 1..65535); ValueError otherwise (resolve names
-    first: erebus.runtime.expose.dns)."""
+def _literal(host, what: str) -> str:
+    """``host`` as the canonical text of an IPv4 or IPv6 address; ValueError otherwise
+    (resolve names first: erebus.runtime.expose.dns)."""
+    if isinstance(host, str):
+        try:
+            return addr_str(to_addr(host))
+        except ValueError as exc:
+            if "mapped" in str(exc):
+                raise ValueError(f"{what} {host!r}: {exc}") from None
+    raise ValueError(f"{what} {host!r} is not an IPv4 or IPv6 address (resolve names "
+                     "first)")
+
+
+def _ip_address(addr, what: str) -> tuple[str, int]:
+    """``addr`` as (IPv4 or IPv6 literal, port 1..65535), the address in its canonical
+    text; ValueError otherwise (resolve names first: erebus.runtime.expose.dns).  An
+    IPv6 address may come as asyncio gives it, (host, port, flowinfo, scope_id)."""
     try:
-        host, port = addr
-        socket.inet_aton(host)
-        if host.count(".") != 3:
-            raise OSError
-    except (OSError, TypeError, ValueError):
-        raise ValueError(f"{what} {addr!r} is not (IPv4 address, port)") from None
+        host, port = addr[0], addr[1]
+        if len(addr) not in (2, 4):
+            raise ValueError
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise ValueError(f"{what} {addr!r} is not (IP address, port)") from None
+    host = _literal(host, what)
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"{what} {addr!r}: port {port!r} is out of range 1..65535")
     return host, port
@@ -291,7 +304,10 @@ class UdpTransport(asyncio.DatagramTransport):
 
     def get_extra_info(self, name, default=None):
         if name == "sockname":
-            return ip_to_str(self._vpn.stack.local_ip), self._sock.port
+            stack = self._vpn.stack
+            local = stack.local_ip6 if (self._remote is not None and ":" in self._remote[0]) \
+                or stack.local_ip is None else stack.local_ip
+            return addr_str(local), self._sock.port
         if name == "peername":
             return self._remote if self._remote is not None else default
         if name == "udp":
@@ -321,9 +337,13 @@ class UdpTransport(asyncio.DatagramTransport):
 
     @property
     def max_payload(self) -> int:
-        """The largest datagram :meth:`sendto` takes: the tunnel's MTU less the IPv4
-        and UDP headers (the stack never fragments)."""
-        return self._vpn.stack.mtu - 28
+        """The largest datagram :meth:`sendto` takes: the tunnel's MTU less the IP
+        and UDP headers (the stack never fragments): IPv6's (20 bytes longer) for an
+        endpoint connected to an IPv6 address or a stack with only IPv6."""
+        stack = self._vpn.stack
+        ipv6 = (self._remote is not None and ":" in self._remote[0]) or \
+            stack.local_ip is None
+        return stack.udp_max_payload(ipv6)
 
     @property
     def dropped(self) -> int:
@@ -331,20 +351,21 @@ class UdpTransport(asyncio.DatagramTransport):
         return self._sock.dropped
 
     def sendto(self, data, addr=None) -> None:
-        """Send one datagram to ``addr`` (an IPv4 literal and a port; None or the
-        remote for a connected endpoint).  ValueError for a bad address; a datagram
-        too big for the tunnel's MTU goes to ``error_received`` (OSError EMSGSIZE),
-        as asyncio reports a failed send."""
+        """Send one datagram to ``addr`` (an IPv4 or IPv6 literal and a port; None or
+        the remote for a connected endpoint).  ValueError for a bad address; a datagram
+        too big for the tunnel's MTU, or to a family the tunnel has no address of, goes
+        to ``error_received`` (OSError EMSGSIZE / ENETUNREACH), as asyncio reports a
+        failed send."""
         if self._closing:
             return                       # like asyncio: sends after close are dropped
         if self._remote is not None:
-            if addr is not None and tuple(addr) != self._remote:
+            if addr is not None and _ip_address(addr, "sendto() address") != self._remote:
                 raise ValueError(f"Invalid address: must be None or {self._remote}")
             host, port = self._remote
         elif addr is None:
             raise ValueError("sendto() needs an address: the endpoint is not connected")
         else:
-            host, port = _ipv4_address(addr, "sendto() address")
+            host, port = _ip_address(addr, "sendto() address")
         try:
             self._vpn.stack.udp_send(self._sock, bytes(data), host, port)
         except OSError as exc:
@@ -417,8 +438,9 @@ class VpnServer:
 
 
 def tcp_mss(info) -> int:
-    """The MSS our TCP announces and caps its segments at: the tunnel's MTU less the
-    IPv4 and TCP headers, and no more than the family's cap (OpenVPN's mssfix)."""
+    """The MSS our TCP announces and caps its segments at over IPv4: the tunnel's MTU
+    less the IPv4 and TCP headers, and no more than the family's cap (OpenVPN's mssfix).
+    IPv6 connections use 20 bytes less (:attr:`NetStack.mss6`)."""
     mss = info.mtu - 40
     return max(64, min(mss, info.mss)) if info.mss else mss
 
@@ -429,7 +451,8 @@ class VpnStack:
     def __init__(self, tunnel: PacketLink, *, stack: NetStack | None = None):
         self.tunnel = tunnel
         info = tunnel.info
-        self.stack = stack or NetStack(info.virtual_ip, info.mtu)
+        self.stack = stack or NetStack(info.virtual_ip or None, info.mtu,
+                                       local_ip6=getattr(info, "virtual_ip6", None))
         self.stack.mss = tcp_mss(info)
         self.loop = asyncio.get_running_loop()
         self._transports: dict[TcpConnection, TcpTransport] = {}
@@ -443,14 +466,22 @@ class VpnStack:
 
     # -- public API ----------------------------------------------------------------------
 
+    @property
+    def has_ipv4(self) -> bool:
+        """Whether the tunnel gave us an IPv4 address (connections to IPv4 work)."""
+        return self.stack.local_ip is not None
+
+    @property
+    def has_ipv6(self) -> bool:
+        """Whether the tunnel gave us an IPv6 address (connections to IPv6 work)."""
+        return self.stack.local_ip6 is not None
+
     async def create_connection(self, protocol_factory, host: str, port: int, *,
                                 timeout: float | None = None):
-        """Like loop.create_connection, through the VPN; ``host`` is an IPv4 address."""
-        try:
-            socket.inet_aton(host)
-        except OSError:
-            raise ValueError(f"{host!r} is not an IPv4 address (resolve names first)") \
-                from None
+        """Like loop.create_connection, through the VPN; ``host`` is an IPv4 or IPv6
+        address (ValueError for a name: resolve it first).  OSError ENETUNREACH at once
+        for a family the tunnel has no address of."""
+        host = _literal(host, "host")
         conn = self.stack.connect(host, port, self.loop.time())
         transport = TcpTransport(self, conn)
         transport._waiter = self.loop.create_future()
@@ -521,16 +552,27 @@ class VpnStack:
         return True
 
     def rebind(self, info) -> None:
-        """A new session of the tunnel: if the virtual IP changed, the connections of
-        the old address cannot go on (they are reset) and the stack takes the new one."""
-        new_ip = to_ip(info.virtual_ip)
-        if new_ip != self.stack.local_ip:
-            log.warning("the virtual IP changed from %s to %s: resetting %d connection(s)",
-                        ip_to_str(self.stack.local_ip), info.virtual_ip,
-                        len(self._transports))
-            for transport in list(self._transports.values()):
+        """A new session of the tunnel: for each family whose virtual IP changed (or
+        went away), its connections cannot go on (they are reset) and the stack takes
+        the new address; the other family's connections carry on."""
+        stack = self.stack
+        new4 = to_addr(info.virtual_ip) if info.virtual_ip else None
+        v6 = getattr(info, "virtual_ip6", None)
+        new6 = to_addr(v6) if v6 else None
+        for old, new, name in ((stack.local_ip, new4, "IP"), (stack.local_ip6, new6,
+                                                              "IPv6 address")):
+            if old == new:
+                continue
+            gone = [t for t in self._transports.values() if t._conn.local_ip == old]
+            if old is not None:
+                log.warning("the virtual %s changed from %s to %s: resetting %d "
+                            "connection(s)", name, addr_str(old),
+                            addr_str(new) if new is not None else "none", len(gone))
+            for transport in gone:
                 transport.abort()
-            self.stack.local_ip = new_ip
+        if new4 is None and new6 is None:
+            raise ValueError("the tunnel gave no virtual IP")
+        stack.local_ip, stack.local_ip6 = new4, new6
         self.stack.mtu = info.mtu
         self.stack.mss = tcp_mss(info)
         self._schedule_flush()
@@ -553,13 +595,14 @@ class VpnStack:
     async def create_datagram_endpoint(self, protocol_factory, local_port: int = 0,
                                        remote: tuple[str, int] | None = None, *,
                                        queue_limit: int = UDP_QUEUE_LIMIT):
-        """Like loop.create_datagram_endpoint, on the virtual IP: a UDP socket on
-        ``local_port`` (0: an ephemeral port), connected to ``remote`` (an IPv4
-        address and a port) if given; returns (transport, protocol).  At most
-        ``queue_limit`` datagrams wait for the protocol; OSError if the port is in
-        use or too many sockets are open, ValueError for a bad ``remote``."""
+        """Like loop.create_datagram_endpoint, on the virtual IP(s): a UDP socket on
+        ``local_port`` (0: an ephemeral port) for both families, connected to
+        ``remote`` (an IPv4 or IPv6 address and a port) if given; returns (transport,
+        protocol).  Datagrams arrive as (data, (host, port)), the host as text of its
+        family.  At most ``queue_limit`` datagrams wait for the protocol; OSError if the
+        port is in use or too many sockets are open, ValueError for a bad ``remote``."""
         if remote is not None:
-            remote = _ipv4_address(remote, "remote")
+            remote = _ip_address(remote, "remote")
         sock = self.stack.udp_bind(local_port, remote=remote, limit=queue_limit)
         transport = UdpTransport(self, sock, remote)
         self._udp[sock] = transport

@@ -8,17 +8,20 @@ import random
 
 from erebus.netstack.stack import NetStack
 from erebus.wire.ipv4 import parse_ipv4
+from erebus.wire.ipv6 import parse_ipv6
 from erebus.wire.tcp import parse_tcp
 
 A_IP = "198.18.10.1"
 B_IP = "198.18.10.2"
+A_IP6 = "2001:2:0:10::1"
+B_IP6 = "2001:2:0:10::2"
 
 
 def tcp_flags(packets: list[bytes]) -> list[int]:
-    """The TCP flags of each IPv4/TCP packet, in order."""
+    """The TCP flags of each IPv4/TCP or IPv6/TCP packet, in order."""
     out = []
     for packet in packets:
-        h, payload = parse_ipv4(packet)
+        h, payload = parse_ipv6(packet) if packet[0] >> 4 == 6 else parse_ipv4(packet)
         out.append(parse_tcp(payload, h.src, h.dst).flags)
     return out
 
@@ -27,10 +30,12 @@ class Link:
     """Moves packets between two stacks with loss, duplication, reordering and delay."""
 
     def __init__(self, *, loss=0.0, dup=0.0, reorder=0.0, delay=0.01, jitter=0.0, seed=1,
-                 mtu=1500, a_kw=None, b_kw=None, drop=None):
+                 mtu=1500, a_kw=None, b_kw=None, drop=None, ipv6=False):
         self.rng = random.Random(seed)
-        self.a = NetStack(A_IP, mtu, rng=self._bytes, **(a_kw or {}))
-        self.b = NetStack(B_IP, mtu, rng=self._bytes, **(b_kw or {}))
+        six = {"local_ip6": A_IP6} if ipv6 else {}
+        self.a = NetStack(A_IP, mtu, rng=self._bytes, **six, **(a_kw or {}))
+        six = {"local_ip6": B_IP6} if ipv6 else {}
+        self.b = NetStack(B_IP, mtu, rng=self._bytes, **six, **(b_kw or {}))
         self.loss, self.dup, self.reorder = loss, dup, reorder
         self.delay, self.jitter = delay, jitter
         self.drop = drop            # optional predicate(packet, direction) -> bool

@@ -19,10 +19,10 @@ class Transfer:
     """A connects to B:80; each side sends its blob, reads everything, then shuts down."""
 
     def __init__(self, link: Link, a_data: bytes, b_data: bytes, *, read_limit=None,
-                 a_close=True, b_close=True):
+                 a_close=True, b_close=True, dst=B_IP):
         self.link = link
         self.listener = link.b.listen(80)
-        self.a = link.a.connect(B_IP, 80, link.now)
+        self.a = link.a.connect(dst, 80, link.now)
         self.b = None
         self.out = {"a": a_data, "b": b_data}
         self.sent = {"a": 0, "b": 0}

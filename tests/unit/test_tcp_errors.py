@@ -62,12 +62,20 @@ def _syn_and_icmp(code: int, kind: int = icmp.DEST_UNREACH):
      "network unreachable"),
     (icmp.TIME_EXCEEDED, icmp.EXCEEDED_TTL, NetErrorReason.TTL_EXPIRED,
      "TTL expired in transit"),
-    (icmp.DEST_UNREACH, 4, NetErrorReason.UNREACHABLE, "ICMP type 3 code 4"),
+    (icmp.DEST_UNREACH, 5, NetErrorReason.UNREACHABLE, "ICMP type 3 code 5"),
 ])
 def test_an_icmp_error_while_connecting_ends_the_connection_with_its_reason(kind, code,
                                                                            reason, text):
     failure = failure_of(_syn_and_icmp(code, kind))
     assert failure.reason is reason and str(failure) == f"{text} (from {PEER})"
+
+
+def test_fragmentation_needed_while_connecting_is_path_mtu_not_failure():
+    # type 3 code 4 (fragmentation needed) is about size, not a refusal (RFC 1191;
+    # Linux's tcp_v4_err): the connection keeps trying; a next-hop MTU of 0 (a router
+    # older than RFC 1191) names no size and changes nothing
+    conn = _syn_and_icmp(icmp.UNREACH_FRAG_NEEDED)
+    assert not conn.closed and conn.mss_local == 1460
 
 
 def test_udp_errors_are_typed_too():
