@@ -770,7 +770,7 @@ class _Reader(ProxyOptions):
         try:
             self.p.ifconfig_ipv6 = push.parse_ifconfig_ipv6(a)
         except ValueError as exc:
-            raise self.err(d, str(exc)) from None
+            raise self.err(d, str(exc).removeprefix(f"{d.name}: ")) from None
 
     def opt_route_ipv6(self, d: Directive, a: list[str]) -> None:
         try:
