@@ -174,7 +174,7 @@ _REGISTRY: list[OptionSpec] = [
     _spec("client-nat", "4", IGNORED, _NO_ROUTES),
     _spec("allow-recursive-routing", "0", IGNORED, _NO_ROUTES),
     _spec("allow-pull-fqdn", "0", IGNORED, _NO_ROUTES),
-    _spec("pull-filter", "2", IMPLEMENTED, "accept|ignore|reject TEXT: pushed options "
+    _spec("pull-filter", "2", IMPLEMENTED, "accept, ignore or reject TEXT: pushed options "
           "starting with TEXT kept, dropped, or the session restarted, the first match "
           "deciding, as 2.6 ('pull-filter ignore \"ifconfig-ipv6\"' keeps IPv6 out)"),
     _spec("dhcp-option", "1+", IMPLEMENTED, "DNS servers kept for names resolved through "

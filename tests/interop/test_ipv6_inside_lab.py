@@ -140,3 +140,26 @@ def test_the_lab_dns_answers_aaaa(lab, server_addr):
     assert dig("web.lab.test", "A") == ["NOERROR", WEB_ADDR]
     assert dig(V6ONLY_NAME, "AAAA") == ["NOERROR", WEB_ADDR6]
     assert dig(V6ONLY_NAME, "A") == ["NOERROR"]          # NODATA: only an AAAA record
+
+
+def _dual_stack() -> bool:
+    from erebus.runtime.stack import VpnStack
+    return hasattr(VpnStack, "has_ipv6")
+
+
+@pytest.mark.skipif(not _dual_stack(), reason="the dual-stack NetStack (VpnStack.has_ipv6) "
+                    "is not on this branch yet: TCP over IPv6 inside needs it")
+@pytest.mark.parametrize("mode", ["v6", "v6-tcp"])
+def test_blob_over_ipv6_through_a_local_forward(lab, mode):
+    from tests.interop.util import Up, _fetch, _free_port
+    server = lab.start_server(mode)
+    port = _free_port()
+    up = Up(lab, server.profile, f"{port}:[{WEB_ADDR6}]:80", log_name=f"up-{mode}.log")
+    try:
+        digest, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin", timeout=120)
+        assert digest == lab.blob_sha256, (err, up.log.read_text()[-3000:])
+    finally:
+        assert up.stop() == 0, up.log.read_text()[-3000:]
+    # the web host saw the client's IPv6 pool address, not IPv4
+    text = (lab.dir / "http6.log").read_text()
+    assert re.search(r"2001:2:0:18[01]::[0-9a-f]+ - - .*GET /blob\.bin", text), text[-2000:]

@@ -313,3 +313,12 @@ def test_a_pull_filter_reject_restarts_the_session(pki):
     failed = [e for e in events if isinstance(e, Failed)]
     assert failed and failed[0].stage == "restart" and failed[0].recoverable
     assert "Pushed option rejected by filter: 'ifconfig-ipv6" in failed[0].message
+
+
+@pytest.mark.parametrize("option", [None, "comp-lzo no", "comp-lzo yes", "compress",
+                                    "compress lz4", "compress stub-v2", "compress lz4-v2"])
+def test_compression_framing_carries_ipv6_packets(option):
+    from erebus.openvpn.compress import Compression
+    comp = Compression.from_options(option, None, allow_compression="asym")
+    for packet in (_echo6(), _echo6() + bytes(1200), b"\x60"):
+        assert comp.unframe(comp.frame(packet)) == packet
