@@ -60,6 +60,7 @@ EKM_LENGTH = KEY_BLOCK_LEN                # a key2: 2 x (64 cipher + 64 HMAC), a
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
 EXIT_GRACE = 2.0
+LOGGED_PER_KIND = 8             # skipped / filtered pushed options logged one a line
 EXIT_NOTIFY_INTERVAL = 1.0      # sig.c: explicit-exit-notify resends once a second
 
 
@@ -1050,11 +1051,15 @@ class ClientSession:
             # ssl.c tls_session_generate_data_channel_keys: RFC 5705 instead of the PRF
             self.key_derivation = "tls-ekm"
             ks.key_block = self._exported_key_block(ks)
-        for line in p.dropped:
+        for line in p.dropped[:LOGGED_PER_KIND]:
             log.warning("PUSH_REPLY: %s: the option is skipped, as by the stock client",
                         line)
-        for text in p.filtered:
+        for text in p.filtered[:LOGGED_PER_KIND]:
             log.info("Pushed option removed by filter: '%s'", text)
+        for what, items in (("options skipped", p.dropped), ("removed by pull-filter",
+                                                                 p.filtered)):
+            if len(items) > LOGGED_PER_KIND:
+                log.warning("PUSH_REPLY: %d more %s", len(items) - LOGGED_PER_KIND, what)
         if p.routes_ipv6 and not p.ifconfig_ipv6:
             log.warning("PUSH_REPLY: route-ipv6 without ifconfig-ipv6: the tunnel has no "
                         "IPv6 address, the IPv6 routes are not used")
