@@ -144,9 +144,25 @@ def settings(p: Profile) -> dict:
         "tls_cert_profile": p.tls_cert_profile or "legacy",
         "compression": p.compression,
         "allow_compression": p.allow_compression,
+        "ipv6": _ipv6(p),
+        "dns": list(p.dns),
+        "pull_filters": [list(f) for f in getattr(p, "pull_filters", ())],
         "ignored": [{"line": i.line, "option": i.option, "reason": _reason(i.option)}
                     for i in p.ignored],
     }
+
+
+def _ipv6(p: Profile) -> dict:
+    """What the profile itself configures for IPv6 inside the tunnel (a TLS client's
+    server usually pushes it: its ifconfig-ipv6 wins, its route-ipv6 lines add up)."""
+    ifc = getattr(p, "ifconfig_ipv6", None)
+    return {"ifconfig_ipv6": f"{ifc[0]}/{ifc[1]} {ifc[2]}" if ifc else None,
+            "routes_ipv6": [r.cidr + (f" via {r.gateway}" if r.gateway else "")
+                            for r in getattr(p, "routes_ipv6", ())],
+            "route_ipv6_gateway": getattr(p, "route_ipv6_gateway", None),
+            "dns6": [d for d in p.dns if ":" in d],
+            "block_ipv6": getattr(p, "block_ipv6", False),
+            "pushed": p.static_key is None}
 
 
 def _proxy(proxy) -> dict | None:
@@ -284,6 +300,7 @@ def render(report: dict) -> str:
     comp = s["compression"] or "none"
     lines.append(f"  compression  {comp} (allow-compression {s['allow_compression']}; "
                  "erebus never compresses what it sends)")
+    lines += _render_ipv6(s)
     if s["ignored"]:
         lines.append("  ignored (meaningless in user space):")
         for i in s["ignored"]:
@@ -291,6 +308,33 @@ def render(report: dict) -> str:
     for w in report["warnings"]:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)
+
+
+def _render_ipv6(s: dict) -> list[str]:
+    v6 = s.get("ipv6") or {}
+    pulled = v6.get("pushed")
+    lines = []
+    if v6.get("ifconfig_ipv6"):
+        lines.append(f"  IPv6 inside  {v6['ifconfig_ipv6']}"
+                     + (" (unless the server pushes its own ifconfig-ipv6)" if pulled else ""))
+    elif pulled:
+        lines.append("  IPv6 inside  as the server pushes it (ifconfig-ipv6, route-ipv6, "
+                     "dhcp-option DNS6)")
+    else:
+        lines.append("  IPv6 inside  none (no ifconfig-ipv6 in this static-key profile)")
+    if v6.get("routes_ipv6"):
+        lines.append(f"  IPv6 routes  {', '.join(v6['routes_ipv6'])}"
+                     + (f" (gateway {v6['route_ipv6_gateway']})"
+                        if v6.get("route_ipv6_gateway") else ""))
+    if s.get("dns"):
+        lines.append(f"  DNS          {', '.join(s['dns'])}")
+    if v6.get("block_ipv6"):
+        lines.append("  block-ipv6   IPv6 packets are answered with ICMPv6 no route to host, "
+                     "never sent to the server")
+    if s.get("pull_filters"):
+        lines.append("  pull-filter  " + ", ".join(f"{kind} {text!r}"
+                                                 for kind, text in s["pull_filters"]))
+    return lines
 
 
 def main(path: str, as_json: bool, conn: str | None = None) -> int:

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("profile", help=PROFILE_HELP)
     probe.add_argument("--conn", metavar="NAME", help=CONN_HELP)
     probe.add_argument("--ping", metavar="ADDR",
-                       help="ping this IPv4 address through the tunnel")
+                       help="ping this IPv4 or IPv6 address through the tunnel (ICMPv6 from the "
+                       "tunnel's IPv6 address)")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.add_argument("--timeout", type=float, default=30.0, metavar="S",
                        help="give up after S seconds (default 30)")

@@ -11,7 +11,7 @@ import time
 from .errors import ConfigError, ErebusError, ParseError, SessionError
 from .families import family_of, open_tunnel
 from .tunnel import Tunnel
-from .wire import icmp, ipv4
+from .wire import icmp, icmpv6, ipv4, ipv6
 
 log = logging.getLogger("erebus.probe")
 
@@ -25,32 +25,68 @@ def _failure(stage: str, message: str) -> dict:
 
 async def ping_through(tunnel: Tunnel, address: str, *, tries: int = PING_TRIES,
                wait: float = PING_WAIT) -> float | None:
-    """Round-trip time in ms of an ICMP echo to ``address`` through the tunnel."""
-    src = ipv4.ip_from_str(tunnel.info.virtual_ip)
-    dst = ipv4.ip_from_str(address)
+    """Round-trip time in ms of an ICMP echo (ICMPv6 for an IPv6 ``address``) to
+    ``address`` through the tunnel.  An IPv6 echo goes from the tunnel's virtual_ip6
+    (ConfigError without one)."""
+    v6 = ":" in address
     ident = int.from_bytes(os.urandom(2), "big")
+    payload = b"erebus probe " + bytes(16)
+    if v6:
+        if not tunnel.info.virtual_ip6:
+            raise ConfigError(f"--ping {address}: the tunnel has no IPv6 address")
+        src, dst = ipv6.to_ip6(tunnel.info.virtual_ip6), ipv6.to_ip6(address)
+
+        def echo(seq: int) -> bytes:
+            return ipv6.build_ipv6(src, dst, ipv6.NH_ICMPV6,
+                                   icmpv6.build_echo_request(src, dst, ident, seq, payload))
+
+        def reply_seq(packet: bytes) -> int | None:
+            if not packet or packet[0] >> 4 != 6:
+                return None
+            header, body = ipv6.parse_ipv6(packet)
+            if header.protocol != ipv6.NH_ICMPV6 or header.src != dst or header.is_fragment:
+                return None
+            message = icmpv6.parse_icmpv6(body, header.src, header.dst)
+            if isinstance(message, icmpv6.Icmpv6Echo) and \
+                    message.type == icmpv6.ECHO_REPLY and message.ident == ident:
+                return message.seq
+            return None
+    else:
+        src, dst = ipv4.ip_from_str(tunnel.info.virtual_ip), ipv4.ip_from_str(address)
+
+        def echo(seq: int) -> bytes:
+            return ipv4.build_ipv4(src, dst, ipv4.PROTO_ICMP,
+                                   icmp.build_echo_request(ident, seq, payload))
+
+        def reply_seq(packet: bytes) -> int | None:
+            if not packet or packet[0] >> 4 != 4:
+                return None
+            header, body = ipv4.parse_ipv4(packet)
+            if header.protocol != ipv4.PROTO_ICMP or header.src != dst:
+                return None
+            message = icmp.parse_icmp(body)
+            if isinstance(message, icmp.IcmpEcho) and message.type == icmp.ECHO_REPLY \
+                    and message.ident == ident:
+                return message.seq
+            return None
+
     replies: dict[int, float] = {}
     got = asyncio.Event()
 
     def receive(packet: bytes) -> None:
         try:
-            header, payload = ipv4.parse_ipv4(packet)
-            if header.protocol != ipv4.PROTO_ICMP or header.src != dst:
-                return
-            message = icmp.parse_icmp(payload)
+            seq = reply_seq(packet)
         except ParseError as exc:
             log.debug("dropped inbound packet: %s", exc)
             return
-        if isinstance(message, icmp.IcmpEcho) and message.type == icmp.ECHO_REPLY \
-                and message.ident == ident:
-            replies.setdefault(message.seq, time.perf_counter())
+        if seq is not None:
+            replies.setdefault(seq, time.perf_counter())
             got.set()
 
     tunnel.set_receiver(receive)
     for seq in range(1, tries + 1):
         sent = time.perf_counter()
-        request = icmp.build_echo_request(ident, seq, b"erebus probe " + bytes(16))
-        tunnel.send_packet(ipv4.build_ipv4(src, dst, ipv4.PROTO_ICMP, request))
+        tunnel.send_packet(echo(seq))
         try:
             await asyncio.wait_for(got.wait(), wait)
         except asyncio.TimeoutError:
@@ -62,6 +98,14 @@ async def ping_through(tunnel: Tunnel, address: str, *, tries: int = PING_TRIES,
     return None
 
 
+def ping_address(text: str) -> str:
+    """``--ping``'s ADDR: an IPv4 or IPv6 literal (compressed); ConfigError otherwise."""
+    try:
+        return str(ipaddress.ip_address(text.strip("[]") if text.startswith("[") else text))
+    except ValueError:
+        raise ConfigError(f"--ping needs an IPv4 or IPv6 address, not {text!r}") from None
+
+
 async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 30.0,
                 pcap_path: str | None = None, conn: str | None = None) -> dict:
     """Connect, report, disconnect.  Never raises for a failure it can name."""
@@ -69,11 +113,7 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
     pcap = None
     try:
         if ping_addr:
-            try:
-                ipaddress.IPv4Address(ping_addr)
-            except ValueError:
-                raise ConfigError(f"--ping needs an IPv4 address, not {ping_addr!r}") \
-                    from None
+            ping_addr = ping_address(ping_addr)
         if pcap_path:
             from .runtime.pcap import PcapWriter
             pcap = PcapWriter(pcap_path, family=family_of(profile_path).kind)
@@ -89,13 +129,18 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             info = await tunnel.connect(timeout=timeout)
         except SessionError as exc:
             return {**_failure(exc.stage, str(exc)), "warnings": warnings}
-        report = {"ok": True, "stage": "connected", **info.as_dict(), "ping_ms": None,
+        report = {"ok": True, "stage": "connected", **info.as_dict(),
+                  "dns6": [d for d in info.dns if ":" in d], "ping_ms": None,
                   "warnings": warnings}
         counters = tunnel.counters
         seen = counters.as_dict() if counters is not None else {}
         if "control_retransmits" in seen:
             report["control_retransmits"] = seen["control_retransmits"]
-        if ping_addr:
+        if ping_addr and ":" in ping_addr and not info.virtual_ip6:
+            report["ping"] = ping_addr
+            report.update(ok=False, stage="ping",
+                          error=f"--ping {ping_addr}: the tunnel has no IPv6 address")
+        elif ping_addr:
             rtt = await ping_through(tunnel, ping_addr)
             report["ping"] = ping_addr
             report["ping_ms"] = rtt
@@ -126,6 +171,10 @@ def render(report: dict) -> str:
              f"  netmask     {report['netmask']}",
              f"  gateway     {report['gateway'] or '-'}",
              f"  routes      {', '.join(report['routes']) or '-'}",
+             *([f"  IPv6        {report['virtual_ip6']}/{report['prefix6']}",
+                f"  gateway6    {report.get('gateway6') or '-'}",
+                f"  routes6     {', '.join(report.get('routes6') or []) or '-'}"]
+               if report.get("virtual_ip6") else []),
              f"  MTU         {report['mtu']}",
              f"  cipher      {report['cipher']}",
              f"  DNS         {', '.join(report['dns']) or '-'}"]

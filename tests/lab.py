@@ -11,6 +11,13 @@ Topology (all addresses in the 198.18.0.0/15 benchmarking range)::
                                                               http.server :80
                                                               route 198.19.0.0/16 via .2.1
 
+IPv6 inside (issue 16): the server <-> web link also has 2001:2:0:2::1/64 (server,
+forwarding IPv6) and 2001:2:0:2::2/64 (web, routing the VPN's IPv6 pools
+2001:2:0:100::/56 back through the server); the web host serves HTTP and DNS on both
+addresses.  Modes with ``ipv6_inside=True`` (indices 80-84) run ``server-ipv6
+2001:2:0:1NN::/64`` and push ``route-ipv6 2001:2:0:2::/64`` and ``dhcp-option DNS6
+2001:2:0:2::2``.
+
 On demand (:meth:`Lab.enable_ipv6_link`, for modes with ``ipv6=True``) the client <->
 server link also gets 2001:2:0:1::1/64 (server) and 2001:2:0:1::2/64 (client), and a
 second dnsmasq on the server end answers the client's own resolver for the outer names
@@ -65,10 +72,16 @@ SERVER_LINK_ADDR6 = "2001:2:0:1::1"  # the same link's IPv6 ends (enable_ipv6_li
 CLIENT_LINK_ADDR6 = "2001:2:0:1::2"
 LINK_PREFIXLEN6 = 64
 VPN_POOLS_NET = "198.19.0.0/16"      # the union of all VPN pools (198.19.N.0/24)
+WEB_GATEWAY_ADDR6 = "2001:2:0:2::1"  # IPv6 inside: the server end of the web link
+WEB_ADDR6 = "2001:2:0:2::2"          # the web host's IPv6 address (HTTP and DNS)
+WEB_NET6 = "2001:2:0:2::/64"         # what ipv6_inside modes push as route-ipv6
+VPN_POOLS_NET6 = "2001:2:0:100::/56" # the union of the IPv6 pools (2001:2:0:1NN::/64)
+V6ONLY_NAME = "v6only.lab.test"      # a name with only an AAAA record (WEB_ADDR6)
 BASE_PORT = 1194                     # mode N listens on BASE_PORT + N
 
 BLOB_SIZE = 1 << 20                  # size of www/blob.bin
 DNS_NAMES = {"web.lab.test": WEB_ADDR}   # what the lab's DNS server (dnsmasq) answers
+DNS_NAMES6 = {"web.lab.test": WEB_ADDR6, V6ONLY_NAME: WEB_ADDR6}   # its AAAA records
 # What the client's own resolver learns from the dnsmasq on the server end of the link
 # (enable_ipv6_link): names of the VPN server itself, by family.
 OUTER_DNS_NAMES = {"vpn6.lab.test": (SERVER_LINK_ADDR6,),
@@ -304,6 +317,14 @@ class Mode:
     # The server listens dual-stack on [::] (no 'local'; ``proto`` udp6 or tcp6) and
     # the profile's remote is its IPv6 link address: the lab enables the IPv6 link.
     ipv6: bool = False
+    # IPv6 inside the tunnel: 'server-ipv6 2001:2:0:1NN::/64' (NN the index, 80-84),
+    # route-ipv6 WEB_NET6 and dhcp-option DNS6 WEB_ADDR6 pushed; a static-key mode gets
+    # 'ifconfig-ipv6 2001:2:0:1NN::1 ::2' (server) and '::2/64 ::1' (client) instead.
+    ipv6_inside: bool = False
+
+    @property
+    def pool6(self) -> str | None:
+        return f"2001:2:0:1{self.index:02d}::/64" if self.ipv6_inside else None
 
 
 class _LineWithScript(str):
@@ -386,6 +407,13 @@ MODES: dict[str, Mode] = {
     # Static-key mode (deprecated in 2.6, removed in 2.7): "secret <key> 0" on the server,
     # the key inline with "key-direction 1" in the client profile; AES-256-CBC + SHA256.
     "static": Mode(8, data_ciphers="AES-256-CBC", static_key_mode=True),
+    # IPv6 inside the tunnel (issue 16; indices 80-84): server-ipv6 2001:2:0:1NN::/64.
+    "v6": Mode(80, data_ciphers="AES-256-GCM", ipv6_inside=True),
+    "v6-tcp": Mode(81, data_ciphers="AES-256-GCM", proto="tcp", ipv6_inside=True),
+    "v6-static": Mode(82, data_ciphers="AES-256-CBC", static_key_mode=True,
+                      ipv6_inside=True),
+    "v6-block": Mode(83, data_ciphers="AES-256-GCM", ipv6_inside=True,
+                     client_lines=("block-ipv6",)),
 }
 
 
@@ -405,6 +433,8 @@ class OvpnServer:
     log: Path
     pidfile: Path
     process: subprocess.Popen = field(repr=False)
+    pool6: str | None = None   # IPv6 inside: e.g. "2001:2:0:180::/64"
+    vpn_address6: str | None = None    # the server's IPv6 address in it ("...:180::1")
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log, lines)
@@ -543,6 +573,8 @@ class Lab:
     server_link_addr = SERVER_LINK_ADDR
     client_link_addr = CLIENT_LINK_ADDR
     web_addr = WEB_ADDR
+    web_addr6 = WEB_ADDR6
+    web_url6 = f"http://[{WEB_ADDR6}]/"
 
     def __init__(self, *, keep: bool | None = None) -> None:
         n = next(_lab_ids)
@@ -585,6 +617,7 @@ class Lab:
             os.chmod(self.dir, 0o755)        # the client runs as nobody
             self.pki = Pki.generate(self.dir)
             self._create_network()
+            self._add_web_link6()
             self._start_web()
         except BaseException:
             self.close()
@@ -662,6 +695,16 @@ class Lab:
         self._ip(self.ns_web, "route", "add", pools, "via", web_gateway)
         _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
+    def _add_web_link6(self) -> None:
+        """IPv6 inside: WEB_GATEWAY_ADDR6 / WEB_ADDR6 on the server <-> web link
+        (``nodad``: usable at once), IPv6 forwarding in the server, the IPv6 pools routed
+        back from the web host."""
+        for ns, dev, addr in ((self.ns_srv, "to-web", WEB_GATEWAY_ADDR6),
+                              (self.ns_web, "to-srv", WEB_ADDR6)):
+            self._ip(ns, "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+        self._ip(self.ns_web, "-6", "route", "add", VPN_POOLS_NET6, "via", WEB_GATEWAY_ADDR6)
+        _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]))
+
     def _start_web(self) -> None:
         www = self.dir / "www"
         www.mkdir(mode=0o755)
@@ -682,14 +725,33 @@ class Lab:
             return f"{WEB_ADDR}:80 " in out
         if not _wait_until(listening, timeout=10, interval=0.1):
             raise LabError(f"http.server not listening:\n{tail(self.dir / 'http.log')}")
+        # the same files over IPv6 (IPv6 inside), a second server on WEB_ADDR6
+        http6 = self.spawn_ns(
+            self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80", "--bind", WEB_ADDR6,
+                          "--directory", str(www)], output=self.dir / "http6.log")
+
+        def listening6() -> bool:
+            if http6.poll() is not None:
+                raise LabError(f"http.server (IPv6) exited:\n{tail(self.dir / 'http6.log')}")
+            return f"[{WEB_ADDR6}]:80 " in _run(_ns_argv(self.ns_web, ["ss", "-Htln"])).stdout
+        if not _wait_until(listening6, timeout=10, interval=0.1):
+            raise LabError(f"http.server (IPv6) not listening:\n{tail(self.dir / 'http6.log')}")
         self._start_dns()
 
     def _start_dns(self) -> None:
-        """dnsmasq on the web host: the DNS server the OpenVPN servers push.  It knows
-        the lab's names (DNS_NAMES) and nothing else (no upstream, no /etc/hosts)."""
-        self._dns = self._dnsmasq(self.ns_web, (WEB_ADDR,), "dnsmasq",
+        """dnsmasq on the web host (WEB_ADDR and WEB_ADDR6): the DNS server the OpenVPN
+        servers push.  It knows the lab's names (DNS_NAMES, and their AAAA records
+        DNS_NAMES6: web.lab.test has both, V6ONLY_NAME only an AAAA) and nothing else (no
+        upstream, no /etc/hosts)."""
+        self._dns = self._dnsmasq(self.ns_web, (WEB_ADDR, WEB_ADDR6), "dnsmasq",
                                   [f"--address=/{name}/{addr}"
-                                   for name, addr in DNS_NAMES.items()])
+                                   for name, addr in DNS_NAMES.items()]
+                                  + [f"--address=/{name}/{addr}" if name in DNS_NAMES
+                                     else f"--host-record={name},{addr}"
+                                     for name, addr in DNS_NAMES6.items()]
+                                  # the AAAA-only name's A query: NODATA, as a real zone
+                                  + [f"--local=/{name}/" for name in DNS_NAMES6
+                                     if name not in DNS_NAMES])
 
     def _dnsmasq(self, ns: str, listen: tuple[str, ...], name: str,
                  records: list[str]) -> NsProcess:
@@ -921,6 +983,8 @@ class Lab:
             "keepalive 10 60",
             f"push \"route {WEB_ADDR.rsplit('.', 1)[0]}.0 255.255.255.0\"",
             f"push \"dhcp-option DNS {WEB_ADDR}\"",
+            *((f"server-ipv6 {m.pool6}", f"push \"route-ipv6 {WEB_NET6}\"",
+               f"push \"dhcp-option DNS6 {WEB_ADDR6}\"") if m.ipv6_inside else ()),
             f"data-ciphers {m.data_ciphers}",
             "disable-dco",
             "verb 4",
@@ -940,7 +1004,9 @@ class Lab:
                             host=SERVER_LINK_ADDR6 if m.ipv6 else SERVER_LINK_ADDR, port=port,
                             pool=f"198.19.{n}.0/24", vpn_address=f"198.19.{n}.1",
                             device=f"tun{n}", profile=profile, config=files["conf"],
-                            log=files["log"], pidfile=files["pid"], process=proc)
+                            log=files["log"], pidfile=files["pid"], process=proc,
+                            pool6=m.pool6,
+                            vpn_address6=m.pool6.replace("::/64", "::1") if m.pool6 else None)
         try:
             # A static-key p2p server only completes its initialisation once a peer
             # has sent an authentic packet: ready once its UDP socket is bound.
@@ -974,6 +1040,8 @@ class Lab:
             f"local {SERVER_LINK_ADDR}",
             f"port {port}",
             f"ifconfig 198.19.{n}.1 198.19.{n}.2",
+            *((f"ifconfig-ipv6 {m.pool6.replace('::/64', '::1')} "
+               f"{m.pool6.replace('::/64', '::2')}",) if m.ipv6_inside else ()),
             f"secret {self.static_key()} 0",
             f"cipher {m.data_ciphers}",
             "auth SHA256",
@@ -999,6 +1067,9 @@ class Lab:
             "auth SHA256",
             "keepalive 10 60",
             f"route {WEB_ADDR.rsplit('.', 1)[0]}.0 255.255.255.0",
+            *((f"ifconfig-ipv6 {m.pool6.replace('::/64', '::2/64')} "
+               f"{m.pool6.replace('::/64', '::1')}", f"route-ipv6 {WEB_NET6}")
+              if m.ipv6_inside else ()),
             "verb 3",
             *(line.format(**fmt) for line in m.client_lines),
         ]

@@ -134,11 +134,14 @@ _REGISTRY: list[OptionSpec] = [
     _spec("lladdr", "1", IGNORED, _NO_TUN),
     _spec("topology", "1", IGNORED, "erebus reads the address the server pushes whatever "
           "the topology"),
-    _spec("tun-ipv6", "0", IGNORED, "obsolete", warning="Note: option tun-ipv6 is ignored "
+    _spec("tun-ipv6", "0", IGNORED, "obsolete: IPv6 needs nothing special (pushed, it is a "
+          "no-op too)", warning="Note: option tun-ipv6 is ignored "
           "because modern operating systems do not need special IPv6 tun handling anymore."),
     _spec("ifconfig", "2", IMPLEMENTED, "addresses of a static-key tunnel (ignored "
           "otherwise: the server pushes them)"),
-    _spec("ifconfig-ipv6", "2", IGNORED, "erebus's stack is IPv4 only"),
+    _spec("ifconfig-ipv6", "2", IMPLEMENTED, "ADDR/BITS REMOTE (/64 to /124): the tunnel's "
+          "IPv6 address; a static-key tunnel's, or a TLS client's until the server pushes "
+          "one (pushed, it is the usual way to get IPv6)"),
     _spec("ifconfig-noexec", "0", IGNORED, _NO_TUN),
     _spec("ifconfig-nowarn", "0", IGNORED, _NO_TUN),
     _spec("iproute", "1", IGNORED, _NO_ROUTES),
@@ -152,9 +155,11 @@ _REGISTRY: list[OptionSpec] = [
     _spec("persist-remote-ip", "0", IGNORED, "names are resolved again on every try"),
     # -- routes and DNS of the host
     _spec("route", "1-4", IMPLEMENTED, "routes into a static-key tunnel; " + _NO_ROUTES),
-    _spec("route-ipv6", "1-3", IGNORED, _NO_ROUTES),
+    _spec("route-ipv6", "1-3", IMPLEMENTED, "NET/BITS [GATEWAY [METRIC]]: IPv6 networks "
+          "reached through the tunnel (reported; pushed ones add to them); " + _NO_ROUTES),
     _spec("route-gateway", "1", IGNORED, _NO_ROUTES),
-    _spec("route-ipv6-gateway", "1", IGNORED, _NO_ROUTES),
+    _spec("route-ipv6-gateway", "1", IMPLEMENTED, "the IPv6 routes' gateway (default: "
+          "ifconfig-ipv6's REMOTE), reported; " + _NO_ROUTES),
     _spec("route-metric", "1", IGNORED, _NO_ROUTES),
     _spec("route-delay", "0-2", IGNORED, _NO_ROUTES),
     _spec("route-noexec", "0", IGNORED, _NO_ROUTES),
@@ -164,11 +169,14 @@ _REGISTRY: list[OptionSpec] = [
           "--max-routes option ignored."),
     _spec("redirect-gateway", "*", IGNORED, _NO_ROUTES),
     _spec("redirect-private", "*", IGNORED, _NO_ROUTES),
-    _spec("block-ipv6", "0", IGNORED, _NO_ROUTES),
+    _spec("block-ipv6", "0", IMPLEMENTED, "IPv6 packets are never sent to the server: "
+          "answered with ICMPv6 no route to host, as 2.6's client does (also when pushed)"),
     _spec("client-nat", "4", IGNORED, _NO_ROUTES),
     _spec("allow-recursive-routing", "0", IGNORED, _NO_ROUTES),
     _spec("allow-pull-fqdn", "0", IGNORED, _NO_ROUTES),
-    _spec("pull-filter", "2", IGNORED, "erebus uses only the pushed options it needs"),
+    _spec("pull-filter", "2", IMPLEMENTED, "accept, ignore or reject TEXT: pushed options "
+          "starting with TEXT kept, dropped, or the session restarted, the first match "
+          "deciding, as 2.6 ('pull-filter ignore \"ifconfig-ipv6\"' keeps IPv6 out)"),
     _spec("dhcp-option", "1+", IMPLEMENTED, "DNS servers kept for names resolved through "
           "the tunnel; the host's DNS is never changed"),
     _spec("dns", "1+", IGNORED, "the host's DNS is never changed"),
@@ -453,7 +461,9 @@ _REGISTRY: list[OptionSpec] = [
     _spec("push", "1", REFUSED, _SERVER),
     _spec("ifconfig-pool", "2-3", REFUSED, _SERVER),
     _spec("ifconfig-pool-persist", "1-2", REFUSED, _SERVER),
-    _spec("ifconfig-ipv6-pool", "1", REFUSED, _SERVER),
+    _spec("ifconfig-ipv6-pool", "1", REFUSED, "a server option; erebus is a client (2.6 "
+          "refuses it too: --ifconfig-ipv6-pool requires --mode server): delete the line "
+          "(the server pushes the client its ifconfig-ipv6)"),
     _spec("ifconfig-push-constraint", "2", REFUSED, _SERVER),
     _spec("hash-size", "2", REFUSED, _SERVER),
     _spec("connect-freq", "2", REFUSED, _SERVER),

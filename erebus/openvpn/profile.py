@@ -145,6 +145,13 @@ class Profile:
     ifconfig: tuple[str, str] | None = None
     routes: list[tuple[str, str]] = field(default_factory=list)    # (network, netmask)
     dns: list[str] = field(default_factory=list)                    # dhcp-option DNS
+    # IPv6 inside the tunnel: ifconfig-ipv6 (address, prefix length, the peer's end)
+    # -- a static-key tunnel's, or a TLS client's until the server pushes one
+    ifconfig_ipv6: tuple[str, int, str] | None = None
+    routes_ipv6: list = field(default_factory=list)   # push.Route6 of route-ipv6 lines
+    route_ipv6_gateway: str | None = None
+    block_ipv6: bool = False
+    pull_filters: list[tuple[str, str]] = field(default_factory=list)  # (type, text)
     tls_client: bool = False             # 'client' or 'tls-client' was given
     ignored: list[Ignored] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

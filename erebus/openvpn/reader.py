@@ -30,6 +30,7 @@ from typing import Callable
 from ..errors import ConfigError, SessionError
 from ..files import MAX_FILE_SIZE, read_limited
 from .castore import CaPathError, read_capath
+from . import push
 from .compress import Compression
 from .algorithms import AlgorithmError, cbc_cipher
 from .algorithms import digest as digest_spec
@@ -51,6 +52,7 @@ __all__ = ["Reading", "read_profile", "parse_profile", "load_profile", "unlock",
 
 log = logging.getLogger("erebus.config")
 
+MAX_PULL_FILTERS = 256       # pull-filter lines (each pushed option is matched to all)
 MAX_CONFIG_DEPTH = 10         # read_config_file: nested 'config' includes
 MAX_INCLUDED = 4 * MAX_FILE_SIZE    # bytes of all 'config' includes together (erebus' own)
 
@@ -754,9 +756,44 @@ class _Reader(ProxyOptions):
         self.ignore(d)
 
     def opt_dhcp_option(self, d: Directive, a: list[str]) -> None:
-        if a[0].upper() == "DNS" and len(a) == 2 and ":" not in a[1]:
+        kind = a[0].upper()
+        if kind == "DNS6" or (kind == "DNS" and len(a) == 2 and ":" in a[1]):
+            if len(a) != 2 or push.ipv6_literal(a[1]) is None:
+                raise self.err(d, f"dhcp-option parameter {kind} "
+                               f"{(a[1] if len(a) > 1 else '')!r} must be an IPv6 address")
+            self.p.dns.append(push.ipv6_literal(a[1]))
+        elif kind == "DNS" and len(a) == 2:
             self.p.dns.append(self.ipv4(d, a[1]))
         self.ignore(d)
+
+    def opt_ifconfig_ipv6(self, d: Directive, a: list[str]) -> None:
+        try:
+            self.p.ifconfig_ipv6 = push.parse_ifconfig_ipv6(a)
+        except ValueError as exc:
+            raise self.err(d, str(exc).removeprefix(f"{d.name}: ")) from None
+
+    def opt_route_ipv6(self, d: Directive, a: list[str]) -> None:
+        try:
+            self.p.routes_ipv6.append(push.parse_route_ipv6(a))
+        except ValueError as exc:
+            raise self.err(d, str(exc)) from None
+
+    def opt_route_ipv6_gateway(self, d: Directive, a: list[str]) -> None:
+        gw = push.ipv6_literal(a[0])
+        if gw is None:
+            raise self.err(d, f"route-ipv6-gateway parm {a[0]!r} must be a valid address")
+        self.p.route_ipv6_gateway = gw
+
+    def opt_block_ipv6(self, d: Directive, a: list[str]) -> None:
+        self.p.block_ipv6 = True
+
+    def opt_pull_filter(self, d: Directive, a: list[str]) -> None:
+        if a[0] not in push.PULL_FILTER_TYPES:   # options.c, in its words
+            raise self.err(d, f"Unknown --pull-filter type: {a[0]} (accept, ignore or "
+                           "reject)")
+        if len(self.p.pull_filters) >= MAX_PULL_FILTERS:
+            raise self.err(d, f"more than {MAX_PULL_FILTERS} pull-filter lines")
+        self.p.pull_filters.append((a[0], a[1]))
 
     def opt_ignore_unknown_option(self, d: Directive, a: list[str]) -> None:
         self.ignore_unknown.update(a)

@@ -36,7 +36,8 @@ from ..errors import ParseError, SessionError
 from ..session import Closed, Failed, Notice, Stage, TunnelInfo
 from ..session import Connected as _Connected
 from ..wire import openvpn as w
-from . import keymethod
+from . import block6, keymethod
+from .block6 import LOCAL_PACKETS_MAX
 from .challenge import CrText, DynamicChallenge, WebAuth, cr_response, parse_auth_pending, \
     parse_crv1, parse_info_pre, printable
 from .compress import Compression, CompressionError
@@ -45,7 +46,7 @@ from .data import KEEPALIVE, OCC_EXIT, OCC_MAGIC, DataError, DataKey, \
     PacketIdExhausted, cipher_key_bits, digest_size, is_aead, is_insecure, \
     normalize_cipher, normalize_digest, supported_cipher, sweet32_warning
 from .mtu import MssFix, mss_fix
-from .push import PushedOptions, parse_push_reply
+from .push import PushedOptions, PushRejected, parse_push_reply
 from .reliable import ReliableReceive, ReliableSend
 from .tls import TlsClient, TlsContext, TlsSettings
 from .wrap import TlsAuth, TlsCrypt, TlsCryptV2, WrapError
@@ -59,6 +60,7 @@ EKM_LENGTH = KEY_BLOCK_LEN                # a key2: 2 x (64 cipher + 64 HMAC), a
 CONTROL_PAYLOAD_MAX = 1100     # TLS bytes per P_CONTROL_V1 (stays under tls-mtu 1250)
 PUSH_REQUEST_INTERVAL = 2.0
 EXIT_GRACE = 2.0
+LOGGED_PER_KIND = 8             # skipped / filtered pushed options logged one a line
 EXIT_NOTIFY_INTERVAL = 1.0      # sig.c: explicit-exit-notify resends once a second
 
 
@@ -152,7 +154,11 @@ def tunnel_info(options: PushedOptions, cipher: str, setup_time: float,
                       netmask=options.netmask, gateway=options.gateway,
                       routes=[r.cidr for r in options.routes],
                       mtu=options.tun_mtu or tun_mtu, dns=list(options.dns), cipher=cipher,
-                      setup_ms=round(setup_time * 1000, 1), mss=mss)
+                      setup_ms=round(setup_time * 1000, 1), mss=mss,
+                      virtual_ip6=options.virtual_ip6, prefix6=options.prefix6,
+                      gateway6=options.gateway6 if options.ifconfig_ipv6 else None,
+                      routes6=[r.cidr for r in options.routes_ipv6]
+                      if options.ifconfig_ipv6 else [])
 
 
 @dataclass(slots=True)
@@ -190,6 +196,13 @@ class SessionSettings:
     exit_notify: int = 0                  # explicit-exit-notify N (0: not given)
     auth_retry: str = "none"              # auth-retry none | nointeract | interact
     sso: tuple[str, ...] = ()             # IV_SSO: the pending-auth methods handled
+    pull_filters: tuple[tuple[str, str], ...] = ()   # pull-filter (type, text), in order
+    # the profile's IPv6 lines (pushed ones win for ifconfig-ipv6; routes add up, as
+    # 2.6 restores its pre-pull options and appends the pushed routes)
+    ifconfig_ipv6: tuple[str, int, str] | None = None
+    routes_ipv6: tuple = ()                # push.Route6
+    route_ipv6_gateway: str | None = None
+    block_ipv6: bool = False
 
 
 @dataclass(slots=True)
@@ -203,6 +216,7 @@ class Counters(CountersDict):
     keepalives_in: int = 0
     keepalives_out: int = 0
     dropped_packet_id_exhausted: int = 0    # not sent: the key had no packet id left
+    dropped_block_ipv6: int = 0        # IPv6 not sent under block-ipv6 (answered locally)
 
 
 
@@ -276,7 +290,11 @@ class ClientSession:
         self._key_started: float | None = None
         self._reneg_bytes_at: int | None = None
         self._reneg_bytes = settings.reneg_bytes    # 64 MB for a 64-bit block cipher
-        self.pushed = PushedOptions()
+        self._local_in: deque[bytes] = deque()     # bounded by LOCAL_PACKETS_MAX
+        self.pushed = PushedOptions(ifconfig_ipv6=settings.ifconfig_ipv6,
+                                    routes_ipv6=list(settings.routes_ipv6),
+                                    route_ipv6_gateway=settings.route_ipv6_gateway,
+                                    block_ipv6=settings.block_ipv6)
         self.cipher: str | None = None
         self._remote_cipher: str | None = None   # from the server's occ options string
         self._push_deadline: float | None = None
@@ -491,9 +509,30 @@ class ClientSession:
         if self.state is not State.ESTABLISHED:
             raise SessionError("state", f"no data before the session is established "
                                f"(state {self.state.value})")
+        if self.pushed.block_ipv6 and block6.is_ipv6_packet(packet):
+            self._block_ipv6(packet)
+            return None
         if now is not None:
             self._last_out = now
         return self._encrypt(self._comp.frame(packet))
+
+    def _block_ipv6(self, packet: bytes | memoryview) -> None:
+        """block-ipv6: not sent; the ICMPv6 answer goes back to the stack
+        (:meth:`local_packets`).  :mod:`erebus.openvpn.block6`."""
+        self.counters.dropped_block_ipv6 += 1
+        if self.counters.dropped_block_ipv6 == 1:
+            log.warning("block-ipv6: IPv6 packets are answered with ICMPv6 no route to "
+                        "host, never sent to the server")
+        reply = block6.unreachable_reply(packet, self.pushed.gateway6)
+        if reply is not None and len(self._local_in) < LOCAL_PACKETS_MAX:
+            self._local_in.append(reply)
+
+    def local_packets(self) -> list[bytes]:
+        """Packets the session answers itself for the stack (block-ipv6's ICMPv6), to
+        hand in as if received; taken once."""
+        out = list(self._local_in)
+        self._local_in.clear()
+        return out
 
     def close(self, now: float) -> None:
         """Tell the server we leave (cc-exit EXIT, or OCC exit), then close.
@@ -772,7 +811,10 @@ class ClientSession:
             if self.state is not State.PUSH_REQUEST_SENT:
                 return   # a duplicate answer to a repeated PUSH_REQUEST
             try:
-                last = parse_push_reply(text, self.pushed)
+                last = parse_push_reply(text, self.pushed, self.settings.pull_filters)
+            except PushRejected as exc:       # options.c: SIGUSR1, "Restarting."
+                raise SessionError("restart", f"{exc}: restarting, as the stock client "
+                                   "does (the profile's pull-filter reject)") from None
             except ParseError as exc:
                 detail = str(exc).removeprefix("PUSH_REPLY: ")
                 raise SessionError("push", f"the server's PUSH_REPLY is refused: {detail}") \
@@ -1009,6 +1051,18 @@ class ClientSession:
             # ssl.c tls_session_generate_data_channel_keys: RFC 5705 instead of the PRF
             self.key_derivation = "tls-ekm"
             ks.key_block = self._exported_key_block(ks)
+        for line in p.dropped[:LOGGED_PER_KIND]:
+            log.warning("PUSH_REPLY: %s: the option is skipped, as by the stock client",
+                        line)
+        for text in p.filtered[:LOGGED_PER_KIND]:
+            log.info("Pushed option removed by filter: '%s'", text)
+        for what, items in (("options skipped", p.dropped), ("removed by pull-filter",
+                                                                 p.filtered)):
+            if len(items) > LOGGED_PER_KIND:
+                log.warning("PUSH_REPLY: %d more %s", len(items) - LOGGED_PER_KIND, what)
+        if p.routes_ipv6 and not p.ifconfig_ipv6:
+            log.warning("PUSH_REPLY: route-ipv6 without ifconfig-ipv6: the tunnel has no "
+                        "IPv6 address, the IPv6 routes are not used")
         for text in p.not_pullable:
             log.warning("PUSH_REPLY: option '%s' cannot be used in this context "
                         "([PUSH-OPTIONS]): ignored, as by the stock client",

@@ -61,6 +61,8 @@ from .algorithms import AlgorithmError, cbc_cipher, make_cbc
 from .algorithms import digest as digest_spec
 from .data import (CBC_CIPHERS, DIGESTS, KEEPALIVE, OCC_EXIT, OCC_MAGIC, cbc_spec,
                    is_insecure, normalize_cipher, normalize_digest, sweet32_warning)
+from . import block6
+from .block6 import LOCAL_PACKETS_MAX
 from .push import PushedOptions, Route
 from ..session import Closed, Failed, Stage
 from .session import Connected, ServerMessage, State, tunnel_info
@@ -124,7 +126,8 @@ def static_link_mtu(cipher: str, digest: str | None, tun_mtu: int) -> int:
 
 
 def options_string(*, cipher: str, digest: str | None, tun_mtu: int, local_ip: str,
-                   remote_ip: str, direction: int | None, remote: bool = False) -> str:
+                   remote_ip: str, direction: int | None, remote: bool = False,
+                   ipv6: bool = False) -> str:
     """options.c ``options_string`` for a static-key UDP tun peer.
 
     ``remote=False``: what we send in ``OCC_REPLY``; ``remote=True``: what we expect
@@ -136,7 +139,9 @@ def options_string(*, cipher: str, digest: str | None, tun_mtu: int, local_ip: s
         if direction is not None:
             direction = 1 - direction
     parts = ["V4", "dev-type tun", f"link-mtu {static_link_mtu(cipher, digest, tun_mtu)}",
-             f"tun-mtu {tun_mtu}", "proto UDPv4", f"ifconfig {remote_ip} {local_ip}"]
+             f"tun-mtu {tun_mtu}", "proto UDPv4",
+             *(("tun-ipv6",) if ipv6 else ()),     # options.c: p2p with ifconfig-ipv6
+             f"ifconfig {remote_ip} {local_ip}"]
     if direction is not None:
         parts.append(f"keydir {direction}")
     keysize = CBC_CIPHERS[cipher] * 8 if cipher in CBC_CIPHERS else 0
@@ -185,6 +190,10 @@ class StaticKeySettings:
     replay_time: int = 15                   # replay-window's second argument
     routes: list[Route] = field(default_factory=list)    # the profile's route lines
     dns: list[str] = field(default_factory=list)
+    ifconfig_ipv6: tuple[str, int, str] | None = None    # ifconfig-ipv6 LOCAL[/BITS] REMOTE
+    routes_ipv6: list = field(default_factory=list)      # push.Route6, route-ipv6 lines
+    route_ipv6_gateway: str | None = None
+    block_ipv6: bool = False
 
     def __repr__(self) -> str:             # never print key material
         return (f"StaticKeySettings(direction={self.direction!r}, cipher={self.cipher!r}, "
@@ -213,6 +222,7 @@ class StaticCounters(CountersDict):
     bytes_in: int = 0
     bytes_out: int = 0
     dropped_packet_id_exhausted: int = 0    # not sent: packet id at its end in this second
+    dropped_block_ipv6: int = 0      # IPv6 not sent under block-ipv6 (answered locally)
 
 
 
@@ -295,6 +305,7 @@ class StaticKeySession:
         self.started = now
         self._events: deque = deque()
         self._outbox: deque[bytes] = deque()        # plaintext payloads (OCC) to send
+        self._local_in: deque[bytes] = deque()      # block-ipv6 answers, LOCAL_PACKETS_MAX
         self._last_in = now
         self._last_out = now
         self._ping_interval = float(st.ping) if st.ping else None
@@ -304,15 +315,21 @@ class StaticKeySession:
         self._max_recv = self._max_send = 0
         self.local_options = options_string(cipher=cipher, digest=digest, tun_mtu=st.tun_mtu,
                                             local_ip=st.local_ip, remote_ip=st.remote_ip,
-                                            direction=st.direction)
+                                            direction=st.direction,
+                                            ipv6=st.ifconfig_ipv6 is not None)
         self.expected_remote_options = options_string(
             cipher=cipher, digest=digest, tun_mtu=st.tun_mtu, local_ip=st.local_ip,
-            remote_ip=st.remote_ip, direction=st.direction, remote=True)
+            remote_ip=st.remote_ip, direction=st.direction, remote=True,
+            ipv6=st.ifconfig_ipv6 is not None)
         self.peer_options: str | None = None
         self.pushed = PushedOptions(ifconfig=(st.local_ip, st.remote_ip), topology="p2p",
                                     routes=list(st.routes), dns=list(st.dns),
                                     tun_mtu=st.tun_mtu, cipher=cipher,
-                                    ping=st.ping, ping_restart=st.ping_restart)
+                                    ping=st.ping, ping_restart=st.ping_restart,
+                                    ifconfig_ipv6=st.ifconfig_ipv6,
+                                    routes_ipv6=list(st.routes_ipv6),
+                                    route_ipv6_gateway=st.route_ipv6_gateway,
+                                    block_ipv6=st.block_ipv6)
         self._data_out: list[bytes] = []            # sealed datagrams due (keepalive, exit)
         self._events.append(Connected(tunnel_info(self.pushed, cipher, 0.0, st.tun_mtu),
                                       self.pushed))
@@ -421,9 +438,21 @@ class StaticKeySession:
         id space ran out within one second: dropped and counted)."""
         if self.state is not State.ESTABLISHED:
             raise SessionError("state", f"no data in state {self.state.value}")
+        if self.pushed.block_ipv6 and block6.is_ipv6_packet(packet):
+            self.counters.dropped_block_ipv6 += 1
+            reply = block6.unreachable_reply(packet, self.pushed.gateway6)
+            if reply is not None and len(self._local_in) < LOCAL_PACKETS_MAX:
+                self._local_in.append(reply)
+            return None
         if now is not None:
             self._last_out = now
         return self._encrypt(packet)
+
+    def local_packets(self) -> list[bytes]:
+        """block-ipv6's ICMPv6 answers for the stack, taken once (as ClientSession)."""
+        out = list(self._local_in)
+        self._local_in.clear()
+        return out
 
     def close(self, now: float) -> None:
         """Tell the peer we leave (OCC exit, in :meth:`datagrams_to_send`); the session

@@ -63,7 +63,12 @@ def session_settings(profile: Profile) -> SessionSettings:
                            allow_compression=profile.allow_compression,
                            mssfix=getattr(profile, "mssfix", None) or MssFix(),
                            exit_notify=getattr(profile, "explicit_exit_notify", 0) or 0,
-                           auth_retry=getattr(profile, "auth_retry", "none"))
+                           auth_retry=getattr(profile, "auth_retry", "none"),
+                           pull_filters=tuple(getattr(profile, "pull_filters", ())),
+                           ifconfig_ipv6=getattr(profile, "ifconfig_ipv6", None),
+                           routes_ipv6=tuple(getattr(profile, "routes_ipv6", ())),
+                           route_ipv6_gateway=getattr(profile, "route_ipv6_gateway", None),
+                           block_ipv6=getattr(profile, "block_ipv6", False))
 
 
 # ask(text, echo, why) -> the user's answer; ConfigError when nobody can answer
@@ -302,7 +307,9 @@ class OpenVPNDriver:
                 auth=p.auth, local_ip=p.ifconfig[0], remote_ip=p.ifconfig[1],
                 tun_mtu=p.tun_mtu, ping=p.ping, ping_restart=p.ping_restart,
                 replay_window=p.replay_window,
-                routes=[Route(net, mask) for net, mask in p.routes], dns=list(p.dns)), now,
+                routes=[Route(net, mask) for net, mask in p.routes], dns=list(p.dns),
+                ifconfig_ipv6=p.ifconfig_ipv6, routes_ipv6=list(p.routes_ipv6),
+                route_ipv6_gateway=p.route_ipv6_gateway, block_ipv6=p.block_ipv6), now,
                 rng=self.rng)
         settings = session_settings(p)
         settings.auth_token = token

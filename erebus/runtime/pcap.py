@@ -7,7 +7,9 @@ One section with two interfaces, both ``LINKTYPE_RAW`` (101, raw IP)::
                                   reached over IPv6) + UDP headers (valid
                                   checksums) so dissectors see UDP; named by the
                                   VPN family (``family=``)
-    interface 1  "tunnel-inner"   the IPv4 packets carried inside the tunnel
+    interface 1  "tunnel-inner"   the IP packets carried inside the tunnel, IPv4 and
+                                  IPv6 alike (raw IP: Wireshark reads the version
+                                  nibble of each)
 
 Blocks written (pcapng, little-endian, every block padded to 32 bits)::
 
@@ -158,8 +160,8 @@ def open_capture(path: str | os.PathLike[str]) -> int:
 
 
 class PcapWriter:
-    """Write outer (OpenVPN over synthesized IPv4/UDP) and inner (tunnel IPv4)
-    packets to a pcapng file.
+    """Write outer (OpenVPN over synthesized IPv4 or IPv6/UDP) and inner (tunnel IPv4
+    and IPv6) packets to a pcapng file.
 
     ``target`` is a path (opened by :func:`open_capture`: mode 0600, never through
     a symlink; closed by :meth:`close`) or a binary file object (flushed but left
@@ -184,7 +186,7 @@ class PcapWriter:
             _shb(application),
             _idb(f"{family}-outer", f"{_FAMILY_NAMES.get(family, family)} datagrams to "
                  "and from the server (IP/UDP headers synthesized by erebus)"),
-            _idb("tunnel-inner", "IPv4 packets inside the tunnel"),
+            _idb("tunnel-inner", "IP packets (IPv4 and IPv6) inside the tunnel"),
         )))
         self._fp.flush()
         self._last_flush = time.monotonic()
@@ -272,7 +274,7 @@ class PcapWriter:
 
     def write_inner(self, packet: bytes | bytearray | memoryview, ts: float | None = None, *,
                     inbound: bool | None = None) -> None:
-        """An IPv4 packet carried in the tunnel, on interface 1."""
+        """An IP packet (IPv4 or IPv6) carried in the tunnel, on interface 1."""
         self._write(INNER_INTERFACE, ts, inbound, len(packet), b"", packet)
 
     def _write(self, interface: int, ts: float | None, inbound: bool | None, length: int,

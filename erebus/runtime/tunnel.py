@@ -259,6 +259,12 @@ class ShellTunnel:
             return
         datagram = s.send_packet(packet, self._loop.time())
         if datagram is None:                 # dropped and counted; maybe an event
+            local = getattr(s, "local_packets", None)   # answered by the core itself
+            if local is not None and self._receiver is not None:
+                for reply in local():        # (OpenVPN's block-ipv6 ICMPv6), after
+                    if self.pcap:            # this call: the stack is not re-entered
+                        self.pcap.write_inner(reply, time.time(), inbound=True)
+                    self._loop.call_soon(self._receiver, reply)
             self._step()
             return
         pcap = self.pcap

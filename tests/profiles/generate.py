@@ -322,6 +322,20 @@ def profiles(t: dict[str, str]) -> dict[str, list]:
             ("remote 2001:2::1 1194 UDP6", X, "remote"), "remote 2001:2::1 1194",
             ("proto tcp6-server", X, "proto"), *block("ca", t["ca"]),
             *block("cert", t["cert"]), *block("key", t["key"])],
+        # IPv6 inside: what a provider's profile adds (issue 16), and what 2.6 refuses
+        "ipv6-inside.ovpn": [
+            "client", "dev tun", "proto udp", "remote 198.18.10.30 1194",
+            "remote-cert-tls server", "tun-ipv6", "route-ipv6 2001:2:0:2::/64",
+            "route-ipv6-gateway 2001:2:0:180::1", "dhcp-option DNS6 2001:2:0:2::2",
+            "pull-filter ignore \"route-ipv6 2001:2:0:9\"", "pull-filter accept route",
+            *block("ca", t["ca"]), *block("cert", t["cert"]), *block("key", t["key"])],
+        "broken-ipv6-inside.ovpn": [
+            "client", "dev tun", "remote 198.18.11.30 1194", "remote-cert-tls server",
+            ("ifconfig-ipv6 2001:2:0:180::5/48 2001:2:0:180::1", X, "ifconfig-ipv6"),
+            ("route-ipv6 2001:2:0:2::/64 vpn_gateway", X, "route-ipv6"),
+            ("ifconfig-ipv6-pool 2001:2:0:180::/64", X, "ifconfig-ipv6-pool"),
+            ("pull-filter drop route-ipv6", X, "pull-filter"),
+            *block("ca", t["ca"]), *block("cert", t["cert"]), *block("key", t["key"])],
     }
 
 

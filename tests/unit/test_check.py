@@ -144,3 +144,19 @@ def test_no_client_authentication_in_the_stock_clients_words():
     assert code == 1 and len(texts) == 2, texts          # both problems, in one pass
     assert any("cert: No client-side authentication method is specified.  You must use "
                "either --cert/--key, --pkcs12, or --auth-user-pass" in t for t in texts)
+
+
+def test_report_lists_what_the_profile_configures_for_ipv6(capsys):
+    code, report = check(str(PROFILES / "ipv6-inside.ovpn"))
+    assert code == 0
+    v6 = report["settings"]["ipv6"]
+    assert v6["routes_ipv6"] == ["2001:2:0:2::/64"] and v6["dns6"] == ["2001:2:0:2::2"]
+    assert v6["route_ipv6_gateway"] == "2001:2:0:180::1" and v6["pushed"] is True
+    assert report["settings"]["pull_filters"] == [["ignore", "route-ipv6 2001:2:0:9"],
+                                                  ["accept", "route"]]
+    main(str(PROFILES / "ipv6-inside.ovpn"), False)
+    out = capsys.readouterr().out
+    assert "IPv6 inside  as the server pushes it" in out
+    assert "IPv6 routes  2001:2:0:2::/64 (gateway 2001:2:0:180::1)" in out
+    assert "DNS          2001:2:0:2::2" in out
+    assert "pull-filter  ignore 'route-ipv6 2001:2:0:9', accept 'route'" in out

@@ -242,3 +242,25 @@ def test_capinfos_accepts(capture):
     assert "pcapng" in out
     assert "Number of packets:   2" in out or "Number of packets: 2" in " ".join(out.split())
     assert "openvpn-outer" in out and "tunnel-inner" in out
+
+
+def test_tshark_decodes_ipv6_inner_packets(tmp_path):
+    # issue 16: the inner interface is raw IP, so an IPv6 packet in the tunnel decodes
+    # as one (ICMPv6 echo, its checksum over the IPv6 pseudo-header good)
+    from erebus.wire import icmpv6, ipv6
+    tshark = _need("tshark")
+    src, dst = "2001:2:0:180::1000", "2001:2:0:2::2"
+    request = ipv6.build_ipv6(src, dst, ipv6.NH_ICMPV6,
+                              icmpv6.build_echo_request(src, dst, 0x1234, 1, b"erebus"))
+    path = tmp_path / "six.pcapng"
+    with PcapWriter(str(path)) as w:
+        w.write_inner(request, TS, inbound=False)
+        w.write_inner(_ping(), TS + 0.001, inbound=True)
+    out = _run([tshark, "-r", str(path), "-n",
+                "-T", "fields", "-E", "separator=|", "-e", "frame.interface_name",
+                "-e", "frame.protocols", "-e", "ipv6.src", "-e", "ipv6.dst",
+                "-e", "icmpv6.type", "-e", "icmpv6.checksum.status", "-e", "icmpv6.echo.identifier"])
+    rows = [line.split("|") for line in out.splitlines() if line]
+    assert rows[0] == ["tunnel-inner", "raw:ipv6:icmpv6:data", src, dst, "128", "1",
+                       "0x1234"], out
+    assert rows[1][1] == "raw:ip:icmp:data"

@@ -117,7 +117,6 @@ def test_not_a_push_reply(message):
     "route nowhere",
     "route 198.18.0.0 255.255.255.0 gw",
     "route-gateway 198.18.1",
-    "dhcp-option DNS 2001:db8::1x",
     "peer-id abc",
     "peer-id 16777216",
     "peer-id -1",
@@ -148,12 +147,13 @@ def test_malformed_values_raise_parse_error(option):
         parse("PUSH_REPLY,ping 10," + option)
 
 
-def test_ipv6_dns_server_is_valid_but_unused():
-    # 2.6 options.c: "dhcp-option DNS" with a colon in the value is an IPv6 server.
+def test_ipv6_dns_servers_are_kept_in_order_with_the_ipv4_ones():
+    # 2.6 options.c: "dhcp-option DNS" with a colon in the value is an IPv6 server (DNS6)
     opts = parse("PUSH_REPLY,dhcp-option DNS 2001:db8::53,dhcp-option DNS6 2001:db8::54,"
                  "dhcp-option DNS 198.18.0.53")
-    assert opts.dns == ["198.18.0.53"]
-    assert opts.ignored == ["dhcp-option DNS 2001:db8::53", "dhcp-option DNS6 2001:db8::54"]
+    assert opts.dns == ["2001:db8::53", "2001:db8::54", "198.18.0.53"]
+    assert opts.dns6 == ["2001:db8::53", "2001:db8::54"]
+    assert opts.ignored == [] and opts.dropped == []
 
 
 def test_peer_id_range_edges():
