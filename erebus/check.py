@@ -199,8 +199,8 @@ def check_esp(path: str) -> tuple[int, dict]:
     from .ipsec.profile import load_esp_profile
 
     def settings_of(p) -> dict:
-        return {"kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
-                "local_ip6": p.local_ip6 and f"{p.local_ip6}/{p.prefix6}",
+        ip6 = {"local_ip6": f"{p.local_ip6}/{p.prefix6}"} if p.local_ip6 else {}
+        return {"kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip, **ip6,
                 "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform.name,
                 "inbound": p.inbound.transform.name, "dns": list(p.dns), "mtu": p.mtu}
     return _check_ipsec(path, "esp-toml", lambda: load_esp_profile(path, log_warnings=False),

@@ -144,3 +144,22 @@ def test_no_client_authentication_in_the_stock_clients_words():
     assert code == 1 and len(texts) == 2, texts          # both problems, in one pass
     assert any("cert: No client-side authentication method is specified.  You must use "
                "either --cert/--key, --pkcs12, or --auth-user-pass" in t for t in texts)
+
+
+def test_ipsec_reports_show_the_ipv6_parts(tmp_path, capsys):
+    """vips = 0.0.0.0, :: and IPv6 selectors (swanctl.conf); local_ip6 (TOML)."""
+    conf = tmp_path / "swanctl.conf"
+    text = (PROFILES / "swanctl.conf").read_text()
+    assert "vips = 0.0.0.0\n" in text and "remote_ts = 198.19.230.0/24\n" in text
+    conf.write_text(text.replace("vips = 0.0.0.0\n", "vips = 0.0.0.0, ::\n").replace(
+        "remote_ts = 198.19.230.0/24\n", "remote_ts = 198.19.230.0/24, 2001:2:0:131::/64\n"))
+    assert main(str(conf), False) == 0
+    out = capsys.readouterr().out
+    assert "virtual_ip    IPv4 and IPv6" in out, out
+    assert "2001:2:0:131::/64" in out and "IPv4 and IPv6 inside; IKE and ESP over IPv4" in out
+    toml = tmp_path / "esp.toml"
+    toml.write_text((PROFILES / "esp.toml").read_text().replace(
+        "[ipsec]\n", '[ipsec]\nlocal_ip6 = "2001:2:0:11::2/64"\n', 1))
+    assert main(str(toml), True) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["local_ip6"] == "2001:2:0:11::2/64", report
