@@ -215,7 +215,8 @@ def check_esp(path: str) -> tuple[int, dict]:
     from .ipsec.profile import load_esp_profile
 
     def settings_of(p) -> dict:
-        return {"kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip,
+        ip6 = {"local_ip6": f"{p.local_ip6}/{p.prefix6}"} if p.local_ip6 else {}
+        return {"kind": "ipsec (manual SAs)", "peer": p.peer, "local_ip": p.local_ip, **ip6,
                 "remote_ts": list(p.remote_ts), "outbound": p.outbound.transform.name,
                 "inbound": p.inbound.transform.name, "dns": list(p.dns), "mtu": p.mtu}
     return _check_ipsec(path, "esp-toml", lambda: load_esp_profile(path, log_warnings=False),
@@ -231,8 +232,13 @@ def check_swanctl(path: str, conn: str | None = None) -> tuple[int, dict]:
                 "remotes": [f"{a}:{p.remote_port}" for a in p.remote_addrs],
                 "proposals": p.proposals, "esp_proposals": p.esp_proposals,
                 "auth": f"{p.local_auth} (local), {p.remote_auth} (remote)",
-                "local_id": p.local_id, "remote_id": p.remote_id, "virtual_ip": p.vips,
-                "remote_ts": p.remote_ts}
+                "local_id": p.local_id, "remote_id": p.remote_id,
+                "virtual_ip": " and ".join((["IPv4"] if p.vips else []) +
+                                           (["IPv6"] if p.vips6 else [])) or "none asked for",
+                "remote_ts": p.remote_ts,
+                "families": " and ".join(sorted({"IPv6" if ":" in n else "IPv4"
+                                                 for n in p.remote_ts})) + " inside; IKE and "
+                            "ESP over IPv4"}
     return _check_ipsec(path, "swanctl", lambda: load_swanctl(path, conn=conn), settings_of)
 
 

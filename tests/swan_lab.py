@@ -16,6 +16,13 @@ Topology (all addresses in the 198.18.0.0/15 benchmarking range)::
     VPN pool (virtual IPs): 198.19.231.0/24, DNS attribute 198.19.230.2;
     protected network (the children's local_ts): 198.19.230.0/24.
 
+    IPv6 inside (mode "v6", from 2001:2::/48): the web link also carries
+    2001:2:0:131::fe/64 (responder) -- 2001:2:0:131::1/64 (web host: http.server and
+    dnsmasq on it too, web6.swan.test AAAA), the web host routes 2001:2:0:130::/112 (the
+    IPv6 pool, DNS attribute 2001:2:0:131::1) back through the responder, which forwards
+    IPv6; the mode's children protect 198.19.230.0/24 and 2001:2:0:131::/64. The
+    client <-> responder link stays IPv4 (IKE and ESP over IPv4).
+
 The client namespace has no route anywhere but its own link: only traffic carried by
 the tunnel reaches the web host. The kernel here has XFRM but no ESP transforms
 (``CONFIG_INET_ESP`` is off), so every charon of the lab uses the ``kernel-libipsec``
@@ -89,6 +96,16 @@ SERVER_ID = "vpn.swan.test"          # the responder's identity (cert SAN DNS)
 CLIENT_ID = "client.swan.test"       # the client's identity (cert CN + SAN DNS)
 DNS_NAMES = {"web.swan.test": WEB_ADDR}   # what the lab's dnsmasq answers
 
+# IPv6 inside the tunnel (mode "v6"); everything in 2001:2::/48.
+WEB_GATEWAY_ADDR6 = "2001:2:0:131::fe"   # responder end of the web link
+WEB_ADDR6 = "2001:2:0:131::1"            # the web host (http :80, dns :53)
+PROTECTED_NET6 = "2001:2:0:131::/64"
+POOL_NET6 = "2001:2:0:130::/112"         # IPv6 virtual IPs
+POOL_NAME6 = "lab-pool6"
+DNS_ADDR6 = WEB_ADDR6
+PREFIXLEN6 = 64
+DNS_NAMES6 = {"web6.swan.test": WEB_ADDR6}   # AAAA only
+
 BLOB_SIZE = 1 << 20                  # size of www/blob.bin
 
 IKE_PORT = 500
@@ -129,6 +146,8 @@ class SwanMode:
     client_id: str | None = CLIENT_ID     # the client's local.id (None: none, as charon
                                           # then: the certificate's subject DN)
     expected_client_id: str = CLIENT_ID   # the responder's remote.id
+    ipv6: bool = False                    # both pools, both protected networks; the
+                                          # client asks vips = 0.0.0.0, ::
 
 
 MODES: dict[str, SwanMode] = {
@@ -152,6 +171,8 @@ MODES: dict[str, SwanMode] = {
     "cert-rsa-dn": SwanMode("cert-rsa-dn", "198.18.130.15", auth="pubkey",
                             client_identity="rsa-client", client_id=None,
                             expected_client_id=f"CN=rsa-{CLIENT_ID}"),
+    # PSK, dual stack inside: an IPv4 and an IPv6 virtual IP, both protected networks.
+    "v6": SwanMode("v6", "198.18.130.16", ipv6=True),
 }
 
 
@@ -312,11 +333,12 @@ class SwanProfile:
     auth: str                  # "psk" or "pubkey"
     local_id: str | None       # None: no local.id (the certificate's subject DN)
     remote_id: str
-    remote_ts: str
+    remote_ts: str             # the IPv4 network (remote_ts6: the IPv6 one, in ipv6 modes)
     psk: str | None            # secrets.ike-<mode>.secret (psk modes)
     cert: Path | None          # x509/client.pem (pubkey modes)
     key: Path | None           # private/client.key
     cacert: Path | None        # x509ca/ca.pem
+    remote_ts6: str | None = None
 
 
 # --------------------------------------------------------------------------- vici raw output
@@ -421,6 +443,12 @@ class SwanLab(Lab):
     pool = POOL_NET
     dns_addr = DNS_ADDR
     dns_names = DNS_NAMES
+    web_addr6 = WEB_ADDR6
+    web_gateway_addr6 = WEB_GATEWAY_ADDR6
+    protected_net6 = PROTECTED_NET6
+    pool6 = POOL_NET6
+    dns_addr6 = DNS_ADDR6
+    dns_names6 = DNS_NAMES6
     server_id = SERVER_ID
     client_id = CLIENT_ID
     ike_proposals = IKE_PROPOSALS
@@ -438,6 +466,8 @@ class SwanLab(Lab):
         self.ns_web = f"ebs-sweb-{self.id}"
         self.web_url = f"http://{WEB_ADDR}/"
         self.blob_url = f"{self.web_url}blob.bin"
+        self.web_url6 = f"http://[{WEB_ADDR6}]/"
+        self.blob_url6 = f"{self.web_url6}blob.bin"
         self.blob_size = BLOB_SIZE
         self.log_keys = log_keys
         self.psk = ""
@@ -478,6 +508,12 @@ class SwanLab(Lab):
             if mode.address != RESPONDER_ADDR:
                 self._ip(self.ns_srv, "addr", "add", f"{mode.address}/{LINK_PREFIXLEN}",
                          "dev", "to-cli")
+        # IPv6 behind the responder (mode "v6"): nodad, usable at once
+        for ns, dev, addr in ((self.ns_srv, "to-web", WEB_GATEWAY_ADDR6),
+                              (self.ns_web, "to-srv", WEB_ADDR6)):
+            self._ip(ns, "addr", "add", f"{addr}/{PREFIXLEN6}", "dev", dev, "nodad")
+        self._ip(self.ns_web, "-6", "route", "add", POOL_NET6, "via", WEB_GATEWAY_ADDR6)
+        _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]))
 
     def _start_web(self) -> None:
         www = self.dir / "www"
@@ -493,11 +529,20 @@ class SwanLab(Lab):
             output=self.dir / "http.log")
         self._wait_listening(self._http, "http.server", "-Htln", f"{WEB_ADDR}:80 ",
                              self.dir / "http.log")
+        self._http6 = self.spawn_ns(
+            self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80", "--bind", WEB_ADDR6,
+                          "--directory", str(www)],
+            output=self.dir / "http6.log")
+        self._wait_listening(self._http6, "http.server (IPv6)", "-Htln",
+                             f"[{WEB_ADDR6}]:80 ", self.dir / "http6.log")
         argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
-                "--bind-interfaces", f"--listen-address={WEB_ADDR}", "--port=53",
+                "--bind-interfaces", f"--listen-address={WEB_ADDR}",
+                f"--listen-address={WEB_ADDR6}", "--port=53",
                 "--user=root", "--group=root", f"--pid-file={self.dir / 'dnsmasq.pid'}",
                 "--log-queries", "--log-facility=-"]
         argv += [f"--address=/{name}/{addr}" for name, addr in DNS_NAMES.items()]
+        # AAAA only (dnsmasq answers the A question of a host-record name NODATA)
+        argv += [f"--host-record={name},{addr}" for name, addr in DNS_NAMES6.items()]
         self._dns = self.spawn_ns(self.ns_web, argv, output=self.dir / "dnsmasq.log")
         self._wait_listening(self._dns, "dnsmasq", "-Huln", f"{WEB_ADDR}:53 ",
                              self.dir / "dnsmasq.log")
@@ -591,13 +636,14 @@ class SwanLab(Lab):
                          "id": SERVER_ID}
                 remote = {"auth": "pubkey", "cacerts": "ca.pem",
                           "id": _quote(mode.expected_client_id)}
-            child = {"local_ts": PROTECTED_NET, "esp_proposals": ",".join(ESP_PROPOSALS)}
+            child = {"local_ts": PROTECTED_NET + (f", {PROTECTED_NET6}" if mode.ipv6 else ""),
+                     "esp_proposals": ",".join(ESP_PROPOSALS)}
             if mode.child_rekey_time:
                 child["rekey_time"] = mode.child_rekey_time
             conn = {
                 "version": 2,
                 "local_addrs": mode.address,
-                "pools": POOL_NAME,
+                "pools": POOL_NAME + (f", {POOL_NAME6}" if mode.ipv6 else ""),
                 "proposals": ", ".join(IKE_PROPOSALS),
                 "encap": "yes",
                 "dpd_delay": "5s",
@@ -611,7 +657,8 @@ class SwanLab(Lab):
                                 "children": {mode.name: child}}
         tree = {
             "connections": conns,
-            "pools": {POOL_NAME: {"addrs": POOL_NET, "dns": DNS_ADDR}},
+            "pools": {POOL_NAME: {"addrs": POOL_NET, "dns": DNS_ADDR},
+                      POOL_NAME6: {"addrs": POOL_NET6, "dns": DNS_ADDR6}},
             "secrets": {"ike-psk": {"id-client": CLIENT_ID, "id-server": SERVER_ID,
                                     "secret": _quote(self.psk)}},
         }
@@ -639,13 +686,14 @@ class SwanLab(Lab):
         conn = {
             "version": 2,
             "remote_addrs": mode.address,
-            "vips": "0.0.0.0",
+            "vips": "0.0.0.0, ::" if mode.ipv6 else "0.0.0.0",
             "proposals": ", ".join(IKE_PROPOSALS),
             "encap": "yes",
             "local": local,
             "remote": remote,
-            "children": {mode.name: {"remote_ts": PROTECTED_NET,
-                                     "esp_proposals": ",".join(ESP_PROPOSALS)}},
+            "children": {mode.name: {
+                "remote_ts": PROTECTED_NET + (f", {PROTECTED_NET6}" if mode.ipv6 else ""),
+                "esp_proposals": ",".join(ESP_PROPOSALS)}},
         }
         tree: dict = {"connections": {mode.name: conn}}
         cert = key = cacert = None
@@ -668,7 +716,8 @@ class SwanLab(Lab):
                            local_id=mode.client_id, remote_id=SERVER_ID,
                            remote_ts=PROTECTED_NET,
                            psk=self.psk if mode.auth == "psk" else None,
-                           cert=cert, key=key, cacert=cacert)
+                           cert=cert, key=key, cacert=cacert,
+                           remote_ts6=PROTECTED_NET6 if mode.ipv6 else None)
 
     # PEM paths, for the client under test.
     @property

@@ -7,13 +7,15 @@ packet into an ESP packet (:meth:`~SecurityAssociation.seal`) or back
 (:meth:`~SecurityAssociation.open`).
 
 :class:`EspSession` is a client's pair of SAs with its traffic selectors: it
-takes datagrams from the peer and IPv4 packets from the stack, with the current
-time, and returns datagrams and packets; it never touches a socket or a clock::
+takes datagrams from the peer and IPv4 or IPv6 packets from the stack, with the
+current time, and returns datagrams and packets; it never touches a socket or a
+clock::
 
     session = EspSession(outbound_sa, inbound_sa, local_ip="198.19.11.2",
-                         remote_ts=["198.19.20.0/24"], now=now)
+                         local_ip6="2001:2:0:130::2",          # optional
+                         remote_ts=["198.19.20.0/24", "2001:2:0:131::/64"], now=now)
     datagram = session.send_packet(packet, now)    # bytes for the peer, or None
-    packet = session.receive_datagram(data, now)   # an inner IPv4 packet, or None
+    packet = session.receive_datagram(data, now)   # an inner IP packet, or None
     session.get_timer() / session.handle_timer(now) -> [NAT keepalives]
     session.next_event()                           # SaExpired, SaSoftLimit, ...
 
@@ -21,14 +23,20 @@ Inbound processing, in order (RFC 4303 section 3.4): keepalives and non-ESP
 (IKE) datagrams are counted and ignored; the SPI selects the SA (unknown: drop);
 the sequence number is checked against the window (cheap, before the ICV); the
 ICV is verified; only then does the window move; the padding and next header are
-checked (4: IPv4; 59: a dummy packet, dropped; anything else dropped); the inner
-packet must come from the remote selectors and be addressed to our virtual IP
-(RFC 4301 section 5.2, step 4).  Every drop is counted in
-:class:`EspCounters`, never raised.
+checked (4: IPv4, 41: IPv6, the inner packet's version must agree; 59: a dummy
+packet, dropped; anything else dropped); the inner packet must come from the remote
+selectors of its family and be addressed to our virtual IP of that family (RFC 4301
+section 5.2, step 4): an IPv6 packet with no IPv6 virtual IP is outside the policy.
+The inner length comes from the IPv4 total length or the IPv6 payload length
+(a jumbogram, payload length 0, is malformed: ESP carries at most 64 KiB); whatever
+follows it is TFC padding (RFC 4303 section 2.4) and is cut off.  Every drop is
+counted in :class:`EspCounters`, never raised.
 
-Outbound: a packet to a destination outside ``remote_ts`` is dropped and counted
-(the SPD has no entry for it); everything else is sealed with the next sequence
-number.  A NAT keepalive (0xFF) goes out when nothing else was sent for
+Outbound: a packet to a destination outside ``remote_ts`` (the networks of its
+family) is dropped and counted (the SPD has no entry for it), and so is an IPv6
+packet when we have no IPv6 virtual IP; everything else is sealed with the next
+sequence number, next header 4 for IPv4 and 41 for IPv6 (RFC 4303 section 2.6).
+A NAT keepalive (0xFF) goes out when nothing else was sent for
 ``keepalive_interval`` seconds (RFC 3948 section 4).
 
 Lifetimes (RFC 4301 section 4.4.2.1): hard limits in packets and bytes (inner
@@ -54,7 +62,7 @@ from ..crypto.seal import AuthenticationError, Rng
 from ..errors import ParseError
 from ..session import Closed, Notice
 from ..wire import esp as wire
-from ..wire.esp import NH_IPV4, NH_NO_NEXT
+from ..wire.esp import NH_IPV4, NH_IPV6, NH_NO_NEXT
 from .transforms import Transform, get_transform
 
 __all__ = [
@@ -75,6 +83,8 @@ _LOW = 0xFFFFFFFF
 _ADDRS = struct.Struct("!II")
 _TOTAL_LEN = struct.Struct("!H")
 _DST = struct.Struct("!I")
+_PAYLOAD_LEN6 = struct.Struct("!H")
+IPV6_HEADER_LEN = 40
 
 
 # -- why a packet was dropped ------------------------------------------------------------
@@ -333,14 +343,15 @@ class EspCounters(CountersDict):
     keepalives_in: int = 0       # NAT keepalives (ignored)
     keepalives_out: int = 0
     non_esp_in: int = 0          # IKE behind the non-ESP marker (ignored: no IKE yet)
-    malformed: int = 0           # too short, cut, not an IPv4 packet inside
+    malformed: int = 0           # too short, cut, not the IP version the next header says
     unknown_spi: int = 0
     replayed: int = 0            # seen before, or older than the window
     auth_failed: int = 0         # forged, corrupted, wrong key
     bad_padding: int = 0
     dummy: int = 0               # next header 59 (RFC 4303 section 2.6)
-    bad_next_header: int = 0     # not IPv4 (41: IPv6, ...)
+    bad_next_header: int = 0     # neither IPv4 (4) nor IPv6 (41)
     policy_in: int = 0           # inner packet not from remote_ts to our virtual IP
+                                 # (of its family; IPv6 without an IPv6 virtual IP)
     policy_out: int = 0          # to a destination outside remote_ts
     expired_in: int = 0          # the SA reached a hard limit
     expired_out: int = 0
@@ -355,12 +366,25 @@ class EspCounters(CountersDict):
 
 
 
-def _networks(cidrs: Iterable[str]) -> tuple[tuple[int, int], ...]:
+def _networks(cidrs: Iterable[str], version: int = 4) -> tuple[tuple[int, int], ...]:
+    """(network, mask) as ints for the selectors of one family (the others skipped)."""
     nets = []
     for cidr in cidrs:
-        net = ipaddress.IPv4Network(cidr)
-        nets.append((int(net.network_address), int(net.netmask)))
+        net = ipaddress.ip_network(cidr)
+        if net.version == version:
+            nets.append((int(net.network_address), int(net.netmask)))
     return tuple(nets)
+
+
+def _address6(value) -> bytes | None:
+    """Our IPv6 virtual address as 16 bytes (text, bytes or an ipaddress object)."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) != 16:
+            raise ValueError(f"an IPv6 address is 16 bytes, not {len(value)}")
+        return bytes(value)
+    return ipaddress.IPv6Address(value if isinstance(value, (str, int)) else str(value)).packed
 
 
 class EspSession:
@@ -370,13 +394,15 @@ class EspSession:
     def __init__(self, outbound: SecurityAssociation,
                  inbound: SecurityAssociation | Iterable[SecurityAssociation], *,
                  local_ip: str | int, remote_ts: Iterable[str], now: float,
-                 keepalive_interval: float | None = KEEPALIVE_INTERVAL):
+                 local_ip6=None, keepalive_interval: float | None = KEEPALIVE_INTERVAL):
         self.outbound = outbound
         sas = [inbound] if isinstance(inbound, SecurityAssociation) else list(inbound)
         self.inbound: dict[int, SecurityAssociation] = {sa.spi: sa for sa in sas}
         self.local_ip = int(ipaddress.IPv4Address(local_ip))
+        self.local_ip6 = _address6(local_ip6)   # 16 bytes, or None: IPv4 only
         self.remote_ts = list(remote_ts)
         self._remote = _networks(self.remote_ts)
+        self._remote6 = _networks(self.remote_ts, 6)
         self.keepalive_interval = keepalive_interval or None
         self.counters = EspCounters()
         self.finished = False
@@ -407,26 +433,39 @@ class EspSession:
                 return True
         return False
 
+    def _to_remote6(self, addr: int) -> bool:
+        for net, mask in self._remote6:
+            if addr & mask == net:
+                return True
+        return False
+
     def send_packet(self, packet: bytes | bytearray | memoryview, now: float) -> bytes | None:
-        """The datagram carrying one IPv4 packet to the peer, or None if it is dropped
-        (outside the selectors, SA expired, session closed: counted)."""
+        """The datagram carrying one IPv4 or IPv6 packet to the peer, or None if it is
+        dropped (outside the selectors, SA expired, session closed: counted)."""
         c = self.counters
-        if len(packet) < 20 or packet[0] >> 4 != 4:
+        n = len(packet)
+        version = packet[0] >> 4 if n else 0
+        if version == 4 and n >= 20:
+            (dst,) = _DST.unpack_from(packet, 16)
+            if not self._to_remote(dst):
+                self._outside(ipaddress.IPv4Address(dst))
+                return None
+            next_header = NH_IPV4
+        elif version == 6 and n >= IPV6_HEADER_LEN and self.local_ip6 is not None:
+            dst = int.from_bytes(packet[24:40], "big")
+            if not self._to_remote6(dst):
+                self._outside(ipaddress.IPv6Address(dst))
+                return None
+            next_header = NH_IPV6
+        else:
             c.policy_out += 1
-            return None
-        (dst,) = _DST.unpack_from(packet, 16)
-        if not self._to_remote(dst):
-            c.policy_out += 1
-            if c.policy_out == 1:
-                log.info("dropped a packet to %s: outside the tunnel's remote_ts (%s)",
-                         ipaddress.IPv4Address(dst), ", ".join(self.remote_ts))
             return None
         sa = self.outbound
         if self.finished or sa.expired is not None:
             c.expired_out += 1
             return None
         try:
-            datagram = sa.seal(packet)
+            datagram = sa.seal(packet, next_header)
         except SaExpiredError:
             c.expired_out += 1
             self._events.append(SaExpired("outbound", sa.spi, sa.expired))
@@ -440,6 +479,13 @@ class EspSession:
         self._last_out = now
         return datagram
 
+    def _outside(self, dst) -> None:
+        c = self.counters
+        c.policy_out += 1
+        if c.policy_out == 1:
+            log.info("dropped a packet to %s: outside the tunnel's remote_ts (%s)",
+                     dst, ", ".join(self.remote_ts))
+
     def keepalive(self, now: float) -> bytes:
         """A NAT keepalive datagram (RFC 3948 section 2.3), counted."""
         self.counters.keepalives_out += 1
@@ -450,8 +496,8 @@ class EspSession:
     # -- inbound ----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> bytes | None:
-        """The inner IPv4 packet of one datagram from the peer, or None (not a data
-        packet, or dropped: see :attr:`counters`)."""
+        """The inner IPv4 or IPv6 packet of one datagram from the peer, or None (not a
+        data packet, or dropped: see :attr:`counters`)."""
         c = self.counters
         c.datagrams_in += 1
         if self.finished:
@@ -488,25 +534,44 @@ class EspSession:
         if sa.notice is not None:
             self._events.append(SaSoftLimit("inbound", sa.spi, sa.notice))
             sa.notice = None
-        if next_header != NH_IPV4:
+        n = len(payload)
+        if next_header == NH_IPV4:
+            if n < 20 or payload[0] >> 4 != 4:
+                c.malformed += 1
+                return None
+            (total,) = _TOTAL_LEN.unpack_from(payload, 2)
+            if total < 20 or total > n:
+                c.malformed += 1
+                return None
+            if total < n:                      # TFC padding after the inner packet
+                payload = payload[:total]
+            src, dst = _ADDRS.unpack_from(payload, 12)
+            if dst != self.local_ip or not self._to_remote(src):
+                c.policy_in += 1
+                return None
+        elif next_header == NH_IPV6:
+            if n < IPV6_HEADER_LEN or payload[0] >> 4 != 6:
+                c.malformed += 1
+                return None
+            (length,) = _PAYLOAD_LEN6.unpack_from(payload, 4)
+            total = IPV6_HEADER_LEN + length
+            if length == 0 and payload[6] == 0:
+                c.malformed += 1               # a jumbogram (RFC 2675): never in ESP
+                return None
+            if total > n:
+                c.malformed += 1
+                return None
+            if total < n:                      # TFC padding after the inner packet
+                payload = payload[:total]
+            if self.local_ip6 is None or payload[24:40] != self.local_ip6 or \
+                    not self._to_remote6(int.from_bytes(payload[8:24], "big")):
+                c.policy_in += 1
+                return None
+        else:
             if next_header == NH_NO_NEXT:
                 c.dummy += 1
             else:
                 c.bad_next_header += 1
-            return None
-        n = len(payload)
-        if n < 20 or payload[0] >> 4 != 4:
-            c.malformed += 1
-            return None
-        (total,) = _TOTAL_LEN.unpack_from(payload, 2)
-        if total < 20 or total > n:
-            c.malformed += 1
-            return None
-        if total < n:                      # TFC padding after the inner packet
-            payload = payload[:total]
-        src, dst = _ADDRS.unpack_from(payload, 12)
-        if dst != self.local_ip or not self._to_remote(src):
-            c.policy_in += 1
             return None
         self._reset_reported.discard(sa.spi)
         c.packets_in += 1

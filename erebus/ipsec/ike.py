@@ -40,7 +40,7 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..session import Closed, Failed
@@ -69,6 +69,9 @@ MAX_COOKIES = 3
 # keep retransmitting and waiting for a real answer: one more retransmission and its
 # whole (doubled) timeout, i.e. until sent + 3 x the timeout in force; then fail with it.
 INIT_REFUSAL_WAIT = 3
+# The CIDR prefixes a CHILD_SA's selectors may expand to (RFC 7296 ranges are summarized
+# into prefixes, checked for every packet): a responder's TSr beyond it is refused.
+MAX_TS_NETWORKS = 256
 FRAGMENT_SIZE = 1280 - 20 - 8 - 4  # RFC 7383: an IKE message per fragment over IPv4
 # What we send in SIGNATURE_HASH_ALGORITHMS (RFC 7427): SHA-2 and Ed25519's "identity".
 OUR_SIGNATURE_HASHES = (w.HASH_SHA2_256, w.HASH_SHA2_384, w.HASH_SHA2_512, w.HASH_IDENTITY)
@@ -97,8 +100,8 @@ class Connected:
     """IKE_AUTH done: the first CHILD_SA is up."""
 
     virtual_ip: str | None
-    dns: list[str]
-    remote_ts: list[str]            # CIDR prefixes (what EspSession takes)
+    dns: list[str]                  # both families, in the responder's order
+    remote_ts: list[str]            # CIDR prefixes of both families (what EspSession takes)
     local_ts: list[str]
     esp_transform: str              # a name of erebus.ipsec.transforms
     ike_suite: str
@@ -106,6 +109,9 @@ class Connected:
     inbound: SecurityAssociation
     remote_id: str
     setup_time: float
+    virtual_ip6: str | None = None  # INTERNAL_IP6_ADDRESS (when asked for: vips6)
+    prefix6: int | None = None      # its prefix length
+    warnings: list[str] = field(default_factory=list)   # a family asked for and not given
 
 
 @dataclass(slots=True)
@@ -482,9 +488,13 @@ class IkeInitiator:
         if p.remote_id:
             payloads.append(identity(p.remote_id, IDr))
         payloads.append(auth)
-        if p.vips:
-            payloads.append(CP(w.CFG_REQUEST, [ConfigAttribute(w.INTERNAL_IP4_ADDRESS),
-                                               ConfigAttribute(w.INTERNAL_IP4_DNS)]))
+        if p.vips or p.vips6:
+            # as charon: the virtual IPs asked for (empty: any), then their DNS servers
+            asked = ([w.INTERNAL_IP4_ADDRESS] if p.vips else []) + \
+                ([w.INTERNAL_IP6_ADDRESS] if p.vips6 else []) + \
+                ([w.INTERNAL_IP4_DNS] if p.vips else []) + \
+                ([w.INTERNAL_IP6_DNS] if p.vips6 else [])
+            payloads.append(CP(w.CFG_REQUEST, [ConfigAttribute(t) for t in asked]))
         self._child_spi = self._new_esp_spi()
         payloads += [
             SA([c.esp_proposal(name, self._child_spi, number=i + 1)
@@ -498,11 +508,14 @@ class IkeInitiator:
         self._send_request(self._protect(msg), now, "IKE_AUTH")
 
     def _local_ts(self) -> list[str]:
-        """local_ts, or 'dynamic' as charon proposes it: 0.0.0.0/0 when we ask for a
-        virtual IP, else our own address."""
-        if self.profile.local_ts:
-            return self.profile.local_ts
-        if self.profile.vips or ipaddress.ip_address(self.local_addr[0]).is_unspecified:
+        """local_ts, or 'dynamic' as charon proposes it: the whole family of every
+        virtual IP we ask for (0.0.0.0/0, ::/0), else our own address."""
+        p = self.profile
+        if p.local_ts:
+            return p.local_ts
+        if p.vips or p.vips6:
+            return (["0.0.0.0/0"] if p.vips else []) + (["::/0"] if p.vips6 else [])
+        if ipaddress.ip_address(self.local_addr[0]).is_unspecified:
             return ["0.0.0.0/0"]
         return [f"{self.local_addr[0]}/32"]
 
@@ -654,21 +667,27 @@ class IkeInitiator:
             self._tell_delete()
             return
         peer_spi = int.from_bytes(sa.proposals[0].spi, "big")
-        cp = msg.get(CP)
-        vip = None
-        dns: list[str] = []
-        if cp is not None:
-            addrs = cp.texts(w.INTERNAL_IP4_ADDRESS)
-            vip = addrs[0] if addrs else None
-            dns = cp.texts(w.INTERNAL_IP4_DNS)
-        if p.vips and vip is None:
-            self._fail("config", "the responder assigned no virtual IP (no "
-                       "INTERNAL_IP4_ADDRESS in its CP reply)")
+        vip, vip6, dns, warnings = self._assigned(msg.get(CP))
+        if (p.vips or p.vips6) and vip is None and vip6 is None:
+            asked = " or ".join((["INTERNAL_IP4_ADDRESS"] if p.vips else []) +
+                                (["INTERNAL_IP6_ADDRESS"] if p.vips6 else []))
+            self._fail("config", f"the responder assigned no virtual IP (no {asked} in its "
+                       "CP reply)")
             self._tell_delete()
             return
-        remote_ts = [n for ts in tsr.selectors for n in ts.networks()
-                     if ipaddress.ip_network(n).version == 4]
+        remote_ts = [n for ts in tsr.selectors for n in ts.networks()]
         local_ts = [n for ts in tsi.selectors for n in ts.networks()]
+        if len(remote_ts) > MAX_TS_NETWORKS or len(local_ts) > MAX_TS_NETWORKS:
+            self._fail("proposal", f"the responder's traffic selectors cover "
+                       f"{max(len(remote_ts), len(local_ts))} networks (erebus takes at "
+                       f"most {MAX_TS_NETWORKS})")
+            self._tell_delete()
+            return
+        families = {ipaddress.ip_network(n).version for n in remote_ts}
+        if vip6 is not None and 6 not in families:
+            warnings.append(f"IPv6 virtual IP {vip6[0]} but the responder's TSr has no IPv6 "
+                            f"network ({', '.join(remote_ts) or 'none'}): nothing is "
+                            "reached over IPv6")
         outbound, inbound = self._child_sas(name, esn, peer_spi, self._child_spi, self.ni,
                                             self.nr, initiator=True)
         self.children = [_Child(self._child_spi, peer_spi, name, esn, now)]
@@ -677,12 +696,34 @@ class IkeInitiator:
         self.state = State.ESTABLISHED
         self._last_heard = now
         self._sa_started = now
-        log.info("IKE SA established with %s: %s, ESP %s, in %#010x out %#010x, VIP %s",
-                 idr.text(), self.suite, name, self._child_spi, peer_spi, vip)
+        log.info("IKE SA established with %s: %s, ESP %s, in %#010x out %#010x, VIP %s%s",
+                 idr.text(), self.suite, name, self._child_spi, peer_spi, vip,
+                 f", {vip6[0]}/{vip6[1]}" if vip6 else "")
         self._events.append(Connected(
             virtual_ip=vip, dns=dns, remote_ts=remote_ts, local_ts=local_ts,
             esp_transform=name, ike_suite=self.suite.name, outbound=outbound,
-            inbound=inbound, remote_id=idr.text(), setup_time=now - self.started))
+            inbound=inbound, remote_id=idr.text(), setup_time=now - self.started,
+            virtual_ip6=vip6[0] if vip6 else None, prefix6=vip6[1] if vip6 else None,
+            warnings=warnings))
+
+    def _assigned(self, cp: CP | None):
+        """(IPv4 VIP, (IPv6 VIP, prefix length), DNS servers, warnings) of the CFG_REPLY,
+        for the families we asked for; what is malformed or unusable is skipped."""
+        p = self.profile
+        if cp is None or cp.cfg_type not in (w.CFG_REPLY, w.CFG_REQUEST) \
+                or not (p.vips or p.vips6):
+            return None, None, [], []
+        reply = w.parse_config_reply(cp)
+        warnings = [f"the responder's CP reply: {why} (skipped)" for why in reply.skipped]
+        vip = reply.ip4[0] if reply.ip4 and p.vips else None
+        vip6 = reply.ip6[0] if reply.ip6 and p.vips6 else None
+        dns = [d for d in reply.dns if (":" in d and p.vips6) or (":" not in d and p.vips)]
+        if p.vips and p.vips6:
+            for family, got in (("IPv4", vip), ("IPv6", vip6)):
+                if got is None:
+                    warnings.append(f"the responder assigned no {family} virtual IP: the "
+                                    f"tunnel carries no {family}")
+        return vip, vip6, dns, warnings
 
     def _child_sas(self, name: str, esn: bool, out_spi: int, in_spi: int, ni: bytes,
                    nr: bytes, *, initiator: bool, shared: bytes | None = None):

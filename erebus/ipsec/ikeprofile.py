@@ -19,7 +19,10 @@ class IkeProfile:
     remote_port: int = 500                      # IKE_SA_INIT goes here; then NAT-T to 4500
     natt_port: int = 4500
     local_port: int = 0                         # 0: an ephemeral port (never 500: no root)
-    vips: bool = True                           # ask for a virtual IP (CP CFG_REQUEST)
+    vips: bool = True                           # ask for a virtual IPv4 address (CP
+                                                # CFG_REQUEST: INTERNAL_IP4_ADDRESS/DNS)
+    vips6: bool = False                         # ask for a virtual IPv6 address too
+                                                # (INTERNAL_IP6_ADDRESS/DNS): vips = ::
     proposals: list[str] = field(default_factory=lambda: ["aes256gcm16-prfsha256-ecp256"])
     esp_proposals: list[str] = field(default_factory=lambda: ["aes256gcm16"])
     local_auth: str = "psk"                     # "psk" or "pubkey"
@@ -31,8 +34,8 @@ class IkeProfile:
     cacerts: list[bytes] = field(default_factory=list)        # PEM trust anchors
     psk: bytes | None = None
     child: str = "child"                        # children.<name>
-    remote_ts: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
-    local_ts: list[str] = field(default_factory=list)          # empty: dynamic (our VIP)
+    remote_ts: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])   # either family
+    local_ts: list[str] = field(default_factory=list)          # empty: dynamic (our VIPs)
     encap: bool = True                          # always UDP-encapsulate ESP (we must)
     dpd_delay: float | None = None              # our liveness checks (None: only answer)
     fragmentation: bool = True                  # announce IKE fragmentation (RFC 7383)

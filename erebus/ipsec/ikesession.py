@@ -136,20 +136,29 @@ class IkeSession:
             events.append(Note(f"IKE_SA_INIT done; moving to UDP {event.port}", logging.DEBUG))
             events.append(PathChanged(event.port))
         elif isinstance(event, ChildUp):
-            local_ip = event.virtual_ip or (event.local_ts[0].split("/")[0]
-                                            if event.local_ts else self.local_addr[0])
+            routes = [n for n in event.remote_ts if ":" not in n]
+            routes6 = [n for n in event.remote_ts if ":" in n]
+            local4 = [n for n in event.local_ts if ":" not in n]
+            local_ip = event.virtual_ip or (local4[0].split("/")[0] if local4
+                                            else self.local_addr[0])
+            vip6 = event.virtual_ip6
             self.esp = EspSession(event.outbound, event.inbound, local_ip=local_ip,
-                                  remote_ts=event.remote_ts, now=self._now)
+                                  local_ip6=vip6, remote_ts=event.remote_ts, now=self._now)
             self.counters = self.esp.counters
             self.send_packet = self.esp.send_packet       # the hot path: no wrapper
+            for warning in event.warnings:
+                events.append(Note(warning, logging.WARNING))
+            ip6 = f" and {vip6}/{event.prefix6}" if vip6 else ""
             events.append(Note(
-                f"IKE SA with {event.remote_id} ({event.ike_suite}): virtual IP {local_ip}, "
-                f"remote {', '.join(event.remote_ts)}, ESP {event.esp_transform}, DNS "
+                f"IKE SA with {event.remote_id} ({event.ike_suite}): virtual IP {local_ip}"
+                f"{ip6}, remote {', '.join(event.remote_ts)}, ESP {event.esp_transform}, DNS "
                 f"{', '.join(event.dns) or 'none'}"))
             events.append(Connected(TunnelInfo(
                 kind="ipsec", server="", virtual_ip=local_ip, netmask="255.255.255.255",
-                gateway=None, routes=list(event.remote_ts), mtu=p.mtu, dns=list(event.dns),
-                cipher=event.esp_transform, setup_ms=round(event.setup_time * 1000, 1))))
+                gateway=None, routes=routes, mtu=p.mtu, dns=list(event.dns),
+                cipher=event.esp_transform, setup_ms=round(event.setup_time * 1000, 1),
+                virtual_ip6=vip6, prefix6=event.prefix6 if vip6 else None,
+                routes6=routes6 if vip6 else [])))
         elif isinstance(event, ChildRekeyed):
             if self.esp is not None:
                 self.esp.install(event.outbound, event.inbound)

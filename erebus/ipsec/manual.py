@@ -48,13 +48,15 @@ class ManualEspSession:
         self._out.append(self.esp.keepalive(now))
         self._events.append(Note(
             f"ESP to {p.peer} ({remote[0]}:{remote[1]}) from {local[0]}:{local[1]}: virtual "
-            f"IP {p.local_ip}, remote {', '.join(p.remote_ts)}, out SPI {p.outbound.spi:#010x}"
+            f"IP {p.local_ip}{f' and {p.local_ip6}' if p.local_ip6 else ''}, remote "
+            f"{', '.join(p.remote_ts)}, out SPI {p.outbound.spi:#010x}"
             f" {p.outbound.transform.name}, in SPI {p.inbound.spi:#010x} "
             f"{p.inbound.transform.name}"))
         self._events.append(Connected(TunnelInfo(
             kind="ipsec", server=p.peer, virtual_ip=p.local_ip, netmask=p.netmask,
-            gateway=None, routes=list(p.remote_ts), mtu=p.mtu, dns=list(p.dns),
-            cipher=p.outbound.transform.name)))
+            gateway=None, routes=[n for n in p.remote_ts if ":" not in n], mtu=p.mtu,
+            dns=list(p.dns), cipher=p.outbound.transform.name, virtual_ip6=p.local_ip6,
+            prefix6=p.prefix6, routes6=[n for n in p.remote_ts if ":" in n])))
 
     # -- erebus.session.Session ------------------------------------------------------------
 

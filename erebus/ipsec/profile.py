@@ -5,9 +5,11 @@
     [ipsec]
     peer = "198.18.1.1:4600"          # UDP address of the ESP peer (port: 4500 if left out)
     local_ip = "198.19.11.2"          # our inner (virtual) address ("/prefix" allowed)
-    remote_ts = ["198.19.20.0/24"]    # what the tunnel reaches
+    remote_ts = ["198.19.20.0/24"]    # what the tunnel reaches (IPv4 and IPv6 networks)
     # optional:
-    dns = ["198.19.20.53"]            # DNS servers, reached through the tunnel
+    local_ip6 = "2001:2:0:11::2/64"   # our inner IPv6 address (prefix length: 128 if
+                                      # left out): IPv6 packets go through the tunnel
+    dns = ["198.19.20.53"]            # DNS servers of either family, through the tunnel
     mtu = 1400                        # inner MTU
     replay_window = 64                # packets of anti-replay window (0 turns it off: never
                                       # do that on a real network)
@@ -63,7 +65,7 @@ __all__ = ["EspProfile", "SaConfig", "load_esp_profile", "parse_esp_profile"]
 
 log = logging.getLogger("erebus.ipsec")
 
-_TOP_KEYS = {"peer", "local_ip", "remote_ts", "dns", "mtu", "replay_window", "esn",
+_TOP_KEYS = {"peer", "local_ip", "local_ip6", "remote_ts", "dns", "mtu", "replay_window", "esn",
              "lifetime_packets", "lifetime_bytes", "local_port", "keepalive",
              "connect_timeout", "allow_static_aead", "outbound", "inbound"}
 _SA_KEYS = {"spi", "transform", "key", "integrity_key"}
@@ -98,6 +100,8 @@ class EspProfile:
     keepalive: float = KEEPALIVE_INTERVAL
     connect_timeout: float = 10.0
     allow_static_aead: bool = False
+    local_ip6: str | None = None                        # our IPv6 address, if any
+    prefix6: int | None = None                          # its prefix length
     warnings: list[str] = field(default_factory=list)   # "FILE: option: text" lines
 
     @property
@@ -116,8 +120,9 @@ class EspProfile:
 
     def new_session(self, now: float, *, rng=os.urandom) -> EspSession:
         out, inb = self.security_associations(rng=rng)
-        return EspSession(out, inb, local_ip=self.local_ip, remote_ts=self.remote_ts,
-                          now=now, keepalive_interval=self.keepalive or None)
+        return EspSession(out, inb, local_ip=self.local_ip, local_ip6=self.local_ip6,
+                          remote_ts=self.remote_ts, now=now,
+                          keepalive_interval=self.keepalive or None)
 
 
 def load_esp_profile(path: str | Path, *, log_warnings: bool = True) -> EspProfile:
@@ -183,9 +188,9 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
 
     def address(option: str, value) -> str:
         try:
-            return str(ipaddress.IPv4Address(value))
+            return str(ipaddress.ip_address(value))
         except (ValueError, TypeError):
-            fail(option, f"not an IPv4 address: {value!r}")
+            fail(option, f"not an IPv4 or IPv6 address: {value!r}")
 
     # peer
     peer = required("peer")
@@ -217,15 +222,36 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
     remote_ts = []
     for item in ts:
         try:
-            remote_ts.append(str(ipaddress.IPv4Network(item)))
+            remote_ts.append(str(ipaddress.ip_network(item)))
         except (ValueError, TypeError) as exc:
             fail("ipsec.remote_ts", f"{item!r}: {exc}")
+    warnings: list[str] = []
+    local_ip6 = prefix6 = None
+    if "local_ip6" in ipsec:
+        value = ipsec["local_ip6"]
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            iface6 = ipaddress.IPv6Interface(value)
+        except ValueError:
+            fail("ipsec.local_ip6", f"not an IPv6 address (\"2001:db8::2/64\"): {value!r}")
+        ip6 = iface6.ip
+        if ip6.is_unspecified or ip6.is_multicast or ip6.is_loopback or ip6.is_link_local:
+            fail("ipsec.local_ip6", f"{ip6} cannot be our address in the tunnel")
+        local_ip6, prefix6 = str(ip6), iface6.network.prefixlen
+        if not any(":" in n for n in remote_ts):
+            warnings.append(f"{path}: ipsec.local_ip6: no IPv6 network in remote_ts: "
+                            "nothing is reached over IPv6")
+    elif any(":" in n for n in remote_ts):
+        fail("ipsec.remote_ts", "an IPv6 network needs our IPv6 address: set local_ip6")
     dns_list = ipsec.get("dns", [])
     if isinstance(dns_list, str):
         dns_list = [dns_list]
     if not isinstance(dns_list, list):
-        fail("ipsec.dns", "must be a list of IPv4 addresses")
+        fail("ipsec.dns", "must be a list of IPv4 or IPv6 addresses")
     dns = [address("ipsec.dns", d) for d in dns_list]
+    if local_ip6 is None and any(":" in d for d in dns):
+        fail("ipsec.dns", "an IPv6 DNS server needs our IPv6 address: set local_ip6")
 
     # SAs
     def sa(direction: str) -> SaConfig:
@@ -287,7 +313,6 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
     allow_static_aead = ipsec.get("allow_static_aead", False)
     if not isinstance(allow_static_aead, bool):
         fail("ipsec.allow_static_aead", f"must be true or false, not {allow_static_aead!r}")
-    warnings = []
     for direction, sa_config in (("outbound", outbound), ("inbound", inbound)):
         name = sa_config.transform.name
         if not sa_config.transform.aead:
@@ -315,7 +340,8 @@ def parse_esp_profile(data: dict, path: str = "<profile>") -> EspProfile:
         local_port=integer("local_port", 0, 0, 65535),
         keepalive=number("keepalive", KEEPALIVE_INTERVAL, 0),
         connect_timeout=number("connect_timeout", 10.0, 0.1),
-        allow_static_aead=allow_static_aead, warnings=warnings)
+        allow_static_aead=allow_static_aead, local_ip6=local_ip6, prefix6=prefix6,
+        warnings=warnings)
 
 
 def _hex(value, option: str, fail) -> bytes:

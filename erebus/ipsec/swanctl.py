@@ -86,7 +86,8 @@ CONNECTION_KEYS: dict[str, tuple] = {
     "remote_port": (SUPPORTED, "IKE port of the responder (500: then NAT-T to 4500)"),
     "local_port": (SUPPORTED, "our UDP port (500, swanctl's default, needs root: any port, "
                               "with a warning)"),
-    "vips": (SUPPORTED, "any entry: ask for a virtual IPv4 address"),
+    "vips": (SUPPORTED, "0.0.0.0 and/or :: (any address: the same): ask for a virtual "
+                        "IPv4 and/or IPv6 address"),
     "proposals": (SUPPORTED, "IKE proposals ('default': erebus's list)"),
     "encap": (SUPPORTED, "erebus always UDP-encapsulates ESP (user space: it must; 'no' "
                          "warns)"),
@@ -142,9 +143,10 @@ AUTH_KEYS: dict[str, tuple] = {
 }
 
 CHILD_KEYS: dict[str, tuple] = {
-    "remote_ts": (SUPPORTED, "IPv4 CIDRs ('dynamic', the default: 0.0.0.0/0, with a "
-                             "warning)"),
-    "local_ts": (SUPPORTED, "IPv4 CIDRs ('dynamic': our virtual IP, else our address)"),
+    "remote_ts": (SUPPORTED, "IPv4 and IPv6 CIDRs ('dynamic', the default: 0.0.0.0/0, and "
+                             "::/0 with vips = ::, with a warning)"),
+    "local_ts": (SUPPORTED, "IPv4 and IPv6 CIDRs ('dynamic': our virtual IPs, else our "
+                            "address)"),
     "esp_proposals": (SUPPORTED, "ESP transforms ('default': erebus's list)"),
     "rekey_time": (SUPPORTED, "CHILD_SA rekeying (charon's default: 1h, or life_time/1.1; "
                               "0: never)"),
@@ -242,12 +244,13 @@ def _port(setting: Setting, opt: str) -> int:
     return int(v)
 
 
-def _ts(items: list[str], setting: Setting, opt: str, *, local: bool) -> list[str]:
+def _ts(items: list[str], setting: Setting, opt: str, *, local: bool,
+        v6: bool = False) -> list[str]:
     out = []
     for item in items:
         if item.lower() in ("dynamic", "%dynamic"):
             if not local:
-                out.append("0.0.0.0/0")
+                out += ["0.0.0.0/0", "::/0"] if v6 else ["0.0.0.0/0"]
             continue
         if "[" in item:
             raise _err(f"{item!r}: protocol/port selectors are not supported", setting, opt)
@@ -257,9 +260,8 @@ def _ts(items: list[str], setting: Setting, opt: str, *, local: bool) -> list[st
         try:
             net = ipaddress.ip_network(item, strict=False)
         except ValueError:
-            raise _err(f"{item!r} is not an IPv4 subnet (a.b.c.d/n)", setting, opt) from None
-        if net.version != 4:
-            raise _err(f"{item!r}: IPv6 traffic selectors are not supported", setting, opt)
+            raise _err(f"{item!r} is not a subnet (a.b.c.d/n or an IPv6 prefix like "
+                       "2001:db8::/64)", setting, opt) from None
         out.append(str(net))
     return out
 
@@ -448,7 +450,9 @@ def load_swanctl(path: str, *, conn: str | None = None,
                        "(no %any, subnets or ranges)", v, f"{P}.remote_addrs")
         try:
             if ipaddress.ip_address(a).version != 4:
-                raise _err(f"{a!r}: IPv6 peers are not supported", v, f"{P}.remote_addrs")
+                raise _err(f"{a!r}: IPv6 peers are not supported (erebus's IPsec reaches "
+                           "its responder over IPv4; IPv6 inside the tunnel is: vips = ::)",
+                           v, f"{P}.remote_addrs")
         except ValueError:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", a):
                 raise _err(f"{a!r} is not a host name or IPv4 address", v,
@@ -470,19 +474,24 @@ def load_swanctl(path: str, *, conn: str | None = None,
                   "below 1024 needs root); the responder sees it as from behind a NAT",
                   v, f"{P}.local_port")
 
-    # vips
+    # vips: one entry per family at most (0.0.0.0 and/or ::); a given address is asked
+    # as any address of its family
     v = get("vips")
-    prof.vips = False
+    prof.vips = prof.vips6 = False
     if v is not None:
         for a in _list(v):
             try:
                 ip = ipaddress.ip_address(a)
             except ValueError:
-                raise _err(f"{a!r} is not an address (0.0.0.0 asks for any)", v,
-                           f"{P}.vips") from None
-            if ip.version != 4:
-                raise _err(f"{a!r}: IPv6 virtual IPs are not supported", v, f"{P}.vips")
-            prof.vips = True           # a given address is asked as any address
+                raise _err(f"{a!r} is not an address (0.0.0.0 asks for any IPv4 address, :: "
+                           "for any IPv6 one)", v, f"{P}.vips") from None
+            if (prof.vips6 if ip.version == 6 else prof.vips):
+                raise _err(f"{a!r}: a second IPv{ip.version} virtual IP (erebus takes one "
+                           "per family)", v, f"{P}.vips")
+            if ip.version == 6:
+                prof.vips6 = True
+            else:
+                prof.vips = True
 
     # proposals
     if (v := get("proposals")) is not None:
@@ -722,11 +731,14 @@ def _child(prof: IkeProfile, c: Section, child: str | None, P: str) -> None:
     v = s.get("remote_ts")
     items = _list(v) if v is not None else ["dynamic"]          # charon's default
     if any(i.lower() in ("dynamic", "%dynamic") for i in items):
+        every = "0.0.0.0/0 and ::/0" if prof.vips6 else "0.0.0.0/0"
         _warn(prof, "remote_ts 'dynamic': charon would propose only the responder's own "
-              "address; erebus proposes 0.0.0.0/0 and takes what the responder narrows it "
-              "to (give the networks, e.g. remote_ts = 0.0.0.0/0)", v or ch, f"{C}.remote_ts")
-    prof.remote_ts = (_ts(items, v, f"{C}.remote_ts", local=False) if v is not None
-                      else []) or ["0.0.0.0/0"]
+              f"address; erebus proposes {every} and takes what the responder narrows it "
+              f"to (give the networks, e.g. remote_ts = {every.replace(' and', ',')})",
+              v or ch, f"{C}.remote_ts")
+    prof.remote_ts = (_ts(items, v, f"{C}.remote_ts", local=False, v6=prof.vips6)
+                      if v is not None else []) or \
+        (["0.0.0.0/0", "::/0"] if prof.vips6 else ["0.0.0.0/0"])
     if (v := s.get("local_ts")) is not None:
         prof.local_ts = _ts(_list(v), v, f"{C}.local_ts", local=True)
     if (v := s.get("esp_proposals")) is not None:

@@ -50,7 +50,7 @@ DROP_KINDS = {
     "auth_failed": (logging.WARNING, "an ESP packet that failed authentication "
                     "(corrupted or forged)"),
     "bad_padding": (logging.WARNING, "an ESP packet with bad padding"),
-    "bad_next_header": (logging.WARNING, "an ESP packet that does not carry IPv4"),
+    "bad_next_header": (logging.WARNING, "an ESP packet that carries neither IPv4 nor IPv6"),
     "policy_in": (logging.WARNING, "an inner packet outside the traffic selectors"),
     "expired_in": (logging.INFO, "an ESP packet after its SA reached its hard limit"),
 }

@@ -70,7 +70,8 @@ __all__ = [
     "parse_payloads", "build_payloads", "payload_name", "exchange_name", "notify_name",
     "Attribute", "Transform", "Proposal", "SA", "KE", "IDi", "IDr", "CERT", "CERTREQ",
     "AUTH", "Nonce", "Notify", "Delete", "VendorID", "TrafficSelector", "TSi", "TSr",
-    "SK", "ConfigAttribute", "CP", "EAP", "SKF", "UnknownPayload", "Payload",
+    "SK", "ConfigAttribute", "ConfigReply", "parse_config_reply", "CP", "EAP", "SKF",
+    "UnknownPayload", "Payload",
     "split_digital_signature", "join_digital_signature",
     "build_hash_algorithms", "parse_hash_algorithms", "parse_u16_notify",
 ]
@@ -294,6 +295,10 @@ INTERNAL_IP4_SUBNET = 13
 SUPPORTED_ATTRIBUTES = 14
 INTERNAL_IP6_SUBNET = 15
 INTERNAL_DNS_DOMAIN = 25
+
+_CP_NAMES = {INTERNAL_IP4_ADDRESS: "INTERNAL_IP4_ADDRESS", INTERNAL_IP6_ADDRESS:
+             "INTERNAL_IP6_ADDRESS", INTERNAL_IP4_DNS: "INTERNAL_IP4_DNS",
+             INTERNAL_IP6_DNS: "INTERNAL_IP6_DNS"}
 
 NONCE_MIN = 16
 NONCE_MAX = 256
@@ -981,10 +986,80 @@ class ConfigAttribute:
             return str(ipaddress.ip_address(v))
         return None
 
+    @classmethod
+    def ip6_address(cls, addr: str, prefix: int = 64,
+                    atype: int = INTERNAL_IP6_ADDRESS) -> ConfigAttribute:
+        """INTERNAL_IP6_ADDRESS (or _SUBNET): the 16-byte address, then the prefix
+        length (RFC 7296 section 3.15.1)."""
+        if not 0 <= prefix <= 128:
+            raise ValueError(f"IPv6 prefix length {prefix} (0 to 128)")
+        return cls(atype, ipaddress.IPv6Address(addr).packed + bytes([prefix]))
+
+    def parse_ip6_address(self) -> tuple[str, int]:
+        """(address, prefix length) of an INTERNAL_IP6_ADDRESS/SUBNET value; ParseError
+        unless it is 17 bytes with a prefix length of at most 128."""
+        v = self.value
+        if len(v) != 17:
+            raise ParseError(f"CP attribute {self.type}: {len(v)} bytes (an IPv6 address "
+                             "and its prefix length are 17)")
+        if v[16] > 128:
+            raise ParseError(f"CP attribute {self.type}: prefix length {v[16]} (at most 128)")
+        return str(ipaddress.IPv6Address(v[:16])), v[16]
+
     def build(self) -> bytes:
         if not 0 <= self.type <= 0x7FFF:
             raise ValueError(f"attribute type {self.type} does not fit in 15 bits")
         return _U16x2.pack(self.type, _u16(len(self.value), "attribute length")) + self.value
+
+
+@dataclass(slots=True)
+class ConfigReply:
+    """What a CFG_REPLY assigns, checked (:func:`parse_config_reply`): IPv4 virtual IPs,
+    IPv6 ones with their prefix lengths, DNS servers of both families in the order
+    the responder gave them, and a line for every attribute that was skipped."""
+
+    ip4: list[str] = field(default_factory=list)
+    ip6: list[tuple[str, int]] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+_ADDRESS_ATTRS = {INTERNAL_IP4_ADDRESS: 4, INTERNAL_IP4_DNS: 4, INTERNAL_IP6_DNS: 16}
+
+
+def parse_config_reply(cp: CP) -> ConfigReply:
+    """The addresses of a CFG_REPLY (RFC 7296 section 3.15.1): INTERNAL_IP4_ADDRESS (4
+    bytes), INTERNAL_IP6_ADDRESS (16 bytes and a prefix length up to 128), INTERNAL_IP4_DNS
+    (4) and INTERNAL_IP6_DNS (16).  A value of another length, an unspecified,
+    multicast or loopback address is skipped with its reason in ``skipped`` (as charon
+    skips an address it cannot make a host of); other attribute types are ignored."""
+    out = ConfigReply()
+    for a in cp.attributes:
+        name = _CP_NAMES.get(a.type)
+        if name is None:
+            continue
+        try:
+            if a.type == INTERNAL_IP6_ADDRESS:
+                addr, prefix = a.parse_ip6_address()
+            else:
+                width = _ADDRESS_ATTRS[a.type]
+                if len(a.value) != width:
+                    raise ParseError(f"{len(a.value)} bytes, not {width}")
+                addr, prefix = str(ipaddress.ip_address(a.value)), None
+        except ParseError as exc:
+            out.skipped.append(f"{name}: {str(exc).split(': ', 1)[-1]}")
+            continue
+        ip = ipaddress.ip_address(addr)
+        if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
+            out.skipped.append(f"{name}: {addr} is not a usable address")
+            continue
+        if a.type == INTERNAL_IP4_ADDRESS:
+            out.ip4.append(addr)
+        elif a.type == INTERNAL_IP6_ADDRESS:
+            out.ip6.append((addr, prefix))
+        else:
+            out.dns.append(addr)
+    return out
 
 
 @dataclass(slots=True)

@@ -214,3 +214,34 @@ def test_rekey_mode_rekeys_child_sa(swan_lab: SwanLab, initiators):
     log = swan_lab.responder_log.read_text(errors="replace")
     assert "CREATE_CHILD_SA request" in log
     _fetch_blob(swan_lab, lambda: f"{ini.describe()}\n{swan_lab.logs_tail()}")
+
+
+def test_v6_stock_initiator_dual_stack_inside(swan_lab: SwanLab, initiators):
+    """Mode "v6": the stock initiator (vips = 0.0.0.0, ::) gets an address from each pool,
+    one CHILD_SA carries both protected networks, and the blob comes over IPv6 from the
+    web host's IPv6 address byte-exact: the responder side of erebus's IPv6 tests."""
+    lab = swan_lab
+    ini = _connect(lab, "v6", initiators)
+
+    def context() -> str:
+        return f"{ini.describe()}\n{lab.logs_tail()}\n{lab.list_sas()}"
+
+    (sa,) = [s for s in ini.ike_sas() if s.get("state") == "ESTABLISHED"]
+    vips = sa.get("local-vips") or []
+    v4 = [v for v in vips if ":" not in v]
+    v6 = [v for v in vips if ":" in v]
+    assert len(v4) == 1 and ipaddress.ip_address(v4[0]) in ipaddress.ip_network(lab.pool), \
+        context()
+    assert len(v6) == 1 and ipaddress.ip_address(v6[0]) in ipaddress.ip_network(lab.pool6), \
+        context()
+    resp = lab.wait_established("v6", timeout=10)
+    assert sorted(resp["remote-vips"]) == sorted(vips), context()
+    (child,) = resp["child-sas"].values()
+    assert child["local-ts"] == [lab.protected_net, lab.protected_net6], context()
+    assert child["remote-ts"] == [f"{v4[0]}/32", f"{v6[0]}/128"], context()
+    got = lab.run_ns(lab.ns_cli, ["curl", "-sS", "--fail", "--max-time", "30", "-g",
+                                  lab.blob_url6], text=False, timeout=60)
+    assert got.returncode == 0, f"curl failed: {got.stderr.decode()}\n{context()}"
+    assert hashlib.sha256(got.stdout).hexdigest() == lab.blob_sha256, context()
+    ini_log = ini.charon.log.read_text(errors="replace")
+    assert "processing INTERNAL_IP6_ADDRESS attribute" in ini_log, context()

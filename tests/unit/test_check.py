@@ -160,3 +160,22 @@ def test_report_lists_what_the_profile_configures_for_ipv6(capsys):
     assert "IPv6 routes  2001:2:0:2::/64 (gateway 2001:2:0:180::1)" in out
     assert "DNS          2001:2:0:2::2" in out
     assert "pull-filter  ignore 'route-ipv6 2001:2:0:9', accept 'route'" in out
+
+
+def test_ipsec_reports_show_the_ipv6_parts(tmp_path, capsys):
+    """vips = 0.0.0.0, :: and IPv6 selectors (swanctl.conf); local_ip6 (TOML)."""
+    conf = tmp_path / "swanctl.conf"
+    text = (PROFILES / "swanctl.conf").read_text()
+    assert "vips = 0.0.0.0\n" in text and "remote_ts = 198.19.230.0/24\n" in text
+    conf.write_text(text.replace("vips = 0.0.0.0\n", "vips = 0.0.0.0, ::\n").replace(
+        "remote_ts = 198.19.230.0/24\n", "remote_ts = 198.19.230.0/24, 2001:2:0:131::/64\n"))
+    assert main(str(conf), False) == 0
+    out = capsys.readouterr().out
+    assert "virtual_ip    IPv4 and IPv6" in out, out
+    assert "2001:2:0:131::/64" in out and "IPv4 and IPv6 inside; IKE and ESP over IPv4" in out
+    toml = tmp_path / "esp.toml"
+    toml.write_text((PROFILES / "esp.toml").read_text().replace(
+        "[ipsec]\n", '[ipsec]\nlocal_ip6 = "2001:2:0:11::2/64"\n', 1))
+    assert main(str(toml), True) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["local_ip6"] == "2001:2:0:11::2/64", report

@@ -210,3 +210,58 @@ def test_wireshark_lines(tmp_path):
     ]
     args = tshark_esp_options(p)
     assert args[-2:] == ["-d", "udp.port==4600,udpencap"]
+
+
+# -- IPv6 inside ---------------------------------------------------------------------------
+
+def test_ipv6_inner_address_routes_and_dns(tmp_path):
+    text = EXAMPLE.replace('remote_ts = ["198.19.20.0/24"]',
+                           'remote_ts = ["198.19.20.0/24", "2001:2:0:20::/64"]\n'
+                           'local_ip6 = "2001:2:0:11::2/64"\n'
+                           'dns = ["2001:2:0:20::53", "198.19.20.53"]')
+    p = load_esp_profile(write(tmp_path, text))
+    assert (p.local_ip6, p.prefix6) == ("2001:2:0:11::2", 64)
+    assert p.remote_ts == ["198.19.20.0/24", "2001:2:0:20::/64"]
+    assert p.dns == ["2001:2:0:20::53", "198.19.20.53"] and p.warnings[1:] == []
+    session = p.new_session(0.0)
+    assert session.local_ip6 == bytes.fromhex("20010002000000110000000000000002")
+    from erebus.ipsec.manual import ManualEspSession
+    from erebus.session import Connected
+    core = ManualEspSession(p, 0.0)
+    (info,) = [e.info for e in iter(core.next_event, None) if isinstance(e, Connected)]
+    assert (info.virtual_ip, info.virtual_ip6, info.prefix6) == ("198.19.11.2",
+                                                                  "2001:2:0:11::2", 64)
+    assert info.routes == ["198.19.20.0/24"] and info.routes6 == ["2001:2:0:20::/64"]
+    # without a prefix length: a /128
+    p = load_esp_profile(write(tmp_path, text.replace("::2/64", "::2")))
+    assert p.prefix6 == 128
+
+
+@pytest.mark.parametrize("change, option, words", [
+    (('local_ip = "198.19.11.2"', 'local_ip = "198.19.11.2"\nlocal_ip6 = "fe80::1"'),
+     "ipsec.local_ip6", "cannot be our address"),
+    (('local_ip = "198.19.11.2"', 'local_ip = "198.19.11.2"\nlocal_ip6 = "198.19.11.3"'),
+     "ipsec.local_ip6", "not an IPv6 address"),
+    (('local_ip = "198.19.11.2"', 'local_ip = "198.19.11.2"\nlocal_ip6 = 6'),
+     "ipsec.local_ip6", "not an IPv6 address"),
+    (('remote_ts = ["198.19.20.0/24"]', 'remote_ts = ["2001:2:0:20::/64"]'),
+     "ipsec.remote_ts", "set local_ip6"),
+    (('remote_ts = ["198.19.20.0/24"]', 'remote_ts = ["198.19.20.0/24"]\ndns = ["2001:2::53"]'),
+     "ipsec.dns", "set local_ip6"),
+    (('remote_ts = ["198.19.20.0/24"]', 'remote_ts = ["2001:2:0:20::1/64"]\n'
+      'local_ip6 = "2001:2::2"'), "ipsec.remote_ts", "host bits"),
+])
+def test_ipv6_errors_name_file_and_key(tmp_path, change, option, words):
+    path = write(tmp_path, EXAMPLE.replace(*change))
+    with pytest.raises(ConfigError) as info:
+        load_esp_profile(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {option}: "), message
+    assert words in message
+
+
+def test_ipv6_address_without_ipv6_routes_warns(tmp_path):
+    text = EXAMPLE.replace('local_ip = "198.19.11.2"',
+                           'local_ip = "198.19.11.2"\nlocal_ip6 = "2001:2::2"')
+    p = load_esp_profile(write(tmp_path, text), log_warnings=False)
+    assert any("no IPv6 network in remote_ts" in w for w in p.warnings)

@@ -19,6 +19,7 @@ from erebus.ipsec.esp import (Closed, EspSession, Replayed, SaExpired, SaExpired
 from erebus.ipsec.transforms import TRANSFORMS
 from erebus.wire import esp as wire
 from erebus.wire.ipv4 import PROTO_ICMP, build_ipv4
+from erebus.wire.ipv6 import build_ipv6
 
 CLIENT_IP, WEB_IP = "198.19.11.2", "198.19.20.5"
 OUT_SPI, IN_SPI = 0x1001, 0x2002
@@ -125,7 +126,7 @@ def test_dummy_ipv6_and_bad_padding():
     client, peer = pair("aes256gcm16", "aes256gcm16")
     sa = peer.outbound
     assert client.receive_datagram(sa.seal(b"", wire.NH_NO_NEXT), 0) is None
-    assert client.receive_datagram(sa.seal(b"\x60" + bytes(39), wire.NH_IPV6), 0) is None
+    assert client.receive_datagram(sa.seal(b"\x60" + bytes(39), 43), 0) is None
     c = client.counters
     assert (c.dummy, c.bad_next_header) == (1, 1)
     # a peer that pads with zeros: authentic, but not RFC 4303 padding
@@ -306,3 +307,130 @@ def test_fuzz_sa_open_raises_only_drops(data, name):
         pass
     except ValueError:          # every EspDrop is a ParseError, a ValueError
         pass
+
+
+# -- IPv6 inside (next header 41) --------------------------------------------------------
+
+CLIENT_IP6, WEB_IP6 = "2001:2:0:130::2", "2001:2:0:131::1"
+
+
+def pair6(out_name="aes256gcm16", in_name="aes256-sha256", *, client_ip6=CLIENT_IP6):
+    """(client, peer) carrying both families: the client's selectors are the web
+    networks of both, the peer's the client's two addresses."""
+    ok, oik = material(out_name, 1)
+    ik, iik = material(in_name, 2)
+    client = EspSession(SecurityAssociation(OUT_SPI, out_name, ok, oik),
+                        SecurityAssociation(IN_SPI, in_name, ik, iik),
+                        local_ip=CLIENT_IP, local_ip6=client_ip6,
+                        remote_ts=["198.19.20.0/24", "2001:2:0:131::/64"], now=0.0)
+    peer = EspSession(SecurityAssociation(IN_SPI, in_name, ik, iik),
+                      SecurityAssociation(OUT_SPI, out_name, ok, oik),
+                      local_ip=WEB_IP, local_ip6=WEB_IP6,
+                      remote_ts=["198.19.11.2/32", f"{CLIENT_IP6}/128"], now=0.0)
+    return client, peer
+
+
+def ip6(src=WEB_IP6, dst=CLIENT_IP6, payload=b"hello", nh=58):
+    return build_ipv6(src, dst, nh, payload)
+
+
+def test_ipv6_round_trip_with_next_header_41():
+    client, peer = pair6()
+    for size in (0, 1, 100, 1352):
+        up = ip6(CLIENT_IP6, WEB_IP6, os.urandom(size))
+        datagram = client.send_packet(up, 1.0)
+        # the trailer names IPv6: open it with the peer's inbound SA by hand
+        nh, inner = peer.inbound[OUT_SPI].open(datagram)
+        assert (nh, inner) == (wire.NH_IPV6, up)
+        down = ip6(payload=os.urandom(size))
+        assert client.receive_datagram(peer.send_packet(down, 1.0), 1.0) == down
+    # IPv4 still goes with next header 4, through the same SAs
+    up4 = ip(CLIENT_IP, WEB_IP)
+    assert peer.inbound[OUT_SPI].open(client.send_packet(up4, 1.0)) == (wire.NH_IPV4, up4)
+    down4 = ip()
+    assert client.receive_datagram(peer.send_packet(down4, 1.0), 1.0) == down4
+    c = client.counters
+    assert (c.packets_out, c.packets_in, c.dropped_in) == (5, 5, 0)
+
+
+def test_ipv6_known_answer_trailer():
+    """A 41-byte IPv6 packet sealed with AES-CBC: the plaintext ends with the RFC 4303
+    padding 1, 2, ... and the pad length, then next header 41 (0x29)."""
+    key, ikey = material("aes256-sha256", 5)
+    sa = SecurityAssociation(0x4242, "aes256-sha256", key, ikey, iv_base=0,
+                             rng=lambda n: bytes(n))
+    packet = ip6(payload=b"x")
+    assert len(packet) == 41
+    opener = SecurityAssociation(0x4242, "aes256-sha256", key, ikey)
+    sealed = sa.seal(packet, wire.NH_IPV6)
+    assert opener.open(sealed) == (41, packet)
+    # the trailer itself: 41 + 5 padding + 2 = 48, a multiple of the AES block
+    assert wire.trailer(41, 16, wire.NH_IPV6) == bytes([1, 2, 3, 4, 5, 5, 41])
+
+
+def test_ipv6_selectors_enforced_both_ways():
+    client, peer = pair6()
+    # outbound: only to the IPv6 remote_ts
+    assert client.send_packet(ip6(CLIENT_IP6, "2001:2:0:132::1"), 0) is None
+    assert client.send_packet(ip6(CLIENT_IP6, "::ffff:198.19.20.5"), 0) is None
+    assert client.send_packet(b"\x60" + bytes(30), 0) is None          # cut header
+    assert client.counters.policy_out == 3
+    # inbound: only from the IPv6 remote_ts, only to our IPv6 virtual IP
+    for src, dst in (("2001:2:0:132::1", CLIENT_IP6), (WEB_IP6, "2001:2:0:130::3")):
+        assert client.receive_datagram(peer.outbound.seal(ip6(src, dst), wire.NH_IPV6),
+                                       0) is None
+    assert client.counters.policy_in == 2
+
+
+def test_ipv6_without_an_ipv6_virtual_ip_is_outside_the_policy():
+    client, peer = pair6(client_ip6=None)
+    assert client.local_ip6 is None
+    assert client.send_packet(ip6(CLIENT_IP6, WEB_IP6), 0) is None
+    assert client.counters.policy_out == 1
+    assert client.receive_datagram(peer.outbound.seal(ip6(), wire.NH_IPV6), 0) is None
+    assert client.counters.policy_in == 1
+    down4 = ip()
+    assert client.receive_datagram(peer.send_packet(down4, 0), 0) == down4
+
+
+def test_ipv6_version_and_length_checked():
+    client, peer = pair6()
+    sa = peer.outbound
+    c = client.counters
+    # next header 41 over an IPv4 packet, next header 4 over an IPv6 one
+    assert client.receive_datagram(sa.seal(ip(), wire.NH_IPV6), 0) is None
+    assert client.receive_datagram(sa.seal(ip6(), wire.NH_IPV4), 0) is None
+    assert c.malformed == 2
+    # a payload length past the end, a cut header, a jumbogram (payload length 0 and a
+    # hop-by-hop header)
+    long = bytearray(ip6())
+    long[4:6] = (200).to_bytes(2, "big")
+    jumbo = build_ipv6(WEB_IP6, CLIENT_IP6, 0, b"")[:40] + bytes(16)
+    for bad in (bytes(long), ip6()[:39], jumbo):
+        assert client.receive_datagram(sa.seal(bad, wire.NH_IPV6), 0) is None
+    assert c.malformed == 5
+    # TFC padding after the IPv6 packet is cut off
+    packet = ip6(payload=b"data")
+    assert client.receive_datagram(sa.seal(packet + bytes(29), wire.NH_IPV6), 0) == packet
+    assert c.packets_in == 1
+
+
+_CLIENT6, _PEER6 = pair6()
+_GOOD6 = [_PEER6.outbound.seal(ip6(payload=bytes([i]) * i), wire.NH_IPV6) for i in range(8)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=120).map(lambda b: _PEER6.outbound.seal(b, wire.NH_IPV6)),
+    st.binary(max_size=80).map(lambda b: _PEER6.outbound.seal(b"\x60" + b, wire.NH_IPV6)),
+    st.tuples(st.sampled_from(_GOOD6), st.integers(0, 400), st.integers(0, 255)).map(
+        lambda t: t[0][:t[1] % len(t[0])] + bytes([t[2]]) + t[0][t[1] % len(t[0]) + 1:]),
+))
+def test_fuzz_ipv6_inner_never_raises(data):
+    before = _CLIENT6.counters.datagrams_in
+    out = _CLIENT6.receive_datagram(data, 0)
+    c = _CLIENT6.counters
+    assert c.datagrams_in == before + 1
+    assert c.dropped_in + c.packets_in + c.keepalives_in + c.non_esp_in == c.datagrams_in
+    if out is not None:
+        assert out[0] >> 4 == 6 and out[24:40] == _CLIENT6.local_ip6

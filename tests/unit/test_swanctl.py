@@ -421,11 +421,14 @@ PSK_CONN = """
     ("", "esp_proposals = aes256gcm16-modp2048", "esp_proposals", "PFS"),
     ("", "mode = transport", "mode", "only tunnel mode"),
     ("", "ah_proposals = sha256", "ah_proposals", "AH is not supported"),
-    ("vips = ::", "", "vips", "IPv6 virtual IPs"),
+    ("vips = 0.0.0.0, 10.1.2.3", "", "vips", "a second IPv4 virtual IP"),
+    ("vips = ::, ::", "", "vips", "a second IPv6 virtual IP"),
+    ("vips = any", "", "vips", ":: for any IPv6"),
     ("remote_port = 70000", "", "remote_port", "not a port"),
     ("encap = maybe", "", "encap", "not a boolean"),
     ("", "local_ts = 10.0.0.1-10.0.0.9", "local_ts", "ranges"),
-    ("", "local_ts = 2001:db8::/32", "local_ts", "IPv6"),
+    ("", "local_ts = 2001:db8::/32x", "local_ts", "an IPv6 prefix like"),
+    ("", "local_ts = 2001:db8::1-2001:db8::9", "local_ts", "ranges"),
     ("mediation_peer = x", "", "mediation_peer", "mediation"),
     ("typo { }", "", "typo", "unknown section"),
 ])
@@ -746,3 +749,38 @@ def test_local_ts_dynamic_without_a_virtual_ip_is_our_address(tmp_path):
         _local_ts() == ["198.18.130.2/32"]
     p.vips = True
     assert IkeInitiator(p, 0.0, local_addr=("198.18.130.2", 4))._local_ts() == ["0.0.0.0/0"]
+
+
+# --------------------------------------------------------------------------- IPv6 inside
+
+@pytest.mark.parametrize("vips, v4, v6, dynamic", [
+    ("vips = 0.0.0.0", True, False, ["0.0.0.0/0"]),
+    ("vips = ::", False, True, ["::/0"]),
+    ("vips = 0.0.0.0, ::", True, True, ["0.0.0.0/0", "::/0"]),
+    ("vips = 10.1.2.3, 2001:2:0:130::9", True, True, ["0.0.0.0/0", "::/0"]),
+])
+def test_vips_of_both_families(tmp_path, vips, v4, v6, dynamic):
+    from erebus.ipsec.ike import IkeInitiator
+    p = load_swanctl(str(_psk_conf(tmp_path, vips, "remote_ts = 10.0.0.0/8, 2001:2::/48")))
+    assert (p.vips, p.vips6) == (v4, v6)
+    assert p.remote_ts == ["10.0.0.0/8", "2001:2::/48"]
+    assert IkeInitiator(p, 0.0, local_addr=("198.18.130.2", 4))._local_ts() == dynamic
+
+
+def test_ipv6_selectors_and_dynamic_with_an_ipv6_vip(tmp_path):
+    p = load_swanctl(str(_psk_conf(tmp_path, "vips = 0.0.0.0, ::",
+                                   "local_ts = 2001:2:0:130::/112, 198.19.231.0/24\n"
+                                   "remote_ts = dynamic")))
+    assert p.local_ts == ["2001:2:0:130::/112", "198.19.231.0/24"]
+    assert p.remote_ts == ["0.0.0.0/0", "::/0"]
+    assert any("0.0.0.0/0 and ::/0" in w for w in p.warnings)
+    # no remote_ts at all: charon's dynamic, both families
+    p = load_swanctl(str(_psk_conf(tmp_path, "vips = ::", "esp_proposals = aes256gcm16")))
+    assert p.remote_ts == ["0.0.0.0/0", "::/0"]
+
+
+def test_ipv6_responder_address_stays_refused(tmp_path):
+    conf = write(tmp_path / "swanctl.conf", (PSK_CONN % ("", "")).replace(
+        "192.0.2.1", "2001:2::1"))
+    exc = raises_at(conf, "2001:2::1", "IPv6 peers are not supported")
+    assert "vips = ::" in str(exc)
