@@ -532,3 +532,233 @@ def test_socks_a_name_with_only_aaaa_over_an_ipv4_tunnel_is_host_unreachable():
     asyncio.run(go())
     out, closed = socks_connect(Dialer(vpn, VpnResolver(vpn, ["198.18.2.53"])), request)
     assert out[:4] == b"\x05\x04\x00\x01" and closed
+
+
+# -- on the IPv6 loopback: the HTTP proxy and the SOCKS5 UDP relay -------------------------
+
+class LoopbackDialer:
+    """Dials the test's origin on ::1 whatever is asked for, and records what was."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.asked = []
+
+    async def dial(self, host, port, factory):
+        self.asked.append((host, port))
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            factory, "::1", self.port)
+        return transport
+
+
+async def v6_origin(received: list):
+    async def handle(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        received.append(head)
+        if head.startswith(b"PING"):
+            writer.write(b"PONG")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+        await writer.drain()
+        writer.close()
+    return await asyncio.start_server(handle, "::1", 0)
+
+
+async def ask(port: int, data: bytes, until: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("::1", port)
+    writer.write(data)
+    try:
+        got = b""
+        async with asyncio.timeout(5):
+            while until not in got:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                got += chunk
+        return got
+    finally:
+        writer.close()
+
+
+def http_proxy_session(test):
+    from erebus.runtime.expose.http_proxy import HttpProxy
+
+    async def go():
+        received = []
+        origin = await v6_origin(received)
+        dialer = LoopbackDialer(origin.sockets[0].getsockname()[1])
+        proxy = HttpProxy(dialer, "::1", 0)
+        await proxy.start()
+        try:
+            return await test(proxy, dialer, received)
+        finally:
+            await proxy.close()
+            origin.close()
+    return asyncio.run(go())
+
+
+def test_http_proxy_on_ipv6_loopback_forwards_to_a_v6_literal_with_the_uris_host():
+    async def test(proxy, dialer, received):
+        answer = await ask(proxy.port, b"GET http://[2001:2::1]:8080/p?q=1 HTTP/1.1\r\n"
+                           b"Host: elsewhere.example\r\n\r\n", b"hello")
+        return answer, dialer.asked, received
+
+    answer, asked, received = http_proxy_session(test)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello")
+    assert asked == [("2001:2::1", 8080)]
+    head = received[0].lower()
+    assert head.startswith(b"get /p?q=1 http/1.1\r\n")
+    assert b"host: [2001:2::1]:8080\r\n" in head and b"elsewhere" not in head
+
+
+def test_http_proxy_connect_to_a_bracketed_v6_target():
+    async def test(proxy, dialer, received):
+        answer = await ask(proxy.port, b"CONNECT [2001:2::1]:443 HTTP/1.1\r\n"
+                           b"Host: [2001:2::1]:443\r\n\r\nPING\r\n\r\n", b"PONG")
+        return answer, dialer.asked
+
+    answer, asked = http_proxy_session(test)
+    assert answer.startswith(b"HTTP/1.1 200 Connection established") and \
+        answer.endswith(b"PONG")
+    assert asked == [("2001:2::1", 443)]
+
+
+@pytest.mark.parametrize("request_line, words", [
+    (b"CONNECT 2001:2::1:443 HTTP/1.1", b"an IPv6 address goes in brackets"),
+    (b"CONNECT [2001:2::1:443 HTTP/1.1", b"unbalanced '['"),
+    (b"CONNECT [web.lab.test]:443 HTTP/1.1", b"is not an IPv6 address"),
+    (b"GET http://[2001:2::1/ HTTP/1.1", b"bad host in the URI"),
+    (b"GET http://2001:2::1/ HTTP/1.1", b"an IPv6 address goes in brackets"),
+])
+def test_http_proxy_bad_brackets_are_400_with_the_reason(request_line, words):
+    async def test(proxy, dialer, received):
+        answer = await ask(proxy.port, request_line + b"\r\nHost: x\r\n\r\n", b"\n\n")
+        return answer, dialer.asked
+
+    answer, asked = http_proxy_session(test)
+    assert answer.startswith(b"HTTP/1.1 400 ") and words in answer, answer
+    assert asked == []
+
+
+class EchoVpnUdp(asyncio.DatagramTransport):
+    """The VPN side of a UDP association: every datagram comes back from where it went."""
+
+    max_payload = 1400 - 28
+
+    def __init__(self, protocol):
+        super().__init__()
+        self.protocol = protocol
+        self.sent = []
+
+    def sendto(self, data, addr=None):
+        self.sent.append(addr)
+        asyncio.get_running_loop().call_soon(self.protocol.datagram_received, bytes(data),
+                                             tuple(addr))
+
+    def close(self):
+        pass
+
+
+class EchoVpn:
+    has_ipv4 = has_ipv6 = True
+
+    def __init__(self):
+        self.endpoints = []
+
+    async def create_datagram_endpoint(self, factory, *args, **kw):
+        protocol = factory()
+        transport = EchoVpnUdp(protocol)
+        self.endpoints.append(transport)
+        protocol.connection_made(transport)
+        return transport, protocol
+
+
+def test_socks_on_ipv6_loopback_relays_udp_to_and_from_ipv6():
+    class Local(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.got = asyncio.Queue()
+
+        def datagram_received(self, data, addr):
+            self.got.put_nowait((data, addr))
+
+    async def go():
+        vpn = EchoVpn()
+        server = socks.SocksServer(Dialer(vpn), "::1", 0, credentials=None)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("::1", server.port)
+            writer.write(b"\x05\x01\x00" + b"\x05\x03\x00\x04" + bytes(18))
+            method = await reader.readexactly(2)
+            reply = await reader.readexactly(4 + 16 + 2)
+            relay = (str(ipaddress.IPv6Address(reply[4:20])),
+                     struct.unpack("!H", reply[20:22])[0])
+            loop = asyncio.get_running_loop()
+            t, local = await loop.create_datagram_endpoint(Local, local_addr=("::1", 0))
+            to_v6 = b"\x00\x00\x00\x04" + ipaddress.IPv6Address(V6A).packed + b"\x00\x07"
+            to_v4 = b"\x00\x00\x00\x01" + ipaddress.IPv4Address(V4A).packed + b"\x00\x07"
+            t.sendto(to_v6 + b"six", relay)
+            first = await asyncio.wait_for(local.got.get(), 5)
+            t.sendto(to_v4 + b"four", relay)
+            second = await asyncio.wait_for(local.got.get(), 5)
+            big = bytes(1400 - 48 + 1)                     # over IPv6's limit, not IPv4's
+            t.sendto(to_v6 + big, relay)
+            t.sendto(to_v4 + big, relay)
+            third = await asyncio.wait_for(local.got.get(), 5)
+            t.close()
+            writer.close()
+            return method, reply, first, second, third, server.udp_counters, vpn
+        finally:
+            await server.close()
+
+    method, reply, first, second, third, counters, vpn = asyncio.run(go())
+    assert method == b"\x05\x00" and reply[:4] == b"\x05\x00\x00\x04"
+    assert ipaddress.IPv6Address(reply[4:20]) == ipaddress.IPv6Address("::1")
+    assert first[0] == b"\x00\x00\x00\x04" + ipaddress.IPv6Address(V6A).packed + \
+        b"\x00\x07six"
+    assert second[0] == b"\x00\x00\x00\x01" + ipaddress.IPv4Address(V4A).packed + \
+        b"\x00\x07four"
+    assert len(third[0]) == 10 + 1400 - 48 + 1 and counters.oversize == 1
+    assert vpn.endpoints[0].sent[:2] == [(V6A, 7), (V4A, 7)]
+
+
+def test_remote_forward_bind_checks_the_family_and_filters_syns():
+    from erebus.runtime.expose.forward import RemoteForward
+    from erebus.session import TunnelInfo
+
+    class Pending:
+        def __init__(self, ip):
+            self.peer = (ip, 40000)
+
+    class Vpn:
+        has_ipv4, has_ipv6 = True, False
+
+        def __init__(self):
+            self.tunnel = type("T", (), {})()
+            self.tunnel.info = TunnelInfo(kind="t", server="s", virtual_ip="198.18.40.1",
+                                          netmask="255.255.255.0", gateway=None,
+                                          virtual_ip6="2001:2:0:40::1")
+            self.refused = []
+
+        def listen_deferred(self, port, on_syn, backlog):
+            return ("listener", port)
+
+        def refuse(self, pending):
+            self.refused.append(pending.peer)
+            return True
+
+    async def go():
+        vpn = Vpn()
+        with pytest.raises(ConfigError, match=r"^-R \[::\]:8080:\.\.\.: the tunnel has no "
+                                              r"IPv6 address to listen on$"):
+            await RemoteForward(vpn, parse_remote_forward("[::]:8080:[::1]:80")).start()
+        vpn.has_ipv6 = True
+        with pytest.raises(ConfigError, match="is not the tunnel's virtual IPv6 address "
+                                              r"\(2001:2:0:40::1\)"):
+            await RemoteForward(vpn, parse_remote_forward(
+                "[2001:2:0:40::2]:8080:[::1]:80")).start()
+        rule = RemoteForward(vpn, parse_remote_forward("[2001:2:0:40::1]:8080:[::1]:80"))
+        await rule.start()
+        rule._on_syn(Pending("198.18.40.2"))             # the IPv4 address does not listen
+        return vpn.refused, rule._tasks
+
+    refused, tasks = asyncio.run(go())
+    assert refused == [("198.18.40.2", 40000)] and not tasks

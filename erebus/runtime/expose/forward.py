@@ -334,6 +334,10 @@ class LocalForward:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         warn_if_public(f"-L {self.spec}", self.spec.bind)
+        family = ip_family(self.spec.host)
+        if family is not None and not tunnel_families(self.dialer.vpn)[family == 6]:
+            log.warning("-L %s: the tunnel has no IPv%d address: its connections will be "
+                        "refused until it has one", self.spec, family)
         self.server = await loop.create_server(self._accept, self.spec.bind, self.spec.port)
         log.info("forwarding %s", self.spec)
 
@@ -457,8 +461,8 @@ class RemoteForward:
         has4, has6 = tunnel_families(self.vpn)
         name = "IPv6" if spec.family == 6 else "IPv4"
         if not (has6 if spec.family == 6 else has4):
-            raise ConfigError(f"-R {spec.bind}:{spec.vport}:...: the tunnel has no {name} "
-                              "address to listen on")
+            raise ConfigError(f"-R {hostport(spec.bind, spec.vport)}:...: the tunnel has "
+                              f"no {name} address to listen on")
         if ipaddress.ip_address(spec.bind).is_unspecified:
             return
         info = getattr(getattr(self.vpn, "tunnel", None), "info", None)
