@@ -74,9 +74,13 @@ def _unmapped(address: str):
     return (ip.ipv4_mapped or ip) if ip.version == 6 else ip
 
 
-def max_payload(endpoint, ip: str) -> int:
-    """The largest datagram to ``ip`` the tunnel takes: the endpoint's IPv4 figure (MTU
-    less 28 bytes), 20 bytes less for IPv6's larger header."""
+def max_payload(vpn, endpoint, ip: str) -> int:
+    """The largest datagram to ``ip`` the tunnel takes: the stack's figure for the
+    family (``udp_max_payload``), else the endpoint's IPv4 one (MTU less 28 bytes) less
+    20 bytes for IPv6's larger header."""
+    figure = getattr(getattr(vpn, "stack", None), "udp_max_payload", None)
+    if figure is not None:
+        return figure(":" in ip)
     return endpoint.max_payload - (20 if ":" in ip else 0)
 
 
@@ -232,7 +236,7 @@ class UdpAssociation:
         return True
 
     def _send(self, data: bytes, ip: str, port: int) -> None:
-        limit = max_payload(self.vpn_side, ip)
+        limit = max_payload(self.server.dialer.vpn, self.vpn_side, ip)
         if len(data) > limit:
             self.counters.oversize += 1
             self.server.drops.log(logging.INFO, "oversize", f"SOCKS UDP: dropped a "
