@@ -60,17 +60,22 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("-L", dest="local_forwards", action="append", default=[],
                     metavar="[BIND:]PORT:HOST:HOSTPORT",
                     help="forward a local TCP port through the VPN to HOST:HOSTPORT "
-                    "(repeatable; BIND defaults to 127.0.0.1)")
+                    "(repeatable; BIND defaults to 127.0.0.1; IPv6 addresses in brackets, "
+                    "as ssh: -L [::1]:8080:[2001:2:0:2::2]:80; a name with A and AAAA "
+                    "records is connected to by Happy Eyeballs)")
     up.add_argument("-R", dest="remote_forwards", action="append", default=[],
-                    metavar="VPORT:LHOST:LPORT",
+                    metavar="[BIND:]VPORT:LHOST:LPORT",
                     help="expose the local LHOST:LPORT on port VPORT of the virtual IP "
-                    "(repeatable; every other port of the virtual IP answers RST)")
+                    "(repeatable; every other port of the virtual IP answers RST; BIND: "
+                    "both virtual IPs by default, 0.0.0.0 or [::] for one family's; an "
+                    "IPv6 LHOST in brackets: 8080:[::1]:3000)")
     up.add_argument("--http-proxy", metavar="[HOST:]PORT",
                     help="serve an HTTP proxy (absolute URIs and CONNECT) into the VPN "
-                    "(HOST defaults to 127.0.0.1)")
+                    "(HOST defaults to 127.0.0.1; [::1]:3128 for IPv6)")
     up.add_argument("--socks", metavar="[HOST:]PORT",
-                    help="serve a SOCKS5 proxy into the VPN: CONNECT and UDP ASSOCIATE "
-                    "(HOST defaults to 127.0.0.1)")
+                    help="serve a SOCKS5 proxy into the VPN: CONNECT and UDP ASSOCIATE, "
+                    "to IPv4 and IPv6 addresses and names (HOST defaults to 127.0.0.1; "
+                    "[::1]:1080 for IPv6)")
     up.add_argument("--proxy-auth-file", metavar="FILE",
                     help="require the username (first line of FILE) and password (second "
                     "line) from the clients of --http-proxy (Proxy-Authorization: Basic) "

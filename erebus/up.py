@@ -61,9 +61,10 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     vpn = None
     try:
         info = await tunnel.connect(timeout=timeout)
-        log.info("tunnel up: virtual IP %s/%s via %s, MTU %d, cipher %s, DNS %s",
-                 info.virtual_ip, info.netmask, info.server, info.mtu, info.cipher,
-                 ", ".join(info.dns) or "none pushed")
+        log.info("tunnel up: virtual IP %s/%s%s via %s, MTU %d, cipher %s, DNS %s",
+                 info.virtual_ip, info.netmask,
+                 f" and {info.virtual_ip6}/{info.prefix6}" if info.virtual_ip6 else "",
+                 info.server, info.mtu, info.cipher, ", ".join(info.dns) or "none pushed")
         vpn = VpnStack(tunnel)
         dialer = Dialer(vpn, VpnResolver(vpn, info.dns))
         services += [LocalForward(dialer, spec) for spec in locals_]

@@ -159,9 +159,12 @@ def parse_reply(buf: bytes) -> tuple[Reply, int] | None:
 
 
 def add_udp_header(datagram: bytes, ip: bytes, port: int) -> bytes:
-    """Section 7's header before ``datagram``: FRAG 0, an IPv4 destination (4 bytes),
-    as OpenVPN 2.6 sends it."""
-    return b"\0\0\0\x01" + ip + struct.pack("!H", port) + datagram
+    """Section 7's header before ``datagram``: FRAG 0 and the address ``ip`` (4 bytes:
+    ATYP 1, as OpenVPN 2.6 sends it; 16 bytes: ATYP 4)."""
+    atyp = b"\x01" if len(ip) == 4 else b"\x04"
+    if len(ip) not in (4, 16):
+        raise ValueError(f"an address is 4 or 16 bytes, not {len(ip)}")
+    return b"\0\0\0" + atyp + ip + struct.pack("!H", port) + datagram
 
 
 def strip_udp_header(datagram: bytes) -> tuple[int, bytes, int, bytes]:

@@ -192,5 +192,5 @@ def test_cache_is_bounded():
             await resolver.resolve(f"n{i}.lab.test")
     asyncio.run(go())
     assert len(resolver._cache) == vpndns.CACHE_SIZE
-    assert "n0.lab.test" not in resolver._cache and f"n{vpndns.CACHE_SIZE + 99}.lab.test" \
-        in resolver._cache
+    assert ("n0.lab.test", "A") not in resolver._cache and \
+        (f"n{vpndns.CACHE_SIZE + 99}.lab.test", "A") in resolver._cache

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from ...netstack.stack import SYN_BACKLOG
+from .dns import ResolveError, _retrieve
+from .eyeballs import CONNECTION_ATTEMPT_DELAY, RESOLUTION_DELAY, HappyEyeballs, Phase
+from .hostport import (BadHostPort, hostport, ip_family, no_route_error, split_fields,
+                       tunnel_families)
 
 log = logging.getLogger("erebus.forward")
 
@@ -31,7 +35,7 @@ class ForwardSpec:
     host_port: int
 
     def __str__(self) -> str:
-        return f"{self.bind}:{self.port} -> {self.host}:{self.host_port}"
+        return f"{hostport(self.bind, self.port)} -> {hostport(self.host, self.host_port)}"
 
 
 def _port(text: str, what: str, spec: str, option: str = "-L") -> int:
@@ -44,28 +48,25 @@ def _port(text: str, what: str, spec: str, option: str = "-L") -> int:
     return value
 
 
+def _fields(spec: str, option: str) -> list[str]:
+    try:
+        return split_fields(spec)
+    except BadHostPort as exc:
+        raise ConfigError(f"{option} {spec}: {exc}") from None
+
+
+_IPV6_HINT = " (an IPv6 address goes in brackets: [2001:2::2])"
+
+
 def parse_local_forward(spec: str) -> ForwardSpec:
-    """``[BIND:]PORT:HOST:HOSTPORT`` as ssh reads it (``[::1]`` style brackets allowed)."""
-    parts: list[str] = []
-    rest = spec
-    while rest:
-        if rest.startswith("["):
-            end = rest.find("]")
-            if end < 0:
-                raise ConfigError(f"-L {spec}: unbalanced '['")
-            parts.append(rest[1:end])
-            rest = rest[end + 1:]
-            if rest.startswith(":"):
-                rest = rest[1:]
-        else:
-            head, sep, rest = rest.partition(":")
-            parts.append(head)
-            if not sep:
-                break
+    """``[BIND:]PORT:HOST:HOSTPORT`` as ssh reads it: an IPv6 BIND or HOST in
+    brackets (``-L [::1]:8080:[2001:2:0:2::2]:80``)."""
+    parts = _fields(spec, "-L")
     if len(parts) == 3:
         parts.insert(0, "127.0.0.1")
     if len(parts) != 4 or not all(parts[1:]):
-        raise ConfigError(f"-L {spec}: expected [BIND:]PORT:HOST:HOSTPORT")
+        hint = _IPV6_HINT if len(parts) > 4 else ""
+        raise ConfigError(f"-L {spec}: expected [BIND:]PORT:HOST:HOSTPORT{hint}")
     bind = parts[0] or "127.0.0.1"
     if bind == "*":
         bind = "0.0.0.0"
@@ -73,25 +74,187 @@ def parse_local_forward(spec: str) -> ForwardSpec:
                        _port(parts[3], "host port", spec))
 
 
-class Dialer:
-    """Opens connections through the VPN: names resolved with the VPN's DNS."""
+class _Holding(asyncio.Protocol):
+    """A Happy Eyeballs attempt's protocol until it wins: reading paused, so nothing
+    is delivered before the caller's protocol takes the transport over."""
 
-    def __init__(self, vpn, resolver=None, *, timeout: float = CONNECT_TIMEOUT):
+    def __init__(self):
+        self.transport = None
+        self.data: list[bytes] = []
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()
+
+    def data_received(self, data) -> None:     # not while paused; kept if it comes
+        self.data.append(bytes(data))
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+
+    def hand_over(self, protocol) -> None:
+        transport = self.transport
+        transport.resume_reading()       # before connection_made, which may pause it
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        for data in self.data:
+            protocol.data_received(data)
+        if self.eof and not protocol.eof_received():
+            transport.close()
+
+
+def _combined(errors: list[tuple[str, BaseException]], port: int) -> BaseException:
+    """One error for a connection whose every attempt failed: the last attempt's type
+    and reason (what the SOCKS reply and the HTTP status follow), every address's
+    failure in its message."""
+    last = errors[-1][1]
+    if len(errors) == 1:
+        return last
+    text = "; ".join(f"{hostport(a, port)}: {e or type(e).__name__}" for a, e in errors)
+    exc = (type(last) if isinstance(last, OSError) else OSError)(text)
+    if hasattr(last, "reason"):
+        exc.reason = last.reason
+    return exc
+
+
+class Dialer:
+    """Opens connections through the VPN: names resolved with the VPN's DNS, to the
+    families the tunnel carries; a name with both A and AAAA answers connected to by
+    Happy Eyeballs (:mod:`erebus.runtime.expose.eyeballs`)."""
+
+    def __init__(self, vpn, resolver=None, *, timeout: float = CONNECT_TIMEOUT,
+                 attempt_delay: float = CONNECTION_ATTEMPT_DELAY,
+                 resolution_delay: float = RESOLUTION_DELAY):
         self.vpn = vpn
         self.resolver = resolver
         self.timeout = timeout
+        self.attempt_delay = attempt_delay
+        self.resolution_delay = resolution_delay
 
     async def dial(self, host: str, port: int, protocol_factory) -> asyncio.Transport:
-        if self.resolver is not None:
-            address = await self.resolver.resolve(host)
-        else:
-            address = host
+        literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        family = ip_family(literal)
+        if family is not None or self.resolver is None:
+            return await self._dial_address(literal, port, protocol_factory, host)
+        return await self._dial_name(host, port, protocol_factory)
+
+    async def _dial_address(self, address: str, port: int, protocol_factory,
+                            shown: str) -> asyncio.Transport:
+        family = ip_family(address)
+        if family is not None:
+            has4, has6 = tunnel_families(self.vpn)
+            if not (has6 if family == 6 else has4):
+                raise no_route_error(address)
         try:
             transport, _ = await self.vpn.create_connection(protocol_factory, address, port,
                                                             timeout=self.timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"connection to {host}:{port} timed out") from None
+            raise TimeoutError(f"connection to {hostport(shown, port)} timed out") from None
         return transport
+
+    async def _dial_name(self, host: str, port: int, protocol_factory) -> asyncio.Transport:
+        """RFC 8305: the AAAA and A queries at once, attempts started as the machine
+        says, the first connection wins, the rest aborted; all within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        resolver = self.resolver
+        name = resolver.check_name(host)
+        types = resolver.types()
+        machine = HappyEyeballs(ipv6="AAAA" in types, ipv4="A" in types, now=loop.time(),
+                                attempt_delay=self.attempt_delay,
+                                resolution_delay=self.resolution_delay)
+        if not types:
+            raise ResolveError(resolver.nothing(name))
+        deadline = loop.time() + self.timeout
+        queries = {loop.create_task(resolver.lookup(name, t)): 6 if t == "AAAA" else 4
+                   for t in types}
+        for task in queries:
+            task.add_done_callback(_retrieve)
+        attempts: dict[asyncio.Task, tuple[str, _Holding]] = {}
+        winner = None
+        try:
+            while winner is None:
+                now = loop.time()
+                if now >= deadline:
+                    raise TimeoutError(f"connection to {hostport(host, port)} timed out "
+                                       f"after {self.timeout:g} s")
+                for address in machine.poll(now):
+                    holder = _Holding()
+                    task = loop.create_task(self.vpn.create_connection(
+                        lambda holder=holder: holder, address, port,
+                        timeout=max(0.0, deadline - now)))
+                    attempts[task] = (address, holder)
+                    log.debug("%s: trying %s", name, hostport(address, port))
+                if machine.phase is Phase.FAILED:
+                    raise self._failure(name, port, machine)
+                wake = machine.timer()
+                until = deadline if wake is None else min(wake, deadline)
+                done, _ = await asyncio.wait([*queries, *attempts], timeout=until - now,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                now = loop.time()
+                for task in sorted(done, key=lambda t: machine.tried.index(attempts[t][0])
+                                   if t in attempts else -1):
+                    if task in queries:
+                        family = queries.pop(task)
+                        exc = task.exception()
+                        if exc is None:
+                            machine.answer(family, task.result(), now)
+                        elif isinstance(exc, ResolveError):
+                            machine.query_failed(family, exc, now)
+                        else:
+                            raise exc                # a bug, as it is
+                        continue
+                    address, holder = attempts.pop(task)
+                    exc = task.exception()
+                    if exc is None and holder.lost:
+                        exc = ConnectionResetError(f"{hostport(address, port)}: reset "
+                                                   "as it connected")
+                    if exc is not None:
+                        if isinstance(exc, asyncio.TimeoutError):
+                            exc = TimeoutError(f"{hostport(address, port)}: timed out")
+                        if not isinstance(exc, (OSError, ValueError)):
+                            raise exc
+                        log.debug("%s: %s failed: %s", name, hostport(address, port), exc)
+                        machine.attempt_failed(address, exc, now)
+                        continue
+                    transport, _ = task.result()
+                    if winner is None and machine.phase is Phase.CONNECTING:
+                        losers = machine.attempt_succeeded(address)
+                        winner = (address, transport, holder)
+                        for other, (addr, _h) in attempts.items():
+                            if addr in losers:
+                                other.cancel()       # aborted by create_connection
+                    else:
+                        transport.abort()            # connected second: not needed
+        finally:
+            for task in [*queries, *attempts]:
+                task.cancel()                        # a lookup itself goes on (shared)
+            for task in attempts:
+                task.add_done_callback(_abort_late)
+        address, transport, holder = winner
+        log.debug("%s: connected to %s", name, hostport(address, port))
+        holder.hand_over(protocol_factory())
+        return transport
+
+    def _failure(self, name: str, port: int, machine: HappyEyeballs) -> BaseException:
+        if machine.errors:
+            return _combined(machine.errors, port)
+        prefix = f"cannot resolve {name}: "
+        why = dict.fromkeys(str(e).removeprefix(prefix) for _, e in machine.query_errors)
+        if why:
+            return ResolveError(prefix + "; ".join(why))
+        return ResolveError(self.resolver.nothing(name))
+
+
+def _abort_late(task: asyncio.Task) -> None:
+    """An attempt cancelled as it connected: its transport is nobody's."""
+    if not task.cancelled() and task.exception() is None:
+        task.result()[0].abort()
 
 
 class Half(asyncio.Protocol):
@@ -171,6 +334,10 @@ class LocalForward:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         warn_if_public(f"-L {self.spec}", self.spec.bind)
+        family = ip_family(self.spec.host)
+        if family is not None and not tunnel_families(self.dialer.vpn)[family == 6]:
+            log.warning("-L %s: the tunnel has no IPv%d address: its connections will be "
+                        "refused until it has one", self.spec, family)
         self.server = await loop.create_server(self._accept, self.spec.bind, self.spec.port)
         log.info("forwarding %s", self.spec)
 
@@ -210,23 +377,51 @@ class LocalForward:
 
 @dataclass(frozen=True, slots=True)
 class RemoteSpec:
+    """``bind``: which of the virtual IPs listen: "" both (ssh's ``*`` or nothing),
+    ``0.0.0.0`` the IPv4 one, ``::`` the IPv6 one, or one of the addresses itself."""
+
     vport: int
     lhost: str
     lport: int
+    bind: str = ""
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6 when only one family's virtual IP listens, None for both."""
+        return ip_family(self.bind) if self.bind else None
 
     def __str__(self) -> str:
-        return f"<virtual IP>:{self.vport} -> {self.lhost}:{self.lport}"
+        if not self.bind:
+            where = f"<virtual IP>:{self.vport}"
+        elif ipaddress.ip_address(self.bind).is_unspecified:
+            where = f"<virtual IPv{self.family}>:{self.vport}"
+        else:
+            where = hostport(self.bind, self.vport)
+        return f"{where} -> {hostport(self.lhost, self.lport)}"
 
 
 def parse_remote_forward(spec: str) -> RemoteSpec:
-    """``VPORT:LHOST:LPORT`` (ssh's ``-R``; the listening side is the virtual IP)."""
-    parts = spec.split(":")
-    if len(parts) == 4 and parts[0] in ("", "*", "0.0.0.0"):
-        parts = parts[1:]
+    """``[BIND:]VPORT:LHOST:LPORT`` (ssh's ``-R``; the listening side is the virtual
+    IP): BIND empty or ``*`` for the virtual IPs of both families, ``0.0.0.0`` or
+    ``[::]`` for one family's, or a virtual IP itself; an IPv6 LHOST in brackets
+    (``-R 8080:[::1]:3000``)."""
+    parts = _fields(spec, "-R")
+    bind = ""
+    if len(parts) == 4:
+        bind = parts.pop(0)
+        if bind == "*":
+            bind = ""
+        elif bind and ip_family(bind) is None:
+            raise ConfigError(f"-R {spec}: BIND {bind!r} is not an address: the listening "
+                              "side is the virtual IP (*, 0.0.0.0, [::] or one of its "
+                              "addresses)")
+        elif bind:
+            bind = str(ipaddress.ip_address(bind))
     if len(parts) != 3 or not all(parts):
-        raise ConfigError(f"-R {spec}: expected VPORT:LHOST:LPORT")
+        hint = _IPV6_HINT if len(parts) > 3 else ""
+        raise ConfigError(f"-R {spec}: expected [BIND:]VPORT:LHOST:LPORT{hint}")
     return RemoteSpec(_port(parts[0], "port", spec, "-R"), parts[1],
-                      _port(parts[2], "local port", spec, "-R"))
+                      _port(parts[2], "local port", spec, "-R"), bind)
 
 
 class RemoteForward:
@@ -252,11 +447,38 @@ class RemoteForward:
         self.refused = 0
 
     async def start(self) -> None:
+        self._check_bind()
         self.listener = self.vpn.listen_deferred(self.spec.vport, self._on_syn,
                                                  backlog=self.BACKLOG)
         log.info("exposing %s", self.spec)
 
+    def _check_bind(self) -> None:
+        """A BIND of a family the tunnel lacks, or an address that is not the virtual
+        IP of its family, is the user's mistake: said once, before listening."""
+        spec = self.spec
+        if spec.family is None:
+            return
+        has4, has6 = tunnel_families(self.vpn)
+        name = "IPv6" if spec.family == 6 else "IPv4"
+        if not (has6 if spec.family == 6 else has4):
+            raise ConfigError(f"-R {hostport(spec.bind, spec.vport)}:...: the tunnel has "
+                              f"no {name} address to listen on")
+        if ipaddress.ip_address(spec.bind).is_unspecified:
+            return
+        info = getattr(getattr(self.vpn, "tunnel", None), "info", None)
+        mine = getattr(info, "virtual_ip6" if spec.family == 6 else "virtual_ip", None)
+        if mine and ipaddress.ip_address(mine) != ipaddress.ip_address(spec.bind):
+            raise ConfigError(f"-R {hostport(spec.bind, spec.vport)}:...: {spec.bind} is "
+                              f"not the tunnel's virtual {name} address ({mine})")
+
     def _on_syn(self, pending) -> None:
+        family = self.spec.family
+        if family is not None and (6 if ":" in pending.peer[0] else 4) != family:
+            # the other family's virtual IP does not listen on this port: a closed port
+            self.vpn.refuse(pending)
+            log.debug("-R %s: a SYN from %s to the other family's address: RST",
+                      self.spec, hostport(*pending.peer))
+            return
         task = asyncio.get_running_loop().create_task(self._dial(pending))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -275,8 +497,8 @@ class RemoteForward:
             if not self.vpn.refuse(pending):
                 return                         # reset already (the rule was closed)
             self.refused += 1
-            log.info("-R %s: %s:%d from %s:%d: local target failed (%s): RST", self.spec,
-                     self.spec.lhost, self.spec.lport, *pending.peer,
+            log.info("-R %s: %s from %s: local target failed (%s): RST", self.spec,
+                     hostport(self.spec.lhost, self.spec.lport), hostport(*pending.peer),
                      exc or type(exc).__name__)
             return
         transport.pause_reading()
@@ -292,7 +514,7 @@ class RemoteForward:
             transport.abort()                  # the SYN was reset meanwhile (close)
             return
         self.accepted += 1
-        log.debug("-R %s: %s:%d connected", self.spec, *pending.peer)
+        log.debug("-R %s: %s connected", self.spec, hostport(*pending.peer))
 
     async def close(self) -> None:
         """Stop exposing: unanswered SYNs get RST, dials under way are cancelled (their
@@ -317,7 +539,11 @@ def warn_if_public(what: str, bind: str) -> None:
 
 
 def parse_listen(spec: str, option: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` for --http-proxy and --socks (HOST defaults to 127.0.0.1)."""
-    host, sep, port = spec.rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
-    return host or "127.0.0.1", _port(port, "port", spec, option)
+    """``[HOST:]PORT`` for --http-proxy and --socks (HOST defaults to 127.0.0.1; an
+    IPv6 address in brackets: ``[::1]:1080``)."""
+    parts = _fields(spec, option)
+    if len(parts) == 1 and ":" not in parts[0]:
+        parts.insert(0, "")
+    if len(parts) != 2:
+        raise ConfigError(f"{option} {spec}: expected [HOST:]PORT{_IPV6_HINT}")
+    return parts[0] or "127.0.0.1", _port(parts[1], "port", spec, option)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlsplit
 
 import h11
 
 from .forward import warn_if_public
+from .hostport import BadHostPort, hostport, parse_authority
 
 log = logging.getLogger("erebus.http")
 
@@ -37,6 +37,34 @@ class ProxyError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def absolute_http_uri(target: str) -> tuple[str, int, str, str]:
+    """An absolute-form request target (RFC 9112 3.2.2, RFC 3986): (host, port, the
+    authority for Host, the origin-form path and query).  ProxyError(400) saying why
+    for anything else: another scheme, no or a bad authority (an IPv6 host goes in
+    brackets: ``http://[2001:2::1]:8080/``)."""
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() != "http":
+        if sep and scheme.lower() == "https":
+            raise ProxyError(400, "https:// URLs go through CONNECT")
+        raise ProxyError(400, "a proxy request needs an absolute http:// URI "
+                              "(or CONNECT)")
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if at >= 0:
+            end = min(end, at)
+    authority, tail = rest[:end], rest[end:]
+    authority = authority.rpartition("@")[2]       # userinfo (deprecated): never sent on
+    try:
+        host, port = parse_authority(authority, default_port=80)
+    except BadHostPort as exc:
+        raise ProxyError(400, f"bad host in the URI: {exc}") from None
+    path = tail.partition("#")[0]
+    if not path.startswith("/"):
+        path = "/" + path
+    return host, port, authority, path
 
 
 def _status_for(exc: BaseException) -> int:
@@ -107,7 +135,7 @@ class HttpProxy:
         warn_if_public("--http-proxy", self.bind)
         self.server = await asyncio.start_server(self._client, self.bind, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        log.info("HTTP proxy on %s:%d%s", self.bind, self.port,
+        log.info("HTTP proxy on %s%s", hostport(self.bind, self.port),
                  " (username/password required)" if self.credentials else "")
 
     async def close(self) -> None:
@@ -234,17 +262,7 @@ class HttpProxy:
     async def _forward(self, conn, request: h11.Request, next_event, send, writer,
                        upstream: _Upstream | None) -> _Upstream | None:
         target = request.target.decode("ascii", "replace")
-        parts = urlsplit(target)
-        if parts.scheme.lower() != "http" or not parts.hostname:
-            if parts.scheme.lower() == "https":
-                raise ProxyError(400, "https:// URLs go through CONNECT")
-            raise ProxyError(400, "a proxy request needs an absolute http:// URI "
-                                  "(or CONNECT)")
-        host = parts.hostname
-        try:
-            port = parts.port or 80
-        except ValueError:
-            raise ProxyError(400, f"bad port in {target!r}") from None
+        host, port, authority, path = absolute_http_uri(target)
         key = (host, port)
         if upstream is not None and (upstream.key != key or not upstream.reusable):
             upstream.close()
@@ -255,14 +273,14 @@ class HttpProxy:
             try:
                 reader, up_writer = await self._open(host, port)
             except (OSError, ValueError) as exc:
-                raise ProxyError(_status_for(exc), f"{host}:{port}: {exc}") from None
+                raise ProxyError(_status_for(exc),
+                                 f"{hostport(host, port)}: {exc}") from None
             upstream = _Upstream(key, reader, up_writer)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        headers = end_to_end(request.headers, keep_te=True)
-        if not any(name == b"host" for name, _ in headers):
-            headers.insert(0, (b"host", parts.netloc.encode()))
+        # RFC 9112 3.2.2: the Host of an absolute-form request is the URI's authority,
+        # whatever Host the client sent
+        headers = [(b"host", authority.encode())] + [
+            (name, value) for name, value in end_to_end(request.headers, keep_te=True)
+            if name != b"host"]
         headers.append(VIA)
         try:
             upstream.send(h11.Request(method=request.method, target=path.encode(),
@@ -284,7 +302,7 @@ class HttpProxy:
                 try:
                     event = await upstream.next_event(RESPONSE_TIMEOUT)
                 except asyncio.TimeoutError:
-                    raise ProxyError(504, f"{host}:{port} sent no response in "
+                    raise ProxyError(504, f"{hostport(host, port)} sent no response in "
                                           f"{RESPONSE_TIMEOUT:.0f} s") from None
                 if isinstance(event, h11.InformationalResponse):
                     continue                     # 1xx: not forwarded (no Expect support)
@@ -292,7 +310,7 @@ class HttpProxy:
                     send(h11.Response(status_code=event.status_code, reason=event.reason,
                                       headers=end_to_end(event.headers) + [VIA]))
                     break
-                raise ProxyError(502, f"{host}:{port} closed without a response")
+                raise ProxyError(502, f"{hostport(host, port)} closed without a response")
             while True:
                 event = await upstream.next_event(RESPONSE_TIMEOUT)
                 if isinstance(event, h11.Data):
@@ -302,11 +320,13 @@ class HttpProxy:
                     send(h11.EndOfMessage())
                     break
                 else:
-                    raise ProxyError(502, f"{host}:{port} cut the response short")
+                    raise ProxyError(502, f"{hostport(host, port)} cut the response short")
         except h11.RemoteProtocolError as exc:
-            raise ProxyError(502, f"{host}:{port} answered malformed HTTP: {exc}") from None
+            raise ProxyError(502, f"{hostport(host, port)} answered malformed HTTP: "
+                                  f"{exc}") from None
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
-            raise ProxyError(_status_for(exc), f"{host}:{port}: {exc or 'lost'}") from None
+            raise ProxyError(_status_for(exc),
+                             f"{hostport(host, port)}: {exc or 'lost'}") from None
         if not upstream.reusable:
             upstream.close()
             return None
@@ -314,15 +334,12 @@ class HttpProxy:
 
     async def _connect(self, conn, request: h11.Request, reader, writer, send) -> None:
         target = request.target.decode("ascii", "replace")
-        host, sep, port_text = target.rpartition(":")
-        host = host.strip("[]")
         try:
-            port = int(port_text)
-            if not sep or not host or not 0 < port < 65536:
-                raise ValueError
-        except ValueError:
+            host, port = parse_authority(target)
+        except BadHostPort as exc:
             self.errors += 1
-            self._error(send, 400, f"CONNECT needs host:port, not {target!r}")
+            self._error(send, 400, f"CONNECT needs host:port ([2001:2::1]:443 for an IPv6 "
+                                   f"address): {exc}")
             await writer.drain()
             return
         try:

@@ -1,11 +1,14 @@
 """A SOCKS5 server (RFC 1928) whose CONNECTs and UDP ASSOCIATEs go through the VPN.
 
-IPv4 addresses and domain names (resolved through the VPN's DNS, so ``curl
---socks5-hostname`` and ``ALL_PROXY=socks5h://`` never leak names to the host's
-resolver); optional username/password (RFC 1929), for both commands.  Replies carry
-the RFC's codes: refused, host unreachable, network unreachable, TTL expired, command
-or address type not supported (IPv6 destinations: the tunnel carries IPv4).  After
-a CONNECT's reply the connection is spliced transport to transport; a UDP
+IPv4 and IPv6 addresses (ATYP 1 and 4) and domain names (resolved through the VPN's
+DNS to the families the tunnel carries, and connected to by Happy Eyeballs when a name
+has both, so ``curl --socks5-hostname`` and ``ALL_PROXY=socks5h://`` never leak names
+to the host's resolver); optional username/password (RFC 1929), for both commands.
+Replies carry the RFC's codes: refused, host unreachable, network unreachable (also
+for an address of a family the tunnel has no address of), TTL expired, command or
+address type not supported; BND.ADDR is of the connection's family (a failure's
+zeros of the request's).  The listener may be IPv4 or IPv6 (``--socks [::1]:1080``).
+After a CONNECT's reply the connection is spliced transport to transport; a UDP
 ASSOCIATE's relay is :mod:`erebus.runtime.expose.socks_udp`.
 """
 
@@ -27,6 +30,7 @@ from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV6, CMD_CONNECT, CMD_UDP_ASSOCIA
 from ..ratelimit import RateLimitedLog, counters_summary
 from .dns import ResolveError
 from .forward import Half
+from .hostport import hostport
 from .socks_udp import MAX_ASSOCIATIONS, NameCache, UdpAssociation, UdpCounters
 
 log = logging.getLogger("erebus.socks")
@@ -61,6 +65,12 @@ def _reply(code: int, addr: str = "0.0.0.0", port: int = 0) -> bytes:
     return build_reply(code, addr, port)
 
 
+def unmapped(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address, an IPv4-mapped IPv6 one (a dual-stack listener's peer) as IPv4."""
+    ip = ipaddress.ip_address(address)
+    return ip.ipv4_mapped or ip if ip.version == 6 else ip
+
+
 class _SocksClient(Half):
     """One client connection: the SOCKS handshake, then a spliced half."""
 
@@ -72,6 +82,7 @@ class _SocksClient(Half):
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.association: UdpAssociation | None = None
+        self.unspecified = "0.0.0.0"      # a failure's BND.ADDR: the request's family
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -178,13 +189,12 @@ class _SocksClient(Half):
             return None
         request, end = parsed
         del self.buf[:end]
+        if request.atyp == ATYP_IPV6:
+            self.unspecified = "::"
         if request.cmd == CMD_UDP_ASSOCIATE:
             return request          # its address is the client's own: see _associate
         if request.cmd != CMD_CONNECT:
             self._fail(REP_COMMAND_NOT_SUPPORTED)
-            return ()
-        if request.atyp == ATYP_IPV6:
-            self._fail(REP_ADDRESS_TYPE_NOT_SUPPORTED)      # the tunnel carries IPv4
             return ()
         if request.port == 0:
             self._fail(REP_GENERAL_FAILURE)
@@ -202,9 +212,8 @@ class _SocksClient(Half):
         if peer is None or local is None:
             self._fail(REP_GENERAL_FAILURE)
             return
-        asked = ipaddress.ip_address("0.0.0.0" if request.atyp == ATYP_DOMAIN
-                                     else request.host)
-        if not asked.is_unspecified and asked != ipaddress.ip_address(peer[0]):
+        asked = unmapped("0.0.0.0" if request.atyp == ATYP_DOMAIN else request.host)
+        if not asked.is_unspecified and asked != unmapped(peer[0]):
             log.warning("SOCKS: UDP ASSOCIATE from %s for datagrams from %s refused: only "
                         "the client's own address may use its relay", peer[0], asked)
             self._fail(REP_NOT_ALLOWED)
@@ -218,7 +227,8 @@ class _SocksClient(Half):
         association = UdpAssociation(server, self.transport, (peer[0], request.port))
         server.associations.add(association)
         try:
-            relay_ip, relay_port = await association.open(local[0])
+            # a dual-stack listener's IPv4 client: the relay on the IPv4 address itself
+            relay_ip, relay_port = await association.open(str(unmapped(local[0])))
         except OSError as exc:
             server.udp_counters.refused += 1
             log.warning("SOCKS: UDP ASSOCIATE from %s failed: %s", peer[0],
@@ -235,11 +245,11 @@ class _SocksClient(Half):
         self.transport.write(_reply(REP_SUCCEEDED, relay_ip, relay_port))
         self.stage = "associated"
         server.udp_counters.associations += 1
-        log.info("SOCKS: UDP relay %s:%d for %s", relay_ip, relay_port, peer[0])
+        log.info("SOCKS: UDP relay %s for %s", hostport(relay_ip, relay_port), peer[0])
 
     def _fail(self, code: int) -> None:
         self.server.errors += 1
-        self.transport.write(_reply(code))
+        self.transport.write(_reply(code, self.unspecified))
         self.transport.close()
         self.stage = "done"
 
@@ -249,10 +259,10 @@ class _SocksClient(Half):
             transport = await server.dialer.dial(host, port, lambda: self.remote)
         except (OSError, asyncio.TimeoutError, ValueError) as exc:
             server.failed += 1
-            log.info("SOCKS CONNECT %s:%d failed: %s", host, port,
+            log.info("SOCKS CONNECT %s failed: %s", hostport(host, port),
                      exc or type(exc).__name__)
             if not self.transport.is_closing():
-                self.transport.write(_reply(reply_code(exc)))
+                self.transport.write(_reply(reply_code(exc), self.unspecified))
                 self.transport.close()
             self.stage = "done"
             return
@@ -261,7 +271,7 @@ class _SocksClient(Half):
             return
         if self.timer is not None:
             self.timer.cancel()
-        bind_ip, bind_port = transport.get_extra_info("sockname")
+        bind_ip, bind_port = transport.get_extra_info("sockname")[:2]
         self.transport.write(_reply(REP_SUCCEEDED, bind_ip, bind_port))
         self.stage = "spliced"
         self.remote.attach(self.transport)
@@ -314,7 +324,7 @@ class SocksServer:
         self.server = await loop.create_server(lambda: _SocksClient(self), self.bind,
                                                self.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        log.info("SOCKS5 proxy on %s:%d%s", self.bind, self.port,
+        log.info("SOCKS5 proxy on %s%s", hostport(self.bind, self.port),
                  " (username/password required)" if self.credentials else "")
 
     def counters(self) -> dict[str, int]:
@@ -330,5 +340,5 @@ class SocksServer:
             self.server.close()
             await self.server.wait_closed()
         self.drops.flush()
-        log.info("SOCKS5 proxy on %s:%d: counters: %s", self.bind, self.port,
+        log.info("SOCKS5 proxy on %s: counters: %s", hostport(self.bind, self.port),
                  counters_summary(None, self.counters()))

@@ -4,18 +4,20 @@ the VPN.
 Each association is two UDP sockets: the relay, bound on the local address the
 client reached the SOCKS listener at (an ephemeral port, named in the reply), and a
 socket on the virtual IP (:meth:`erebus.runtime.stack.VpnStack.create_datagram_endpoint`).
-A datagram from the client carries its destination in the header (an IPv4 address or
-a name, resolved through the VPN's DNS with a small cache of our own in front); the
-header is removed and the rest goes through the tunnel.  A datagram from the VPN goes
-back to the client behind a header naming its sender.
+A datagram from the client carries its destination in the header (an IPv4 or IPv6
+address, or a name, resolved through the VPN's DNS to the families the tunnel carries,
+IPv6 first, with a small cache of our own in front); the header is removed and the
+rest goes through the tunnel.  A datagram from the VPN goes back to the client behind a
+header naming its sender (ATYP 1 or 4 by its family).
 
 Who may use the relay: only the client's IP address (its TCP control connection's
 peer), and only its port: the one named in the request (DST.PORT), or, if that is 0
 (the client does not know it yet, as RFC 1928 allows), the source port of the first
 datagram from that address.  Everything else is dropped and counted, like fragments
 (FRAG != 0: not reassembled, as most servers and OpenVPN 2.6's client do), malformed
-headers, IPv6 destinations (the tunnel carries IPv4) and datagrams too big for the
-tunnel.  The association ends with its TCP control connection, or after
+headers, destinations of a family the tunnel has no address of, and datagrams too big
+for the tunnel (its MTU less 28 bytes of headers for IPv4, 48 for IPv6).  The
+association ends with its TCP control connection, or after
 :data:`IDLE_TIMEOUT` seconds without a datagram either way (then the control
 connection is closed too).  Every queue is bounded where it is declared.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from ...counters import CountersDict
 from ...errors import ParseError
 from ...wire.socks5 import ATYP_DOMAIN, ATYP_IPV6, add_udp_header, parse_udp_request
+from .hostport import hostport, tunnel_families
 
 log = logging.getLogger("erebus.socks")
 
@@ -55,7 +58,7 @@ class UdpCounters(CountersDict):
     strangers: int = 0           # to the relay from another address or port than the client
     fragments: int = 0           # FRAG != 0
     malformed: int = 0           # short header, unknown address type, port 0, bad name
-    unsupported_address: int = 0  # IPv6 destinations
+    unsupported_address: int = 0  # of a family the tunnel has no address of
     oversize: int = 0            # do not fit the tunnel's MTU
     unresolved: int = 0          # to a name the VPN's DNS did not resolve
     queue_overflow: int = 0      # beyond a bounded queue (names pending, towards the client)
@@ -65,8 +68,24 @@ class UdpCounters(CountersDict):
     errors: int = 0              # internal errors (a bug), the datagram dropped
 
 
+def _unmapped(address: str):
+    """An address, an IPv4-mapped IPv6 one (a dual-stack socket's peer) as IPv4."""
+    ip = ipaddress.ip_address(address)
+    return (ip.ipv4_mapped or ip) if ip.version == 6 else ip
+
+
+def max_payload(vpn, endpoint, ip: str) -> int:
+    """The largest datagram to ``ip`` the tunnel takes: the stack's figure for the
+    family (``udp_max_payload``), else the endpoint's IPv4 one (MTU less 28 bytes) less
+    20 bytes for IPv6's larger header."""
+    figure = getattr(getattr(vpn, "stack", None), "udp_max_payload", None)
+    if figure is not None:
+        return figure(":" in ip)
+    return endpoint.max_payload - (20 if ":" in ip else 0)
+
+
 class NameCache:
-    """Name -> IPv4 address for :data:`NAME_CACHE_TTL` s, at most ``size`` names (the
+    """Name -> address for :data:`NAME_CACHE_TTL` s, at most ``size`` names (the
     least recently used goes first), so that a stream of datagrams to one name does
     not start a lookup each."""
 
@@ -124,7 +143,7 @@ class UdpAssociation:
         self.server = server
         self.counters: UdpCounters = server.udp_counters
         self.control = control
-        self.client_ip = ipaddress.ip_address(client[0])
+        self.client_ip = _unmapped(client[0])
         self.client_port = client[1]              # 0: the first datagram's source port
         self.client_addr = None                   # where replies go, once known
         self.relay: asyncio.DatagramTransport | None = None
@@ -176,11 +195,7 @@ class UdpAssociation:
             self.server.drops.log(logging.DEBUG, "fragment", "SOCKS UDP: dropped a fragment "
                                   f"(FRAG {req.frag}): fragments are not reassembled")
             return
-        if req.atyp == ATYP_IPV6:
-            c.unsupported_address += 1
-            self.server.drops.log(logging.INFO, "ipv6", "SOCKS UDP: dropped a datagram to "
-                                  f"{req.host}: IPv6 destinations are not supported (the "
-                                  "tunnel carries IPv4)")
+        if req.atyp != ATYP_DOMAIN and not self._reachable(req.host):
             return
         if req.port == 0:
             c.malformed += 1
@@ -193,9 +208,22 @@ class UdpAssociation:
         else:
             self._send(req.data, req.host, req.port)
 
+    def _reachable(self, ip: str) -> bool:
+        """Whether the tunnel has an address of ``ip``'s family (dropped and counted
+        if not)."""
+        has4, has6 = tunnel_families(self.server.dialer.vpn)
+        v6 = ":" in ip
+        if has6 if v6 else has4:
+            return True
+        family = "IPv6" if v6 else "IPv4"
+        self.counters.unsupported_address += 1
+        self.server.drops.log(logging.INFO, family, f"SOCKS UDP: dropped a datagram to "
+                              f"{ip}: the tunnel has no {family} address")
+        return False
+
     def _is_client(self, addr) -> bool:
         try:
-            ip = ipaddress.ip_address(addr[0])
+            ip = _unmapped(addr[0])
         except ValueError:
             return False
         if ip != self.client_ip:
@@ -208,11 +236,12 @@ class UdpAssociation:
         return True
 
     def _send(self, data: bytes, ip: str, port: int) -> None:
-        if len(data) > self.vpn_side.max_payload:
+        limit = max_payload(self.server.dialer.vpn, self.vpn_side, ip)
+        if len(data) > limit:
             self.counters.oversize += 1
             self.server.drops.log(logging.INFO, "oversize", f"SOCKS UDP: dropped a "
-                                  f"{len(data)}-byte datagram to {ip}:{port}: more than the "
-                                  f"{self.vpn_side.max_payload} bytes the tunnel's MTU allows")
+                                  f"{len(data)}-byte datagram to {hostport(ip, port)}: more "
+                                  f"than the {limit} bytes the tunnel's MTU allows")
             return
         self.vpn_side.sendto(data, (ip, port))
         self.counters.datagrams_out += 1
@@ -275,8 +304,8 @@ class UdpAssociation:
                                   "datagram for a local client that does not read")
             return
         self.last_active = self.loop.time()
-        ip, port = addr
-        self.relay.sendto(add_udp_header(data, ipaddress.IPv4Address(ip).packed, port),
+        ip, port = addr[:2]
+        self.relay.sendto(add_udp_header(data, ipaddress.ip_address(ip).packed, port),
                           self.client_addr)
         c.datagrams_in += 1
 
