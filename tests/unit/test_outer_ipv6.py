@@ -304,7 +304,8 @@ def test_the_pcap_wraps_ipv6_datagrams_in_a_valid_ipv6_udp_header(tmp_path):
         pcap.write_outer(b"\x38hello", ("2001:2:0:1::2", 40000), (V6, 1194), 1.0,
                          inbound=False)
     data = path.read_bytes()
-    start = data.index(bytes([0x60, 0, 0, 0]))
+    addrs = ipaddress.IPv6Address("2001:2:0:1::2").packed + ipaddress.IPv6Address(V6).packed
+    start = data.index(addrs) - 8         # the IPv6 header the addresses are in
     packet = data[start:start + 40 + 8 + 6]
     _, length, next_header, hops = struct.unpack_from("!IHBB", packet)
     assert (length, next_header, hops) == (14, 17, 64)

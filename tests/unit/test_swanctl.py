@@ -372,7 +372,7 @@ def test_swan_lab_profiles(tmp_path):
         assert p.proposals == list(lab.ike_proposals)
         assert p.esp_proposals == list(lab.esp_proposals)
         assert (p.local_id, p.remote_id) == (sp.local_id, sp.remote_id)
-        assert p.remote_ts == [sp.remote_ts]
+        assert p.remote_ts == [sp.remote_ts] + ([sp.remote_ts6] if sp.remote_ts6 else [])
         assert (p.local_auth, p.remote_auth) == (sp.auth, sp.auth)
         if sp.auth == "psk":
             assert p.psk == sp.psk.encode()
