@@ -35,7 +35,7 @@ from ..netstack.stack import SYN_BACKLOG, UDP_QUEUE_LIMIT, Listener, NetStack, P
     UdpSocket
 from ..netstack.tcp import SYNCHRONIZED, State, TcpConnection
 from ..tunnel import PacketLink
-from ..wire.inet import addr_str, to_addr
+from ..wire.inet import MappedAddressError, addr_str, to_addr
 
 log = logging.getLogger("erebus.stack")
 
@@ -262,9 +262,10 @@ def _literal(host, what: str) -> str:
     if isinstance(host, str):
         try:
             return addr_str(to_addr(host))
-        except ValueError as exc:
-            if "mapped" in str(exc):
-                raise ValueError(f"{what} {host!r}: {exc}") from None
+        except MappedAddressError as exc:
+            raise ValueError(f"{what} {host!r}: {exc}") from None
+        except ValueError:
+            pass
     raise ValueError(f"{what} {host!r} is not an IPv4 or IPv6 address (resolve names "
                      "first)")
 
@@ -305,8 +306,7 @@ class UdpTransport(asyncio.DatagramTransport):
     def get_extra_info(self, name, default=None):
         if name == "sockname":
             stack = self._vpn.stack
-            local = stack.local_ip6 if (self._remote is not None and ":" in self._remote[0]) \
-                or stack.local_ip is None else stack.local_ip
+            local = stack.local_ip6 if self._ipv6 else stack.local_ip
             return addr_str(local), self._sock.port
         if name == "peername":
             return self._remote if self._remote is not None else default
@@ -340,10 +340,14 @@ class UdpTransport(asyncio.DatagramTransport):
         """The largest datagram :meth:`sendto` takes: the tunnel's MTU less the IP
         and UDP headers (the stack never fragments): IPv6's (20 bytes longer) for an
         endpoint connected to an IPv6 address or a stack with only IPv6."""
-        stack = self._vpn.stack
-        ipv6 = (self._remote is not None and ":" in self._remote[0]) or \
-            stack.local_ip is None
-        return stack.udp_max_payload(ipv6)
+        return self._vpn.stack.udp_max_payload(self._ipv6)
+
+    @property
+    def _ipv6(self) -> bool:
+        """Whether the endpoint speaks IPv6: connected to an IPv6 address, or on a
+        stack that has only IPv6."""
+        return (self._remote is not None and ":" in self._remote[0]) or \
+            self._vpn.stack.local_ip is None
 
     @property
     def dropped(self) -> int:

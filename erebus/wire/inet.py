@@ -20,6 +20,11 @@ from .ipv6 import ip6_from_str, ip6_to_str
 Addr = int | bytes
 
 
+class MappedAddressError(ValueError):
+    """An IPv4-mapped IPv6 address (``::ffff:198.18.0.1``) where an address of the
+    tunnel is meant."""
+
+
 def to_addr(addr) -> Addr:
     """An address given as text of either family, an IPv4 int, 4 or 16 packed bytes or
     an :mod:`ipaddress` object, as the stack's form (int or 16 bytes).  ValueError
@@ -48,8 +53,8 @@ def to_addr(addr) -> Addr:
     else:
         raise ValueError(f"not an IPv4 or IPv6 address: {addr!r}")
     if packed[:12] == b"\0" * 10 + b"\xff\xff":
-        raise ValueError(f"{ip6_to_str(packed)} is an IPv4-mapped address: give the "
-                         "IPv4 address itself")
+        raise MappedAddressError(f"{ip6_to_str(packed)} is an IPv4-mapped address: give "
+                                 "the IPv4 address itself")
     return packed
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.util import outdir, probe_json
-from tests.lab import (DNS_NAMES6, V6ONLY_NAME, WEB_ADDR, WEB_ADDR6, WEB_NET6, MODES,
+from tests.lab import (DNS_NAMES6, V6ONLY_NAME, WEB_ADDR, WEB_ADDR6, WEB_NET6,
                        REPO_ROOT)
 
 pytestmark = pytest.mark.interop

@@ -5,7 +5,8 @@
 - :func:`parse_authority`: RFC 3986 section 3.2.2's ``host [ ":" port ]`` (an HTTP
   CONNECT target, an absolute URI's authority): ``IP-literal`` in brackets, an IPv4
   address or a registered name.
-- :func:`hostport`: the other way, ``[2001:2::1]:443`` / ``198.18.2.2:80``.
+- :func:`hostport`: the other way, ``[2001:2::1]:443`` / ``198.18.2.2:80`` (the
+  shell's :func:`erebus.runtime.tunnel.host_port`).
 - :func:`tunnel_families`: which families the tunnel carries (a
   :class:`erebus.runtime.stack.VpnStack`, or a stand-in a test gives).
 
@@ -20,9 +21,10 @@ import ipaddress
 import re
 
 from ...netstack.errors import NetErrorReason
+from ..tunnel import host_port as hostport        # the shell's: one spelling of it
 
 __all__ = ["BadHostPort", "hostport", "ip_family", "parse_authority", "split_fields",
-           "tunnel_families", "no_route_error"]
+           "tunnel_families", "no_route_error", "unmapped"]
 
 MAX_SPEC = 1024                  # characters of a spec or an authority looked at
 # RFC 3986 reg-name: unreserved / pct-encoded / sub-delims; we take what DNS names use
@@ -39,11 +41,6 @@ def ip_family(host: str) -> int | None:
         return ipaddress.ip_address(host).version
     except ValueError:
         return None
-
-
-def hostport(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets (RFC 3986)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bracketed(inner: str, text: str) -> str:
@@ -134,6 +131,12 @@ def parse_authority(text: str, *, default_port: int | None = None) -> tuple[str,
     if not 0 < port < 65536:
         raise BadHostPort(f"{text!r}: port {port} is out of range 1..65535")
     return host, port
+
+
+def unmapped(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address, an IPv4-mapped IPv6 one (a dual-stack socket's peer) as IPv4."""
+    ip = ipaddress.ip_address(address)
+    return (ip.ipv4_mapped or ip) if ip.version == 6 else ip
 
 
 def tunnel_families(vpn) -> tuple[bool, bool]:

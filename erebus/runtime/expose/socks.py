@@ -15,14 +15,12 @@ ASSOCIATE's relay is :mod:`erebus.runtime.expose.socks_udp`.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 
 from ...credentials import ProxyCredentials
 from ...netstack.errors import NetErrorReason
 from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV6, CMD_CONNECT, CMD_UDP_ASSOCIATE,
-                            NO_ACCEPTABLE, NO_AUTH, REP_ADDRESS_TYPE_NOT_SUPPORTED,
-                            REP_COMMAND_NOT_SUPPORTED, REP_CONNECTION_REFUSED,
+                            NO_ACCEPTABLE, NO_AUTH, REP_COMMAND_NOT_SUPPORTED, REP_CONNECTION_REFUSED,
                             REP_GENERAL_FAILURE, REP_HOST_UNREACHABLE,
                             REP_NETWORK_UNREACHABLE, REP_NOT_ALLOWED, REP_SUCCEEDED,
                             REP_TTL_EXPIRED, USER_PASS, VERSION, Request, RequestError,
@@ -30,7 +28,7 @@ from ...wire.socks5 import (ATYP_DOMAIN, ATYP_IPV6, CMD_CONNECT, CMD_UDP_ASSOCIA
 from ..ratelimit import RateLimitedLog, counters_summary
 from .dns import ResolveError
 from .forward import Half
-from .hostport import hostport
+from .hostport import hostport, unmapped
 from .socks_udp import MAX_ASSOCIATIONS, NameCache, UdpAssociation, UdpCounters
 
 log = logging.getLogger("erebus.socks")
@@ -63,12 +61,6 @@ def reply_code(exc: BaseException) -> int:
 
 def _reply(code: int, addr: str = "0.0.0.0", port: int = 0) -> bytes:
     return build_reply(code, addr, port)
-
-
-def unmapped(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An address, an IPv4-mapped IPv6 one (a dual-stack listener's peer) as IPv4."""
-    ip = ipaddress.ip_address(address)
-    return ip.ipv4_mapped or ip if ip.version == 6 else ip
 
 
 class _SocksClient(Half):

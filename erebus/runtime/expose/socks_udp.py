@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from ...counters import CountersDict
 from ...errors import ParseError
-from ...wire.socks5 import ATYP_DOMAIN, ATYP_IPV6, add_udp_header, parse_udp_request
-from .hostport import hostport, tunnel_families
+from ...wire.socks5 import ATYP_DOMAIN, add_udp_header, parse_udp_request
+from .hostport import hostport, tunnel_families, unmapped
 
 log = logging.getLogger("erebus.socks")
 
@@ -66,12 +66,6 @@ class UdpCounters(CountersDict):
     icmp_errors: int = 0         # ICMP errors from the VPN about what we sent
     idle_closed: int = 0         # associations ended by IDLE_TIMEOUT
     errors: int = 0              # internal errors (a bug), the datagram dropped
-
-
-def _unmapped(address: str):
-    """An address, an IPv4-mapped IPv6 one (a dual-stack socket's peer) as IPv4."""
-    ip = ipaddress.ip_address(address)
-    return (ip.ipv4_mapped or ip) if ip.version == 6 else ip
 
 
 def max_payload(vpn, endpoint, ip: str) -> int:
@@ -143,7 +137,7 @@ class UdpAssociation:
         self.server = server
         self.counters: UdpCounters = server.udp_counters
         self.control = control
-        self.client_ip = _unmapped(client[0])
+        self.client_ip = unmapped(client[0])
         self.client_port = client[1]              # 0: the first datagram's source port
         self.client_addr = None                   # where replies go, once known
         self.relay: asyncio.DatagramTransport | None = None
@@ -223,7 +217,7 @@ class UdpAssociation:
 
     def _is_client(self, addr) -> bool:
         try:
-            ip = _unmapped(addr[0])
+            ip = unmapped(addr[0])
         except ValueError:
             return False
         if ip != self.client_ip:
