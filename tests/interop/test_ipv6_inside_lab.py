@@ -6,7 +6,9 @@ through the tunnel.  ``probe --json`` reports the pushed IPv6 side, ``probe --pi
 IPv6 address gets echo replies from the web host over ICMPv6 (UDP and TCP transport, and
 a static-key tunnel with ifconfig-ipv6), the pcap of it decodes with tshark; block-ipv6
 and pull-filter keep IPv6 from the server as 2.6 does; the lab's DNS server answers
-AAAA, also for a name that has only an AAAA record."""
+AAAA, also for a name that has only an AAAA record.  100 MiB arrive byte-exact over
+IPv6 through ``-L [WEB_ADDR6]:80``; curl through erebus's SOCKS5 and HTTP proxy (absolute
+URI and CONNECT) fetches from the IPv6 literal and from the AAAA-only name."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.util import outdir, probe_json
+from tests.interop.util import Up, _big_file, _fetch, _free_port, outdir, probe_json
 from tests.lab import (DNS_NAMES6, V6ONLY_NAME, WEB_ADDR, WEB_ADDR6, WEB_NET6,
                        REPO_ROOT)
 
@@ -142,24 +144,61 @@ def test_the_lab_dns_answers_aaaa(lab, server_addr):
     assert dig(V6ONLY_NAME, "A") == ["NOERROR"]          # NODATA: only an AAAA record
 
 
-def _dual_stack() -> bool:
-    from erebus.runtime.stack import VpnStack
-    return hasattr(VpnStack, "has_ipv6")
-
-
-@pytest.mark.skipif(not _dual_stack(), reason="the dual-stack NetStack (VpnStack.has_ipv6) "
-                    "is not on this branch yet: TCP over IPv6 inside needs it")
 @pytest.mark.parametrize("mode", ["v6", "v6-tcp"])
 def test_blob_over_ipv6_through_a_local_forward(lab, mode):
-    from tests.interop.util import Up, _fetch, _free_port
+    """UDP transport: 100 MiB byte-exact over IPv6 through -L [v6]:80; TCP: the 1 MiB blob."""
     server = lab.start_server(mode)
     port = _free_port()
+    name, digest = (("big100.bin", _big_file(lab, "big100.bin", 100 << 20)) if mode == "v6"
+                    else ("blob.bin", lab.blob_sha256))
     up = Up(lab, server.profile, f"{port}:[{WEB_ADDR6}]:80", log_name=f"up-{mode}.log")
     try:
-        digest, err, _ = _fetch(lab, f"http://127.0.0.1:{port}/blob.bin", timeout=120)
-        assert digest == lab.blob_sha256, (err, up.log.read_text()[-3000:])
+        got, err, secs = _fetch(lab, f"http://127.0.0.1:{port}/{name}", timeout=300)
+        assert got == digest, (err, up.log.read_text()[-3000:])
+        print(f"\n{name} over IPv6 through -L ({mode}) in {secs:.1f} s")
     finally:
         assert up.stop() == 0, up.log.read_text()[-3000:]
     # the web host saw the client's IPv6 pool address, not IPv4
     text = (lab.dir / "http6.log").read_text()
-    assert re.search(r"2001:2:0:18[01]::[0-9a-f]+ - - .*GET /blob\.bin", text), text[-2000:]
+    assert re.search(r"2001:2:0:18[01]::[0-9a-f]+ - - .*GET /" + re.escape(name), text), \
+        text[-2000:]
+
+
+@pytest.fixture(scope="module")
+def proxies6(lab):
+    """One `erebus up` on the dual-stack server (mode v6) with SOCKS5 and the HTTP proxy."""
+    server = lab.start_server("v6")
+    ports = {"socks": _free_port(), "http": _free_port()}
+    up = Up(lab, server.profile, log_name="up-proxies6.log",
+            args=["--socks", ports["socks"], "--http-proxy", ports["http"]])
+    yield ports
+    assert up.stop() == 0, up.log.read_text()[-3000:]
+
+
+def _curl(lab, *args, timeout=120):
+    cp = lab.run_ns(lab.ns_cli, ["bash", "-o", "pipefail", "-c",
+                                 "curl -sS --fail --max-time %d %s | sha256sum"
+                                 % (timeout, " ".join(args))], timeout=timeout + 30)
+    return (cp.stdout.split()[0] if cp.stdout else ""), cp.stderr
+
+
+@pytest.mark.parametrize("host", [f"[{WEB_ADDR6}]", V6ONLY_NAME])
+@pytest.mark.parametrize("proxy", ["socks5h", "http", "http-connect"])
+def test_curl_through_the_proxies_to_ipv6(lab, proxies6, proxy, host):
+    """curl (as root in the client namespace, which has no IPv6 route of its own) through
+    erebus's SOCKS5 (ATYP 4 for the literal, the name resolved through the VPN's DNS to
+    its only AAAA record) and HTTP proxy (absolute URI and CONNECT) fetches the blob
+    byte-exact from the web host's IPv6 address; the web host logs our IPv6 pool address."""
+    if proxy == "socks5h":
+        opts = f"--socks5-hostname 127.0.0.1:{proxies6['socks']}"
+    else:
+        opts = f"-x http://127.0.0.1:{proxies6['http']}" + (" -p" if proxy == "http-connect"
+                                                            else "")
+    log = lab.dir / "http6.log"
+    before = log.read_text().count("GET /blob.bin")
+    got, err = _curl(lab, opts, f"http://{host}/blob.bin")
+    assert got == lab.blob_sha256, err
+    text = log.read_text()
+    assert text.count("GET /blob.bin") == before + 1, text[-2000:]
+    last = [line for line in text.splitlines() if "GET /blob.bin" in line][-1]
+    assert re.match(r"2001:2:0:180::[0-9a-f]+ - - ", last), last
