@@ -1,11 +1,14 @@
 """erebus next to the stock OpenVPN 2.6 client (kernel TUN), in one lab and one run.
 
-    sudo .venv/bin/python bench/run.py [--size-mb 100] [--modes gcm,chacha,none]
-        [--conns 1000] [--json bench-results.json] [--only throughput,latency,setup,conns]
+    .venv/bin/python bench/run.py [--size-mb 100] [--modes gcm,chacha,none]
+        [--conns 1000] [--json bench-results.json]
+        [--only throughput,latency,ipv6,setup,conns]
 
 Figures printed and written as JSON (compare runs with any JSON diff):
 - throughput of a download (best of --runs): stock client direct, erebus via -L, via
   the HTTP proxy (absolute URI) and via SOCKS5, for each data cipher;
+- IPv6 inside next to IPv4 inside, on one dual-stack server (AES-256-GCM, server-ipv6):
+  the stock client and erebus -L / SOCKS5, each to the web host's IPv4 and IPv6 address;
 - latency p50/p99 of small HTTP requests on one kept-alive connection (stock vs -L);
 - session setup time (stock: start to "Initialization Sequence Completed"; erebus:
   probe's setup_ms and the wall time of the whole probe);
@@ -30,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.lab import (SYSTEM_PYTHON, WEB_ADDR, Lab, LabError,  # noqa: E402
+from tests.lab import (SYSTEM_PYTHON, WEB_ADDR, WEB_ADDR6, Lab, LabError,  # noqa: E402
                        missing_prerequisites, send_signal, stop_process, wait_for_log)
 
-PORTS = {"fwd": 18000, "echo": 18001, "http": 18080, "socks": 11080}
+PORTS = {"fwd": 18000, "echo": 18001, "fwd6": 18002, "http": 18080, "socks": 11080}
 ECHO_PORT = 9001
 
 LATENCY_CLIENT = r"""
@@ -177,12 +180,12 @@ class Bench:
         return {"mib_per_s": round(self.size / best / 2**20, 1), "seconds": round(best, 3),
                 "all_seconds": [round(r, 3) for r in runs]}
 
-    def start_erebus(self, server, tag: str):
+    def start_erebus(self, server, tag: str, *extra: str):
         log = self.out / f"erebus-{tag}.log"
         up = self.lab.spawn_client(
             [self.lab.python, "-m", "erebus", "up", str(server.profile),
              "-L", f"{PORTS['fwd']}:{WEB_ADDR}:80", "-L", f"{PORTS['echo']}:{WEB_ADDR}:{ECHO_PORT}",
-             "--http-proxy", str(PORTS["http"]),
+             *extra, "--http-proxy", str(PORTS["http"]),
              "--socks", str(PORTS["socks"])], output=log)
         wait_for_log(log, "ready (", timeout=30, process=up, what="erebus up")
         return up
@@ -241,6 +244,32 @@ class Bench:
         stock_speed = row["stock"]["mib_per_s"]
         for key in ("erebus_L", "erebus_http_proxy", "erebus_socks"):
             row[key]["ratio_to_stock"] = round(row[key]["mib_per_s"] / stock_speed, 2)
+
+    def ipv6(self, results: dict) -> None:
+        """IPv4 and IPv6 inside the same tunnel (mode v6: AES-256-GCM, server-ipv6)."""
+        server = self.lab.start_server("v6")
+        row = results["ipv6"] = {}
+        url4, url6 = f"http://{WEB_ADDR}/bench.bin", f"http://[{WEB_ADDR6}]/bench.bin"
+        stock, _ = self.start_stock(server, "v6")
+        try:
+            row["stock_ipv4"] = self.best(url4)
+            row["stock_ipv6"] = self.best(url6)
+        finally:
+            stop_process(stock)
+        up = self.start_erebus(server, "v6", "-L", f"{PORTS['fwd6']}:[{WEB_ADDR6}]:80")
+        socks = ("--socks5-hostname", f"127.0.0.1:{PORTS['socks']}")
+        try:
+            row["erebus_L_ipv4"] = self.best(f"http://127.0.0.1:{PORTS['fwd']}/bench.bin")
+            row["erebus_L_ipv6"] = self.best(f"http://127.0.0.1:{PORTS['fwd6']}/bench.bin")
+            row["erebus_socks_ipv4"] = self.best(*socks, url4)
+            row["erebus_socks_ipv6"] = self.best(*socks, url6)
+        finally:
+            self.stop_erebus(up)
+        for family in ("ipv4", "ipv6"):
+            for path in ("erebus_L", "erebus_socks"):
+                r = row[f"{path}_{family}"]
+                r["ratio_to_stock"] = round(r["mib_per_s"] / row[f"stock_{family}"]["mib_per_s"],
+                                            2)
 
     def setup(self, results: dict) -> None:
         server = self.lab.start_server("gcm")
@@ -302,7 +331,7 @@ def main() -> int:
     p.add_argument("--modes", default="gcm,chacha,none")
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--conns", type=int, default=1000)
-    p.add_argument("--only", default="throughput,latency,setup,conns")
+    p.add_argument("--only", default="throughput,latency,ipv6,setup,conns")
     p.add_argument("--json", default="bench-results.json")
     args = p.parse_args()
     args.only = set(args.only.split(","))
@@ -329,6 +358,15 @@ def main() -> int:
                           f"/{row['stock_latency']['p99_ms']}, erebus -L "
                           f"{row['erebus_L_latency']['p50_ms']}/"
                           f"{row['erebus_L_latency']['p99_ms']}")
+        if "ipv6" in args.only:
+            bench.ipv6(results)
+            print(f"{'family':<7} {'path':<18} {'MiB/s':>7} {'ratio':>6}   (one dual-stack "
+                  "server, AES-256-GCM)")
+            for family in ("ipv4", "ipv6"):
+                for path in ("stock", "erebus_L", "erebus_socks"):
+                    r = results["ipv6"][f"{path}_{family}"]
+                    ratio = f"{r['ratio_to_stock']:.2f}x" if "ratio_to_stock" in r else ""
+                    print(f"{family:<7} {path:<18} {r['mib_per_s']:>7.1f} {ratio:>6}")
         if "setup" in args.only:
             bench.setup(results)
             print("setup:", results["setup"])
