@@ -75,6 +75,7 @@ MSL = 30.0                # TIME_WAIT lasts 2 * MSL
 DUPACK_THRESHOLD = 3
 INITIAL_CWND_SEGMENTS = 10   # RFC 6928
 OOW_ACK_INTERVAL = 0.5    # Linux's tcp_invalid_ratelimit (see TcpConnection._oow_ack)
+PMTU_RESENDS_MAX = 8      # "too big" messages that resend the flight (TcpConnection.path_mtu)
 
 DEFAULT_RCV_BUF = 1 << 20
 DEFAULT_SND_BUF = 1 << 20
@@ -93,6 +94,7 @@ class TcpConnection:
         self.failure: TcpError | None = None   # why the connection ended abnormally
         self.listener = None              # the listener that accepted it (passive open)
         self.last_icmp_error: TcpError | None = None
+        self.pmtu_resends = 0             # flights resent at once for a lower path MTU
         self.created = now
         # -- send side (offsets into our byte stream) --
         self.iss = iss
@@ -756,14 +758,19 @@ class TcpConnection:
         headers).  Only ever lowers the MSS (RFC 1191 / RFC 8201: an increase is never
         believed).  What is in flight was too big, not lost to congestion: it is sent
         again at once from the first unacknowledged byte, in segments of the new size,
-        with the window left as it is (as Linux's tcp_simple_retransmit does).  True if
-        the MSS changed."""
+        with the window left as it is (as Linux's tcp_simple_retransmit does).  A real
+        path lowers its MTU in one or two steps; a sender walking it down a byte at a
+        time would have every step resend the whole flight, so only the first
+        PMTU_RESENDS_MAX steps of a connection do; later ones only lower the MSS and
+        leave what was in flight to loss recovery.  True if the MSS changed."""
         if mss >= self.mss:
             return False
         self.mss = mss
         self.mss_local = min(self.mss_local, mss)
-        if self.state not in SYNCHRONIZED or self.snd_max == self.snd_una:
+        if (self.state not in SYNCHRONIZED or self.snd_max == self.snd_una
+                or self.pmtu_resends >= PMTU_RESENDS_MAX):
             return True
+        self.pmtu_resends += 1
         self.snd_nxt = self.snd_una
         self._rexmit_from = None
         self._recover = self.snd_max       # what was in flight starts no fast recovery

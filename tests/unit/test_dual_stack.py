@@ -248,3 +248,37 @@ def test_too_big_errors_that_quote_nothing_in_flight_or_say_too_little(dst):
     assert t.a.mss == (1220 if six else 512)
     assert link.run(t.done, t.app, limit=600)
     check(t)
+
+
+@pytest.mark.parametrize("dst", [B_IP6, B_IP])
+def test_a_path_mtu_walked_down_a_byte_at_a_time_resends_a_bounded_number_of_flights(dst):
+    """A hostile "too big" sender lowering the MTU one byte per message: each lowers the
+    MSS, only the first PMTU_RESENDS_MAX resend the flight, and the transfer completes."""
+    from erebus.netstack.tcp import PMTU_RESENDS_MAX
+    link = Link(ipv6=True)
+    t = Transfer(link, blob(300_000, 3), b"", dst=dst)
+    link.run(lambda: t.a.bytes_out > 50_000, t.app)
+    six = dst == B_IP6
+    start = t.a.snd_max - t.a.snd_una
+    assert start > 0
+    for mtu in range(1399, 1379, -1):
+        seq = (t.a.iss + 1 + t.a.snd_una) % (1 << 32)
+        seg = bytearray(build_ipv6(A_IP6, B_IP6, PROTO_TCP, bytes(40)) if six else
+                        build_ipv4(A_IP, B_IP, PROTO_TCP, bytes(40)))
+        at = 40 if six else 20
+        seg[at:at + 8] = t.a.local_port.to_bytes(2, "big") + (80).to_bytes(2, "big") + \
+            seq.to_bytes(4, "big")
+        if six:
+            msg = icmpv6.build_packet_too_big("2001:2:0:1::1", A_IP6, bytes(seg), mtu)
+            err = build_ipv6("2001:2:0:1::1", A_IP6, NH_ICMPV6, msg)
+        else:
+            msg = icmp.build_icmp_error(icmp.DEST_UNREACH, icmp.UNREACH_FRAG_NEEDED,
+                                        bytes(seg), rest=mtu)
+            err = build_ipv4("198.18.1.1", A_IP, PROTO_ICMP, msg)
+        link.a.receive(err, link.now)
+        link.a.output(link.now)
+    assert t.a.mss == 1380 - (60 if six else 40)
+    assert link.a.counters.pmtu_lowered == 20
+    assert t.a.pmtu_resends == PMTU_RESENDS_MAX
+    assert link.run(t.done, t.app, limit=600)
+    check(t)
