@@ -5,10 +5,11 @@ failed, as an enum the asyncio shell maps to the OSError a socket would raise
 from __future__ import annotations
 
 import enum
+import errno
 
 from ..errors import ErebusError
 
-__all__ = ["NetErrorReason", "NetError", "TcpError"]
+__all__ = ["NetErrorReason", "NetError", "TcpError", "no_route"]
 
 
 class NetErrorReason(enum.Enum):
@@ -32,3 +33,14 @@ class NetError(ErebusError):
 
 class TcpError(NetError):
     """A TCP connection that ended abnormally, or cannot do what was asked of it."""
+
+
+def no_route(destination: str) -> OSError:
+    """What sending to or dialling an address of a family the tunnel has no address
+    of raises: the OSError a socket would (ENETUNREACH), carrying the reason the local
+    services map to their answers (SOCKS "network unreachable", the HTTP proxy's 502)."""
+    family = "IPv6" if ":" in destination else "IPv4"
+    exc = OSError(errno.ENETUNREACH, f"{destination}: the tunnel has no {family} address "
+                  f"(the server pushed none), so {family} destinations are unreachable")
+    exc.reason = NetErrorReason.NET_UNREACHABLE
+    return exc

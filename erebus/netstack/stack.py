@@ -56,7 +56,7 @@ from ..wire.ipv6 import NH_ICMPV6, NH_NONE, build_ipv6, parse_ipv6, to_ip6
 from ..wire.ipv6 import Reassembler as Reassembler6
 from ..wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp
 from ..wire.udp import build_udp, parse_udp
-from .errors import NetError, NetErrorReason, TcpError
+from .errors import NetError, NetErrorReason, TcpError, no_route
 from .tcp import DEFAULT_RCV_BUF, DEFAULT_SND_BUF, SYNCHRONIZED, State, TcpConnection
 
 log = logging.getLogger("erebus.netstack")
@@ -243,9 +243,7 @@ class NetStack:
         """Our address of ``remote``'s family; OSError(ENETUNREACH) if we have none."""
         local = self.local_ip if type(remote) is int else self.local_ip6
         if local is None:
-            fam = "IPv4" if type(remote) is int else "IPv6"
-            raise OSError(errno.ENETUNREACH, f"{addr_str(remote)}: network unreachable "
-                          f"(the tunnel has no {fam} address)")
+            raise no_route(addr_str(remote))
         return local
 
     def connect(self, remote_ip, remote_port: int, now: float, **kw) -> TcpConnection:

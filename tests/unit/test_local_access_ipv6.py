@@ -17,6 +17,7 @@ import dns.rrset
 import pytest
 
 from erebus.errors import ConfigError
+from erebus.netstack.errors import no_route
 from erebus.runtime.expose import socks
 from erebus.runtime.expose.dns import ResolveError, VpnResolver, interleave
 from erebus.runtime.expose.eyeballs import HappyEyeballs, Phase
@@ -199,6 +200,8 @@ class DnsVpn:
         """``behaviour[host]``: ("ok", delay) connects after delay, ("refuse", delay)
         refuses after delay, "silent" never answers (times out)."""
         loop = asyncio.get_running_loop()
+        if not (self.has_ipv6 if ":" in host else self.has_ipv4):
+            raise no_route(host)                 # as the stack does, at once
         self.calls.append((round(loop.time() - self.t0, 4), host))
         kind = self.behaviour.get(host, ("ok", 0.02))
         try:

@@ -19,8 +19,7 @@ from ...errors import ConfigError
 from ...netstack.stack import SYN_BACKLOG
 from .dns import ResolveError, _retrieve
 from .eyeballs import CONNECTION_ATTEMPT_DELAY, RESOLUTION_DELAY, HappyEyeballs, Phase
-from .hostport import (BadHostPort, hostport, ip_family, no_route_error, split_fields,
-                       tunnel_families)
+from .hostport import BadHostPort, hostport, ip_family, split_fields, tunnel_families
 
 log = logging.getLogger("erebus.forward")
 
@@ -146,11 +145,6 @@ class Dialer:
 
     async def _dial_address(self, address: str, port: int, protocol_factory,
                             shown: str) -> asyncio.Transport:
-        family = ip_family(address)
-        if family is not None:
-            has4, has6 = tunnel_families(self.vpn)
-            if not (has6 if family == 6 else has4):
-                raise no_route_error(address)
         try:
             transport, _ = await self.vpn.create_connection(protocol_factory, address, port,
                                                             timeout=self.timeout)

@@ -16,15 +16,13 @@ wrong in one line; the callers put the argument or the request in front of it.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import re
 
-from ...netstack.errors import NetErrorReason
 from ..tunnel import host_port as hostport        # the shell's: one spelling of it
 
 __all__ = ["BadHostPort", "hostport", "ip_family", "parse_authority", "split_fields",
-           "tunnel_families", "no_route_error", "unmapped"]
+           "tunnel_families", "unmapped"]
 
 MAX_SPEC = 1024                  # characters of a spec or an authority looked at
 # RFC 3986 reg-name: unreserved / pct-encoded / sub-delims; we take what DNS names use
@@ -148,13 +146,3 @@ def tunnel_families(vpn) -> tuple[bool, bool]:
         stack = getattr(vpn, "stack", None)
         v4 = stack is None or getattr(stack, "local_ip", 0) is not None
     return bool(v4), v6
-
-
-def no_route_error(host: str) -> OSError:
-    """What dialling a literal of a family the tunnel lacks raises: ENETUNREACH, with
-    the stack's reason (the SOCKS reply "network unreachable", the HTTP proxy's 502)."""
-    family = "IPv6" if ":" in host else "IPv4"
-    exc = OSError(errno.ENETUNREACH, f"{host}: the tunnel has no {family} address (the "
-                  f"server pushed none), so {family} destinations are unreachable")
-    exc.reason = NetErrorReason.NET_UNREACHABLE
-    return exc
