@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import struct
 from unittest import mock
 
 import dns.message
@@ -480,7 +479,6 @@ def test_a_server_certificate_cryptography_cannot_read_fails_the_session(pki, ki
                                                                          tmp_path):
     """Through receive_datagram: the session fails at stage certificate, naming the
     certificate; nothing escapes (pyOpenSSL re-raises what a verify callback raises)."""
-    from cryptography.hazmat.primitives import serialization
     from erebus.openvpn.session import Failed
     from tests.profiles import pki as P
     ca_pki = P.Pki()

@@ -78,7 +78,7 @@ def test_crossing_rekeys_get_temporary_failure_and_nothing_stalls(ours):
         ini.receive_datagram(reply, 8.02)
     exchange(ini, sim, 8.02)
     assert ini.established and len(ini.children) == 1 and len(sim.children) == 1
-    events = run(ini, sim, 30.0, start=8.1)
+    run(ini, sim, 30.0, start=8.1)
     if ours == "child":
         assert [round(t) for t in sim.log.child_rekeys] == [8, 16, 24]
     else:
