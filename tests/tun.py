@@ -35,9 +35,13 @@ thread.  (Creating the device in our own namespace and moving it with ``ip link
 set ... netns`` works too, but would briefly put a device in the shared
 namespace, where its name could clash.)
 
-IPv6 is disabled in the namespace, so the tunnel carries no router
-solicitations or MLD reports; :class:`TunTunnel` also drops (and counts) any
-packet that is not IPv4.
+IPv6 is disabled in the namespace unless ``KernelPeer(ipv6=True)``: then the
+device also has ``kernel_ip6/prefixlen6`` (default ``2001:2:0:200::1/64``, no
+DAD, no router advertisements accepted, no link-local address generated) and
+our stack owns ``our_ip6`` (``2001:2:0:200::2``).  :class:`TunTunnel` passes
+IPv6 only when its ``info`` has a ``virtual_ip6``; it drops and counts the
+neighbour-discovery and MLD messages the kernel still sends on the device (a
+point-to-point tunnel needs none), and any packet of a family it does not carry.
 
 Clean-up (:meth:`KernelPeer.close`, also from ``with``/``async with``, at
 interpreter exit and on exceptions in :meth:`KernelPeer.start`): tunnels closed,
@@ -72,12 +76,16 @@ from erebus.tunnel import TunnelInfo
 __all__ = [
     "KernelPeer", "KernelPeerError", "NetemUnavailable", "TunTunnel", "TunStats",
     "ImpairStats", "in_netns", "missing_prerequisites",
-    "ALLOWED_NET", "SYSTEM_PYTHON",
+    "ALLOWED_NET", "ALLOWED_NET6", "SYSTEM_PYTHON",
 ]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 # Every address these helpers configure must be in the RFC 2544 benchmarking range.
 ALLOWED_NET = ipaddress.IPv4Network("198.18.0.0/15")
+ALLOWED_NET6 = ipaddress.IPv6Network("2001:2::/48")
+# ICMPv6 types of the link layer's own chatter: MLD (130-132, 143), router/neighbour
+# solicitation and advertisement, redirect (133-137)
+_ICMP6_LINK_CHATTER = frozenset({130, 131, 132, 133, 134, 135, 136, 137, 143})
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001
@@ -262,13 +270,14 @@ class _Impairer:
 class TunStats:
     """Counters of a :class:`TunTunnel`."""
 
-    rx_packets: int = 0         # IPv4 packets read from the fd
+    rx_packets: int = 0         # IP packets read from the fd (those passed on)
     rx_bytes: int = 0
     rx_delivered: int = 0       # packets handed to the receiver (after impair_rx)
     rx_wakeups: int = 0         # reader callbacks that found at least one packet
     rx_max_batch: int = 0       # most packets read in one wake-up
     rx_full_batches: int = 0    # wake-ups that stopped at max_batch (more were waiting)
-    rx_non_ipv4: int = 0        # dropped: not IPv4
+    rx_non_ipv4: int = 0        # dropped: not IPv4 (nor IPv6, when the tunnel carries it)
+    rx_link_chatter: int = 0    # dropped: IPv6 neighbour discovery / MLD from the kernel
     rx_truncated: int = 0       # longer than read_size: cut short (still delivered)
     rx_no_receiver: int = 0     # dropped: the receiver was removed meanwhile
     rx_receiver_errors: int = 0  # receiver raised (see TunTunnel.errors)
@@ -290,7 +299,9 @@ class TunTunnel:
       left waits for the next loop iteration, so one busy tunnel cannot starve
       the loop.  Until a receiver is set, the kernel queues packets on the
       device (``txqueuelen``, 500 by default; beyond that it drops them).
-      Packets that are not IPv4 are dropped and counted.  A receiver that
+      Packets that are not IPv4 are dropped and counted, unless ``info`` has a
+      ``virtual_ip6``: then IPv6 passes too, except the kernel's neighbour
+      discovery and MLD (dropped, counted in ``rx_link_chatter``).  A receiver that
       raises does not lose the rest of the batch: the exception is counted,
       kept in :attr:`errors` and passed to the loop's exception handler.
     * Sending: :meth:`send_packet` writes the packet at once with ``os.write``;
@@ -324,6 +335,7 @@ class TunTunnel:
         self._reading = False
         self._tx_imp = _Impairer(self._loop, self._write, self.stats.tx_imp)
         self._rx_imp = _Impairer(self._loop, self._deliver, self.stats.rx_imp)
+        self._ipv6 = bool(getattr(info, "virtual_ip6", None))
         os.set_blocking(fd, False)
 
     # ---------------------------------------------------------------- Tunnel API
@@ -337,7 +349,7 @@ class TunTunnel:
         return self._fd
 
     def set_receiver(self, receiver: Callable[[bytes], None] | None) -> None:
-        """Call ``receiver(packet)`` for each IPv4 packet the kernel sends us (None: stop)."""
+        """Call ``receiver(packet)`` for each IP packet the kernel sends us (None: stop)."""
         self._receiver = receiver
         if self._fd is None:
             return
@@ -349,7 +361,7 @@ class TunTunnel:
             self._reading = False
 
     def send_packet(self, packet: bytes) -> None:
-        """Send one IPv4 packet to the kernel (dropped and counted if that fails)."""
+        """Send one IP packet to the kernel (dropped and counted if that fails)."""
         if self._fd is None:
             self.stats.tx_closed += 1
         elif self._tx_imp.active:
@@ -489,17 +501,39 @@ class TunTunnel:
             stats.rx_full_batches += 1
         impairer = self._rx_imp
         for packet in batch:
-            if packet[0] >> 4 != 4:
+            version = packet[0] >> 4
+            if version == 4:
+                if len(packet) == read_size and int.from_bytes(packet[2:4], "big") > read_size:
+                    stats.rx_truncated += 1
+            elif version == 6 and self._ipv6:
+                if _link_chatter(packet):
+                    stats.rx_link_chatter += 1
+                    continue
+                if (len(packet) == read_size
+                        and 40 + int.from_bytes(packet[4:6], "big") > read_size):
+                    stats.rx_truncated += 1
+            else:
                 stats.rx_non_ipv4 += 1
                 continue
-            if len(packet) == read_size and int.from_bytes(packet[2:4], "big") > read_size:
-                stats.rx_truncated += 1
             stats.rx_packets += 1
             stats.rx_bytes += len(packet)
             if impairer.active:
                 impairer.push(packet)
             else:
                 self._deliver(packet)
+
+
+def _link_chatter(packet: bytes) -> bool:
+    """An IPv6 packet holding ND or MLD (directly, or after a hop-by-hop header, as MLD
+    reports carry a router alert)."""
+    if len(packet) < 41:
+        return False
+    nh, off = packet[6], 40
+    if nh == 0:                     # hop-by-hop options
+        if len(packet) < off + 8:
+            return False
+        nh, off = packet[off], off + 8 * (packet[off + 1] + 1)
+    return nh == 58 and len(packet) > off and packet[off] in _ICMP6_LINK_CHATTER
 
 
 # --------------------------------------------------------------------------- KernelPeer
@@ -540,7 +574,8 @@ class KernelPeer:
     """A network namespace ``ebs-tun-<pid>-<n>`` with a TUN device up in it.
 
     The device (``ifname``, default ``ebtun0``) has ``kernel_ip/prefixlen``
-    (default ``198.18.200.1/24``) and ``mtu``; loopback is up; IPv6 is off.
+    (default ``198.18.200.1/24``) and ``mtu``; loopback is up; IPv6 is off
+    unless ``ipv6=True`` (then ``kernel_ip6/prefixlen6`` too, ``our_ip6`` ours).
     ``our_ip`` (default ``198.18.200.2``) is the address the stack on the
     tunnel owns.  All addresses must be in 198.18.0.0/15.
 
@@ -552,7 +587,22 @@ class KernelPeer:
 
     def __init__(self, *, kernel_ip: str = "198.18.200.1", our_ip: str = "198.18.200.2",
                  prefixlen: int = 24, mtu: int = 1500, ifname: str = "ebtun0",
-                 txqueuelen: int | None = None, name: str | None = None):
+                 txqueuelen: int | None = None, name: str | None = None,
+                 ipv6: bool = False, kernel_ip6: str = "2001:2:0:200::1",
+                 our_ip6: str = "2001:2:0:200::2", prefixlen6: int = 64):
+        if ipv6:
+            kip6, oip6 = ipaddress.IPv6Address(kernel_ip6), ipaddress.IPv6Address(our_ip6)
+            net6 = ipaddress.IPv6Network(f"{kernel_ip6}/{prefixlen6}", strict=False)
+            if kip6 not in ALLOWED_NET6 or oip6 not in ALLOWED_NET6:
+                raise ValueError(f"the IPv6 addresses must be in {ALLOWED_NET6}")
+            if oip6 not in net6 or oip6 == kip6:
+                raise ValueError(f"our_ip6 {our_ip6} must be another address in {net6}")
+            if mtu < 1280:
+                raise ValueError(f"IPv6 needs an MTU of at least 1280, not {mtu}")
+        self.ipv6 = ipv6
+        self.kernel_ip6 = kernel_ip6 if ipv6 else None
+        self.our_ip6 = our_ip6 if ipv6 else None
+        self.prefixlen6 = prefixlen6
         kip = _check_addr("kernel_ip", kernel_ip)
         oip = _check_addr("our_ip", our_ip)
         net = ipaddress.IPv4Network(f"{kernel_ip}/{prefixlen}", strict=False)
@@ -592,6 +642,9 @@ class KernelPeer:
                         + (f" txqueuelen {self.txqueuelen}" if self.txqueuelen else ""),
                         f"addr add {self.kernel_ip}/{self.prefixlen} dev {self.ifname}",
                         f"link set dev {self.ifname} up"]
+            if self.ipv6:
+                commands.append(f"addr add {self.kernel_ip6}/{self.prefixlen6} "
+                                f"dev {self.ifname} nodad")
             self._check(["ip", "-n", self.name, "-batch", "-"], input="\n".join(commands) + "\n")
         except BaseException:
             self.close()
@@ -599,10 +652,17 @@ class KernelPeer:
         return self
 
     def _create_tun(self) -> int:
-        # Runs inside the namespace (see in_netns): no IPv6 chatter on the device.
+        # Runs inside the namespace (see in_netns): no IPv6 chatter on the device, or
+        # with ipv6=True as little as the kernel allows (no RA, no DAD, no link-local).
+        settings = ({"disable_ipv6": 0, "accept_ra": 0, "accept_dad": 0, "dad_transmits": 0,
+                     "router_solicitations": 0, "addr_gen_mode": 1}
+                    if self.ipv6 else {"disable_ipv6": 1})
         for scope in ("all", "default"):
-            with open(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6", "w") as f:
-                f.write("1")
+            for key, value in settings.items():
+                if scope == "all" and key == "addr_gen_mode":
+                    continue
+                with open(f"/proc/sys/net/ipv6/conf/{scope}/{key}", "w") as f:
+                    f.write(str(value))
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             ifr = struct.pack("16sH22x", self.ifname.encode(), _IFF_TUN | _IFF_NO_PI)
@@ -673,7 +733,10 @@ class KernelPeer:
     def tunnel_info(self) -> TunnelInfo:
         """What a :class:`TunTunnel` on this peer reports as its ``info``."""
         return TunnelInfo(kind="tun-test", server="kernel", virtual_ip=self.our_ip,
-                          netmask=self.netmask, gateway=self.kernel_ip, mtu=self.mtu)
+                          netmask=self.netmask, gateway=self.kernel_ip, mtu=self.mtu,
+                          virtual_ip6=self.our_ip6,
+                          prefix6=self.prefixlen6 if self.ipv6 else None,
+                          gateway6=self.kernel_ip6)
 
     def tunnel(self, *, max_batch: int = 64, read_size: int | None = None,
                loop: asyncio.AbstractEventLoop | None = None) -> TunTunnel:
@@ -790,12 +853,17 @@ class KernelPeer:
     def _listening(self, port: int) -> bool:
         # /proc/net/tcp read from a thread inside the namespace: no process to start.
         def listening() -> bool:
-            with open("/proc/thread-self/net/tcp") as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                        return True
+            for table in ("tcp", "tcp6"):
+                try:
+                    f = open(f"/proc/thread-self/net/{table}")
+                except FileNotFoundError:       # no IPv6 in this kernel
+                    continue
+                with f:
+                    next(f)
+                    for line in f:
+                        fields = line.split()
+                        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                            return True
             return False
         return in_netns(self.name, listening)
 
