@@ -72,6 +72,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from erebus.tunnel import TunnelInfo
+from erebus.wire.icmpv6 import IGNORED_TYPES as ICMP6_LINK_CHATTER
+from erebus.wire.ipv6 import Ipv6Error, NH_ICMPV6, parse_ipv6_prefix
 
 __all__ = [
     "KernelPeer", "KernelPeerError", "NetemUnavailable", "TunTunnel", "TunStats",
@@ -83,9 +85,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 # Every address these helpers configure must be in the RFC 2544 benchmarking range.
 ALLOWED_NET = ipaddress.IPv4Network("198.18.0.0/15")
 ALLOWED_NET6 = ipaddress.IPv6Network("2001:2::/48")
-# ICMPv6 types of the link layer's own chatter: MLD (130-132, 143), router/neighbour
-# solicitation and advertisement, redirect (133-137)
-_ICMP6_LINK_CHATTER = frozenset({130, 131, 132, 133, 134, 135, 136, 137, 143})
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001
@@ -524,16 +523,15 @@ class TunTunnel:
 
 
 def _link_chatter(packet: bytes) -> bool:
-    """An IPv6 packet holding ND or MLD (directly, or after a hop-by-hop header, as MLD
-    reports carry a router alert)."""
-    if len(packet) < 41:
+    """An IPv6 packet holding ND or MLD (the ICMPv6 types the stack ignores), after
+    whatever extension headers precede it (MLD reports carry a router alert).  A packet
+    that does not parse is not chatter: the stack drops and counts it."""
+    try:
+        header, payload = parse_ipv6_prefix(packet)
+    except Ipv6Error:
         return False
-    nh, off = packet[6], 40
-    if nh == 0:                     # hop-by-hop options
-        if len(packet) < off + 8:
-            return False
-        nh, off = packet[off], off + 8 * (packet[off + 1] + 1)
-    return nh == 58 and len(packet) > off and packet[off] in _ICMP6_LINK_CHATTER
+    return (header.protocol == NH_ICMPV6 and len(payload) > 0
+            and payload[0] in ICMP6_LINK_CHATTER)
 
 
 # --------------------------------------------------------------------------- KernelPeer
@@ -547,10 +545,11 @@ def _close_live_peers() -> None:
         peer.close()
 
 
-def _check_addr(what: str, addr: str) -> ipaddress.IPv4Address:
-    ip = ipaddress.IPv4Address(addr)
-    if ip not in ALLOWED_NET:
-        raise ValueError(f"{what} {addr} is outside {ALLOWED_NET}")
+def _check_addr(what: str, addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(addr)
+    allowed = ALLOWED_NET if ip.version == 4 else ALLOWED_NET6
+    if ip not in allowed:
+        raise ValueError(f"{what} {addr} is outside {allowed}")
     return ip
 
 
@@ -591,10 +590,9 @@ class KernelPeer:
                  ipv6: bool = False, kernel_ip6: str = "2001:2:0:200::1",
                  our_ip6: str = "2001:2:0:200::2", prefixlen6: int = 64):
         if ipv6:
-            kip6, oip6 = ipaddress.IPv6Address(kernel_ip6), ipaddress.IPv6Address(our_ip6)
+            kip6 = _check_addr("kernel_ip6", kernel_ip6)
+            oip6 = _check_addr("our_ip6", our_ip6)
             net6 = ipaddress.IPv6Network(f"{kernel_ip6}/{prefixlen6}", strict=False)
-            if kip6 not in ALLOWED_NET6 or oip6 not in ALLOWED_NET6:
-                raise ValueError(f"the IPv6 addresses must be in {ALLOWED_NET6}")
             if oip6 not in net6 or oip6 == kip6:
                 raise ValueError(f"our_ip6 {our_ip6} must be another address in {net6}")
             if mtu < 1280:
