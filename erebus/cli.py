@@ -87,6 +87,38 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="give up connecting after S seconds (default: the profile's "
                     "connect-timeout, 120)")
+    run = sub.add_parser("run", parents=[common], help="run a command whose only network "
+                         "is the VPN (an unprivileged user and network namespace: any "
+                         "program, TCP, UDP and ping, no proxy settings needed)",
+                         description="Run COMMAND in a new user, network, mount and PID "
+                         "namespace whose only interface is a TUN device erebus connects "
+                         "to the tunnel: the pushed routes (every destination with --all "
+                         "or a pushed redirect-gateway), the VPN's DNS servers in its "
+                         "/etc/resolv.conf. No root; the host's interfaces, routes and "
+                         "resolver are not touched. The exit status is COMMAND's.",
+                         usage="erebus run PROFILE [options] -- COMMAND [ARGS...]")
+    run.add_argument("profile", help=PROFILE_HELP)
+    run.add_argument("--conn", metavar="NAME", help=CONN_HELP)
+    run.add_argument("--all", action="store_true", dest="everything",
+                     help="route every destination through the tunnel, not only the "
+                     "pushed routes")
+    run.add_argument("--shell", action="store_true",
+                     help="run $SHELL (or /bin/sh) instead of a command")
+    run.add_argument("-L", dest="local_forwards", action="append", default=[],
+                     metavar="[BIND:]PORT:HOST:HOSTPORT", help="as for up, served beside "
+                     "the namespace (on the host's loopback)")
+    run.add_argument("-R", dest="remote_forwards", action="append", default=[],
+                     metavar="[BIND:]VPORT:LHOST:LPORT", help="as for up: VPORT of the "
+                     "virtual IP goes to a local service of the host")
+    run.add_argument("--http-proxy", metavar="[HOST:]PORT", help="as for up")
+    run.add_argument("--socks", metavar="[HOST:]PORT", help="as for up")
+    run.add_argument("--proxy-auth-file", metavar="FILE", help="as for up")
+    run.add_argument("--timeout", type=float, default=None, metavar="S",
+                     help="give up connecting after S seconds (default: the profile's "
+                     "connect-timeout, 120)")
+    run.add_argument("command_argv", nargs="*", metavar="COMMAND",
+                     help="the command and its arguments, after -- (everything after "
+                     "-- is the command's)")
     check = sub.add_parser("check", help="validate a profile offline (no name resolved, no "
                            "packet sent) and print what erebus would do with it")
     check.add_argument("profile", help=PROFILE_HELP)
@@ -121,11 +153,23 @@ def _run(coro):
     return asyncio.run(coro)
 
 
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``erebus [...] run [...] -- COMMAND ...``: erebus' own arguments, and the command
+    (None without a ``--`` after ``run``)."""
+    if "run" in argv and "--" in argv and argv.index("run") < argv.index("--"):
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv, command = _split_command(sys.argv[1:] if argv is None else list(argv))
     args = _parser().parse_args(argv)
+    if command is not None and args.command == "run":
+        args.command_argv = [*args.command_argv, *command]
     _raise_fd_limit()
     _setup_logging(args.verbose + args.verbose_top,
-                   quiet_default=args.command in ("probe", "check"))
+                   quiet_default=args.command in ("probe", "check", "run"))
     if args.command == "probe":
         from .probe import probe, render
         try:
@@ -150,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
                            socks_auth=args.socks_auth,
                            proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
                            timeout=args.timeout, conn=args.conn))
+    if args.command == "run":
+        from .run import run_run
+        return _run(run_run(args.profile, args.command_argv, shell=args.shell,
+                            everything=args.everything,
+                            local_forwards=args.local_forwards,
+                            remote_forwards=args.remote_forwards,
+                            http_proxy=args.http_proxy, socks=args.socks,
+                            proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
+                            timeout=args.timeout, conn=args.conn))
     return 2
 
 

@@ -102,6 +102,10 @@ class TunnelInfo:
     prefix6: int | None = None      # its prefix length (64); on-link through the tunnel
     gateway6: str | None = None     # the peer's IPv6 end, when it names one
     routes6: list[str] = field(default_factory=list)  # IPv6 CIDR strings
+    # the peer asks for every destination through the tunnel (OpenVPN's pushed
+    # redirect-gateway); only `erebus run` acts on it, in its own namespace
+    redirect_gateway: bool = False
+    domains: list[str] = field(default_factory=list)  # the VPN's DNS domain (DOMAIN)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass, field
 
 from .credentials import SOCKS_AUTH_WARNING, proxy_credentials
 from .errors import ConfigError, SessionError
@@ -21,12 +22,25 @@ from .tunnel import Tunnel
 log = logging.getLogger("erebus")
 
 
-async def run_up(profile_path: str, *, local_forwards: list[str] = (),
-                 remote_forwards: list[str] = (), http_proxy: str | None = None,
-                 socks: str | None = None, socks_auth: str | None = None,
-                 proxy_auth_file: str | None = None,
-                 pcap_path: str | None = None, timeout: float | None = None,
-                 conn: str | None = None, environ=None) -> int:
+@dataclass
+class Access:
+    """The local-access options of ``up`` and ``run``, checked before any packet goes."""
+
+    locals_: list = field(default_factory=list)
+    remotes: list = field(default_factory=list)
+    http_listen: tuple | None = None
+    socks_listen: tuple | None = None
+    http_auth: object = None
+    socks_auth: object = None
+
+    def __bool__(self) -> bool:
+        return bool(self.locals_ or self.remotes or self.http_listen or self.socks_listen)
+
+
+def parse_access(*, local_forwards=(), remote_forwards=(), http_proxy=None, socks=None,
+                 socks_auth=None, proxy_auth_file=None, environ=None) -> Access:
+    """ConfigError for anything wrong with -L, -R, --http-proxy, --socks and their
+    credentials."""
     locals_ = [parse_local_forward(s) for s in local_forwards]
     remotes = [parse_remote_forward(s) for s in remote_forwards]
     http_listen = parse_listen(http_proxy, "--http-proxy") if http_proxy else None
@@ -39,10 +53,44 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
             raise ConfigError("--socks-auth needs --socks")
     elif origin == "--proxy-auth-file" and not (socks_listen or http_listen):
         raise ConfigError("--proxy-auth-file needs --http-proxy or --socks")
-    http_auth = proxy_auth if origin != "--socks-auth" else None
     ports = [r.vport for r in remotes]
     if len(set(ports)) != len(ports):
         raise ConfigError("-R: the same virtual port is given twice")
+    return Access(locals_, remotes, http_listen, socks_listen,
+                  proxy_auth if origin != "--socks-auth" else None, proxy_auth)
+
+
+async def start_services(access: Access, vpn: VpnStack, info) -> list:
+    """Start every local-access service over ``vpn``; the started ones (to close)."""
+    dialer = Dialer(vpn, VpnResolver(vpn, info.dns))
+    services: list = [LocalForward(dialer, spec) for spec in access.locals_]
+    services += [RemoteForward(vpn, spec) for spec in access.remotes]
+    if access.http_listen:
+        services.append(HttpProxy(dialer, *access.http_listen, credentials=access.http_auth))
+    if access.socks_listen:
+        services.append(SocksServer(dialer, *access.socks_listen,
+                                    credentials=access.socks_auth))
+    started = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+    except BaseException:
+        for service in started:
+            await service.close()
+        raise
+    return started
+
+
+def log_tunnel_up(info) -> None:
+    log.info("tunnel up: virtual IP %s/%s%s via %s, MTU %d, cipher %s, DNS %s",
+             info.virtual_ip, info.netmask,
+             f" and {info.virtual_ip6}/{info.prefix6}" if info.virtual_ip6 else "",
+             info.server, info.mtu, info.cipher, ", ".join(info.dns) or "none pushed")
+
+
+def open_profile(profile_path: str, *, pcap_path: str | None, conn: str | None):
+    """The profile's tunnel (not connected yet) and its pcap writer, if asked for."""
     pcap = None
     if pcap_path:
         from .runtime.pcap import PcapWriter
@@ -53,6 +101,19 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         if pcap:
             pcap.close()
         raise
+    return tunnel, pcap
+
+
+async def run_up(profile_path: str, *, local_forwards: list[str] = (),
+                 remote_forwards: list[str] = (), http_proxy: str | None = None,
+                 socks: str | None = None, socks_auth: str | None = None,
+                 proxy_auth_file: str | None = None,
+                 pcap_path: str | None = None, timeout: float | None = None,
+                 conn: str | None = None, environ=None) -> int:
+    access = parse_access(local_forwards=local_forwards, remote_forwards=remote_forwards,
+                          http_proxy=http_proxy, socks=socks, socks_auth=socks_auth,
+                          proxy_auth_file=proxy_auth_file, environ=environ)
+    tunnel, pcap = open_profile(profile_path, pcap_path=pcap_path, conn=conn)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,20 +122,9 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     vpn = None
     try:
         info = await tunnel.connect(timeout=timeout)
-        log.info("tunnel up: virtual IP %s/%s%s via %s, MTU %d, cipher %s, DNS %s",
-                 info.virtual_ip, info.netmask,
-                 f" and {info.virtual_ip6}/{info.prefix6}" if info.virtual_ip6 else "",
-                 info.server, info.mtu, info.cipher, ", ".join(info.dns) or "none pushed")
+        log_tunnel_up(info)
         vpn = VpnStack(tunnel)
-        dialer = Dialer(vpn, VpnResolver(vpn, info.dns))
-        services += [LocalForward(dialer, spec) for spec in locals_]
-        services += [RemoteForward(vpn, spec) for spec in remotes]
-        if http_listen:
-            services.append(HttpProxy(dialer, *http_listen, credentials=http_auth))
-        if socks_listen:
-            services.append(SocksServer(dialer, *socks_listen, credentials=proxy_auth))
-        for service in services:
-            await service.start()
+        services = await start_services(access, vpn, info)
         if not services:
             log.info("no -L, -R, --http-proxy or --socks given: the tunnel only answers "
                      "pings of %s", info.virtual_ip)

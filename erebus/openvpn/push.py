@@ -85,6 +85,7 @@ class PushedOptions:
     routes_ipv6: list[Route6] = field(default_factory=list)
     route_ipv6_gateway: str | None = None
     block_ipv6: bool = False
+    redirect_gateway: bool = False               # redirect-gateway (def1 ...): for erebus run
     dropped: list[str] = field(default_factory=list)    # 2.6's "Options error" lines
     filtered: list[str] = field(default_factory=list)   # removed by pull-filter ignore
     ignored: list[str] = field(default_factory=list)
@@ -459,6 +460,11 @@ def apply_push_option(opts: PushedOptions, text: str) -> None:
         opts.auth_token_user = user
     elif name in ("compress", "comp-lzo"):
         opts.compression = text
+    elif name == "redirect-gateway":
+        # the host's routes are never changed; `erebus run` routes everything in its
+        # namespace through the tunnel, as the stock client would the host's
+        opts.redirect_gateway = True
+        opts.ignored.append(text)
     else:
         opts.ignored.append(text)
 

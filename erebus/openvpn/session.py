@@ -158,7 +158,9 @@ def tunnel_info(options: PushedOptions, cipher: str, setup_time: float,
                       virtual_ip6=options.virtual_ip6, prefix6=options.prefix6,
                       gateway6=options.gateway6 if options.ifconfig_ipv6 else None,
                       routes6=[r.cidr for r in options.routes_ipv6]
-                      if options.ifconfig_ipv6 else [])
+                      if options.ifconfig_ipv6 else [],
+                      redirect_gateway=options.redirect_gateway,
+                      domains=[options.domain] if options.domain else [])
 
 
 @dataclass(slots=True)
