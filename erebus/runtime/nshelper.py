@@ -28,6 +28,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -255,12 +256,16 @@ def _init(argv: list[str], foreground: bool) -> int:
     _libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     target = [0]
     _forwarding(target, foreground)
+    program = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    if program is None:
+        print(f"erebus run: {argv[0]}: command not found", file=sys.stderr)
+        return 127
     pid = os.fork()
     if pid == 0:
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         try:
-            os.execvp(argv[0], argv)
+            os.execv(program, argv)
         except OSError as exc:
             print(f"erebus run: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr)
             os._exit(127 if exc.errno == errno.ENOENT else 126)
