@@ -141,11 +141,11 @@ async def _supervise(namespace: Namespace, tunnel, pump: TunPump, vpn, timeout) 
                 except SessionError as err:
                     exc = err
                 else:
-                    old = set(pump._sources)
+                    old = set(pump.sources)
                     pump.rebind(info)
                     if vpn is not None:
                         vpn.rebind(info)
-                    if pump._sources != old:
+                    if pump.sources != old:
                         log.warning("the new session has other virtual addresses (%s): "
                                     "connections inside the namespace will fail",
                                     info.virtual_ip)

@@ -72,8 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from erebus.tunnel import TunnelInfo
-from erebus.wire.icmpv6 import IGNORED_TYPES as ICMP6_LINK_CHATTER
-from erebus.wire.ipv6 import Ipv6Error, NH_ICMPV6, parse_ipv6_prefix
+from erebus.wire.icmpv6 import link_chatter as _link_chatter
 
 __all__ = [
     "KernelPeer", "KernelPeerError", "NetemUnavailable", "TunTunnel", "TunStats",
@@ -520,18 +519,6 @@ class TunTunnel:
                 impairer.push(packet)
             else:
                 self._deliver(packet)
-
-
-def _link_chatter(packet: bytes) -> bool:
-    """An IPv6 packet holding ND or MLD (the ICMPv6 types the stack ignores), after
-    whatever extension headers precede it (MLD reports carry a router alert).  A packet
-    that does not parse is not chatter: the stack drops and counts it."""
-    try:
-        header, payload = parse_ipv6_prefix(packet)
-    except Ipv6Error:
-        return False
-    return (header.protocol == NH_ICMPV6 and len(payload) > 0
-            and payload[0] in ICMP6_LINK_CHATTER)
 
 
 # --------------------------------------------------------------------------- KernelPeer

@@ -128,14 +128,13 @@ def plan(info: TunnelInfo, *, everything: bool = False) -> dict:
             continue
     routes = []
     chosen: dict[int, list] = {4: [], 6: []}
-    for net in wanted:
+    # widest first: a network (or a DNS server, the gateway) inside one routed already
+    # through the same device needs no route of its own
+    for net in sorted(wanted, key=lambda n: (n.version, n.prefixlen)):
         if net.version == 4 and not has4 or net.version == 6 and not has6:
             continue
-        if net in chosen[net.version] or any(net.subnet_of(n) for n in on_link[net.version]):
+        if any(net.subnet_of(n) for n in [*on_link[net.version], *chosen[net.version]]):
             continue
-        if net.prefixlen == net.max_prefixlen and any(
-                net.subnet_of(r) for r in chosen[net.version]):
-            continue                  # a host (DNS, gateway) inside a routed network
         chosen[net.version].append(net)
         route = {"dst": str(net.network_address), "prefixlen": net.prefixlen}
         if mtu:

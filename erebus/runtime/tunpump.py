@@ -29,8 +29,9 @@ from ..counters import CountersDict
 from ..netstack.stack import EPHEMERAL
 from ..wire import flow as flows
 from ..wire.icmp import DEST_UNREACH, UNREACH_FRAG_NEEDED, build_icmp_error
-from ..wire.icmpv6 import IGNORED_TYPES, build_packet_too_big
+from ..wire.icmpv6 import build_packet_too_big, link_chatter
 from ..wire.ipv4 import PROTO_ICMP, build_ipv4
+from ..wire.ipv6 import NH_ICMPV6, build_ipv6
 
 log = logging.getLogger("erebus.run")
 
@@ -77,7 +78,7 @@ class TunPump:
         self.counters = PumpCounters()
         self._stack_receiver: Callable[[bytes], None] | None = None
         self._stack = None              # the NetStack, for its listeners
-        self._sources: set[bytes] = set()
+        self.sources: set[bytes] = set()
         self._mtu = 1500
         self._gateway4: str | None = None
         self._gateway6: str | None = None
@@ -96,7 +97,7 @@ class TunPump:
 
     def rebind(self, info) -> None:
         """A new session: its addresses and MTU."""
-        self._sources = {ipaddress.ip_address(a).packed
+        self.sources = {ipaddress.ip_address(a).packed
                          for a in (info.virtual_ip, info.virtual_ip6) if a}
         self._mtu = info.mtu
         self._gateway4 = info.gateway
@@ -130,20 +131,20 @@ class TunPump:
             if len(packet) > self._mtu:
                 self._too_big(packet)
                 continue
-            if flows.source(packet) not in self._sources:
+            if flows.source(packet) not in self.sources:
                 if not self._ignorable(packet):
                     counters.wrong_source += 1
                 continue
-            if packet[0] >> 4 == 6 and self._ignorable(packet):
+            if self._ignorable(packet):
                 continue
             counters.packets_out += 1
             counters.bytes_out += len(packet)
             send(packet)
 
     def _ignorable(self, packet: bytes) -> bool:
-        """Router solicitations and MLD out of the namespace: no router to ask."""
-        f = flows.flow(packet)
-        if f is not None and f.protocol == flows.PROTO_ICMPV6 and f.icmp_type in IGNORED_TYPES:
+        """Router solicitations, neighbour discovery and MLD out of the namespace: the
+        tunnel has no link and no router to ask."""
+        if packet[0] >> 4 == 6 and link_chatter(packet):
             self.counters.ignored_icmpv6 += 1
             return True
         return False
@@ -161,8 +162,9 @@ class TunPump:
                 answer = build_ipv4(src, bytes(packet[12:16]), PROTO_ICMP, icmp)
             else:
                 src = self._gateway6 or ipaddress.IPv6Address(packet[24:40]).compressed
-                answer = build_packet_too_big(src, bytes(packet[8:24]), packet,
-                                              max(self._mtu, 1280))
+                dst = bytes(packet[8:24])
+                answer = build_ipv6(src, dst, NH_ICMPV6, build_packet_too_big(
+                    src, dst, packet, max(self._mtu, 1280)))
         except ValueError:
             return
         self._write(answer)

@@ -42,6 +42,7 @@ from .ipv6 import (
     NH_UDP,
     PP_UNRECOGNIZED_OPTION,
     IPv6Header,
+    Ipv6Error,
     ip6_to_str,
     parse_ipv6_prefix,
     to_ip6,
@@ -58,7 +59,7 @@ __all__ = [
     "EXCEEDED_HOP_LIMIT", "EXCEEDED_REASSEMBLY",
     "HEADER_LEN", "MAX_QUOTE",
     "Icmpv6Echo", "Icmpv6Error", "Icmpv6Ignored", "Icmpv6Message", "OriginalDatagram",
-    "parse_icmpv6", "build_icmpv6", "build_echo_request", "build_echo_reply",
+    "parse_icmpv6", "link_chatter", "build_icmpv6", "build_echo_request", "build_echo_reply",
     "build_icmpv6_error", "build_dest_unreachable", "build_packet_too_big", "error_allowed",
 ]
 
@@ -324,6 +325,17 @@ def build_packet_too_big(src: bytes | str, dst: bytes | str,
     if not MIN_MTU <= mtu <= 0xFFFFFFFF:
         raise ValueError(f"MTU {mtu} below the IPv6 minimum of {MIN_MTU}")
     return build_icmpv6_error(src, dst, PACKET_TOO_BIG, 0, invoking, rest=mtu)
+
+
+def link_chatter(packet: bytes | bytearray | memoryview) -> bool:
+    """An IPv6 packet holding neighbour discovery, a router solicitation or MLD (the
+    types of :data:`IGNORED_TYPES`), after whatever extension headers precede it (MLD
+    reports carry a router alert).  A packet that does not parse is not chatter."""
+    try:
+        header, payload = parse_ipv6_prefix(packet)
+    except Ipv6Error:
+        return False
+    return header.protocol == NH_ICMPV6 and len(payload) > 0 and payload[0] in IGNORED_TYPES
 
 
 def error_allowed(invoking: bytes | bytearray | memoryview, typ: int, code: int) -> bool:
