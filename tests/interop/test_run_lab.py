@@ -205,3 +205,18 @@ def test_proxy_settings_are_not_needed_but_up_still_works(lab, gcm):
         assert hashlib.sha256(got.stdout).hexdigest() == lab.blob_sha256, got.stderr
     finally:
         up.stop()
+
+
+def test_ipv6_inside_the_namespace(lab, ovpn_server):
+    """A server pushing ifconfig-ipv6 and route-ipv6: the namespace has both families;
+    curl over IPv6 byte-exact, ping -6, and a name's AAAA through the VPN's DNS."""
+    from tests.lab import WEB_ADDR6
+    server = ovpn_server("v6")
+    cp = run(lab, server.profile, "sh", "-c",
+             f"ip -6 -o addr show dev erebus0 && curl -sS --fail --max-time 30 "
+             f"http://[{WEB_ADDR6}]/blob.bin | sha256sum && ping -6 -n -c 2 -W 5 {WEB_ADDR6}"
+             f" && getent ahostsv6 {NAME}")
+    out = text(cp)
+    assert cp.returncode == 0, out + lab.logs_tail()
+    assert lab.blob_sha256 in out and "2 packets transmitted, 2 received" in out
+    assert re.search(rf"^{re.escape(WEB_ADDR6)}\s+STREAM {NAME}$", out, re.M), out
