@@ -6,7 +6,8 @@
 
 Figures printed and written as JSON (compare runs with any JSON diff):
 - throughput of a download (best of --runs): stock client direct, erebus via -L, via
-  the HTTP proxy (absolute URI) and via SOCKS5, for each data cipher;
+  the HTTP proxy (absolute URI), via SOCKS5 and inside `erebus run` (curl in the
+  namespace, the kernel's TCP), for each data cipher;
 - IPv6 inside next to IPv4 inside, on one dual-stack server (AES-256-GCM, server-ipv6):
   the stock client and erebus -L / SOCKS5, each to the web host's IPv4 and IPv6 address;
 - latency p50/p99 of small HTTP requests on one kept-alive connection (stock vs -L);
@@ -38,6 +39,21 @@ from tests.lab import (SYSTEM_PYTHON, WEB_ADDR, WEB_ADDR6, Lab, LabError,  # noq
 
 PORTS = {"fwd": 18000, "echo": 18001, "fwd6": 18002, "http": 18080, "socks": 11080}
 ECHO_PORT = 9001
+
+# inside `erebus run`: the downloads timed by the command itself (session setup apart)
+RUN_INSIDE = r"""
+import subprocess, sys, time
+url, digest, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for _ in range(runs):
+    start = time.monotonic()
+    cp = subprocess.run(["bash", "-o", "pipefail", "-c",
+                         f"curl -sS --fail --max-time 600 {url} | sha256sum"],
+                        capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if cp.returncode or cp.stdout.split()[0] != digest:
+        raise SystemExit(f"wrong bytes or failure: {cp.stderr}")
+    print(f"{elapsed:.6f}")
+"""
 
 LATENCY_CLIENT = r"""
 import socket, sys, time
@@ -180,6 +196,19 @@ class Bench:
         return {"mib_per_s": round(self.size / best / 2**20, 1), "seconds": round(best, 3),
                 "all_seconds": [round(r, 3) for r in runs]}
 
+    def run_inside(self, server) -> dict:
+        """`erebus run PROFILE -- ...`: curl with the kernel's TCP in the namespace."""
+        cp = self.lab.run_client([self.lab.python, "-m", "erebus", "run", str(server.profile),
+                                  "--", SYSTEM_PYTHON, "-c", RUN_INSIDE,
+                                  f"http://{WEB_ADDR}/bench.bin", self.digest,
+                                  str(self.args.runs)], timeout=700 * self.args.runs)
+        runs = [float(x) for x in cp.stdout.split()]
+        if cp.returncode or len(runs) != self.args.runs:
+            raise RuntimeError(f"erebus run: {cp.stderr[-2000:]}")
+        best = min(runs)
+        return {"mib_per_s": round(self.size / best / 2**20, 1), "seconds": round(best, 3),
+                "all_seconds": [round(r, 3) for r in runs]}
+
     def start_erebus(self, server, tag: str, *extra: str):
         log = self.out / f"erebus-{tag}.log"
         up = self.lab.spawn_client(
@@ -241,8 +270,9 @@ class Bench:
                 row["erebus_L_latency"] = self.latency("127.0.0.1", PORTS["echo"])
         finally:
             self.stop_erebus(up)
+        row["erebus_run"] = self.run_inside(server)
         stock_speed = row["stock"]["mib_per_s"]
-        for key in ("erebus_L", "erebus_http_proxy", "erebus_socks"):
+        for key in ("erebus_L", "erebus_http_proxy", "erebus_socks", "erebus_run"):
             row[key]["ratio_to_stock"] = round(row[key]["mib_per_s"] / stock_speed, 2)
 
     def ipv6(self, results: dict) -> None:
@@ -349,7 +379,8 @@ def main() -> int:
             for mode in args.modes.split(","):
                 bench.throughput_and_latency(mode, results)
                 row = results["modes"][mode]
-                for key in ("stock", "erebus_L", "erebus_http_proxy", "erebus_socks"):
+                for key in ("stock", "erebus_L", "erebus_http_proxy", "erebus_socks",
+                            "erebus_run"):
                     r = row[key]
                     ratio = f"{r['ratio_to_stock']:.2f}x" if "ratio_to_stock" in r else ""
                     print(f"{mode:<7} {key:<18} {r['mib_per_s']:>7.1f} {ratio:>6}")
