@@ -220,3 +220,41 @@ def test_ipv6_inside_the_namespace(lab, ovpn_server):
     assert cp.returncode == 0, out + lab.logs_tail()
     assert lab.blob_sha256 in out and "2 packets transmitted, 2 received" in out
     assert re.search(rf"^{re.escape(WEB_ADDR6)}\s+STREAM {NAME}$", out, re.M), out
+
+
+def test_shell_reads_its_commands_from_stdin(lab, gcm):
+    """--shell runs $SHELL (here /bin/sh, its script on standard input)."""
+    cp = lab.run_client(["env", "SHELL=/bin/sh", lab.python, "-m", "erebus", "run",
+                         str(gcm.profile), "--shell"], timeout=60,
+                        input=f"curl -sS --max-time 20 http://{WEB_ADDR}/blob.bin | sha256sum\n"
+                        "exit 5\n")
+    assert cp.returncode == 5, cp.stdout + cp.stderr
+    assert lab.blob_sha256 in cp.stdout
+
+
+def test_the_command_survives_a_server_restart(lab, ovpn_server):
+    """The server restarts while the command runs: erebus reconnects, the namespace and
+    the command stay, and the next download inside is byte-exact."""
+    server = ovpn_server("restart")
+    out = outdir(lab)
+    go = out / "go"
+    log = out / "run-restart.log"
+    script = (f"curl -sS --fail --max-time 30 http://{WEB_ADDR}/blob.bin | sha256sum > "
+              f"{out}/first && while [ ! -e {go} ]; do sleep 0.05; done && "
+              f"curl -sS --fail --retry 5 --retry-all-errors --max-time 60 "
+              f"http://{WEB_ADDR}/blob.bin | sha256sum > {out}/second")
+    proc = lab.spawn_client([lab.python, "-m", "erebus", "run", str(server.profile), "-v",
+                             "--", "sh", "-c", script], output=log)
+    try:
+        assert _wait_until(lambda: (out / "first").exists()
+                           and (out / "first").read_text().strip(), timeout=60), tail(log)
+        assert (out / "first").read_text().split()[0] == lab.blob_sha256
+        lab.stop_server("restart")
+        assert _wait_until(lambda: "tunnel down" in log.read_text(), timeout=30), tail(log)
+        lab.start_server("restart")
+        assert _wait_until(lambda: "reconnected" in log.read_text(), timeout=90), tail(log)
+        go.write_text("")
+        assert proc.wait(timeout=120) == 0, tail(log)
+    finally:
+        stop_process(proc)
+    assert (out / "second").read_text().split()[0] == lab.blob_sha256, tail(log)
