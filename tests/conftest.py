@@ -2,6 +2,7 @@
 
 ``lab`` is session-scoped: one set of namespaces, one PKI and one web host per run.
 ``ovpn_server(mode)`` starts (once per session) the stock OpenVPN server of a mode.
+``swan_lab`` and ``esp_lab`` are the strongSwan and ESP labs, one per test module.
 When the lab cannot run here (not root, ``openvpn`` or ``ip`` missing, ...) the
 tests that use it are skipped, except under CI (``CI=true``), where that is a failure.
 When a test that used the lab fails, the tails of the server logs are added to its
@@ -37,6 +38,28 @@ def lab() -> Iterator[Lab]:
 def ovpn_server(lab: Lab) -> Callable[[str], OvpnServer]:
     """Factory: ``ovpn_server("gcm")`` -> the running server for that mode (cached)."""
     return lab.start_server
+
+
+@pytest.fixture(scope="module")
+def swan_lab():
+    """A strongSwan lab (tests/swan_lab.py) per module; skipped (failed under CI) if the
+    machine cannot host it."""
+    from tests.swan_lab import SwanLab
+    from tests.swan_lab import missing_prerequisites as swan_missing
+    require(swan_missing(), "strongSwan lab")
+    with SwanLab() as the_lab:
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def esp_lab():
+    """An ESP lab (tests/esp_lab.py) per module; skipped (failed under CI) if the machine
+    cannot host it."""
+    from tests.esp_lab import EspLab
+    from tests.esp_lab import missing_prerequisites as esp_missing
+    require(esp_missing(), "ESP lab")
+    with EspLab() as the_lab:
+        yield the_lab
 
 
 def server_logs(lines: int = 40) -> str:

@@ -19,18 +19,11 @@ import time
 
 import pytest
 
-from tests.ci import require
-from tests.esp_lab import BIG_FILE, BIG_SIZE, WEB_ADDR, EspLab, missing_prerequisites
+from tests.esp_lab import BIG_FILE, BIG_SIZE, WEB_ADDR, EspLab
 from tests.lab import stop_process, tail
 
 pytestmark = pytest.mark.interop
 
-
-@pytest.fixture(scope="module")
-def esp_lab():
-    require(missing_prerequisites(), "ESP lab")
-    with EspLab() as lab:
-        yield lab
 
 
 def check(report: dict, lab: EspLab) -> dict:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci import require
 from tests.interop.util import Up, _big_file, _free_port, outdir
 from tests.lab import SYSTEM_PYTHON, stop_process, tail, wait_for_log
 from tests.lab import WEB_ADDR
@@ -116,13 +115,6 @@ def test_download_through_a_hostile_path(lab, ovpn_server, mode):
 
 
 # -- ESP with manual SAs (tests/esp_lab.py) -------------------------------------------------
-
-@pytest.fixture(scope="module")
-def esp_lab():
-    from tests.esp_lab import EspLab, missing_prerequisites
-    require(missing_prerequisites(), "ESP lab")
-    with EspLab() as lab:
-        yield lab
 
 
 def test_esp_download_through_a_hostile_path(esp_lab):

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci import require
 from tests.lab import _wait_until as wait_until
 from tests.lab import send_signal
-from tests.swan_lab import SwanLab, missing_prerequisites
+from tests.swan_lab import SwanLab
 
 pytestmark = pytest.mark.interop
 
@@ -98,12 +97,6 @@ async def main(cfg):
 asyncio.run(main(json.loads(sys.argv[1])))
 """
 
-
-@pytest.fixture(scope="module")
-def swan_lab() -> Iterator[SwanLab]:
-    require(missing_prerequisites(), "strongSwan lab")
-    with SwanLab() as lab:
-        yield lab
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci import require
-from tests.swan_lab import SwanLab, missing_prerequisites
+from tests.swan_lab import SwanLab
 
 pytestmark = pytest.mark.interop
 
@@ -114,12 +113,6 @@ async def main(conf, web6, web4, path):
 asyncio.run(main(*sys.argv[1:5]))
 """
 
-
-@pytest.fixture(scope="module")
-def swan_lab() -> Iterator[SwanLab]:
-    require(missing_prerequisites(), "strongSwan lab")
-    with SwanLab() as lab:
-        yield lab
 
 
 @pytest.fixture

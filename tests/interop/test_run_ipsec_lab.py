@@ -13,27 +13,11 @@ import shlex
 
 import pytest
 
-from tests.ci import require
-from tests.esp_lab import BIG_FILE, EspLab
-from tests.esp_lab import missing_prerequisites as esp_missing
-from tests.swan_lab import SwanLab
-from tests.swan_lab import missing_prerequisites as swan_missing
+from tests.esp_lab import BIG_FILE
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def swan_lab():
-    require(swan_missing(), "strongSwan lab")
-    with SwanLab() as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def esp_lab():
-    require(esp_missing(), "ESP lab")
-    with EspLab() as lab:
-        yield lab
 
 
 def run(lab, profile, script: str, *, timeout=180):

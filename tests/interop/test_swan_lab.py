@@ -21,18 +21,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.lab import SYSTEM_PYTHON
-from tests.ci import require
-from tests.swan_lab import MODES, SwanLab, missing_prerequisites
+from tests.swan_lab import MODES, SwanLab
 
 pytestmark = pytest.mark.interop
 
-
-@pytest.fixture(scope="module")
-def swan_lab() -> Iterator[SwanLab]:
-    """The running strongSwan lab; skipped (failed under CI) if the machine cannot host it."""
-    require(missing_prerequisites(), "strongSwan lab")
-    with SwanLab() as lab:
-        yield lab
 
 
 @pytest.fixture
