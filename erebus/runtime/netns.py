@@ -17,6 +17,8 @@ import signal
 import socket
 import sys
 
+import erebus
+
 from ..errors import ErebusError
 from ..session import TunnelInfo
 
@@ -158,7 +160,12 @@ class Namespace:
         """Make the namespace and its TUN device; the TUN fd (CLOEXEC, non-blocking)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            env = dict(os.environ, EREBUS_PARENT=str(os.getpid()))
+            # the helper imports erebus from where this process did, whatever sys.path
+            # games brought it here
+            root = os.path.dirname(os.path.dirname(os.path.abspath(erebus.__file__)))
+            path = os.environ.get("PYTHONPATH")
+            env = dict(os.environ, EREBUS_PARENT=str(os.getpid()),
+                       PYTHONPATH=root + (os.pathsep + path if path else ""))
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "erebus.runtime.nshelper", str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),), env=env, stdin=None, stdout=None,
