@@ -86,7 +86,8 @@ async def run_run(profile_path: str, argv: list[str], *, shell: bool = False,
         info = connecting.result()
         log_tunnel_up(info)
         config = plan(info, everything=everything)
-        await namespace.configure(config)
+        for warning in await namespace.configure(config):
+            log.warning("namespace: %s", warning)
         log.info("namespace %s: %s; routes %s; DNS %s", namespace.device,
                  ", ".join(f"{a}/{p}" for a, p in config["addresses"]),
                  ", ".join(f"{r['dst']}/{r['prefixlen']}" for r in config["routes"])

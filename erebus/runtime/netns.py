@@ -184,8 +184,10 @@ class Namespace:
         os.set_blocking(self.tun_fd, False)
         return self.tun_fd
 
-    async def configure(self, config: dict) -> None:
-        await self._request({"configure": config})
+    async def configure(self, config: dict) -> list[str]:
+        """Addresses, routes, DNS; the refusals that were not fatal (a route)."""
+        reply = await self._request({"configure": config})
+        return [str(w) for w in reply.get("warnings", [])][:64]
 
     async def execute(self, argv: list[str]) -> None:
         """Hand over the command; from now on the helper only reports its exit."""

@@ -123,36 +123,43 @@ def open_tun() -> int:
 
 # -- step 2: addresses, routes, DNS ----------------------------------------------------
 
-def _netlink(messages: list[bytes]) -> None:
-    """Send the requests and read every ACK; the first refusal is a StepError."""
+def _netlink(messages: list[tuple[str, bytes, bool]]) -> list[str]:
+    """Send the requests and read every ACK.  The first refusal of a required one is a
+    StepError; refusals of the others (routes) come back as warnings."""
+    warnings = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
         nl.bind((0, 0))
         pending = {}
-        for seq, (text, message) in enumerate(messages, 1):
+        for seq, (text, message, required) in enumerate(messages, 1):
             message = message[:8] + struct.pack("=I", seq) + message[12:]
-            pending[seq] = text
+            pending[seq] = (text, required)
             nl.send(message)
         while pending:
             for seq, err in rtnetlink.parse_acks(nl.recv(65536)):
-                text = pending.pop(seq, None)
+                text, required = pending.pop(seq, (None, False))
                 if err and text is not None:
-                    raise StepError("netlink", f"{text}: {os.strerror(err)}")
+                    if required:
+                        raise StepError("netlink", f"{text}: {os.strerror(err)}")
+                    warnings.append(f"{text}: {os.strerror(err)}")
+    return warnings
 
 
-def _labelled(config: dict) -> list[tuple[str, bytes]]:
+def _labelled(config: dict) -> list[tuple[str, bytes, bool]]:
+    """The requests, what each does (for a refusal's line), and whether it is needed."""
     lo = socket.if_nametoindex("lo")
     tun = socket.if_nametoindex(DEVICE)
-    out = [("bringing lo up", rtnetlink.link_up(lo)),
+    out = [("bringing lo up", rtnetlink.link_up(lo), True),
            (f"setting {DEVICE}'s MTU to {config['mtu']}",
-            rtnetlink.link_up(tun, mtu=config["mtu"]))]
+            rtnetlink.link_up(tun, mtu=config["mtu"]), True)]
     for address, prefixlen in config["addresses"]:
         out.append((f"adding {address}/{prefixlen} to {DEVICE}",
-                    rtnetlink.addr_add(tun, address, prefixlen)))
+                    rtnetlink.addr_add(tun, address, prefixlen), True))
     for route in config["routes"]:
         dst, prefixlen = route["dst"], route["prefixlen"]
-        out.append((f"adding the route {dst}/{prefixlen} via {DEVICE}",
+        out.append((f"the route {dst}/{prefixlen} via {DEVICE} refused",
                     rtnetlink.route_add(tun, dst, prefixlen, source=route.get("src"),
-                                        mtu=route.get("mtu"), advmss=route.get("advmss"))))
+                                        mtu=route.get("mtu"), advmss=route.get("advmss")),
+                    False))
     return out
 
 
@@ -181,7 +188,7 @@ def _nsswitch() -> str:
     return "\n".join(lines + ["hosts: files dns"]) + "\n"
 
 
-def configure(config: dict) -> None:
+def configure(config: dict) -> list[str]:
     has6 = any(":" in a for a, _ in config["addresses"])
     if not has6:
         # no IPv6 in the tunnel: none in the namespace (no router solicitations, no MLD)
@@ -193,7 +200,7 @@ def configure(config: dict) -> None:
     gid = os.getgid()
     _sysctl("/proc/sys/net/ipv4/ping_group_range", f"{gid} {gid}")
     _sysctl("/proc/sys/net/ipv4/ip_local_port_range", LOCAL_PORT_RANGE)
-    _netlink(_labelled(config))
+    warnings = _netlink(_labelled(config))
     resolv = "".join(f"nameserver {s}\n" for s in config["dns"][:3])
     if config.get("search"):
         resolv += "search " + " ".join(config["search"]) + "\n"
@@ -206,6 +213,7 @@ def configure(config: dict) -> None:
             _bind_file("/etc/nsswitch.conf", _nsswitch(), workdir)
     finally:
         os.rmdir(workdir)
+    return warnings
 
 
 # -- step 3: init and the command ------------------------------------------------------
@@ -340,8 +348,8 @@ def main(fd: int) -> int:
         request = _read_line(sock, buf)
         if request is None:
             return FAILED
-        configure(request["configure"])
-        _send(sock, {"ok": "configured"})
+        warnings = configure(request["configure"])
+        _send(sock, {"ok": "configured", "warnings": warnings})
         step = "exec"
         request = _read_line(sock, buf)
         if request is None:
