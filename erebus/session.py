@@ -102,6 +102,9 @@ class TunnelInfo:
     prefix6: int | None = None      # its prefix length (64); on-link through the tunnel
     gateway6: str | None = None     # the peer's IPv6 end, when it names one
     routes6: list[str] = field(default_factory=list)  # IPv6 CIDR strings
+    # the VPN's DNS domains (OpenVPN's dhcp-option DOMAIN, then DOMAIN-SEARCH): what
+    # --pac sends through the proxy by name
+    domains: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -14,6 +14,10 @@ from .runtime.expose.forward import (Dialer, LocalForward, RemoteForward, parse_
 from .runtime.expose.http_proxy import HttpProxy
 from .runtime.expose.socks import SocksServer
 from .families import family_of, open_tunnel
+from .metrics import routes as metrics_routes
+from .proxyenv import READY_LINE, env_lines, pac_routes
+from .runtime.control import ControlServer, State, snapshot
+from .runtime.httpserve import HttpServe
 from .runtime.stack import VpnStack
 from .session import Stage
 from .tunnel import Tunnel
@@ -26,7 +30,9 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                  socks: str | None = None, socks_auth: str | None = None,
                  proxy_auth_file: str | None = None,
                  pcap_path: str | None = None, timeout: float | None = None,
-                 conn: str | None = None, environ=None) -> int:
+                 conn: str | None = None, environ=None, control: str | None = None,
+                 print_env: bool = False, pac: str | None = None,
+                 metrics: str | None = None) -> int:
     locals_ = [parse_local_forward(s) for s in local_forwards]
     remotes = [parse_remote_forward(s) for s in remote_forwards]
     http_listen = parse_listen(http_proxy, "--http-proxy") if http_proxy else None
@@ -40,6 +46,12 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
     elif origin == "--proxy-auth-file" and not (socks_listen or http_listen):
         raise ConfigError("--proxy-auth-file needs --http-proxy or --socks")
     http_auth = proxy_auth if origin != "--socks-auth" else None
+    if pac and not (http_listen or socks_listen):
+        raise ConfigError("--pac needs --http-proxy or --socks")
+    if print_env and not (http_listen or socks_listen):
+        raise ConfigError("--print-env needs --http-proxy or --socks")
+    pac_listen = parse_listen(pac, "--pac") if pac else None
+    metrics_listen = parse_listen(metrics, "--metrics") if metrics else None
     ports = [r.vport for r in remotes]
     if len(set(ports)) != len(ports):
         raise ConfigError("-R: the same virtual port is given twice")
@@ -59,8 +71,19 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         loop.add_signal_handler(sig, stop.set)
     services = []
     vpn = None
+    state = State()
+    extras = []                          # control socket, --metrics, --pac
     try:
+        def status() -> dict:
+            return snapshot(tunnel, services + extras, state, vpn)
+        ctl = ControlServer(control, status) if control else None
+        extras += [ctl] if ctl else []
+        if metrics_listen:
+            extras.append(HttpServe("--metrics", *metrics_listen, metrics_routes(status)))
+        for extra in extras:
+            await extra.start()
         info = await tunnel.connect(timeout=timeout)
+        state.set("up")
         log.info("tunnel up: virtual IP %s/%s%s via %s, MTU %d, cipher %s, DNS %s",
                  info.virtual_ip, info.netmask,
                  f" and {info.virtual_ip6}/{info.prefix6}" if info.virtual_ip6 else "",
@@ -69,16 +92,28 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         dialer = Dialer(vpn, VpnResolver(vpn, info.dns))
         services += [LocalForward(dialer, spec) for spec in locals_]
         services += [RemoteForward(vpn, spec) for spec in remotes]
+        proxies = {}
         if http_listen:
-            services.append(HttpProxy(dialer, *http_listen, credentials=http_auth))
+            proxies["http"] = HttpProxy(dialer, *http_listen, credentials=http_auth)
         if socks_listen:
-            services.append(SocksServer(dialer, *socks_listen, credentials=proxy_auth))
+            proxies["socks"] = SocksServer(dialer, *socks_listen, credentials=proxy_auth)
+        services += proxies.values()
         for service in services:
             await service.start()
+        if ctl is not None:
+            ctl.dialer = dialer
+        http_at, socks_at = ((p.bind, p.port) if (p := proxies.get(k)) else None
+                             for k in ("http", "socks"))
+        if pac_listen:
+            extras.append(HttpServe("--pac", *pac_listen,
+                                    pac_routes(lambda: tunnel.info, http_at, socks_at)))
+            await extras[-1].start()
         if not services:
             log.info("no -L, -R, --http-proxy or --socks given: the tunnel only answers "
                      "pings of %s", info.virtual_ip)
         log.info("ready (%d service%s)", len(services), "" if len(services) == 1 else "s")
+        if print_env:
+            print("\n".join(env_lines(http_at, socks_at) + [READY_LINE]), flush=True)
         stopped = asyncio.ensure_future(stop.wait())
         while True:
             ended = asyncio.ensure_future(tunnel.wait_closed())
@@ -94,6 +129,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
             if not exc.recoverable:
                 raise exc
             log.warning("tunnel down: %s; reconnecting (listeners stay up)", exc)
+            state.set("reconnecting")
             try:
                 info = await tunnel.reconnect(timeout=timeout,
                                               stop=stop)
@@ -103,10 +139,11 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                     return 0
                 raise
             vpn.rebind(info)
+            state.set("up")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        for service in services:
+        for service in services + extras:
             await service.close()
         if vpn is not None:
             vpn.close()
