@@ -149,7 +149,7 @@ def test_pac_and_metrics_served(lab, control_up):
     cp = lab.run_ns(lab.ns_cli, ["curl", "-sS", "-i", "--max-time", "10",
                                  f"http://127.0.0.1:{ports['pac']}/proxy.pac"], timeout=30)
     assert cp.returncode == 0, cp.stderr
-    head, _, body = cp.stdout.partition("\r\n\r\n")
+    head, _, body = cp.stdout.partition("\n\n")      # (text mode: \r\n read as \n)
     assert "content-type: application/x-ns-proxy-autoconfig" in head.lower()
     assert f'var vpn = "PROXY 127.0.0.1:{ports["http"]}";' in body
     web_net = WEB_ADDR.rsplit(".", 1)[0] + ".0"
