@@ -276,3 +276,32 @@ def test_ssh_and_scp_over_nc(lab, sshd, control_up, ovpn_server, how):
     assert cp.returncode == 0, cp.stderr
     assert _sha256(remote) == _sha256(src) == _sha256(back)
     print(f"scp 2 x {SCP_SIZE >> 20} MiB over nc ({how}): {elapsed:.2f} s")
+
+
+@pytest.mark.parametrize("how", ["profile", "via"])
+def test_nc_download_byte_exact_and_timed(lab, control_up, ovpn_server, how):
+    """40 MiB through nc (an HTTP GET on stdin, the body's tail hashed), and how long an
+    nc of one small request takes from start to exit."""
+    size = 40 * 1024 * 1024
+    digest = _big_file(lab, "ctl-40m.bin", size)
+    where = (str(ovpn_server("cbc").profile) if how == "profile"
+             else f"--via {control_up['sock']}")
+    nc = f"{lab.python} -m erebus nc {where}"
+    get = f"GET /ctl-40m.bin HTTP/1.1\\r\\nHost: {NAME}\\r\\nConnection: close\\r\\n\\r\\n"
+    start = time.monotonic()
+    cp = lab.run_client(["bash", "-o", "pipefail", "-c",
+                         f"printf '{get}' | {nc} {NAME} 80 | tail -c {size} | sha256sum"],
+                        timeout=300)
+    elapsed = time.monotonic() - start
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split()[0] == digest
+    times = []
+    for _ in range(5):
+        t0 = time.monotonic()
+        small = lab.run_client(["sh", "-c", f"{nc} {WEB_ADDR} 80"], input=REQUEST, timeout=60)
+        times.append(time.monotonic() - t0)
+        assert small.returncode == 0 and "erebus lab web host" in small.stdout, small.stderr
+    times.sort()
+    print(f"nc ({how}): 40 MiB in {elapsed:.2f} s ({size / elapsed / 2**20:.1f} MiB/s); one "
+          f"small request, process start to exit: median {times[2] * 1000:.0f} ms "
+          f"(min {times[0] * 1000:.0f})")
