@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import stat
 import sys
@@ -218,7 +219,15 @@ async def splice_stdio(connect, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int
         await _flush(splice)
         raise
     await _attach_stdin(splice, stdin_fd)
-    exc = await splice.done
+    # ssh sends its ProxyCommand SIGHUP as it exits: leave cleanly (the server is told)
+    signals = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, splice.finish, None)
+    try:
+        exc = await splice.done
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     await _flush(splice)
     if splice.remote is not None:
         splice.remote.close()

@@ -269,7 +269,12 @@ class _ControlClient(Half):
         self._remote = remote = Half(gauge=server.nc_gauge)
         try:
             transport = await server.dialer.dial(host, port, lambda: remote)
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:                 # noqa: BLE001 - answered, never raised
+            if not isinstance(exc, (OSError, ValueError, asyncio.TimeoutError)):
+                log.exception("control: internal error connecting to %s",
+                              hostport(host, port))
             server.failed += 1
             log.info("control: connect %s failed: %s", hostport(host, port),
                      exc or type(exc).__name__)

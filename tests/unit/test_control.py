@@ -429,3 +429,25 @@ def test_watch_redraws_and_ctrl_c_exits_0(tmp_path):
     out = io.StringIO()
     assert status_client.watch_loop(path, out=out, sleep=lambda s: None) == 1
     assert "erebus up --control" in out.getvalue()
+
+
+def test_a_dialer_bug_is_answered_not_raised(tmp_path, caplog):
+    path = str(tmp_path / "ctl")
+
+    class Broken:
+        async def dial(self, host, port, factory):
+            raise RuntimeError("a bug")
+
+    async def go():
+        server = ControlServer(path, _status, Broken())
+        await server.start()
+        try:
+            data = await _ask(path, b'{"cmd": "connect", "host": "h", "port": 1}\n')
+            assert json.loads(data) == {"ok": False, "error": "a bug"}
+            # and the server still answers
+            assert json.loads(await _ask(path, b'{"cmd": "status"}\n'))["ok"] is True
+        finally:
+            await server.close()
+
+    _run(go())
+    assert any("internal error connecting" in r.getMessage() for r in caplog.records)
