@@ -259,6 +259,13 @@ def test_ssh_and_scp_over_nc(lab, sshd, control_up, ovpn_server, how):
                         env=env, timeout=120)
     assert cp.returncode == 0 and cp.stdout == "ok\n", \
         f"{cp.stderr}\n{tail(sshd['dir'] / 'sshd.log')}"
+    if how == "profile":
+        # nc's own tunnel is closed cleanly (the server told) though ssh SIGHUPs it
+        verbose = _ssh_opts(sshd["key"], proxy.replace(" nc ", " nc -v "))
+        cp = lab.run_client(["ssh", "-p", str(SSH_PORT), *verbose, f"root@{WEB_ADDR}",
+                             "echo ok"], env=env, timeout=120)
+        assert cp.returncode == 0 and cp.stdout == "ok\n", cp.stderr
+        assert "session closed: closed by us" in cp.stderr, cp.stderr
     # 10 MB there and back, byte-exact
     out = outdir(lab)
     src = out / "up.bin"
