@@ -92,6 +92,30 @@ def test_control_socket_mode_and_status(lab, control_up):
     assert text.returncode == 0 and "tunnel     up for" in text.stdout, text.stderr
 
 
+def test_status_watch_redraws_and_ctrl_c_exits_0(lab, control_up):
+    import select
+    import signal
+    proc = lab.spawn_client([lab.python, "-m", "erebus", "status", "--watch",
+                             str(control_up["sock"])], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while out.count(b"\x1b[H\x1b[2J") < 2:            # two screens, a second apart
+            assert time.monotonic() < deadline and proc.poll() is None, out
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            if ready:
+                out += os.read(proc.stdout.fileno(), 65536)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, proc.stderr.read()
+    assert out.count(b"tunnel     up for") >= 2 and b"(Ctrl-C leaves)" in out
+
+
 def test_status_refuses_another_user(lab, control_up):
     cp = status_json(lab, control_up["sock"], user=OTHER_USER)
     assert cp.returncode == 1
