@@ -13,8 +13,7 @@ METRICS = {
     "erebus_uptime_seconds": ("gauge", "seconds since erebus up started"),
     "erebus_bytes_total": ("counter", "inner IP bytes through the tunnel, by direction"),
     "erebus_packets_total": ("counter", "inner IP packets through the tunnel, by direction"),
-    "erebus_drops_total": ("counter", "packets dropped, by reason (this session's core, "
-                           "and tunnel_down over the whole run)"),
+    "erebus_drops_total": ("counter", "packets dropped, by reason, over the whole run"),
     "erebus_reconnects_total": ("counter", "sessions brought up again after one ended"),
     "erebus_renegotiations_total": ("counter", "rekeys and renegotiations"),
     "erebus_connections": ("gauge", "open local connections, by service (-L, -R, http, "

@@ -80,14 +80,16 @@ def service_kind(service) -> tuple[str, str]:
 
 
 def drops_of(tunnel) -> dict[str, int]:
-    """The core's drop counters by reason (the driver's drop_kinds), and the packets
-    the stack sent while the tunnel was down."""
-    drops: dict[str, int] = {}
-    counters = getattr(tunnel, "counters", None)
-    kinds = getattr(getattr(tunnel, "driver", None), "drop_kinds", {}) or {}
-    for name in kinds:
-        value = getattr(counters, name, 0) if counters is not None else 0
-        drops[name.removeprefix("dropped_")] = int(value)
+    """The core's drop counters by reason (the driver's drop_kinds) over every session,
+    and the packets the stack sent while the tunnel was down."""
+    if hasattr(tunnel, "drops"):
+        counts = tunnel.drops()
+    else:
+        counters = getattr(tunnel, "counters", None)
+        kinds = getattr(getattr(tunnel, "driver", None), "drop_kinds", {}) or {}
+        counts = {name: getattr(counters, name, 0) if counters is not None else 0
+                  for name in kinds}
+    drops = {name.removeprefix("dropped_"): int(n) for name, n in counts.items()}
     drops["tunnel_down"] = int(getattr(tunnel, "dropped_down", 0))
     return drops
 

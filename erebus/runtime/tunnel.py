@@ -239,6 +239,7 @@ class ShellTunnel:
         self.datagrams_in = self.datagrams_out = 0
         self._drops = DropReporter(self.log, driver.drop_kinds)
         self._traffic_before = (0, 0, 0, 0)     # traffic() of the sessions gone
+        self._drops_before: dict[str, int] = {}  # drops() of the sessions gone
 
     # -- Tunnel interface ----------------------------------------------------------------
 
@@ -256,6 +257,12 @@ class ShellTunnel:
         session so far (read by ``erebus status``; the cores count, this adds up)."""
         now = traffic_of(self.session)
         return tuple(a + b for a, b in zip(self._traffic_before, now))
+
+    def drops(self) -> dict[str, int]:
+        """The core's drop counters (the driver's drop_kinds) over every session so far."""
+        c = self.counters
+        return {name: self._drops_before.get(name, 0) + (getattr(c, name, 0) if c else 0)
+                for name in self.driver.drop_kinds}
 
     def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
         self._receiver = receiver
@@ -459,6 +466,7 @@ class ShellTunnel:
         session = self.driver.new_session(loop.time(), endpoint, self._local,
                                           self._remote, self.session)
         self._traffic_before = self.traffic()       # the session replaced: kept
+        self._drops_before = self.drops()
         self.session = session
         self.sessions += 1
         self._step()

@@ -170,6 +170,9 @@ def test_ping_restart_is_recoverable_and_reconnect_backs_off_in_virtual_time(cap
         total, own = tunnel.traffic(), tunnel.session.counters
         assert total[2] == first[2] + own.packets_in and total[0] == first[0] + own.bytes_in
         assert own.packets_in >= 1 and total[3] >= first[3] + own.packets_out
+        tunnel.session.counters.dropped_replay += 2       # as if two came again
+        tunnel._drops_before["dropped_replay"] = 3          # and three in session 1
+        assert tunnel.drops()["dropped_replay"] == 5
         await tunnel.close()
 
     with caplog.at_level(logging.INFO, logger="erebus.tunnel"):
