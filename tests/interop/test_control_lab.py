@@ -336,3 +336,40 @@ def test_nc_download_byte_exact_and_timed(lab, control_up, ovpn_server, how):
     print(f"nc ({how}): 40 MiB in {elapsed:.2f} s ({size / elapsed / 2**20:.1f} MiB/s); one "
           f"small request, process start to exit: median {times[2] * 1000:.0f} ms "
           f"(min {times[0] * 1000:.0f})")
+
+
+def test_status_and_metrics_through_a_server_restart(lab, ovpn_server):
+    """The server stops and comes back: status says reconnecting, then up with one
+    reconnect, and the traffic figures go on from where they were."""
+    server = ovpn_server("restart")
+    sock = outdir(lab) / "restart.sock"
+    ports = {"fwd": _free_port(), "metrics": _free_port()}
+    up = Up(lab, server.profile, f"{ports['fwd']}:{WEB_ADDR}:80", log_name="up-ctl-restart.log",
+            args=["--control", sock, "--metrics", ports["metrics"]])
+    try:
+        cp = lab.run_ns(lab.ns_cli, ["curl", "-sS", "--fail", "-o", "/dev/null",
+                                     f"http://127.0.0.1:{ports['fwd']}/blob.bin"], timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        before = read_status(lab, sock)
+        assert before["state"] == "up" and before["reconnects"] == 0
+        assert before["bytes_in"] > lab.blob_size
+        lab.stop_server("restart")
+        down = _wait(lambda: (s := read_status(lab, sock))["state"] == "reconnecting" and s,
+                     "state reconnecting")
+        assert down["bytes_in"] >= before["bytes_in"]
+        lab.start_server("restart")
+        again = _wait(lambda: (s := read_status(lab, sock))["state"] == "up" and s,
+                      "state up again", timeout=90)
+        assert again["reconnects"] == 1 and again["bytes_in"] >= before["bytes_in"]
+        cp = lab.run_ns(lab.ns_cli, ["curl", "-sS", "--fail", "-o", "/dev/null",
+                                     f"http://127.0.0.1:{ports['fwd']}/blob.bin"], timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        after = read_status(lab, sock)
+        assert after["bytes_in"] > before["bytes_in"] + lab.blob_size    # summed, not reset
+        cp = lab.run_ns(lab.ns_cli, ["curl", "-sS", "--max-time", "10",
+                                     f"http://127.0.0.1:{ports['metrics']}/metrics"],
+                        timeout=30)
+        lines = cp.stdout.splitlines()
+        assert "erebus_reconnects_total 1" in lines and "erebus_tunnel_up 1" in lines
+    finally:
+        assert up.stop() == 0, tail(up.log, 30)
