@@ -210,6 +210,20 @@ async def _flush(splice: Splice) -> None:
 async def splice_stdio(connect, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     """``connect(protocol_factory)`` opens the remote side (raising NcError); then the
     splice runs until the peer closes.  0 on a clean end, 1 on a reset."""
+    # the pipe transports make stdin/stdout non-blocking, which a terminal shares with
+    # the shell: their modes are put back as they were when nc ends
+    modes = {fd: os.get_blocking(fd) for fd in (stdin_fd, stdout_fd)}
+    try:
+        return await _splice_stdio(connect, stdin_fd, stdout_fd)
+    finally:
+        for fd, blocking in modes.items():
+            try:
+                os.set_blocking(fd, blocking)
+            except OSError:
+                pass
+
+
+async def _splice_stdio(connect, stdin_fd: int, stdout_fd: int) -> int:
     loop = asyncio.get_running_loop()
     splice = Splice(loop)
     await _attach_stdout(splice, stdout_fd)          # before the peer's first bytes

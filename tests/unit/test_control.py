@@ -451,3 +451,41 @@ def test_a_dialer_bug_is_answered_not_raised(tmp_path, caplog):
 
     _run(go())
     assert any("internal error connecting" in r.getMessage() for r in caplog.records)
+
+
+def test_nc_via_control_with_regular_files_and_blocking_modes_restored(tmp_path):
+    """stdin from a file (read by a thread), stdout to a file (written directly); a
+    pipe's blocking mode is as it was after nc."""
+    from erebus import nc
+    path = str(tmp_path / "ctl")
+    payload = os.urandom(200_000).hex().lower().encode()
+    (tmp_path / "in").write_bytes(payload)
+
+    async def go():
+        echo, port = await _echo_server()
+        server = ControlServer(path, _status, EchoDialer(port))
+        await server.start()
+        try:
+            with open(tmp_path / "in", "rb") as src, open(tmp_path / "out", "wb") as dst:
+                rc = await nc.via_control(path, "echo.vpn.test", 7, timeout=5,
+                                          stdin_fd=src.fileno(), stdout_fd=dst.fileno())
+            assert rc == 0
+            # pipes: blocking before, blocking after
+            in_r, in_w = os.pipe()
+            out_r, out_w = os.pipe()
+            got: list[bytes] = []
+            reader = _pipe_reader(out_r, got)
+            os.close(in_w)                         # EOF at once
+            rc = await nc.via_control(path, "echo.vpn.test", 7, timeout=5,
+                                      stdin_fd=in_r, stdout_fd=out_w)
+            assert rc == 0 and os.get_blocking(in_r) and os.get_blocking(out_w)
+            os.close(in_r)
+            os.close(out_w)
+            await asyncio.get_running_loop().run_in_executor(None, reader.join, 5)
+            assert got == [b"BYE"]
+        finally:
+            await server.close()
+            echo.close()
+
+    _run(go())
+    assert (tmp_path / "out").read_bytes() == payload.upper() + b"BYE"
