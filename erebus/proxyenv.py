@@ -23,11 +23,16 @@ def _where(bind: str, port: int) -> str:
     return host_port(bind, port)
 
 
-def env_lines(http: tuple[str, int] | None, socks: tuple[str, int] | None) -> list[str]:
+AUTH_NOTE = ("# erebus: the proxies ask for a username and password, which are not in "
+             "these URLs: give them to each program its own way")
+
+
+def env_lines(http: tuple[str, int] | None, socks: tuple[str, int] | None, *,
+              auth: bool = False) -> list[str]:
     """``export`` lines for a POSIX shell: the proxy variables curl, git, pip, wget ...
-    read, for the proxies that are on (never any credentials: clients of a proxy
-    with authentication need them given their own way)."""
-    lines = []
+    read, for the proxies that are on (never any credentials: with ``auth``, a
+    comment line says that clients need them given their own way)."""
+    lines = [AUTH_NOTE] if auth and (http or socks) else []
     if http is not None:
         url = f"http://{_where(*http)}"
         lines.append("export " + " ".join(f"{name}={url}" for name in (

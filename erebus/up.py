@@ -113,7 +113,8 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                      "pings of %s", info.virtual_ip)
         log.info("ready (%d service%s)", len(services), "" if len(services) == 1 else "s")
         if print_env:
-            print("\n".join(env_lines(http_at, socks_at) + [READY_LINE]), flush=True)
+            print("\n".join(env_lines(http_at, socks_at, auth=proxy_auth is not None) +
+                             [READY_LINE]), flush=True)
         stopped = asyncio.ensure_future(stop.wait())
         while True:
             ended = asyncio.ensure_future(tunnel.wait_closed())

@@ -42,6 +42,9 @@ def test_print_env_lines():
     assert "http://127.0.0.1:8080" in env_lines(("0.0.0.0", 8080), None)[0]
     assert len(env_lines(("0.0.0.0", 8080), None)) == 2
     assert env_lines(None, None) == []
+    with_auth = env_lines(("127.0.0.1", 3128), None, auth=True)
+    assert with_auth[0].startswith("# erebus: the proxies ask for a username")
+    assert not any("@" in line for line in with_auth)
     assert READY_LINE.startswith("#")
 
 
