@@ -119,6 +119,41 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("command_argv", nargs="*", metavar="COMMAND",
                      help="the command and its arguments, after -- (everything after "
                      "-- is the command's)")
+    up.add_argument("--control", metavar="PATH",
+                    help="serve a control socket at PATH (mode 0600, only your uid and "
+                    "root): for 'erebus status PATH' and 'erebus nc --via PATH'")
+    up.add_argument("--print-env", action="store_true",
+                    help="once ready, print to stdout the shell lines that point programs "
+                    "at --http-proxy/--socks (http_proxy, https_proxy, ALL_PROXY, "
+                    "NO_PROXY ...), then '# erebus: ready'; never any credentials: with "
+                    "--proxy-auth-file, clients must give them their own way")
+    up.add_argument("--pac", metavar="[HOST:]PORT",
+                    help="serve a PAC file (GET /proxy.pac or /): the VPN's routes, "
+                    "subnet and DNS domain through --http-proxy (or --socks), the rest "
+                    "DIRECT")
+    up.add_argument("--metrics", metavar="[HOST:]PORT",
+                    help="serve Prometheus metrics on GET /metrics (docs/control.md)")
+    nc = sub.add_parser("nc", help="splice stdin/stdout to one TCP connection through the "
+                        "VPN (ssh -o ProxyCommand='erebus nc PROFILE %%h %%p')")
+    nc.add_argument("profile", nargs="?", help=PROFILE_HELP + " (not with --via)")
+    nc.add_argument("host", help="a name (resolved by the VPN's DNS) or an IP address")
+    nc.add_argument("port", type=int)
+    nc.add_argument("--via", metavar="SOCKET",
+                    help="use the running 'erebus up --control SOCKET' instead of a tunnel "
+                    "of its own")
+    nc.add_argument("--conn", metavar="NAME", help=CONN_HELP)
+    nc.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                    help="give up connecting after S seconds (default 30)")
+    nc.add_argument("-v", "--verbose", action="count", default=0,
+                    help="log to stderr (-v: info, -vv: debug); quiet by default")
+    status = sub.add_parser("status", help="ask a running 'erebus up --control PATH' how "
+                            "its tunnel is")
+    status.add_argument("socket", metavar="PATH", help="the --control socket")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--watch", action="store_true",
+                        help="a live view, refreshed every second (Ctrl-C leaves)")
+    status.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-v: info, -vv: debug)")
     check = sub.add_parser("check", help="validate a profile offline (no name resolved, no "
                            "packet sent) and print what erebus would do with it")
     check.add_argument("profile", help=PROFILE_HELP)
@@ -169,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command_argv = [*args.command_argv, *command]
     _raise_fd_limit()
     _setup_logging(args.verbose + args.verbose_top,
-                   quiet_default=args.command in ("probe", "check", "run"))
+                   quiet_default=args.command in ("probe", "check", "run", "nc", "status"))
     if args.command == "probe":
         from .probe import probe, render
         try:
@@ -193,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                            http_proxy=args.http_proxy, socks=args.socks,
                            socks_auth=args.socks_auth,
                            proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
-                           timeout=args.timeout, conn=args.conn))
+                           timeout=args.timeout, conn=args.conn, control=args.control,
+                           print_env=args.print_env, pac=args.pac, metrics=args.metrics))
     if args.command == "run":
         from .run import run_run
         return _run(run_run(args.profile, args.command_argv, shell=args.shell,
@@ -203,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
                             http_proxy=args.http_proxy, socks=args.socks,
                             proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
                             timeout=args.timeout, conn=args.conn))
+    if args.command == "nc":
+        from .nc import main as nc_main
+        return nc_main(args, _run)
+    if args.command == "status":
+        from .status import main as status_main
+        return status_main(args.socket, json_out=args.json, watch=args.watch)
     return 2
 
 

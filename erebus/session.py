@@ -105,7 +105,9 @@ class TunnelInfo:
     # the peer asks for every destination through the tunnel (OpenVPN's pushed
     # redirect-gateway); only `erebus run` acts on it, in its own namespace
     redirect_gateway: bool = False
-    domains: list[str] = field(default_factory=list)  # the VPN's DNS domain (DOMAIN)
+    # the VPN's DNS domains (OpenVPN's dhcp-option DOMAIN, then DOMAIN-SEARCH): what
+    # --pac sends through the proxy by name, and erebus run's resolv.conf search line
+    domains: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)

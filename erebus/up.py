@@ -15,6 +15,10 @@ from .runtime.expose.forward import (Dialer, LocalForward, RemoteForward, parse_
 from .runtime.expose.http_proxy import HttpProxy
 from .runtime.expose.socks import SocksServer
 from .families import family_of, open_tunnel
+from .metrics import routes as metrics_routes
+from .proxyenv import READY_LINE, env_lines, pac_routes
+from .runtime.control import ControlServer, State, snapshot
+from .runtime.httpserve import HttpServe
 from .runtime.stack import VpnStack
 from .session import Stage
 from .tunnel import Tunnel
@@ -60,9 +64,23 @@ def parse_access(*, local_forwards=(), remote_forwards=(), http_proxy=None, sock
                   proxy_auth if origin != "--socks-auth" else None, proxy_auth)
 
 
-async def start_services(access: Access, vpn: VpnStack, info) -> list:
+def make_dialer(vpn: VpnStack, info) -> Dialer:
+    """Connections into the VPN, names resolved by its DNS servers."""
+    return Dialer(vpn, VpnResolver(vpn, info.dns))
+
+
+def proxy_addresses(services: list) -> tuple:
+    """(bind, port) of the HTTP proxy and of the SOCKS5 proxy among ``services`` (None
+    for one not served)."""
+    http = next(((s.bind, s.port) for s in services if isinstance(s, HttpProxy)), None)
+    socks = next(((s.bind, s.port) for s in services if isinstance(s, SocksServer)), None)
+    return http, socks
+
+
+async def start_services(access: Access, vpn: VpnStack, info,
+                         dialer: Dialer | None = None) -> list:
     """Start every local-access service over ``vpn``; the started ones (to close)."""
-    dialer = Dialer(vpn, VpnResolver(vpn, info.dns))
+    dialer = dialer or make_dialer(vpn, info)
     services: list = [LocalForward(dialer, spec) for spec in access.locals_]
     services += [RemoteForward(vpn, spec) for spec in access.remotes]
     if access.http_listen:
@@ -109,10 +127,19 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                  socks: str | None = None, socks_auth: str | None = None,
                  proxy_auth_file: str | None = None,
                  pcap_path: str | None = None, timeout: float | None = None,
-                 conn: str | None = None, environ=None) -> int:
+                 conn: str | None = None, environ=None, control: str | None = None,
+                 print_env: bool = False, pac: str | None = None,
+                 metrics: str | None = None) -> int:
     access = parse_access(local_forwards=local_forwards, remote_forwards=remote_forwards,
                           http_proxy=http_proxy, socks=socks, socks_auth=socks_auth,
                           proxy_auth_file=proxy_auth_file, environ=environ)
+    proxied = access.http_listen or access.socks_listen
+    if pac and not proxied:
+        raise ConfigError("--pac needs --http-proxy or --socks")
+    if print_env and not proxied:
+        raise ConfigError("--print-env needs --http-proxy or --socks")
+    pac_listen = parse_listen(pac, "--pac") if pac else None
+    metrics_listen = parse_listen(metrics, "--metrics") if metrics else None
     tunnel, pcap = open_profile(profile_path, pcap_path=pcap_path, conn=conn)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -120,15 +147,37 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         loop.add_signal_handler(sig, stop.set)
     services = []
     vpn = None
+    state = State()
+    extras = []                          # control socket, --metrics, --pac
     try:
+        def status() -> dict:
+            return snapshot(tunnel, services + extras, state, vpn)
+        ctl = ControlServer(control, status) if control else None
+        extras += [ctl] if ctl else []
+        if metrics_listen:
+            extras.append(HttpServe("--metrics", *metrics_listen, metrics_routes(status)))
+        for extra in extras:
+            await extra.start()
         info = await tunnel.connect(timeout=timeout)
+        state.set("up")
         log_tunnel_up(info)
         vpn = VpnStack(tunnel)
-        services = await start_services(access, vpn, info)
+        dialer = make_dialer(vpn, info)
+        services = await start_services(access, vpn, info, dialer)
+        if ctl is not None:
+            ctl.dialer = dialer
+        http_at, socks_at = proxy_addresses(services)
+        if pac_listen:
+            extras.append(HttpServe("--pac", *pac_listen,
+                                    pac_routes(lambda: tunnel.info, http_at, socks_at)))
+            await extras[-1].start()
         if not services:
             log.info("no -L, -R, --http-proxy or --socks given: the tunnel only answers "
                      "pings of %s", info.virtual_ip)
         log.info("ready (%d service%s)", len(services), "" if len(services) == 1 else "s")
+        if print_env:
+            print("\n".join(env_lines(http_at, socks_at, auth=access.socks_auth is not None)
+                            + [READY_LINE]), flush=True)
         stopped = asyncio.ensure_future(stop.wait())
         while True:
             ended = asyncio.ensure_future(tunnel.wait_closed())
@@ -144,6 +193,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
             if not exc.recoverable:
                 raise exc
             log.warning("tunnel down: %s; reconnecting (listeners stay up)", exc)
+            state.set("reconnecting")
             try:
                 info = await tunnel.reconnect(timeout=timeout,
                                               stop=stop)
@@ -152,11 +202,12 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                     log.info("signal received while reconnecting")
                     return 0
                 raise
+            state.set("up")
             vpn.rebind(info)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        for service in services:
+        for service in services + extras:
             await service.close()
         if vpn is not None:
             vpn.close()

@@ -9,7 +9,8 @@ APT_PACKAGES=(openvpn tshark curl iproute2 iputils-ping openssl python3 python3-
               python3-pip util-linux procps ca-certificates dnsmasq-base
               charon-systemd strongswan-swanctl libcharon-extra-plugins
               libstrongswan-extra-plugins libstrongswan-standard-plugins
-              tinyproxy dante-server python3-socks)
+              tinyproxy dante-server python3-socks openssh-client openssh-server
+              nodejs)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -70,6 +70,7 @@ class PushedOptions:
     routes: list[Route] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     domain: str | None = None
+    domain_search: list[str] = field(default_factory=list)   # DOMAIN-SEARCH, in order
     tun_mtu: int | None = None
     peer_id: int | None = None
     cipher: str | None = None
@@ -139,6 +140,7 @@ TIMER_MAX = 0x7FFFFFFF           # an int in options.c
 PEER_ID_MAX = 0xFFFFFF           # 24 bits in the P_DATA_V2 header
 AUTH_TOKEN_MAX = 4096            # bytes; it is sent back as the password
 DOMAIN_MAX = 253
+DOMAIN_SEARCH_MAX = 10           # dhcp-option DOMAIN-SEARCH kept (tun.h N_SEARCH_LIST_LEN)
 TOPOLOGIES = ("net30", "p2p", "subnet")
 IFCONFIG_IPV6_BITS = (64, 124)   # options.c: "/netbits must be between 64 and 124"
 DNS_SERVERS_MAX = 64             # dhcp-option DNS / DNS6 kept over a whole reply
@@ -396,7 +398,7 @@ def apply_push_option(opts: PushedOptions, text: str) -> None:
     elif name == "dhcp-option":
         _args(name, args, 1, None)
         kind = args[0].upper()
-        if kind in ("DNS", "DOMAIN"):
+        if kind in ("DNS", "DOMAIN", "DOMAIN-SEARCH"):
             _args(f"dhcp-option {kind}", args[1:], 1, 1)
         if kind == "DNS":
             value = _ip(args[1], "dhcp-option DNS")
@@ -408,6 +410,15 @@ def apply_push_option(opts: PushedOptions, text: str) -> None:
             if not 0 < len(args[1]) <= DOMAIN_MAX or not args[1].isprintable():
                 raise _fail("dhcp-option DOMAIN", f"not a domain name: {_shown(args[1])}")
             opts.domain = args[1]
+        elif kind == "DOMAIN-SEARCH":
+            if not 0 < len(args[1]) <= DOMAIN_MAX or not args[1].isprintable():
+                raise _fail("dhcp-option DOMAIN-SEARCH",
+                            f"not a domain name: {_shown(args[1])}")
+            if len(opts.domain_search) >= DOMAIN_SEARCH_MAX:
+                opts.dropped.append(f"Options error: dhcp-option DOMAIN-SEARCH: more than "
+                                    f"{DOMAIN_SEARCH_MAX} domains")
+            elif args[1] not in opts.domain_search:
+                opts.domain_search.append(args[1])
         else:
             opts.ignored.append(text)
     elif name == "tun-mtu":

@@ -160,7 +160,9 @@ def tunnel_info(options: PushedOptions, cipher: str, setup_time: float,
                       routes6=[r.cidr for r in options.routes_ipv6]
                       if options.ifconfig_ipv6 else [],
                       redirect_gateway=options.redirect_gateway,
-                      domains=[options.domain] if options.domain else [])
+                      domains=list(dict.fromkeys(
+                          ([options.domain] if options.domain else []) +
+                          options.domain_search)))
 
 
 @dataclass(slots=True)
@@ -222,6 +224,10 @@ class Counters(CountersDict):
 
 
 
+def _key_traffic(key: DataKey) -> tuple[int, int, int, int]:
+    return key.bytes_in, key.bytes_out, key.packets_in, key.packets_out
+
+
 class _KeyState:
     """One key id: its reliable channel and TLS session (ssl.c's ``key_state``)."""
 
@@ -279,6 +285,7 @@ class ClientSession:
         self._primary: _KeyState | None = None
         self.data_key: DataKey | None = None
         self._lame: DataKey | None = None          # the previous key, during tran-window
+        self._retired = (0, 0, 0, 0)               # traffic() of the keys gone
         self._lame_until: float | None = None
         self._lame_ks: _KeyState | None = None
         self._reneg: _KeyState | None = None       # a renegotiation under way
@@ -956,6 +963,7 @@ class ClientSession:
         self.data_key = DataKey(ks.key_id, self.cipher, ks.key_block,
                                 auth=self._auth, peer_id=self.pushed.peer_id,
                                 replay_window=self.settings.replay_window, rng=self.rng)
+        self._retire(self._lame)
         self._lame = old_key
         self._lame_ks = old_ks
         self._lame_until = now + self.settings.tran_window
@@ -973,7 +981,22 @@ class ClientSession:
             if self._lame_ks is not None and self._keys.get(self._lame_ks.key_id) \
                     is self._lame_ks:
                 del self._keys[self._lame_ks.key_id]
+            self._retire(self._lame)
             self._lame = self._lame_ks = self._lame_until = None
+
+    def _retire(self, key: DataKey | None) -> None:
+        if key is not None:
+            self._retired = tuple(a + b for a, b in zip(self._retired, _key_traffic(key)))
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """(bytes in, bytes out, packets in, packets out) of the inner packets over the
+        whole session, every data key's (for ``erebus status``; read, never counted
+        twice: the keys count, this only adds them up)."""
+        total = self._retired
+        for key in (self.data_key, self._lame):
+            if key is not None:
+                total = tuple(a + b for a, b in zip(total, _key_traffic(key)))
+        return total
 
     def _allowed_ciphers(self) -> list[str]:
         """data-ciphers, and data-ciphers-fallback (ssl_ncp.c check_session_cipher)."""

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from ..counters import traffic_of
 from ..errors import ErebusError, SessionError
 from ..session import Closed, Connected, Failed, Notice, PathChanged, Rekeyed, Session, \
     Stage, TunnelInfo
@@ -237,6 +238,8 @@ class ShellTunnel:
         self.rekeys = 0                 # Rekeyed events (every kind)
         self.datagrams_in = self.datagrams_out = 0
         self._drops = DropReporter(self.log, driver.drop_kinds)
+        self._traffic_before = (0, 0, 0, 0)     # traffic() of the sessions gone
+        self._drops_before: dict[str, int] = {}  # drops() of the sessions gone
 
     # -- Tunnel interface ----------------------------------------------------------------
 
@@ -248,6 +251,18 @@ class ShellTunnel:
     @property
     def counters(self):
         return self.session.counters if self.session is not None else None
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """(bytes in, bytes out, packets in, packets out) inside the tunnel, over every
+        session so far (read by ``erebus status``; the cores count, this adds up)."""
+        now = traffic_of(self.session)
+        return tuple(a + b for a, b in zip(self._traffic_before, now))
+
+    def drops(self) -> dict[str, int]:
+        """The core's drop counters (the driver's drop_kinds) over every session so far."""
+        c = self.counters
+        return {name: self._drops_before.get(name, 0) + (getattr(c, name, 0) if c else 0)
+                for name in self.driver.drop_kinds}
 
     def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
         self._receiver = receiver
@@ -448,8 +463,11 @@ class ShellTunnel:
         if self._done is None or self._done.done():
             self._done = loop.create_future()
         self.link_errors = 0
-        self.session = self.driver.new_session(loop.time(), endpoint, self._local,
-                                               self._remote, self.session)
+        session = self.driver.new_session(loop.time(), endpoint, self._local,
+                                          self._remote, self.session)
+        self._traffic_before = self.traffic()       # the session replaced: kept
+        self._drops_before = self.drops()
+        self.session = session
         self.sessions += 1
         self._step()
         return await asyncio.shield(self._connected)

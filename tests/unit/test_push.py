@@ -93,6 +93,22 @@ def test_other_options():
                             "redirect-gateway def1"]
 
 
+def test_domain_search_kept_bounded_for_the_pac_file():
+    from erebus.openvpn.push import DOMAIN_SEARCH_MAX
+    from erebus.openvpn.session import tunnel_info
+    extra = ",".join(f"dhcp-option DOMAIN-SEARCH d{i}.example" for i in range(12))
+    opts = parse("PUSH_REPLY,ifconfig 198.18.8.6 255.255.255.0,topology subnet,"
+                 "dhcp-option DOMAIN corp.example,dhcp-option DOMAIN-SEARCH corp.example,"
+                 "dhcp-option DOMAIN-SEARCH lab.example," + extra)
+    assert opts.domain_search[:2] == ["corp.example", "lab.example"]
+    assert len(opts.domain_search) == DOMAIN_SEARCH_MAX
+    assert opts.dropped and "DOMAIN-SEARCH" in opts.dropped[0]
+    info = tunnel_info(opts, "AES-256-GCM", 0.0, 1500)
+    assert info.domains[:3] == ["corp.example", "lab.example", "d0.example"]
+    with pytest.raises(ParseError, match="DOMAIN-SEARCH"):
+        parse("PUSH_REPLY,dhcp-option DOMAIN-SEARCH " + "x" * 254)
+
+
 def test_empty_items_and_whitespace_tolerated():
     opts = parse("PUSH_REPLY,,ping 5, ,  ping-restart 30 ,")
     assert (opts.ping, opts.ping_restart) == (5, 30)

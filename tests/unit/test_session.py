@@ -586,6 +586,34 @@ def test_pushed_tls_ekm_takes_the_data_keys_from_the_tls_exporter(pki, option):
     assert server.receive(client.send_packet(b"E" + bytes(30), now), now) == [b"E" + bytes(30)]
 
 
+def test_traffic_adds_up_every_data_key_across_renegotiations(pki):
+    """erebus status's bytes and packets: the session's, whatever key carried them
+    (the current one, the lame one in its transition window, the ones gone)."""
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key)
+    _, _, now = run(client, server)
+    assert client.traffic() == (0, 0, 0, 0)
+    assert server.receive(client.send_packet(b"E" + bytes(27), now), now)
+    assert client.receive_datagram(server.data_key.encrypt(b"reply"), now) == [b"reply"]
+    assert client.traffic() == (5, 28, 1, 1)
+    for n in (1, 2):
+        client._client_renegotiation(now, "test")
+        _, _, now = run(client, server, start=now, until=lambda c: c.renegotiations == n)
+        assert server.receive(client.send_packet(b"x" * 10, now), now)
+        assert client.traffic() == (5, 28 + 10 * n, 1, 1 + n)
+        client._expire_lame(now + client.settings.tran_window + 1)    # the old key gone
+        assert client._lame is None
+        assert client.traffic() == (5, 28 + 10 * n, 1, 1 + n)
+    # two renegotiations inside one transition window: the lame key replaced is kept
+    for n in (3, 4):
+        client._client_renegotiation(now, "test")
+        _, _, now = run(client, server, start=now, until=lambda c: c.renegotiations == n)
+        assert client._lame is not None
+        assert server.receive(client.send_packet(b"x" * 10, now), now)
+    assert client.traffic() == (5, 68, 1, 5)
+
+
 def test_without_tls_ekm_the_prf_keys_the_data_channel(pki):
     ca, cert, key = pki["lab-ca"]
     client = ClientSession(settings(ca), 0.0)

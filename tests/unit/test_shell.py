@@ -154,6 +154,8 @@ def test_ping_restart_is_recoverable_and_reconnect_backs_off_in_virtual_time(cap
         tunnel.set_receiver(got.append)
         await tunnel.connect()
         await ping(tunnel, got, 1)
+        first = tunnel.traffic()                 # (bytes in, out, packets in, out)
+        assert first[2] >= 1 and first[3] >= 1 and first[0] > 0
         started = loop.time()
         peers[0].silent = True
         with pytest.raises(SessionError) as ended:
@@ -164,6 +166,13 @@ def test_ping_restart_is_recoverable_and_reconnect_backs_off_in_virtual_time(cap
         info = await tunnel.reconnect()
         assert tunnel.sessions == 2 and len(connector.links) == 2 and info.virtual_ip
         await ping(tunnel, got, 2)
+        # erebus status's figures go on over the sessions (the new core starts at 0)
+        total, own = tunnel.traffic(), tunnel.session.counters
+        assert total[2] == first[2] + own.packets_in and total[0] == first[0] + own.bytes_in
+        assert own.packets_in >= 1 and total[3] >= first[3] + own.packets_out
+        tunnel.session.counters.dropped_replay += 2       # as if two came again
+        tunnel._drops_before["dropped_replay"] = 3          # and three in session 1
+        assert tunnel.drops()["dropped_replay"] == 5
         await tunnel.close()
 
     with caplog.at_level(logging.INFO, logger="erebus.tunnel"):

@@ -252,10 +252,13 @@ def _abort_late(task: asyncio.Task) -> None:
 
 
 class Half(asyncio.Protocol):
-    """One side of a spliced connection; ``peer`` is the other side's transport."""
+    """One side of a spliced connection; ``peer`` is the other side's transport.
+    ``gauge``: an object whose ``open`` counts the connections alive (a service's,
+    for ``erebus status``), counted once per connection, not per packet."""
 
-    def __init__(self, on_made=None):
+    def __init__(self, on_made=None, gauge=None):
         self.on_made = on_made
+        self.gauge = gauge
         self.transport: asyncio.Transport | None = None
         self.peer: asyncio.Transport | None = None
         self.pending: list[bytes] = []     # data that came before the peer existed
@@ -264,6 +267,8 @@ class Half(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.gauge is not None:
+            self.gauge.open += 1
         if self.on_made is not None:
             self.on_made(self)
 
@@ -307,6 +312,9 @@ class Half(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self.gauge is not None and self.transport is not None:
+            self.gauge.open -= 1
+            self.gauge = None
         if self.peer is not None and not self.peer.is_closing():
             if exc is not None:
                 self.peer.abort()
@@ -324,6 +332,7 @@ class LocalForward:
         self._tasks: set[asyncio.Task] = set()
         self.total = 0
         self.failed = 0
+        self.open = 0                   # local connections alive (dialling or spliced)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -336,7 +345,7 @@ class LocalForward:
         log.info("forwarding %s", self.spec)
 
     def _accept(self) -> asyncio.Protocol:
-        return Half(on_made=self._on_local)
+        return Half(on_made=self._on_local, gauge=self)
 
     def _on_local(self, local: Half) -> None:
         local.transport.pause_reading()
@@ -439,6 +448,7 @@ class RemoteForward:
         self._tasks: set[asyncio.Task] = set()
         self.accepted = 0
         self.refused = 0
+        self.open = 0                   # local connections alive
 
     async def start(self) -> None:
         self._check_bind()
@@ -479,7 +489,7 @@ class RemoteForward:
 
     async def _dial(self, pending) -> None:
         loop = asyncio.get_running_loop()
-        local = Half()
+        local = Half(gauge=self)
         try:
             transport, _ = await asyncio.wait_for(loop.create_connection(
                 lambda: local, self.spec.lhost, self.spec.lport), self.LOCAL_TIMEOUT)

@@ -130,6 +130,7 @@ class HttpProxy:
         self.credentials = credentials
         self.server = None
         self.requests = self.tunnels = self.errors = self.auth_failures = 0
+        self.open = 0                   # client connections alive
 
     async def start(self) -> None:
         warn_if_public("--http-proxy", self.bind)
@@ -157,6 +158,7 @@ class HttpProxy:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         upstream: _Upstream | None = None
         peer = writer.get_extra_info("peername")
+        self.open += 1
 
         async def next_event():
             while True:
@@ -227,6 +229,7 @@ class HttpProxy:
         except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError) as exc:
             log.debug("HTTP proxy: %s: %s", peer, exc)
         finally:
+            self.open -= 1
             if upstream is not None:
                 upstream.close()
             writer.close()

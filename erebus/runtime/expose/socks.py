@@ -67,7 +67,7 @@ class _SocksClient(Half):
     """One client connection: the SOCKS handshake, then a spliced half."""
 
     def __init__(self, server: "SocksServer"):
-        super().__init__()
+        super().__init__(gauge=server)
         self.server = server
         self.buf = bytearray()
         self.stage = "greeting"
@@ -301,6 +301,7 @@ class SocksServer:
         self.credentials = credentials
         self.server = None
         self.connected = self.failed = self.errors = self.auth_failures = 0
+        self.open = 0                   # client connections alive
         self.associations: set[UdpAssociation] = set()     # at most MAX_ASSOCIATIONS
         self.udp_counters = UdpCounters()
         def clock() -> float:
