@@ -73,6 +73,7 @@ MAX_SYN_RETRIES = 6
 MAX_KEEPALIVE_PROBES = 9
 MSL = 30.0                # TIME_WAIT lasts 2 * MSL
 DUPACK_THRESHOLD = 3
+REORDERING_MAX = 300      # cap of the learned reordering threshold (Linux's tcp_max_reordering)
 INITIAL_CWND_SEGMENTS = 10   # RFC 6928
 OOW_ACK_INTERVAL = 0.5    # Linux's tcp_invalid_ratelimit (see TcpConnection._oow_ack)
 PMTU_RESENDS_MAX = 8      # "too big" messages that resend the flight (TcpConnection.path_mtu)
@@ -148,6 +149,15 @@ class TcpConnection:
         self.cwnd = INITIAL_CWND_SEGMENTS * self.mss
         self.ssthresh = 1 << 30
         self._dupacks = 0
+        # reordering: the dupack/SACK threshold (segments) grows to the reordering seen
+        # when a fast retransmission proves spurious (Eifel by timestamps, RFC 3522/4015;
+        # DSACK, RFC 3708), and the reduction of that episode is undone
+        self.reordering = DUPACK_THRESHOLD
+        self.spurious_undos = 0
+        self._undo: tuple[int, int, int] | None = None   # cwnd, ssthresh, snd_una before it
+        self._undo_ts: int | None = None            # our TS value of its first resend
+        self._undo_retrans = 0                      # its resends not yet DSACKed
+        self._fack = 0                              # highest byte ever SACKed (+1)
         self._recover: int | None = None       # NewReno: snd_max when recovery began
         self._rexmit_from: int | None = None   # next offset to retransmit in recovery
         self._sacked = SackScoreboard()        # what the peer SACKed of our stream
@@ -397,6 +407,7 @@ class TcpConnection:
             self._rexmit_from = None
             self._dupacks = 0
             self._sacked.clear()            # RFC 2018: SACK info is only advisory
+            self._undo = self._undo_ts = None   # an RTO's reduction is not undone
             self.snd_nxt = self.snd_una     # go back: resend from the first hole
             if self._fin_sent and not self._fin_acked:
                 self._fin_sent = False
@@ -585,7 +596,7 @@ class TcpConnection:
             self.dropped += 1
             return False
         if self.sack_ok and seg.sack_blocks:
-            self._take_sack(seg.sack_blocks)
+            self._take_sack(seg.sack_blocks, ack_off)
         acked = ack_off - self.snd_una
         if ack_off > self.snd_una or (self._fin_used and not self._fin_acked
                                       and ack_off == self.snd_max + 1):
@@ -607,6 +618,10 @@ class TcpConnection:
                 self._timed_off = None
             self._retries = 0
             self._persist_backoff = 0
+            if self._undo_ts is not None and self.ts_ok and seg.ts_ecr and \
+                    seq_diff(seg.ts_ecr, self._undo_ts) < 0:
+                # Eifel: the ACK echoes the original's timestamp, not the resend's
+                self._undo_recovery()
             self._on_new_ack(ack_off, acked, now)
             if self.snd_una == self.snd_max and (not self._fin_used or self._fin_acked):
                 self._rtx_deadline = None
@@ -660,11 +675,15 @@ class TcpConnection:
         if self._rexmit_from is not None:
             self.cwnd += mss                      # inflate: a segment has left the network
             return
-        if self._dupacks >= DUPACK_THRESHOLD or (self.sack_ok and self._sacked and
-                                                 self._sacked.sacked_bytes() >= 3 * mss):
+        if self._dupacks >= self.reordering or (
+                self.sack_ok and self._sacked and
+                self._sacked.sacked_bytes() >= self.reordering * mss):
             if self._recover is not None and self.snd_una < self._recover:
                 return                            # still inside the last recovery's window
             flight = self.snd_max - self.snd_una
+            self._undo = (self.cwnd, self.ssthresh, self.snd_una)
+            self._undo_ts = self._ts_now(now) if self.ts_ok else None
+            self._undo_retrans = 0
             self.ssthresh = max(flight // 2, 2 * mss)
             self.cwnd = self.ssthresh + DUPACK_THRESHOLD * mss
             self._recover = self.snd_max
@@ -690,11 +709,41 @@ class TcpConnection:
 
     # SACK scoreboard -----------------------------------------------------------------
 
-    def _take_sack(self, blocks) -> None:
+    def _take_sack(self, blocks, ack_off: int) -> None:
         una = self.snd_una
         base = self._snd_seq(una)
-        self._sacked.add([(una + seq_diff(left, base), una + seq_diff(right, base))
-                          for left, right in blocks], una, self.snd_max)
+        ranges = [(una + seq_diff(left, base), una + seq_diff(right, base))
+                  for left, right in blocks]
+        s, e = ranges[0]
+        if e <= ack_off or (len(ranges) > 1 and ranges[1][0] <= s and e <= ranges[1][1]):
+            # D-SACK (RFC 2883): a duplicate arrived; if it was one of the episode's
+            # resends and all of them turn out duplicates, the episode was spurious
+            if self._undo is not None and self._undo_retrans > 0:
+                self._undo_retrans -= max(1, (e - s + self.mss - 1) // self.mss)
+                if self._undo_retrans <= 0:
+                    self._undo_recovery()
+            ranges = ranges[1:]
+        for _, e in ranges:
+            if e > self._fack:
+                self._fack = min(e, self.snd_max)
+        self._sacked.add(ranges, una, self.snd_max)
+
+    def _undo_recovery(self) -> None:
+        """The fast retransmission was spurious (reordering, not loss): restore the
+        window from before it, stop resending, and raise the threshold to the
+        reordering seen so that the same depth does not trigger it again."""
+        if self._undo is None:
+            return
+        cwnd, ssthresh, una = self._undo
+        self.cwnd = max(self.cwnd, cwnd)
+        self.ssthresh = max(self.ssthresh, ssthresh)
+        depth = (self._fack - una) // max(self.mss, 1)
+        self.reordering = min(max(self.reordering, depth + 1), REORDERING_MAX)
+        self.spurious_undos += 1
+        self._undo = self._undo_ts = None
+        self._undo_retrans = 0
+        self._recover = self._rexmit_from = None
+        self._dupacks = 0
 
     # receiving data ---------------------------------------------------------------------
 
@@ -863,6 +912,7 @@ class TcpConnection:
                     break
                 start, end = hole
                 out.append(self._data_segment(start, end, now, retransmit=True))
+                self._undo_retrans += 1
                 self._rexmit_from = end
                 budget -= 1
                 if not self._sacked:

@@ -291,3 +291,12 @@ def test_deferred_listener_accepts():
     b = link.b.accept(listener.pending.popleft(), link.now)
     link.run(lambda: conn.state is State.ESTABLISHED and bool(listener.accepted))
     assert listener.accepted[0] is b
+
+
+def test_reordering_is_learned_and_its_spurious_reduction_undone():
+    link = Link(reorder=0.1, delay=0.01, seed=1)
+    t = Transfer(link, blob(3_000_000, 1), b"")
+    assert link.run(t.done, t.app, limit=600)
+    check(t)
+    assert t.a.spurious_undos > 0 and t.a.reordering > 3
+    assert t.a.retransmits < 0.01 * t.a.segments_out      # no retransmission storm
