@@ -42,6 +42,35 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--pcap", metavar="FILE",
                         help="write the outer datagrams and the inner IPv4 packets to a "
                         "pcapng file (Wireshark, tshark)")
+    # the local-access options of up and run: erebus' own stack serves them
+    access = argparse.ArgumentParser(add_help=False)
+    access.add_argument("-L", dest="local_forwards", action="append", default=[],
+                        metavar="[BIND:]PORT:HOST:HOSTPORT",
+                        help="forward a local TCP port through the VPN to HOST:HOSTPORT "
+                        "(repeatable; BIND defaults to 127.0.0.1; IPv6 addresses in brackets, "
+                        "as ssh: -L [::1]:8080:[2001:2:0:2::2]:80; a name with A and AAAA "
+                        "records is connected to by Happy Eyeballs)")
+    access.add_argument("-R", dest="remote_forwards", action="append", default=[],
+                        metavar="[BIND:]VPORT:LHOST:LPORT",
+                        help="expose the local LHOST:LPORT on port VPORT of the virtual IP "
+                        "(repeatable; every other port of the virtual IP answers RST; BIND: "
+                        "both virtual IPs by default, 0.0.0.0 or [::] for one family's; an "
+                        "IPv6 LHOST in brackets: 8080:[::1]:3000)")
+    access.add_argument("--http-proxy", metavar="[HOST:]PORT",
+                        help="serve an HTTP proxy (absolute URIs and CONNECT) into the VPN "
+                        "(HOST defaults to 127.0.0.1; [::1]:3128 for IPv6)")
+    access.add_argument("--socks", metavar="[HOST:]PORT",
+                        help="serve a SOCKS5 proxy into the VPN: CONNECT and UDP ASSOCIATE, "
+                        "to IPv4 and IPv6 addresses and names (HOST defaults to 127.0.0.1; "
+                        "[::1]:1080 for IPv6)")
+    access.add_argument("--proxy-auth-file", metavar="FILE",
+                        help="require the username (first line of FILE) and password (second "
+                        "line) from the clients of --http-proxy (Proxy-Authorization: Basic) "
+                        "and --socks (RFC 1929); FILE must be private to its owner (chmod 600). "
+                        "Or set EREBUS_PROXY_AUTH=user:password")
+    access.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="give up connecting after S seconds (default: the profile's "
+                        "connect-timeout, 120)")
     sub = parser.add_subparsers(dest="command", required=True)
     probe = sub.add_parser("probe", parents=[common],
                            help="connect, report what the server gave us, disconnect")
@@ -53,42 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.add_argument("--timeout", type=float, default=30.0, metavar="S",
                        help="give up after S seconds (default 30)")
-    up = sub.add_parser("up", parents=[common],
+    up = sub.add_parser("up", parents=[common, access],
                         help="bring the tunnel up and serve local access until SIGINT/SIGTERM")
     up.add_argument("profile", help=PROFILE_HELP)
     up.add_argument("--conn", metavar="NAME", help=CONN_HELP)
-    up.add_argument("-L", dest="local_forwards", action="append", default=[],
-                    metavar="[BIND:]PORT:HOST:HOSTPORT",
-                    help="forward a local TCP port through the VPN to HOST:HOSTPORT "
-                    "(repeatable; BIND defaults to 127.0.0.1; IPv6 addresses in brackets, "
-                    "as ssh: -L [::1]:8080:[2001:2:0:2::2]:80; a name with A and AAAA "
-                    "records is connected to by Happy Eyeballs)")
-    up.add_argument("-R", dest="remote_forwards", action="append", default=[],
-                    metavar="[BIND:]VPORT:LHOST:LPORT",
-                    help="expose the local LHOST:LPORT on port VPORT of the virtual IP "
-                    "(repeatable; every other port of the virtual IP answers RST; BIND: "
-                    "both virtual IPs by default, 0.0.0.0 or [::] for one family's; an "
-                    "IPv6 LHOST in brackets: 8080:[::1]:3000)")
-    up.add_argument("--http-proxy", metavar="[HOST:]PORT",
-                    help="serve an HTTP proxy (absolute URIs and CONNECT) into the VPN "
-                    "(HOST defaults to 127.0.0.1; [::1]:3128 for IPv6)")
-    up.add_argument("--socks", metavar="[HOST:]PORT",
-                    help="serve a SOCKS5 proxy into the VPN: CONNECT and UDP ASSOCIATE, "
-                    "to IPv4 and IPv6 addresses and names (HOST defaults to 127.0.0.1; "
-                    "[::1]:1080 for IPv6)")
-    up.add_argument("--proxy-auth-file", metavar="FILE",
-                    help="require the username (first line of FILE) and password (second "
-                    "line) from the clients of --http-proxy (Proxy-Authorization: Basic) "
-                    "and --socks (RFC 1929); FILE must be private to its owner (chmod 600). "
-                    "Or set EREBUS_PROXY_AUTH=user:password")
     up.add_argument("--socks-auth", metavar="USER:PASSWORD",
                     help="deprecated: like --proxy-auth-file for --socks only, but every "
                     "local user can read the password in ps")
-    up.add_argument("--timeout", type=float, default=None, metavar="S",
-                    help="give up connecting after S seconds (default: the profile's "
-                    "connect-timeout, 120)")
-    run = sub.add_parser("run", parents=[common], help="run a command whose only network "
-                         "is the VPN (an unprivileged user and network namespace: any "
+    run = sub.add_parser("run", parents=[common, access],
+                         help="run a command whose only network is the VPN (an unprivileged user and network namespace: any "
                          "program, TCP, UDP and ping, no proxy settings needed)",
                          description="Run COMMAND in a new user, network, mount and PID "
                          "namespace whose only interface is a TUN device erebus connects "
@@ -104,18 +106,6 @@ def _parser() -> argparse.ArgumentParser:
                      "pushed routes")
     run.add_argument("--shell", action="store_true",
                      help="run $SHELL (or /bin/sh) instead of a command")
-    run.add_argument("-L", dest="local_forwards", action="append", default=[],
-                     metavar="[BIND:]PORT:HOST:HOSTPORT", help="as for up, served beside "
-                     "the namespace (on the host's loopback)")
-    run.add_argument("-R", dest="remote_forwards", action="append", default=[],
-                     metavar="[BIND:]VPORT:LHOST:LPORT", help="as for up: VPORT of the "
-                     "virtual IP goes to a local service of the host")
-    run.add_argument("--http-proxy", metavar="[HOST:]PORT", help="as for up")
-    run.add_argument("--socks", metavar="[HOST:]PORT", help="as for up")
-    run.add_argument("--proxy-auth-file", metavar="FILE", help="as for up")
-    run.add_argument("--timeout", type=float, default=None, metavar="S",
-                     help="give up connecting after S seconds (default: the profile's "
-                     "connect-timeout, 120)")
     run.add_argument("command_argv", nargs="*", metavar="COMMAND",
                      help="the command and its arguments, after -- (everything after "
                      "-- is the command's)")

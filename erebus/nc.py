@@ -25,6 +25,7 @@ import stat
 import sys
 
 from .errors import ErebusError
+from .status import unreachable
 
 log = logging.getLogger("erebus.nc")
 
@@ -363,12 +364,8 @@ async def via_control(path: str, host: str, port: int, *, timeout: float,
     async def connect(factory):
         try:
             transport, proto = await loop.create_unix_connection(_ViaControl, path)
-        except PermissionError:
-            raise NcError(f"{path}: permission denied (the control socket is its "
-                          "owner's)") from None
         except OSError as exc:
-            raise NcError(f"{path}: {exc.strerror or exc} (is 'erebus up --control "
-                          f"{path}' running?)") from None
+            raise NcError(unreachable(path, exc)) from None
         transport.write(json.dumps({"cmd": "connect", "host": host,
                                     "port": port}).encode() + b"\n")
         try:

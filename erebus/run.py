@@ -21,7 +21,6 @@ from .runtime.netns import Namespace, plan, preflight
 from .runtime.nshelper import in_terminal_foreground
 from .runtime.stack import VpnStack
 from .runtime.tunpump import TunPump
-from .session import Stage
 from .up import log_tunnel_up, open_profile, parse_access, start_services
 
 log = logging.getLogger("erebus.run")
@@ -159,8 +158,7 @@ async def _supervise(namespace: Namespace, tunnel, pump: TunPump, vpn, timeout) 
             except asyncio.TimeoutError:
                 namespace.send_signal(signal.SIGKILL)
                 await exited
-            if exc is not None and not (isinstance(exc, SessionError)
-                                        and exc.stage is Stage.STOPPED):
+            if exc is not None:
                 raise exc
             return 1
     finally:

@@ -20,6 +20,14 @@ class StatusError(ErebusError):
     """The control socket could not be asked (not there, not ours, no answer)."""
 
 
+def unreachable(path: str, exc: OSError) -> str:
+    """Why the control socket at ``path`` could not be connected to, in one line (for
+    ``status`` and ``nc --via``)."""
+    if isinstance(exc, PermissionError):
+        return f"{path}: permission denied (the control socket is its owner's)"
+    return f"{path}: {exc.strerror or exc} (is 'erebus up --control {path}' running?)"
+
+
 def query(path: str, request: dict, *, timeout: float = TIMEOUT) -> dict:
     """One request line, one answer line (a dict with "ok")."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -27,12 +35,8 @@ def query(path: str, request: dict, *, timeout: float = TIMEOUT) -> dict:
     try:
         try:
             sock.connect(path)
-        except PermissionError:
-            raise StatusError(f"{path}: permission denied (the control socket is its "
-                              "owner's)") from None
         except OSError as exc:
-            raise StatusError(f"{path}: {exc.strerror or exc} (is 'erebus up --control "
-                              f"{path}' running?)") from None
+            raise StatusError(unreachable(path, exc)) from None
         try:
             sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError:

@@ -84,13 +84,13 @@ def _write(path: str, text: str, step: str) -> None:
         raise StepError(step, f"writing {text.strip()!r} to {path}: {exc.strerror}") from None
 
 
-def _sysctl(path: str, value: str, *, required: bool = False) -> None:
+def _sysctl(path: str, value: str) -> None:
+    """A per-namespace setting; one the kernel lacks (no IPv6) is left as it is."""
     try:
         with open(path, "w") as f:
             f.write(value)
-    except OSError as exc:
-        if required:
-            raise StepError("sysctl", f"{path}: {exc.strerror}") from None
+    except OSError:
+        pass
 
 
 # -- step 1: namespaces and the TUN device -------------------------------------------

@@ -29,6 +29,8 @@ from ..counters import CountersDict
 from ..netstack.stack import EPHEMERAL
 from ..wire import flow as flows
 from ..wire.icmp import DEST_UNREACH, UNREACH_FRAG_NEEDED, build_icmp_error
+from ..wire.icmp import ECHO_REQUEST as ICMP_ECHO_REQUEST
+from ..wire.icmpv6 import ECHO_REQUEST as ICMPV6_ECHO_REQUEST
 from ..wire.icmpv6 import build_packet_too_big, link_chatter
 from ..wire.ipv4 import PROTO_ICMP, build_ipv4
 from ..wire.ipv6 import NH_ICMPV6, build_ipv6
@@ -190,7 +192,7 @@ class TunPump:
             return 3
         if f.icmp_type >= 0:
             # echo requests: the namespace's kernel answers; replies and errors: both
-            return 2 if f.icmp_type in (8, 128) else 3
+            return 2 if f.icmp_type in (ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST) else 3
         port = f.dst_port
         if EPHEMERAL[0] <= port <= EPHEMERAL[1]:
             return 1
