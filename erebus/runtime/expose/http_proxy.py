@@ -1,13 +1,25 @@
 """An HTTP/1.1 forward proxy whose upstream connections go through the VPN.
 
 Absolute-URI requests (``GET http://host/path``) of any method are forwarded with
-keep-alive on both sides and bodies streamed both ways (h11 does the framing:
-content-length and chunked); hop-by-hop headers are dropped as RFC 9110 7.6.1 asks.
-``CONNECT host:port`` opens a tunnel.  Failures are answered as HTTP: 400 for a
-malformed request, 407 without the credentials the proxy asks for, 502 when the VPN
-side refuses, cannot resolve or is unreachable, 504 when it does not answer in time.
-Parsing is h11's, not ours: a request's line and headers are at most
-:data:`MAX_HEADERS` bytes and must arrive within :data:`REQUEST_TIMEOUT`.
+keep-alive on both sides; hop-by-hop headers are dropped as RFC 9110 7.6.1 asks.  h11
+parses every head and the request body; a response body framed by Content-Length or
+by the close is then spliced: the origin's transport writes straight into the
+client's (no stream buffer, no copy of ours), and a client that does not read pauses
+the origin's reading, which closes its TCP window.  After a Content-Length body both
+connections go on with a fresh h11 state (what the client pipelined meanwhile
+included); a body framed by the close goes out with ``Connection: close``.  A chunked
+body goes through h11, de-chunked and re-chunked: Transfer-Encoding is hop-by-hop,
+and finding where a chunked body ends needs its parser anyway.  Hostile origins: a
+response with both Content-Length and Transfer-Encoding is refused with 502 (RFC 9112
+6.3: a smuggling attempt); bytes past the Content-Length are dropped and counted
+(``excess_dropped``) and that origin connection is not reused; an origin closing short
+of its Content-Length cuts the client's connection, so the client sees the body end
+early.  ``CONNECT host:port`` opens a tunnel, spliced transport to transport.
+Failures are answered as HTTP: 400 for a malformed request, 407 without the
+credentials the proxy asks for, 502 when the VPN side refuses, cannot resolve or is
+unreachable, 504 when it does not answer in time.  Parsing is h11's, not ours: a
+request's line and headers are at most :data:`MAX_HEADERS` bytes and must arrive
+within :data:`REQUEST_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -98,7 +110,8 @@ class _Side(asyncio.Protocol):
     spliced into this one) stops reading while this side's transport cannot take more:
     back-pressure from the client to the origin's TCP window."""
 
-    def __init__(self):
+    def __init__(self, on_made: Callable[["_Side"], None] | None = None):
+        self.on_made = on_made
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.eof = False
@@ -112,6 +125,8 @@ class _Side(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.on_made is not None:
+            self.on_made(self)
 
     def data_received(self, data) -> None:
         if self.sink is not None:
@@ -308,16 +323,12 @@ class HttpProxy:
             await self.server.wait_closed()
 
     def _accept(self) -> _Side:
-        side = _Side()
-        made = side.connection_made
+        return _Side(on_made=self._on_client)
 
-        def connection_made(transport) -> None:
-            made(transport)
-            task = asyncio.get_running_loop().create_task(self._client(side))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        side.connection_made = connection_made
-        return side
+    def _on_client(self, side: _Side) -> None:
+        task = asyncio.get_running_loop().create_task(self._client(side))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _open(self, host: str, port: int) -> _Side:
         side = _Side()
