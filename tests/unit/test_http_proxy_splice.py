@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import socket
 
 import h11
 
@@ -259,3 +260,39 @@ def test_an_origin_closing_short_of_content_length_cuts_the_client_connection():
     (status, _, body, complete), errors = run(origin, test)
     assert status == 200 and not complete                  # the client sees it cut short
     assert body == b"z" * 1000 and errors == 1
+
+
+def test_a_client_that_does_not_read_pauses_the_origin_and_still_gets_every_byte():
+    origin = Origin([ok(BIG)])
+
+    async def test(proxy, dialer):
+        paused = asyncio.Event()
+        dial = dialer.dial
+
+        async def recording_dial(host, port, factory):
+            transport = await dial(host, port, factory)
+            pause = transport.pause_reading
+
+            def pause_reading():
+                if transport.get_protocol().sink is not None:    # in the body, spliced
+                    paused.set()
+                pause()
+            transport.pause_reading = pause_reading
+            return transport
+        dialer.dial = recording_dial
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)   # fills soon
+        sock.connect(("127.0.0.1", proxy.port))
+        sock.setblocking(False)
+        c = Client()
+        c.reader, c.writer = await asyncio.open_connection(sock=sock)
+        c.conn = h11.Connection(h11.CLIENT)
+        c.send(get())
+        await paused.wait()              # nothing read yet: the proxy stopped the origin
+        answer = await c.response()
+        c.close()
+        return answer
+
+    status, _, body, complete = run(origin, test)
+    assert status == 200 and complete
+    assert hashlib.sha256(body).digest() == hashlib.sha256(BIG).digest()
