@@ -13,6 +13,7 @@ import socket
 
 import h11
 
+from erebus.runtime.expose import http_proxy
 from erebus.runtime.expose.http_proxy import HttpProxy
 
 TIMEOUT = 10
@@ -296,3 +297,26 @@ def test_a_client_that_does_not_read_pauses_the_origin_and_still_gets_every_byte
     status, _, body, complete = run(origin, test)
     assert status == 200 and complete
     assert hashlib.sha256(body).digest() == hashlib.sha256(BIG).digest()
+
+
+def test_what_a_side_buffers_for_its_coroutine_is_bounded():
+    class Transport:
+        reading = True
+
+        def pause_reading(self):
+            self.reading = False
+
+        def resume_reading(self):
+            self.reading = True
+
+    side = http_proxy._Side()
+    transport = Transport()
+    side.connection_made(transport)
+    chunk = b"p" * 65536
+    sent = 0
+    while transport.reading and sent < 64 * 1024 * 1024:     # a peer that never stops
+        side.data_received(chunk)
+        sent += len(chunk)
+    assert not transport.reading
+    assert len(side.buffer) < http_proxy.BUFFER_LIMIT + len(chunk)
+    assert side.take() == b"p" * sent and transport.reading     # taken: reading resumes
