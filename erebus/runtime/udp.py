@@ -267,8 +267,10 @@ class BatchedUdpLink:
                 f"{self.send_calls} sends (GSO {gso})")
 
     def close(self) -> None:
-        if not self.closed:
-            self.flush()                     # a last EXIT / DELETE still goes out
+        if self.closed:
+            return
+        self.flush()                         # a last EXIT / DELETE still goes out
+        if not self.closed:                  # (an error there may have closed it)
             self.closed = True
             if self._flush_handle is not None:
                 self._flush_handle.cancel()

@@ -324,3 +324,20 @@ async def _round_trip(a, b, out):
     assert receiver.recv_calls < len(out)         # the kernel kept the trains whole
     sender.close()
     receiver.close()
+
+
+def test_an_error_that_ends_the_session_while_flushing_stops_the_flush():
+    sock = FakeSocket()
+    loop = FakeLoop()
+    link = BatchedUdpLink(sock, loop, on_datagram=lambda d: None,
+                          on_error=lambda exc: link.close())     # the shell's _end
+    calls = []
+
+    def refused(data):
+        calls.append(data)
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    sock.send = refused
+    link.send(b"delete")
+    link.send(b"x" * 10)                       # a run of its own: shorter, not GSO-able
+    link.close()                               # flushes; the error closes it again
+    assert calls == [b"delete"] and sock.closed and link.closed
