@@ -482,7 +482,7 @@ def _is_host(host: str) -> bool:
 
 
 def _problem_order(e: ConfigError):
-    return (e.line is not None, e.line or 0)
+    return (e.line is None, e.line or 0)        # by line; the whole file's last, as .ovpn
 
 
 def parse_wg_profile(text: str, path: str = "<profile>") -> WgReading:

@@ -357,3 +357,9 @@ def test_reader_raises_nothing_on_hostile_text(parts: list[str]) -> None:
 def test_sniff_and_reader_take_any_bytes(raw: bytes) -> None:
     is_wg_quick_text(raw)
     parse_wg_profile(raw.decode("utf-8", "replace"), "fuzz.conf")
+
+
+def test_whole_file_problems_come_after_the_lines() -> None:
+    reading = parse_wg_profile("[Interface]\nDNS = 1.2.3\n", "wg0.conf")
+    assert [(e.line, e.option) for e in reading.problems] == [
+        (2, "DNS"), (None, "PrivateKey"), (None, "Address"), (None, "Peer")]
