@@ -48,7 +48,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile

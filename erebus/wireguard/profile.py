@@ -38,6 +38,10 @@ read or write it (as erebus refuses such a proxy credentials file: ``chmod 600``
 no error ever shows a private or preshared key's value.  Every problem is a
 :class:`erebus.errors.ConfigError` naming the file, the line and the key, and all of
 them are found in one pass (:func:`read_wg_profile`).
+
+Bounds: a profile is read with :func:`erebus.files.read_limited` (a regular file of at
+most ``MAX_FILE_SIZE``), which bounds every list it builds (addresses, peers, allowed
+IPs, warnings); duplicates are found through sets, so a hostile file costs linear time.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import binascii
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..files import read_limited
@@ -190,6 +194,7 @@ class _Reader:
         self.private_key: bytes | None = None
         self.private_line: int | None = None
         self.addresses: list = []
+        self.address_set: set = set()               # the same, for O(1) duplicates
         self.dns: list = []
         self.dns_search: list[str] = []
         self.mtu: int | None = None
@@ -315,9 +320,10 @@ class _Reader:
                 self.fail(number, option, f"not an IPv4 or IPv6 address with an optional "
                           f"/prefix: {item[:60]!r}")
                 continue
-            if iface in self.addresses:
+            if iface in self.address_set:
                 self.warn(number, option, f"{iface} is given twice")
                 continue
+            self.address_set.add(iface)
             self.addresses.append(iface)
 
     def opt_dns(self, number: int, option: str, value: str) -> None:
@@ -442,10 +448,11 @@ class _Reader:
             if p["endpoint"] is None:
                 self.warn(p["line"], "Endpoint", "this [Peer] has none: erebus is the "
                           "client, so it can only be reached after it has contacted us")
-            allowed = []
+            allowed, given = [], set()
             for net, line in p["allowed"]:
-                if net in allowed:
+                if net in given:
                     continue
+                given.add(net)
                 if net in owners:
                     self.warn(line, "AllowedIPs", f"{net} is also the [Peer] at line "
                               f"{owners[net]}'s: this later peer gets it (as in wg)")
