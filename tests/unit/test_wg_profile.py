@@ -363,3 +363,13 @@ def test_whole_file_problems_come_after_the_lines() -> None:
     reading = parse_wg_profile("[Interface]\nDNS = 1.2.3\n", "wg0.conf")
     assert [(e.line, e.option) for e in reading.problems] == [
         (2, "DNS"), (None, "PrivateKey"), (None, "Address"), (None, "Peer")]
+
+
+def test_docs_table_lists_every_key() -> None:
+    from pathlib import Path
+
+    from erebus.wireguard.profile import IGNORED_KEYS, INTERFACE_KEYS, PEER_KEYS
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "compatibility.md").read_text()
+    section = doc.split("## WireGuard wg-quick profiles", 1)[1]
+    for key in [*INTERFACE_KEYS.values(), *PEER_KEYS.values(), *IGNORED_KEYS.values()]:
+        assert f"`{key}`" in section, key
