@@ -101,6 +101,12 @@ def test_profile_for_erebus_is_private_and_checks(wg_lab: WgLab) -> None:
     assert f"endpoint {wg_lab.server_link_addr}:{wg_lab.port}" in s["peers"][0]
     assert wg_lab.server_keys.public in s["peers"][0]
     assert wg_lab.client_keys.private not in repr(report)
+    # the user erebus runs as in the lab can read it, and erebus check says so
+    cp = wg_lab.run_client([wg_lab.python, "-m", "erebus", "check", str(wg_lab.profile_path)],
+                           timeout=60)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert f"public_key    {wg_lab.client_keys.public}" in cp.stdout
+    assert wg_lab.client_keys.private not in cp.stdout + cp.stderr
 
 
 def test_close_removes_namespaces_and_processes() -> None:
