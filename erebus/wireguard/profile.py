@@ -234,10 +234,12 @@ class _Reader:
         if canon is None:
             known = ", ".join([*INTERFACE_KEYS.values(), *PEER_KEYS.values(),
                                *IGNORED_KEYS.values()])
-            self.fail(number, name, f"unknown key (known: {known})")
+            self.fail(number, name[:60], f"unknown key (known: {known})")
             return
         if self.section is None:
             self.fail(number, canon, "outside any section: the file starts with [Interface]")
+            return
+        if self.section == "unknown":          # the section's header is the problem
             return
         if self.section == "interface" and key in PEER_KEYS:
             self.fail(number, canon, "belongs in a [Peer] section, not [Interface]")
@@ -270,7 +272,7 @@ class _Reader:
                                "endpoint": None, "allowed": [], "keepalive": None})
         else:
             self.section = "unknown"
-            self.fail(number, squeezed, "unknown section (only [Interface] and [Peer])")
+            self.fail(number, squeezed[:60], "unknown section (only [Interface] and [Peer])")
 
     # -- helpers ---------------------------------------------------------------------
     def error(self, number: int, option: str, message: str) -> ConfigError:

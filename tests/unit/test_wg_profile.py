@@ -220,6 +220,14 @@ def test_error_never_echoes_a_private_or_preshared_key() -> None:
     assert "wg0.conf:2: PrivateKey: not a WireGuard key" in found[0]
 
 
+def test_keys_of_an_unknown_section_are_not_taken() -> None:
+    text = f"[Nope]\nPublicKey = {SRV_PUB}\nEndpoint = 198.18.1.1:1\n" + good()
+    assert problems(text) == ["wg0.conf:1: [Nope]: unknown section (only [Interface] and "
+                              "[Peer])"]
+    reading = parse_wg_profile(good() + "[Nope]\nAllowedIPs = ::/0\n", "wg0.conf")
+    assert [e.line for e in reading.problems] == [9]
+
+
 def test_all_problems_in_one_pass_sorted_by_line() -> None:
     text = good().replace("0.0.0.0/0", "nope") + "Jc = 1\nMTU = 1\n"
     reading = parse_wg_profile(text, "wg0.conf")
@@ -337,7 +345,7 @@ def test_tunnel_factory_without_the_core_is_a_clear_error(tmp_path) -> None:
 
 # -- hostile input ---------------------------------------------------------------------
 
-_pieces = st.sampled_from(["[Interface]", "[Peer]", "[", "]", "=", "#", ",", ":", "/",
+_pieces = st.sampled_from(["[Interface]", "[Peer]", "[Nope]", "[", "]", "=", "#", ",", ":", "/",
                            "\n", " ", "PrivateKey", "PublicKey", "Address", "DNS", "MTU",
                            "Endpoint", "AllowedIPs", "PersistentKeepalive", "PresharedKey",
                            "ListenPort", "PostUp", "off", "0", "65536", "::", "[::1]",
