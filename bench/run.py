@@ -22,8 +22,7 @@ connections through SOCKS5, each pinging at the end to prove it is alive (conns:
 RSS KiB per connection, CPU); ESP/IKEv2 (ipsec): strongSwan's own client (charon with
 kernel-libipsec) vs erebus up swanctl.conf on the same responder; WireGuard (wireguard):
 the stock wireguard-go client (kernel TUN) against a wireguard-go server (tests/wg_lab.py),
-download and upload, and erebus up with the lab's wg-quick profile once
-erebus.runtime.wireguard exists ("erebus: not yet" until then).
+download and upload, and erebus up with the lab's wg-quick profile (-L, SOCKS5, upload).
 --quick: 1 run, 20 MiB, 1000 connections, 50 x 1 MiB (a smoke run).
 A benchmark, not a test: it asserts nothing but byte-exactness (and that every idle
 connection survived), and fails loudly otherwise.  Needs root (the lab).
@@ -629,10 +628,8 @@ def ipsec(args, results: dict) -> None:
 
 def wireguard(args, results: dict) -> None:
     """WireGuard: the stock wireguard-go client (kernel TUN) against the lab's
-    wireguard-go server; erebus up with the lab's wg-quick profile (-L, SOCKS5) when its
-    WireGuard tunnel exists."""
-    import importlib.util
-
+    wireguard-go server; erebus up with the lab's wg-quick profile (-L, SOCKS5, upload
+    through -L)."""
     from tests import wg_lab
     problems = wg_lab.missing_prerequisites()
     if problems:
@@ -649,9 +646,6 @@ def wireguard(args, results: dict) -> None:
         finally:
             bench.cpu_pid = None
             lab.stop_stock_client()
-        if importlib.util.find_spec("erebus.runtime.wireguard") is None:
-            row["erebus"] = "not yet (erebus.runtime.wireguard is absent)"
-            return
         up = bench.start_erebus(lab.profile_path, "wireguard")
         try:
             bench.cpu_pid = erebus_pid(up)

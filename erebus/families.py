@@ -120,15 +120,7 @@ def _wg_check(path: str, conn: str | None):
 
 
 def _wg_tunnel(profile, *, pcap=None) -> Tunnel:
-    try:
-        from .runtime.wireguard import WireGuardTunnel
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("erebus.runtime.wireguard", "erebus.wireguard.session"):
-            raise
-        from .errors import ConfigError
-        raise ConfigError("WireGuard tunnels are not in this build of erebus yet (no "
-                          f"{exc.name}); 'erebus check' reads the profile",
-                          path=profile.path) from None
+    from .runtime.wireguard import WireGuardTunnel
     return WireGuardTunnel(profile, pcap=pcap)
 
 

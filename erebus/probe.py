@@ -132,6 +132,10 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
         report = {"ok": True, "stage": "connected", **info.as_dict(),
                   "dns6": [d for d in info.dns if ":" in d], "ping_ms": None,
                   "warnings": warnings}
+        last = getattr(getattr(tunnel, "session", None), "last_handshake", None)
+        if last is not None:
+            report["latest_handshake"] = time.strftime("%Y-%m-%d %H:%M:%S",
+                                                       time.localtime(last))
         counters = tunnel.counters
         seen = counters.as_dict() if counters is not None else {}
         if "control_retransmits" in seen:
@@ -167,6 +171,9 @@ def render(report: dict) -> str:
     lines = [f"connected to {report['server']} in {report['setup_ms']:.0f} ms",
              *([f"  address     {report['address']}"] if report.get("address")
                and report["address"] not in report["server"] else []),
+             *([f"  peer        {report['peer']}"] if report.get("peer") else []),
+             *([f"  handshake   {report['latest_handshake']}"]
+               if report.get("latest_handshake") else []),
              f"  virtual IP  {report['virtual_ip']}",
              f"  netmask     {report['netmask']}",
              f"  gateway     {report['gateway'] or '-'}",

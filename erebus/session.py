@@ -83,7 +83,7 @@ _RECOVERABLE = frozenset({Stage.RESOLVE, Stage.UNREACHABLE, Stage.TIMEOUT,
 class TunnelInfo:
     """What the server told us about our place in the VPN (``erebus probe`` prints it)."""
 
-    kind: str                       # the family: "openvpn" or "ipsec"
+    kind: str                       # the family: "openvpn", "ipsec" or "wireguard"
     server: str                     # host:port we are connected to (set by the shell)
     virtual_ip: str
     netmask: str
@@ -108,6 +108,9 @@ class TunnelInfo:
     # the VPN's DNS domains (OpenVPN's dhcp-option DOMAIN, then DOMAIN-SEARCH): what
     # --pac sends through the proxy by name, and erebus run's resolv.conf search line
     domains: list[str] = field(default_factory=list)
+    # who the peer is, when the family names it by more than its address (WireGuard:
+    # its public key, as ``wg show`` prints it)
+    peer: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)

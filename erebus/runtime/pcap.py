@@ -85,7 +85,7 @@ _IPV6_HEADER = struct.Struct("!IHBB16s16s")     # RFC 8200: version/class/flow, 
 _NEXT_UDP = 17                                  # length, next header, hop limit, src, dst
 
 
-_FAMILY_NAMES = {"openvpn": "OpenVPN", "ipsec": "IKE and ESP"}
+_FAMILY_NAMES = {"openvpn": "OpenVPN", "ipsec": "IKE and ESP", "wireguard": "WireGuard"}
 
 
 def _option(code: int, value: bytes) -> bytes:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from ..errors import ParseError
 
 __all__ = ["INITIATION", "RESPONSE", "COOKIE_REPLY", "TRANSPORT", "INITIATION_LEN",
-           "RESPONSE_LEN", "COOKIE_REPLY_LEN", "TRANSPORT_HEADER_LEN", "MIN_TRANSPORT_LEN",
+           "RESPONSE_LEN", "COOKIE_REPLY_LEN", "TRANSPORT_HEADER_LEN", "TRANSPORT_HEADER", "MIN_TRANSPORT_LEN",
            "Initiation", "Response", "CookieReply", "message_type", "parse_initiation",
            "parse_response", "parse_cookie_reply", "parse_transport_header",
            "build_initiation", "build_response", "build_cookie_reply",
@@ -28,6 +28,7 @@ MAC1_OFFSET_RESPONSE = RESPONSE_LEN - 32
 
 _HEAD = struct.Struct("<B3xI")                        # type, reserved, sender / receiver
 _TRANSPORT = struct.Struct("<B3xIQ")                   # type, receiver, counter
+TRANSPORT_HEADER = _TRANSPORT                           # for the hot path: unpack_from
 _RESPONSE_HEAD = struct.Struct("<B3xII")               # type, sender, receiver
 
 

@@ -26,6 +26,7 @@ to a destination inside them; everything refused is dropped and counted.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import os
@@ -65,6 +66,8 @@ STAGED_MAX = 128                     # inner packets held while no keypair is re
 CIPHER = "ChaCha20-Poly1305 (WireGuard, Noise_IKpsk2)"
 
 _NONCE_PAD = b"\0\0\0\0"
+_TRANSPORT_TYPE = bytes((wire.TRANSPORT, 0, 0, 0))   # type 4, reserved zero
+_TRANSPORT_HEADER = wire.TRANSPORT_HEADER.unpack_from     # (type, receiver, counter)
 
 
 def no_response_message(peer: str) -> str:
@@ -169,7 +172,8 @@ def tunnel_info(interface: WgInterfaceConfig, peer: WgPeerConfig) -> TunnelInfo:
         prefix6=v6[0].network.prefixlen if v6 else None,
         routes6=[str(n) for n in nets if n.version == 6 and n.prefixlen],
         redirect_gateway=default,
-        domains=list(interface.dns_search))
+        domains=list(interface.dns_search),
+        peer=base64.b64encode(peer.public_key).decode())
 
 
 class WireGuardSession:
@@ -225,6 +229,7 @@ class WireGuardSession:
         self._finished = False
         self._answered = False
         self._keepalive = peer.persistent_keepalive or None
+        self.last_handshake: float | None = None     # wall-clock time, as wg show's
         if initiate:
             self._initiate(now)
 
@@ -422,6 +427,7 @@ class WireGuardSession:
 
     def _handshake_done(self, now: float) -> None:
         self.counters.handshakes_completed += 1
+        self.last_handshake = self.wall_clock()
         self._retry_at = None
         self._last_minute_sent = False
         setup = (now - self._started) * 1000
@@ -519,10 +525,12 @@ class WireGuardSession:
     def receive_datagram(self, data: bytes | memoryview, now: float):
         if self._finished:
             return ()
+        if data[:4] == _TRANSPORT_TYPE and len(data) >= wire.MIN_TRANSPORT_LEN:
+            return self._on_transport(data, now)       # the hot path: one check
         try:
             kind = wire.message_type(data)
             if kind == wire.TRANSPORT:
-                return self._on_transport(data, now)
+                raise ParseError("a transport message shorter than its tag")
             if kind == wire.RESPONSE:
                 if len(data) != wire.RESPONSE_LEN:
                     raise ParseError("a handshake response of the wrong size")
@@ -543,7 +551,7 @@ class WireGuardSession:
 
     def _on_transport(self, data, now: float):
         c = self.counters
-        receiver, counter = wire.parse_transport_header(data)
+        _, receiver, counter = _TRANSPORT_HEADER(data)
         kp = self._by_index.get(receiver)
         if not isinstance(kp, Keypair):
             c.unknown_index += 1

@@ -133,3 +133,35 @@ def test_server_restarted_mid_session_erebus_handshakes_again(wg_lab: WgLab):
         assert "a new handshake" in log.read_text(), tail(log)
     finally:
         stop_process(proc)
+
+
+REKEY_SESSION_LIMIT = 480.0          # seconds: two rekeys take about 240-250 s
+
+
+def test_six_minutes_of_traffic_across_rekeys(wg_lab: WgLab):
+    """Traffic for six minutes: erebus rekeys every REKEY_AFTER_TIME (120 s) as the
+    initiator, the server's latest handshake moves at least twice, and every fetch
+    (one every 2 s, over one -L listener) is intact."""
+    log = wg_lab.dir / "up-rekey.log"
+    proc = wg_lab.spawn_client([wg_lab.python, "-m", "erebus", "up", str(wg_lab.profile_path),
+                                "-vv", "-L", f"18100:{wg_lab.web_addr}:80"], output=log)
+    try:
+        _wait_log(proc, log, "ready (")
+        handshakes = {wg_lab.latest_handshake()}
+        started = time.monotonic()
+        fetches = 0
+        while time.monotonic() - started < 360 or len(handshakes) < 3:
+            assert time.monotonic() - started < REKEY_SESSION_LIMIT, \
+                f"handshakes seen: {sorted(handshakes)}\n{tail(log)}"
+            assert _sha_through(wg_lab, "http://127.0.0.1:18100/blob.bin",
+                                timeout=60) == wg_lab.blob_sha256
+            fetches += 1
+            handshakes.add(wg_lab.latest_handshake())
+            time.sleep(2)                   # the pace of the traffic, not a wait for a state
+        assert len(handshakes) >= 3, sorted(handshakes)      # the first and two rekeys
+        assert proc.poll() is None, tail(log)
+        text = log.read_text()
+        assert text.count("rekeyed: keypair") >= 2, tail(log)
+        assert "reconnect" not in text, tail(log)
+    finally:
+        stop_process(proc)

@@ -331,16 +331,12 @@ def test_sniff_needs_interface_as_first_section() -> None:
     assert not is_wg_quick_text(b"client\ndev tun\n")
 
 
-def test_tunnel_factory_without_the_core_is_a_clear_error(tmp_path) -> None:
+def test_tunnel_factory_builds_the_wireguard_tunnel(tmp_path) -> None:
     from erebus.families import open_tunnel
-    path = _write(tmp_path, good())
-    try:
-        import erebus.runtime.wireguard  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(ConfigError, match="WireGuard tunnels are not in this build"):
-            open_tunnel(path)
-    else:
-        pytest.skip("erebus.runtime.wireguard is present")
+    from erebus.runtime.wireguard import WireGuardTunnel
+    tunnel = open_tunnel(_write(tmp_path, good()))
+    assert isinstance(tunnel, WireGuardTunnel)
+    assert tunnel.driver.endpoints()[0].port == tunnel.profile.peers[0].endpoint[1]
 
 
 # -- hostile input ---------------------------------------------------------------------
