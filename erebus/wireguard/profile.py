@@ -293,7 +293,7 @@ class _Reader:
         if raw is None:
             shown = "" if secret else f": {v[:60]!r}"
             raise self.error(number, option, "not a WireGuard key (the base64 of exactly "
-                             f"32 bytes: 44 characters ending in '=', as wg genkey prints)"
+                             "32 bytes: 44 characters ending in '=', as wg genkey prints)"
                              + shown)
         return raw
 
