@@ -59,15 +59,23 @@ def message_type(data: bytes | memoryview) -> int:
     """The type of a message (ParseError if the reserved bytes are not zero)."""
     if len(data) < 4:
         raise ParseError(f"a WireGuard message of {len(data)} bytes")
-    if data[1] or data[2] or data[3]:
-        raise ParseError("a WireGuard message with non-zero reserved bytes")
+    _reserved_zero(data)
     return data[0]
 
 
 def _exact(data, length: int, what: str) -> bytes:
     if len(data) != length:
         raise ParseError(f"a {what} of {len(data)} bytes (it is {length})")
-    return bytes(data)
+    b = bytes(data)
+    _reserved_zero(b)
+    return b
+
+
+def _reserved_zero(data) -> None:
+    """The type is the first 4 bytes read as a little-endian integer (wireguard-go
+    reads a uint32): a message whose reserved bytes are not zero has no known type."""
+    if data[1] or data[2] or data[3]:
+        raise ParseError("a WireGuard message with non-zero reserved bytes")
 
 
 def parse_initiation(data: bytes | memoryview) -> Initiation:
@@ -100,6 +108,7 @@ def parse_transport_header(data: bytes | memoryview) -> tuple[int, int]:
     if len(data) < MIN_TRANSPORT_LEN:
         raise ParseError(f"a transport message of {len(data)} bytes "
                          f"(at least {MIN_TRANSPORT_LEN})")
+    _reserved_zero(data)
     kind, receiver, counter = _TRANSPORT.unpack_from(data)
     if kind != TRANSPORT:
         raise ParseError(f"message type {kind} is not transport data")

@@ -271,3 +271,22 @@ def test_mutated_messages_raise_only_parse_error(parse, seed, flips, resize):
             p(bytes(data))
         except ParseError:
             pass
+
+
+# -- the reserved bytes and the builders' lengths ---------------------------------------------
+
+ALL_BUILT = {**BUILT, wire.parse_transport_header: ours_transport}
+
+
+@pytest.mark.parametrize("parse", list(ALL_BUILT), ids=lambda p: p.__name__)
+@pytest.mark.parametrize("where", [1, 2, 3])
+def test_each_parser_refuses_non_zero_reserved_bytes(parse, where):
+    """The type is the first 4 bytes as a little-endian integer in the reference
+    implementations (wireguard-go reads a uint32), so 01 00 80 00 is no initiation;
+    every parser agrees with message_type()."""
+    data = bytearray(ALL_BUILT[parse](fields(6)))
+    data[where] = 0x80
+    with pytest.raises(ParseError):
+        wire.message_type(bytes(data))
+    with pytest.raises(ParseError):
+        parse(bytes(data))
