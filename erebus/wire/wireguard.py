@@ -115,9 +115,18 @@ def parse_transport_header(data: bytes | memoryview) -> tuple[int, int]:
     return receiver, counter
 
 
+def _sized(what: str, field: bytes, length: int) -> None:
+    if len(field) != length:
+        raise ValueError(f"{what} is {length} bytes, not {len(field)}")
+
+
 def build_initiation(sender: int, ephemeral: bytes, static: bytes, timestamp: bytes) -> \
         bytearray:
-    """The message up to mac1, with room for the MACs (zeros), to be filled in."""
+    """The message up to mac1, with room for the MACs (zeros), to be filled in.
+    ValueError for a field of the wrong size (a slice assignment would resize)."""
+    _sized("the ephemeral key", ephemeral, 32)
+    _sized("the sealed static key", static, 48)
+    _sized("the sealed timestamp", timestamp, 28)
     out = bytearray(INITIATION_LEN)
     _HEAD.pack_into(out, 0, INITIATION, sender)
     out[8:40], out[40:88], out[88:116] = ephemeral, static, timestamp
@@ -125,6 +134,8 @@ def build_initiation(sender: int, ephemeral: bytes, static: bytes, timestamp: by
 
 
 def build_response(sender: int, receiver: int, ephemeral: bytes, empty: bytes) -> bytearray:
+    _sized("the ephemeral key", ephemeral, 32)
+    _sized("the sealed empty payload", empty, 16)
     out = bytearray(RESPONSE_LEN)
     _RESPONSE_HEAD.pack_into(out, 0, RESPONSE, sender, receiver)
     out[12:44], out[44:60] = ephemeral, empty
@@ -132,6 +143,8 @@ def build_response(sender: int, receiver: int, ephemeral: bytes, empty: bytes) -
 
 
 def build_cookie_reply(receiver: int, nonce: bytes, cookie: bytes) -> bytes:
+    _sized("the nonce", nonce, 24)
+    _sized("the sealed cookie", cookie, 32)
     return _HEAD.pack(COOKIE_REPLY, receiver) + nonce + cookie
 
 

@@ -290,3 +290,20 @@ def test_each_parser_refuses_non_zero_reserved_bytes(parse, where):
         wire.message_type(bytes(data))
     with pytest.raises(ParseError):
         parse(bytes(data))
+
+
+@pytest.mark.parametrize("build,args", [
+    (wire.build_initiation, (1, bytes(31), bytes(48), bytes(28))),
+    (wire.build_initiation, (1, bytes(32), bytes(49), bytes(28))),
+    (wire.build_initiation, (1, bytes(32), bytes(48), bytes(12))),     # timestamp unsealed
+    (wire.build_response, (1, 2, bytes(32), b"")),
+    (wire.build_response, (1, 2, bytes(33), bytes(16))),
+    (wire.build_cookie_reply, (1, bytes(16), bytes(32))),
+    (wire.build_cookie_reply, (1, bytes(24), bytes(16))),
+], ids=["init-ephemeral", "init-static", "init-timestamp", "resp-empty", "resp-ephemeral",
+        "cookie-nonce", "cookie-cookie"])
+def test_builders_refuse_fields_of_the_wrong_length(build, args):
+    """A field of the wrong size would silently grow or shrink the message (bytearray
+    slice assignment), making one that no peer parses: the builder says so instead."""
+    with pytest.raises(ValueError):
+        build(*args)
