@@ -454,3 +454,56 @@ def test_an_initiation_with_an_older_timestamp_is_refused_a_newer_one_answered()
     server.receive_datagram(our_initiation(stamp=tai64n(1_700_000_101.0))[1], now)
     assert len(server.datagrams_to_send(now)) == 1
     assert server.counters.handshakes_answered == 2
+
+
+# -- the session's datagrams are the reference's ----------------------------------------------
+
+def scripted(*outputs: bytes):
+    """An rng giving these bytes in order (each call's size checked), then zeros."""
+    queue = list(outputs)
+
+    def rng(n):
+        if not queue:
+            return bytes(n)
+        value = queue.pop(0)
+        assert len(value) == n
+        return value
+    return rng
+
+
+def test_a_client_session_sends_the_reference_initiation_and_transport_data():
+    first, second, send, _ = reference_handshake()
+    client = WireGuardSession(
+        WgInterfaceConfig(private_key=S_I),
+        WgPeerConfig(public_key=PUB(S_R), preshared_key=PSK,
+                     endpoint=("198.18.0.1", 51820),
+                     allowed_ips=(ipaddress.ip_network("0.0.0.0/0"),)),
+        0.0, rng=scripted(struct.pack("<I", INDEX_I), E_I),
+        wall_clock=lambda: 1_700_000_000.25)
+    assert client.datagrams_to_send(0.0) == [first]
+    client.receive_datagram(second, 0.1)
+    assert client.established
+    # the keypair is confirmed with a keepalive: counter 0, an empty AEAD
+    assert client.datagrams_to_send(0.1) == [
+        struct.pack("<BxxxIQ", 4, INDEX_R, 0) + AEAD(send, 0, b"", b"")]
+    # data: counter 1, zero padding to a multiple of 16 (whitepaper 5.4.6)
+    packet = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 21, 0, 0, 64, 17, 0,
+                         bytes([198, 18, 0, 2]), bytes([198, 18, 1, 1])) + b"x"
+    assert client.send_packet(packet, 0.2) == \
+        struct.pack("<BxxxIQ", 4, INDEX_R, 1) + AEAD(send, 1, packet + bytes(11), b"")
+
+
+def test_a_responder_session_answers_with_the_reference_response():
+    first, second, send, _ = reference_handshake()
+    server = WireGuardSession(
+        WgInterfaceConfig(private_key=S_R),
+        WgPeerConfig(public_key=PUB(S_I), preshared_key=PSK,
+                     allowed_ips=(ipaddress.ip_network("198.18.0.2/32"),)),
+        0.0, rng=scripted(struct.pack("<I", INDEX_R), E_R),
+        wall_clock=lambda: 1_700_000_000.0, initiate=False)
+    server.receive_datagram(first, 1.0)
+    assert server.datagrams_to_send(1.0) == [second]
+    # the initiator's keepalive (to the responder's index) confirms the keypair
+    server.receive_datagram(struct.pack("<BxxxIQ", 4, INDEX_R, 0) + AEAD(send, 0, b"", b""),
+                            1.1)
+    assert server.established and server.counters.malformed == 0
