@@ -27,6 +27,10 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from erebus.errors import ParseError
 from erebus.wire import wireguard as wire
 from erebus.wireguard import crypto, noise
 from erebus.wireguard.crypto import PrivateKey, tai64n
@@ -507,3 +511,54 @@ def test_a_responder_session_answers_with_the_reference_response():
     server.receive_datagram(struct.pack("<BxxxIQ", 4, INDEX_R, 0) + AEAD(send, 0, b"", b""),
                             1.1)
     assert server.established and server.counters.malformed == 0
+
+
+# -- hostile handshake messages ----------------------------------------------------------------
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_a_replayed_response_is_refused():
+    hs_i, data1 = our_initiation()
+    _, _, data2, _ = our_response(data1)
+    hs_i.consume_response(data2)
+    with pytest.raises(HandshakeError) as caught:
+        hs_i.consume_response(data2)             # the handshake's secrets are gone
+    assert caught.value.reason == "unknown_index"
+
+
+@FUZZ
+@given(st.binary(min_size=140, max_size=140))
+def test_arbitrary_initiations_raise_only_handshake_error(body):
+    data = struct.pack("<BxxxI", 1, 7) + body
+    try:
+        Handshake.consume_initiation(PrivateKey(S_R), data, lambda public: PSK)
+    except HandshakeError:
+        pass
+
+
+@FUZZ
+@given(st.binary(min_size=80, max_size=80))
+def test_arbitrary_responses_raise_only_handshake_error(body):
+    hs_i, _ = our_initiation()
+    data = struct.pack("<BxxxII", 2, 9, INDEX_I) + body
+    try:
+        hs_i.consume_response(data)
+    except HandshakeError:
+        pass
+
+
+@FUZZ
+@given(st.binary(max_size=100))
+def test_arbitrary_cookie_replies_raise_only_parse_or_handshake_error(data):
+    try:
+        CookieJar(PUB(S_R)).consume(data, bytes(16), 0.0)
+    except (ParseError, HandshakeError):
+        pass
+
+
+@pytest.mark.parametrize("length", [0, 147, 149])
+def test_an_initiation_of_the_wrong_size_is_a_parse_error(length):
+    with pytest.raises(ParseError):
+        Handshake.consume_initiation(PrivateKey(S_R), bytes([1]) + bytes(max(0, length - 1)),
+                                     lambda public: PSK)
