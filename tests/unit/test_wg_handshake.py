@@ -15,7 +15,6 @@ older timestamp) refused; a wrong preshared key refused with HandshakeError.
 from __future__ import annotations
 
 import hashlib
-import hmac as std_hmac
 import ipaddress
 import struct
 
