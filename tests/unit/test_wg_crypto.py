@@ -8,7 +8,8 @@ published vector or an independent implementation:
 - HMAC-BLAKE2s and KDF1-3: ``cryptography``'s HMAC and HKDF over BLAKE2s(32), which
   is OpenSSL's code, not hashlib's.
 - X25519: RFC 7748 section 5.2 (incl. the 1 and 1000 iteration answers) and 6.1;
-  the low-order points (libsodium's and the curve25519 page's list) refused.
+  the low-order points (libsodium's and the curve25519 page's list) refused; public
+  keys as wireguard-tools' ``wg pubkey`` derives them (where it is installed).
 - ChaCha20-Poly1305: RFC 8439 section 2.8.2 and appendix A.5 (whose nonce is 32 zero
   bits and a 64-bit little-endian counter: exactly WireGuard's AEAD nonce).
 - HChaCha20: draft-irtf-cfrg-xchacha-03 section 2.2.1, and the draft's definition
@@ -21,9 +22,12 @@ published vector or an independent implementation:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
+import shutil
 import struct
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -206,6 +210,17 @@ def test_x25519_rfc7748_section_6_1_alice_and_bob():
     assert PrivateKey(alice).exchange(bob_public) == shared
     assert PrivateKey(bob).exchange(alice_public) == shared
     assert alice.hex() not in repr(PrivateKey(alice))      # the secret is not shown
+
+
+@pytest.mark.skipif(shutil.which("wg") is None, reason="wireguard-tools' wg is not installed")
+@pytest.mark.parametrize("seed", range(4))
+def test_public_keys_agree_with_wireguard_tools_wg_pubkey(seed):
+    """The stock tool (its own Curve25519, which clamps as RFC 7748 does) derives the
+    same public key from the same base64 private key."""
+    private = random.Random(seed).randbytes(32)
+    result = subprocess.run(["wg", "pubkey"], input=base64.b64encode(private) + b"\n",
+                            capture_output=True, timeout=10, check=True)
+    assert base64.b64decode(result.stdout.strip()) == crypto.public_of(private)
 
 
 LOW_ORDER = [     # u-coordinates whose product with any scalar is the all-zero secret
