@@ -60,15 +60,23 @@ def message_type(data: bytes | memoryview) -> int:
     """The type of a message (ParseError if the reserved bytes are not zero)."""
     if len(data) < 4:
         raise ParseError(f"a WireGuard message of {len(data)} bytes")
-    if data[1] or data[2] or data[3]:
-        raise ParseError("a WireGuard message with non-zero reserved bytes")
+    _reserved_zero(data)
     return data[0]
 
 
 def _exact(data, length: int, what: str) -> bytes:
     if len(data) != length:
         raise ParseError(f"a {what} of {len(data)} bytes (it is {length})")
-    return bytes(data)
+    b = bytes(data)
+    _reserved_zero(b)
+    return b
+
+
+def _reserved_zero(data) -> None:
+    """The type is the first 4 bytes read as a little-endian integer (wireguard-go
+    reads a uint32): a message whose reserved bytes are not zero has no known type."""
+    if data[1] or data[2] or data[3]:
+        raise ParseError("a WireGuard message with non-zero reserved bytes")
 
 
 def parse_initiation(data: bytes | memoryview) -> Initiation:
@@ -101,15 +109,25 @@ def parse_transport_header(data: bytes | memoryview) -> tuple[int, int]:
     if len(data) < MIN_TRANSPORT_LEN:
         raise ParseError(f"a transport message of {len(data)} bytes "
                          f"(at least {MIN_TRANSPORT_LEN})")
+    _reserved_zero(data)
     kind, receiver, counter = _TRANSPORT.unpack_from(data)
     if kind != TRANSPORT:
         raise ParseError(f"message type {kind} is not transport data")
     return receiver, counter
 
 
+def _sized(what: str, field: bytes, length: int) -> None:
+    if len(field) != length:
+        raise ValueError(f"{what} is {length} bytes, not {len(field)}")
+
+
 def build_initiation(sender: int, ephemeral: bytes, static: bytes, timestamp: bytes) -> \
         bytearray:
-    """The message up to mac1, with room for the MACs (zeros), to be filled in."""
+    """The message up to mac1, with room for the MACs (zeros), to be filled in.
+    ValueError for a field of the wrong size (a slice assignment would resize)."""
+    _sized("the ephemeral key", ephemeral, 32)
+    _sized("the sealed static key", static, 48)
+    _sized("the sealed timestamp", timestamp, 28)
     out = bytearray(INITIATION_LEN)
     _HEAD.pack_into(out, 0, INITIATION, sender)
     out[8:40], out[40:88], out[88:116] = ephemeral, static, timestamp
@@ -117,6 +135,8 @@ def build_initiation(sender: int, ephemeral: bytes, static: bytes, timestamp: by
 
 
 def build_response(sender: int, receiver: int, ephemeral: bytes, empty: bytes) -> bytearray:
+    _sized("the ephemeral key", ephemeral, 32)
+    _sized("the sealed empty payload", empty, 16)
     out = bytearray(RESPONSE_LEN)
     _RESPONSE_HEAD.pack_into(out, 0, RESPONSE, sender, receiver)
     out[12:44], out[44:60] = ephemeral, empty
@@ -124,6 +144,8 @@ def build_response(sender: int, receiver: int, ephemeral: bytes, empty: bytes) -
 
 
 def build_cookie_reply(receiver: int, nonce: bytes, cookie: bytes) -> bytes:
+    _sized("the nonce", nonce, 24)
+    _sized("the sealed cookie", cookie, 32)
     return _HEAD.pack(COOKIE_REPLY, receiver) + nonce + cookie
 
 
