@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--pcap", metavar="FILE",
                         help="write the outer datagrams and the inner IPv4 packets to a "
                         "pcapng file (Wireshark, tshark)")
+    common.add_argument("--keylog", metavar="FILE",
+                        help="WireGuard: write the keys Wireshark needs to decrypt a capture "
+                        "of the tunnel (its wg.keylog_file format). FILE holds the private "
+                        "key: created 0600, never through a symlink")
     # the local-access options of up and run: erebus' own stack serves them
     access = argparse.ArgumentParser(add_help=False)
     access.add_argument("-L", dest="local_forwards", action="append", default=[],
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         from .probe import probe, render
         try:
             report = _run(probe(args.profile, ping=args.ping, timeout=args.timeout,
-                                pcap_path=args.pcap, conn=args.conn))
+                                pcap_path=args.pcap, conn=args.conn,
+                                keylog_path=args.keylog))
         except KeyboardInterrupt:
             return 130
         print(json.dumps(report, indent=2) if args.json else render(report))
@@ -219,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                            socks_auth=args.socks_auth,
                            proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
                            timeout=args.timeout, conn=args.conn, control=args.control,
-                           print_env=args.print_env, pac=args.pac, metrics=args.metrics))
+                           print_env=args.print_env, pac=args.pac, metrics=args.metrics,
+                           keylog_path=args.keylog))
     if args.command == "run":
         from .run import run_run
         return _run(run_run(args.profile, args.command_argv, shell=args.shell,
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                             remote_forwards=args.remote_forwards,
                             http_proxy=args.http_proxy, socks=args.socks,
                             proxy_auth_file=args.proxy_auth_file, pcap_path=args.pcap,
-                            timeout=args.timeout, conn=args.conn))
+                            timeout=args.timeout, conn=args.conn, keylog_path=args.keylog))
     if args.command == "nc":
         from .nc import main as nc_main
         return nc_main(args, _run)

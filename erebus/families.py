@@ -119,9 +119,9 @@ def _wg_check(path: str, conn: str | None):
     return check_wireguard(path)
 
 
-def _wg_tunnel(profile, *, pcap=None) -> Tunnel:
+def _wg_tunnel(profile, *, pcap=None, keylog=None) -> Tunnel:
     from .runtime.wireguard import WireGuardTunnel
-    return WireGuardTunnel(profile, pcap=pcap)
+    return WireGuardTunnel(profile, pcap=pcap, keylog=keylog)
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -141,8 +141,16 @@ def family_of(path: str) -> Family:
     return next(f for f in FAMILIES if f.recognises(path))
 
 
-def open_tunnel(path: str, *, pcap=None, conn: str | None = None) -> Tunnel:
+def open_tunnel(path: str, *, pcap=None, conn: str | None = None,
+                keylog: str | None = None) -> Tunnel:
     """The tunnel for the profile at ``path`` (nothing sent yet); config errors name
-    the file, line and option.  ``tunnel.connect_timeout`` is the profile's."""
+    the file, line and option.  ``tunnel.connect_timeout`` is the profile's.
+    ``keylog``: a path for the WireGuard key log (``--keylog``; WireGuard only)."""
     family = family_of(path)
-    return family.tunnel(family.load(path, conn), pcap=pcap)
+    if keylog is None:
+        return family.tunnel(family.load(path, conn), pcap=pcap)
+    if family.name != "wireguard":
+        from .errors import ConfigError
+        raise ConfigError(f"--keylog: only WireGuard tunnels write a key log, and {path} "
+                          f"is a {family.kind} profile")
+    return family.tunnel(family.load(path, conn), pcap=pcap, keylog=keylog)

@@ -107,7 +107,8 @@ def ping_address(text: str) -> str:
 
 
 async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 30.0,
-                pcap_path: str | None = None, conn: str | None = None) -> dict:
+                pcap_path: str | None = None, conn: str | None = None,
+                keylog_path: str | None = None) -> dict:
     """Connect, report, disconnect.  Never raises for a failure it can name."""
     ping_addr = ping
     pcap = None
@@ -117,7 +118,8 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
         if pcap_path:
             from .runtime.pcap import PcapWriter
             pcap = PcapWriter(pcap_path, family=family_of(profile_path).kind)
-        tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn)
+        tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn,
+                                     keylog=keylog_path)
     except ConfigError as exc:
         if pcap:
             pcap.close()

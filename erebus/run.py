@@ -47,7 +47,8 @@ async def run_run(profile_path: str, argv: list[str], *, shell: bool = False,
                   everything: bool = False, local_forwards=(), remote_forwards=(),
                   http_proxy=None, socks=None, proxy_auth_file=None,
                   pcap_path: str | None = None, timeout: float | None = None,
-                  conn: str | None = None, environ=None) -> int:
+                  conn: str | None = None, environ=None,
+                  keylog_path: str | None = None) -> int:
     command = command_of(argv, shell, environ)
     access = parse_access(local_forwards=local_forwards, remote_forwards=remote_forwards,
                           http_proxy=http_proxy, socks=socks,
@@ -73,7 +74,8 @@ async def run_run(profile_path: str, argv: list[str], *, shell: bool = False,
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         fd = await namespace.start()
-        tunnel, pcap = open_profile(profile_path, pcap_path=pcap_path, conn=conn)
+        tunnel, pcap = open_profile(profile_path, pcap_path=pcap_path, conn=conn,
+                                    keylog_path=keylog_path)
         connecting = asyncio.ensure_future(tunnel.connect(timeout=timeout))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -107,14 +107,16 @@ def log_tunnel_up(info) -> None:
              info.server, info.mtu, info.cipher, ", ".join(info.dns) or "none pushed")
 
 
-def open_profile(profile_path: str, *, pcap_path: str | None, conn: str | None):
+def open_profile(profile_path: str, *, pcap_path: str | None, conn: str | None,
+                 keylog_path: str | None = None):
     """The profile's tunnel (not connected yet) and its pcap writer, if asked for."""
     pcap = None
     if pcap_path:
         from .runtime.pcap import PcapWriter
         pcap = PcapWriter(pcap_path, family=family_of(profile_path).kind)
     try:
-        tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn)
+        tunnel: Tunnel = open_tunnel(profile_path, pcap=pcap, conn=conn,
+                                     keylog=keylog_path)
     except BaseException:
         if pcap:
             pcap.close()
@@ -129,7 +131,7 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
                  pcap_path: str | None = None, timeout: float | None = None,
                  conn: str | None = None, environ=None, control: str | None = None,
                  print_env: bool = False, pac: str | None = None,
-                 metrics: str | None = None) -> int:
+                 metrics: str | None = None, keylog_path: str | None = None) -> int:
     access = parse_access(local_forwards=local_forwards, remote_forwards=remote_forwards,
                           http_proxy=http_proxy, socks=socks, socks_auth=socks_auth,
                           proxy_auth_file=proxy_auth_file, environ=environ)
@@ -140,7 +142,8 @@ async def run_up(profile_path: str, *, local_forwards: list[str] = (),
         raise ConfigError("--print-env needs --http-proxy or --socks")
     pac_listen = parse_listen(pac, "--pac") if pac else None
     metrics_listen = parse_listen(metrics, "--metrics") if metrics else None
-    tunnel, pcap = open_profile(profile_path, pcap_path=pcap_path, conn=conn)
+    tunnel, pcap = open_profile(profile_path, pcap_path=pcap_path, conn=conn,
+                                keylog_path=keylog_path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -113,13 +113,15 @@ def _idb(name: str, description: str) -> bytes:
 Address = tuple[int | str | bytes, int]
 
 
-def _refuse(path: str, reason: str) -> ConfigError:
-    return ConfigError(f"--pcap: {path}: {reason}; the capture holds the decrypted traffic, "
+def _refuse(path: str, reason: str, option: str = "--pcap",
+            holds: str = "the capture holds the decrypted traffic") -> ConfigError:
+    return ConfigError(f"{option}: {path}: {reason}; {holds}, "
                        "so erebus writes it only to a new file or to a regular file of its "
                        "own (choose another name or remove it)")
 
 
-def open_capture(path: str | os.PathLike[str]) -> int:
+def open_capture(path: str | os.PathLike[str], *, option: str = "--pcap",
+                 holds: str = "the capture holds the decrypted traffic") -> int:
     """A descriptor for writing the capture at ``path``, mode 0600: a new file
     (``O_CREAT | O_EXCL``), or an existing regular file owned by us with one link,
     truncated and made 0600.  Never follows a symlink (``O_NOFOLLOW``) and never
@@ -133,23 +135,24 @@ def open_capture(path: str | os.PathLike[str]) -> int:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise ConfigError(f"--pcap: cannot create {shown}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{option}: cannot create {shown}: {exc.strerror or exc}") from None
     try:
         fd = os.open(path, common | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise _refuse(shown, "is a symbolic link") from None
+            raise _refuse(shown, "is a symbolic link", option, holds) from None
         if exc.errno == errno.ENXIO:
-            raise _refuse(shown, "is a FIFO") from None
-        raise ConfigError(f"--pcap: cannot open {shown}: {exc.strerror or exc}") from None
+            raise _refuse(shown, "is a FIFO", option, holds) from None
+        raise ConfigError(f"{option}: cannot open {shown}: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _refuse(shown, "exists and is not a regular file")
+            raise _refuse(shown, "exists and is not a regular file", option, holds)
         if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-            raise _refuse(shown, f"exists and belongs to another user (uid {st.st_uid})")
+            raise _refuse(shown, f"exists and belongs to another user (uid {st.st_uid})",
+                          option, holds)
         if st.st_nlink != 1:
-            raise _refuse(shown, f"exists with {st.st_nlink} hard links")
+            raise _refuse(shown, f"exists with {st.st_nlink} hard links", option, holds)
         os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.set_blocking(fd, True)

@@ -24,6 +24,7 @@ import os
 import time
 
 from ..wireguard.profile import WgProfile
+from .keylog import KeyLog
 from ..wireguard.session import WireGuardSession
 from .retry import RetryPolicy
 from .tunnel import CLOSE_WAIT, Endpoint, ShellTunnel
@@ -78,8 +79,10 @@ class WireGuardDriver:
     close_wait = CLOSE_WAIT           # unused: close() finishes the core at once
     resolve_retry = None
 
-    def __init__(self, profile: WgProfile, rng=os.urandom, wall_clock=time.time):
+    def __init__(self, profile: WgProfile, rng=os.urandom, wall_clock=time.time,
+                 keylog: KeyLog | None = None):
         self.profile = profile
+        self.keylog = keylog
         self.rng = rng
         self.wall_clock = wall_clock
         index = next(i for i, p in enumerate(profile.peers) if p.endpoint is not None)
@@ -96,15 +99,21 @@ class WireGuardDriver:
         self.log.info("handshaking with %s as %s", peer_label(self.peer.public_key), ours)
         return WireGuardSession(self.profile.interface, self.peer, now, rng=self.rng,
                                 wall_clock=self.wall_clock,
-                                peer_name=peer_label(self.peer.public_key))
+                                peer_name=peer_label(self.peer.public_key),
+                                keylog=self.keylog.write if self.keylog else None)
 
 
 class WireGuardTunnel(ShellTunnel):
     """A WireGuard client (one peer) as an :class:`erebus.tunnel.Tunnel`."""
 
-    def __init__(self, profile: WgProfile, *, pcap=None, connector=None, rng=os.urandom):
+    def __init__(self, profile: WgProfile, *, pcap=None, connector=None, rng=os.urandom,
+                 keylog: str | None = None):
         self.profile = profile
-        driver = WireGuardDriver(profile, rng=rng)
+        self.keylog = KeyLog(keylog) if keylog else None
+        if self.keylog is not None:
+            log.warning("writing the WireGuard keys (the private key too) to %s, as "
+                        "asked (--keylog)", self.keylog.path)
+        driver = WireGuardDriver(profile, rng=rng, keylog=self.keylog)
         warnings = list(profile.warnings)
         path = profile.path
         for line in driver.unused:
@@ -114,3 +123,10 @@ class WireGuardTunnel(ShellTunnel):
             log.warning("%s", text)
         super().__init__(driver, warnings=warnings, connect_timeout=CONNECT_TIMEOUT,
                          pcap=pcap, connector=connector)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if self.keylog is not None:
+                self.keylog.close()

@@ -181,7 +181,8 @@ class WireGuardSession:
 
     ``initiate``: start a handshake at once (a client; False: wait to be contacted,
     the server's role, as tests use it).  ``peer_name``: how messages name the peer
-    (its endpoint).  ``under_load``: a responder's question "answer initiations with
+    (its endpoint).  ``keylog``: told ``[(TYPE, key bytes)]`` for every handshake, the
+    secrets Wireshark's key log holds (erebus.runtime.keylog).  ``under_load``: a responder's question "answer initiations with
     a cookie reply now?" (tests; None: never), with ``source`` the bytes of the
     peer's address the cookie is bound to.
     """
@@ -190,7 +191,7 @@ class WireGuardSession:
                  rng: Callable[[int], bytes] = os.urandom,
                  wall_clock: Callable[[], float] = time.time, peer_name: str = "",
                  initiate: bool = True, under_load: Callable[[], bool] | None = None,
-                 source: bytes = b""):
+                 source: bytes = b"", keylog: Callable[[list], None] | None = None):
         self.interface = interface
         self.peer = peer
         self.rng = rng
@@ -198,6 +199,7 @@ class WireGuardSession:
         self.peer_name = peer_name or (f"{peer.endpoint[0]}:{peer.endpoint[1]}"
                                        if peer.endpoint else "the peer")
         self.counters = WgCounters()
+        self._keylog = keylog
         self._static = PrivateKey(interface.private_key)
         self._mac1_to_peer = mac1_key(peer.public_key)
         self._mac1_to_us = mac1_key(self._static.public)
@@ -371,7 +373,15 @@ class WireGuardSession:
                 return index
 
     def _ephemeral(self) -> PrivateKey:
-        return PrivateKey(self.rng(32))
+        raw = self.rng(32)
+        if self._keylog is not None:         # --keylog: what Wireshark needs to decrypt
+            entries = [("LOCAL_STATIC_PRIVATE_KEY", self.interface.private_key),
+                       ("REMOTE_STATIC_PUBLIC_KEY", self.peer.public_key),
+                       ("LOCAL_EPHEMERAL_PRIVATE_KEY", raw)]
+            if self.peer.preshared_key:
+                entries.append(("PRESHARED_KEY", self.peer.preshared_key))
+            self._keylog(entries)
+        return PrivateKey(raw)
 
     def _initiate(self, now: float, *, retry: bool = False) -> None:
         """Send a handshake initiation, unless one is in flight (retries come from the

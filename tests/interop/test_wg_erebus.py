@@ -13,11 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import shutil
+import subprocess
 import time
 
 import pytest
 
-from tests.lab import stop_process, tail
+from tests.ci import require
+from tests.lab import UNPRIVILEGED_USER, stop_process, tail
 from tests.wg_lab import KeyPair, WgLab
 
 pytestmark = pytest.mark.interop
@@ -133,6 +137,34 @@ def test_server_restarted_mid_session_erebus_handshakes_again(wg_lab: WgLab):
         assert "a new handshake" in log.read_text(), tail(log)
     finally:
         stop_process(proc)
+
+
+
+def test_pcap_decoded_and_decrypted_by_wireshark_with_the_keylog(wg_lab: WgLab):
+    """tshark names every outer message, and with --keylog (its wg.keylog_file) it
+    decrypts the handshake and finds the ICMP echo inside the outer transport data."""
+    require([] if shutil.which("tshark") else ["tshark is missing"], "tshark")
+    out = wg_lab.dir / "capture"                 # where nobody may write
+    out.mkdir(mode=0o700)
+    nobody = pwd.getpwnam(UNPRIVILEGED_USER)
+    os.chown(out, nobody.pw_uid, nobody.pw_gid)
+    pcap, keylog = out / "probe.pcapng", out / "probe.keys"
+    report = _probe(wg_lab, wg_lab.profile_path, "--ping", wg_lab.web_addr,
+                    "--pcap", pcap, "--keylog", keylog)
+    assert report["ok"], report
+    assert keylog.stat().st_mode & 0o777 == 0o600
+    fields = ["-T", "fields", "-e", "wg.type", "-e", "wg.handshake_ok", "-e", "icmp.type"]
+    outer = ["-Y", 'frame.interface_name == "wireguard-outer"']
+    plain = subprocess.run(["tshark", "-r", str(pcap), *outer, *fields],
+                           capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in plain.stdout.splitlines()]
+    assert [r[0] for r in rows[:2]] == ["1", "2"], plain.stdout + plain.stderr
+    assert not any(r[2] for r in rows), plain.stdout        # encrypted without the keys
+    decrypted = subprocess.run(["tshark", "-r", str(pcap), "-o", f"wg.keylog_file:{keylog}",
+                                *outer, *fields], capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in decrypted.stdout.splitlines()]
+    assert rows[1][:2] == ["2", "1"], decrypted.stdout      # the response: handshake_ok
+    assert {"8", "0"} <= {r[2] for r in rows}, decrypted.stdout   # echo request and reply
 
 
 REKEY_SESSION_LIMIT = 480.0          # seconds: two rekeys take about 240-250 s

@@ -149,3 +149,43 @@ def test_a_silent_peer_times_out_naming_its_key(tmp_path):
     label = peer_label(public_of(server_key))
     assert str(error).endswith(f"(no handshake response from {label}: is our public key "
                                "configured there?)"), str(error)
+
+
+def test_keylog_holds_what_wiresharks_dissector_reads(tmp_path):
+    client_key, server_key = os.urandom(32), os.urandom(32)
+    keylog = tmp_path / "wg.keys"
+
+    async def main():
+        transport, _responder, port = await _serve(server_key, public_of(client_key))
+        path = write_profile(tmp_path, client_key, public_of(server_key), port)
+        tunnel = open_tunnel(path, keylog=str(keylog))
+        try:
+            await tunnel.connect(timeout=10)
+        finally:
+            await tunnel.close()
+            transport.close()
+
+    asyncio.run(main())
+    assert keylog.stat().st_mode & 0o777 == 0o600
+    lines = keylog.read_text().splitlines()
+    entries = [line.split(" = ") for line in lines]
+    kinds = [k for k, _ in entries]
+    assert kinds == ["LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY",
+                     "LOCAL_EPHEMERAL_PRIVATE_KEY"]       # no PresharedKey in this profile
+    assert entries[0][1] == b64(client_key) and entries[1][1] == b64(public_of(server_key))
+    assert len(base64.b64decode(entries[2][1])) == 32
+
+
+def test_keylog_is_refused_for_other_families_and_through_a_symlink(tmp_path):
+    from erebus.errors import ConfigError
+    ovpn = tmp_path / "client.ovpn"
+    ovpn.write_text("client\nremote 198.18.0.1 1194\n")
+    with pytest.raises(ConfigError, match="--keylog: only WireGuard tunnels write a key log"):
+        open_tunnel(str(ovpn), keylog=str(tmp_path / "k"))
+    path = write_profile(tmp_path, os.urandom(32), public_of(os.urandom(32)), 9)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="--keylog: .*link: is a symbolic link; the key log "
+                                          "holds the private key"):
+        open_tunnel(path, keylog=str(link))
+    assert not (tmp_path / "elsewhere").exists()
