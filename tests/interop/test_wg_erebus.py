@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import time
@@ -165,6 +166,24 @@ def test_pcap_decoded_and_decrypted_by_wireshark_with_the_keylog(wg_lab: WgLab):
     rows = [line.split("\t") for line in decrypted.stdout.splitlines()]
     assert rows[1][:2] == ["2", "1"], decrypted.stdout      # the response: handshake_ok
     assert {"8", "0"} <= {r[2] for r in rows}, decrypted.stdout   # echo request and reply
+
+
+
+def test_erebus_run_gives_a_command_the_vpn(wg_lab: WgLab):
+    """``erebus run client.conf -- sh -c ...`` as nobody: the command's own kernel TCP,
+    ICMP and glibc's resolver (UDP to the profile's DNS) over IPv4 and IPv6 inside."""
+    name = next(iter(wg_lab.dns_names))
+    web, web6 = wg_lab.web_addr, wg_lab.web_addr6
+    script = (f"curl -sS --fail --max-time 60 http://{web}/blob.bin | sha256sum && "
+              f"curl -sS --fail --max-time 60 http://[{web6}]/blob.bin | sha256sum && "
+              f"ping -n -c 3 -W 5 {web} && getent ahostsv4 {name} && exit 7")
+    cp = wg_lab.run_client([wg_lab.python, "-m", "erebus", "run", str(wg_lab.profile_path),
+                            "--", "sh", "-c", script], timeout=180)
+    out = cp.stdout + cp.stderr
+    assert cp.returncode == 7, out + wg_lab.logs_tail()
+    assert out.count(wg_lab.blob_sha256) == 2, out
+    assert "3 packets transmitted, 3 received" in out, out
+    assert re.search(rf"^{re.escape(web)}\s+STREAM {re.escape(name)}$", out, re.M), out
 
 
 REKEY_SESSION_LIMIT = 480.0          # seconds: two rekeys take about 240-250 s
