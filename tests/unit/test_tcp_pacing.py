@@ -1,0 +1,61 @@
+"""The sender's burst limit, in virtual time: no output pass emits more than
+MAX_BURST_SEGMENTS segments of data, the rest follows on the next ACK or the pacing
+deadline, and the bytes still arrive intact."""
+
+from __future__ import annotations
+
+from erebus.netstack.tcp import MAX_BURST_SEGMENTS
+from erebus.wire.ipv4 import parse_ipv4
+from erebus.wire.tcp import parse_tcp
+
+from .tcp_link import Link
+from .test_tcp import Transfer, blob, check
+
+
+def _data_segments(packets: list[bytes]) -> int:
+    n = 0
+    for p in packets:
+        h, payload = parse_ipv4(p)
+        if parse_tcp(payload, h.src, h.dst).payload:
+            n += 1
+    return n
+
+
+def _bursts(link: Link) -> list[int]:
+    bursts: list[int] = []
+    output = link.a.output
+
+    def counted(now):
+        packets = output(now)
+        bursts.append(_data_segments(packets))
+        return packets
+    link.a.output = counted
+    return bursts
+
+
+def test_no_output_pass_exceeds_the_burst_limit_and_bytes_arrive():
+    link = Link(delay=0.02, b_kw={"rcv_buf": 4 << 20})
+    bursts = _bursts(link)
+    t = Transfer(link, blob(3 << 20, 1), b"")
+    assert link.run(t.done, t.app)
+    check(t)
+    assert max(bursts) == MAX_BURST_SEGMENTS       # the window allowed more: it was cut
+    assert t.a.retransmits == 0
+
+
+def test_a_cut_burst_resumes_on_the_pacing_deadline_without_an_ack():
+    cut = [False]
+    link = Link(delay=0.02, b_kw={"rcv_buf": 4 << 20},
+                drop=lambda p, dst: cut[0] and dst is link.a)
+    t = Transfer(link, blob(3 << 20, 3), b"")
+    assert link.run(lambda: t.a is not None and t.a.cwnd > 4 * MAX_BURST_SEGMENTS * t.a.mss
+                    and t.a._pace_deadline is not None, t.app)
+    conn = t.a
+    cut[0] = True                      # no more ACKs: only the pacing deadline sends
+    sent, rto_at = conn.snd_nxt, conn._rtx_deadline
+    assert link.run(lambda: conn.snd_nxt - sent > MAX_BURST_SEGMENTS * conn.mss, t.app,
+                    limit=rto_at)
+    assert link.now < rto_at and conn.retransmits == 0
+    cut[0] = False
+    assert link.run(t.done, t.app)
+    check(t)
