@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py [--quick] [--size-mb 100] [--runs 3]
         [--modes gcm,chacha,none] [--conns 10000] [--parallel 50] [--parallel-mb 4]
         [--json bench-results.json]
-        [--only throughput,upload,parallel,latency,run,uvloop,ipv6,setup,conns,ipsec]
+        [--only throughput,upload,parallel,latency,run,uvloop,ipv6,setup,conns,ipsec,
+                wireguard]
 
 Every throughput figure is the median of --runs runs with the min and max (MiB/s), and
 for the client process (openvpn, charon or erebus) its CPU seconds per GiB moved
@@ -19,7 +20,10 @@ Then: uvloop next to asyncio for erebus (-L, SOCKS5; if uvloop is importable);
 IPv6 inside next to IPv4 inside (ipv6); session setup time (setup); --conns concurrent idle
 connections through SOCKS5, each pinging at the end to prove it is alive (conns: success,
 RSS KiB per connection, CPU); ESP/IKEv2 (ipsec): strongSwan's own client (charon with
-kernel-libipsec) vs erebus up swanctl.conf on the same responder.
+kernel-libipsec) vs erebus up swanctl.conf on the same responder; WireGuard (wireguard):
+the stock wireguard-go client (kernel TUN) against a wireguard-go server (tests/wg_lab.py),
+download and upload, and erebus up with the lab's wg-quick profile once
+erebus.runtime.wireguard exists ("erebus: not yet" until then).
 --quick: 1 run, 20 MiB, 1000 connections, 50 x 1 MiB (a smoke run).
 A benchmark, not a test: it asserts nothing but byte-exactness (and that every idle
 connection survived), and fails loudly otherwise.  Needs root (the lab).
@@ -623,6 +627,54 @@ def ipsec(args, results: dict) -> None:
         add_ratios(row)
 
 
+def wireguard(args, results: dict) -> None:
+    """WireGuard: the stock wireguard-go client (kernel TUN) against the lab's
+    wireguard-go server; erebus up with the lab's wg-quick profile (-L, SOCKS5) when its
+    WireGuard tunnel exists."""
+    import importlib.util
+
+    from tests import wg_lab
+    problems = wg_lab.missing_prerequisites()
+    if problems:
+        results["wireguard"] = "not run: " + "; ".join(problems)
+        return
+    row = results["wireguard"] = {}
+    with wg_lab.WgLab() as lab:
+        bench = Bench(lab, args, web_addr=lab.web_addr)
+        client = lab.start_stock_client()
+        try:
+            bench.cpu_pid = client.proc.pid       # ip netns exec execs wireguard-go
+            row["stock"] = bench.download(f"http://{bench.web}/bench.bin")
+            row["stock_upload"] = bench.measure(bench.upload, bench.web, SINK_PORT)
+        finally:
+            bench.cpu_pid = None
+            lab.stop_stock_client()
+        if importlib.util.find_spec("erebus.runtime.wireguard") is None:
+            row["erebus"] = "not yet (erebus.runtime.wireguard is absent)"
+            return
+        up = bench.start_erebus(lab.profile_path, "wireguard")
+        try:
+            bench.cpu_pid = erebus_pid(up)
+            bench.erebus_paths(row, all_paths=False)
+            row["erebus_L_upload"] = bench.measure(bench.upload, "127.0.0.1", PORTS["sink"])
+        finally:
+            bench.cpu_pid = None
+            bench.stop_erebus(up)
+        add_ratios(row)
+
+
+def _print_wireguard(wg) -> None:
+    if isinstance(wg, str):
+        print(f"wireguard: {wg}")
+        return
+    for key, label in (("stock", "download"), ("stock_upload", "upload")):
+        r = wg[key]
+        print(f"wireguard stock wireguard-go (kernel TUN) {label:<8} {r['mib_per_s']:>7.1f} "
+              f"MiB/s ({r['min']}-{r['max']}), CPU {r.get('cpu_s_per_gib', '-')} s/GiB")
+    if isinstance(wg.get("erebus"), str):
+        print(f"wireguard erebus: {wg['erebus']}")
+
+
 TABLE_PATHS = (("download -L", "erebus_L", "stock"),
                ("download SOCKS5", "erebus_socks", "stock"),
                ("download HTTP proxy", "erebus_http_proxy", "stock"),
@@ -670,6 +722,10 @@ def main() -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 run, 20 MiB, 1000 connections, 50 x 1 MiB")
     p.add_argument("--json", default="bench-results.json")
+    p.add_argument("--gro", action="store_true",
+                   help="the client's link coalesces UDP trains as a NIC with GRO does "
+                        "(veth: GRO, threaded NAPI, the server end's TSO off); both "
+                        "clients are measured on it")
     args = p.parse_args()
     if args.quick:
         args.runs, args.size_mb, args.conns, args.parallel_mb = 1, 20, 1000, 1
@@ -684,11 +740,13 @@ def main() -> int:
     results = {"size_bytes": args.size_mb * 1024 * 1024, "runs": args.runs,
                "quick": args.quick, "machine": platform.machine(),
                "cpus": os.cpu_count(), "python": platform.python_version(),
-               "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "gro": args.gro}
     t0 = time.monotonic()
     paths = {"throughput", "upload", "parallel", "latency", "run"}
-    with Lab() as lab:
-        bench = Bench(lab, args)
+    with Lab() if args.only - {"ipsec", "wireguard"} else _NoLab() as lab:
+        if lab is not None and args.gro:
+            lab.receive_like_a_nic()
+        bench = Bench(lab, args) if lab is not None else None
         if args.only & paths:
             args.only.add("throughput")
             for mode in args.modes.split(","):
@@ -704,13 +762,18 @@ def main() -> int:
             bench.conns(results)
     if "ipsec" in args.only:
         ipsec(args, results)
+    if "wireguard" in args.only:
+        wireguard(args, results)
     results["wall_seconds"] = round(time.monotonic() - t0, 1)
     print()
     print(f"MiB/s, median of {args.runs} (min-max), stock = OpenVPN 2.6 client with a kernel "
-          f"TUN; {args.size_mb} MiB per transfer" + ("; SMOKE RUN (--quick)" if args.quick else ""))
+          f"TUN (ipsec: charon; wireguard: wireguard-go); {args.size_mb} MiB per transfer"
+          + ("; SMOKE RUN (--quick)" if args.quick else ""))
     rows = dict(results.get("modes", {}))
     if isinstance(results.get("ipsec"), dict):
         rows["esp-psk"] = results["ipsec"]     # stock = strongSwan charon + kernel-libipsec
+    if isinstance(results.get("wireguard"), dict) and "erebus_L" in results["wireguard"]:
+        rows["wireguard"] = results["wireguard"]   # stock = wireguard-go, kernel TUN
     if rows:
         print_table(rows)
     if isinstance(results.get("uvloop"), dict):
@@ -724,6 +787,8 @@ def main() -> int:
         print(f"uvloop: {results['uvloop']}")
     if isinstance(results.get("ipsec"), str):
         print(f"ipsec: {results['ipsec']}")
+    if "wireguard" in results:
+        _print_wireguard(results["wireguard"])
     if "ipv6" in results:
         print(f"{'family':<7} {'path':<18} {'MiB/s':>7} {'ratio':>6}   (one dual-stack "
               "server, AES-256-GCM)")
@@ -743,7 +808,17 @@ def main() -> int:
 
 
 SECTIONS = ("throughput", "upload", "parallel", "latency", "run", "uvloop", "ipv6", "setup",
-            "conns", "ipsec")
+            "conns", "ipsec", "wireguard")
+
+
+class _NoLab:
+    """Only the sections with labs of their own: no OpenVPN lab."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def _has_uvloop(python: str) -> bool:

@@ -242,6 +242,48 @@ def check_swanctl(path: str, conn: str | None = None) -> tuple[int, dict]:
     return _check_ipsec(path, "swanctl", lambda: load_swanctl(path, conn=conn), settings_of)
 
 
+def check_wireguard(path: str) -> tuple[int, dict]:
+    """A WireGuard wg-quick profile: every problem in one pass, our public key (derived
+    from the private key, which is never shown), the peers, the warnings."""
+    from .wireguard.keys import DEFAULT_MTU
+    from .wireguard.profile import key_to_base64, read_wg_profile
+    reading = read_wg_profile(path)
+    report = {"profile": path, "ok": reading.ok, "format": "wg-quick",
+              "problems": [_problem(e) for e in reading.problems],
+              "warnings": list(reading.warnings)}
+    p = reading.profile
+    if p is None:
+        return EXIT_PROBLEMS, report
+    i = p.interface
+
+    def peer(n: int, peer) -> str:
+        text = f"{key_to_base64(peer.public_key)} (line {p.peer_lines[n]}): "
+        text += (f"endpoint {_endpoint(peer.endpoint)}" if peer.endpoint
+                 else "no endpoint")
+        text += "; allowed IPs " + (", ".join(map(str, peer.allowed_ips)) or "none")
+        if peer.preshared_key is not None:
+            text += "; preshared key"
+        if peer.persistent_keepalive:
+            text += f"; keepalive every {peer.persistent_keepalive} s"
+        return text
+    report["settings"] = {
+        "kind": "wireguard",
+        "public_key": key_to_base64(p.public_key),
+        "addresses": [str(a) for a in i.addresses],
+        "dns": [str(d) for d in i.dns],
+        "dns_search": list(i.dns_search),
+        "mtu": i.mtu if i.mtu is not None else f"{DEFAULT_MTU} (default)",
+        "listen_port": i.listen_port if i.listen_port is not None else "any",
+        "peers": [peer(n, x) for n, x in enumerate(p.peers)],
+    }
+    return EXIT_OK, report
+
+
+def _endpoint(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _check_ipsec(path: str, kind: str, load, settings_of) -> tuple[int, dict]:
     """An IPsec profile: the same offline verdict for both formats."""
     report = {"profile": path, "format": kind, "warnings": []}
@@ -262,6 +304,10 @@ def render(report: dict) -> str:
     if report["format"] != "openvpn":
         lines = [f"{report['profile']}: usable by erebus"]
         for key, value in report["settings"].items():
+            if key == "peers":                    # WireGuard: one line each
+                lines.append("  peers:")
+                lines += [f"    {n}. {text}" for n, text in enumerate(value, 1)]
+                continue
             if isinstance(value, list):
                 value = ", ".join(map(str, value)) or "-"
             lines.append(f"  {key:<13} {value}")

@@ -10,7 +10,7 @@ APT_PACKAGES=(openvpn tshark curl iproute2 iputils-ping openssl python3 python3-
               charon-systemd strongswan-swanctl libcharon-extra-plugins
               libstrongswan-extra-plugins libstrongswan-standard-plugins
               tinyproxy dante-server python3-socks openssh-client openssh-server
-              nodejs)
+              nodejs wireguard-go wireguard-tools)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -2,7 +2,7 @@
 
 ``lab`` is session-scoped: one set of namespaces, one PKI and one web host per run.
 ``ovpn_server(mode)`` starts (once per session) the stock OpenVPN server of a mode.
-``swan_lab`` and ``esp_lab`` are the strongSwan and ESP labs, one per test module.
+``swan_lab``, ``esp_lab`` and ``wg_lab`` are the strongSwan, ESP and WireGuard labs, one per test module.
 When the lab cannot run here (not root, ``openvpn`` or ``ip`` missing, ...) the
 tests that use it are skipped, except under CI (``CI=true``), where that is a failure.
 When a test that used the lab fails, the tails of the server logs are added to its
@@ -48,6 +48,17 @@ def swan_lab():
     from tests.swan_lab import missing_prerequisites as swan_missing
     require(swan_missing(), "strongSwan lab")
     with SwanLab() as the_lab:
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def wg_lab():
+    """A WireGuard lab (tests/wg_lab.py: a stock wireguard-go server) per module; skipped
+    (failed under CI) if the machine cannot host it."""
+    from tests.wg_lab import WgLab
+    from tests.wg_lab import missing_prerequisites as wg_missing
+    require(wg_missing(), "WireGuard lab")
+    with WgLab() as the_lab:
         yield the_lab
 
 

@@ -212,6 +212,17 @@ def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
         proc.wait()
 
 
+# ethtool -K DEV gro|tso on|off, without ethtool: the legacy SIOCETHTOOL ioctl with
+# ETHTOOL_SGRO / ETHTOOL_STSO (linux/ethtool.h) and a struct ethtool_value
+_ETHTOOL = """
+import array, fcntl, socket, struct, sys
+dev, what, value = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cmd = {"gro": 0x2c, "tso": 0x1f}[what]
+value_buf = array.array("I", [cmd, value])
+fcntl.ioctl(socket.socket(), 0x8946, struct.pack("16sP", dev.encode(), value_buf.buffer_info()[0]))
+"""
+
+
 def _ns_argv(ns: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *map(str, argv)]
 
@@ -694,6 +705,18 @@ class Lab:
                 self._ip(n, "link", "set", d, "up")
         self._ip(self.ns_web, "route", "add", pools, "via", web_gateway)
         _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+
+    def receive_like_a_nic(self) -> None:
+        """Let the client's link coalesce UDP trains as a NIC with GRO does (what
+        UDP_GRO sockets need), for bench/run.py --gro.  A veth hands every packet to
+        its receiver in the sender's own syscall, one at a time, so nothing is ever
+        coalesced; with GRO on the client's end, threaded NAPI (packets queue up while
+        the poller waits for a CPU, like interrupt coalescing) and TSO off on the
+        server's end (veth only takes a local sender's UDP through GRO then), a
+        UDP_GRO socket gets trains and every other socket the packets as before."""
+        _run(_ns_argv(self.ns_cli, [SYSTEM_PYTHON, "-c", _ETHTOOL, "to-srv", "gro", "1"]))
+        _run(_ns_argv(self.ns_cli, ["sh", "-c", "echo 1 > /sys/class/net/to-srv/threaded"]))
+        _run(_ns_argv(self.ns_srv, [SYSTEM_PYTHON, "-c", _ETHTOOL, "to-cli", "tso", "0"]))
 
     def _add_web_link6(self) -> None:
         """IPv6 inside: WEB_GATEWAY_ADDR6 / WEB_ADDR6 on the server <-> web link

@@ -111,8 +111,16 @@ def _is_address(host: str) -> bool:
 
 # -- the TCP framing -----------------------------------------------------------------------
 
+COALESCE_LIMIT = 64 * 1024     # framed bytes held for one write before it goes out anyway
+
+
 class TcpFraming(asyncio.Protocol):
-    """OpenVPN over TCP: every packet prefixed by its 16-bit big-endian length."""
+    """OpenVPN over TCP: every packet prefixed by its 16-bit big-endian length.
+
+    Writes are coalesced: the frames sent in one event-loop pass are collected in one
+    buffer (at most :data:`COALESCE_LIMIT` bytes: a bigger burst is written as it
+    fills) and written once, by a callback the first send of the pass schedules with
+    ``call_soon``, so a burst of packets is one ``send()`` system call, not one each."""
 
     def __init__(self, on_datagram: Callable[[bytes], None], on_batch_end: Callable[[], None],
                  on_lost: Callable[[Exception | None], None]):
@@ -121,6 +129,8 @@ class TcpFraming(asyncio.Protocol):
         self._on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
+        self._out = bytearray()          # frames of this pass, not yet written
+        self._flush_handle: asyncio.Handle | None = None
         self.closed = False
         self.local = self.remote = ("0.0.0.0", 0)
 
@@ -151,15 +161,36 @@ class TcpFraming(asyncio.Protocol):
             self._on_batch_end()
 
     def connection_lost(self, exc) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if not self.closed:
             self.closed = True
             self._on_lost(exc)
 
     def send(self, datagram: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(struct.pack("!H", len(datagram)) + datagram)
+        if self.transport is None or self.closed:
+            return
+        out = self._out
+        out += struct.pack("!H", len(datagram))
+        out += datagram
+        if len(out) >= COALESCE_LIMIT:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what this pass framed (the callback send scheduled; also at close)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self._out)     # copied by the transport only if it must wait
+            self._out = bytearray()
 
     def close(self) -> None:
+        if self.transport is not None:
+            self.flush()                 # what the session said last goes out first
         self.closed = True
         if self.transport is not None:
             self.transport.close()

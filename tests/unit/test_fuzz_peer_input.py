@@ -24,6 +24,7 @@ from lzallright import LZOCompressor
 from erebus.crypto.aead import AEAD_CIPHERS
 from erebus.errors import ErebusError
 from erebus.runtime.expose.dns import ResolveError, VpnResolver
+from erebus.runtime.expose import http_proxy
 from erebus.runtime.expose.http_proxy import HttpProxy
 from erebus.ipsec.esp import EspSession, SecurityAssociation
 from erebus.netstack.stack import NetStack
@@ -435,11 +436,17 @@ class Writer:
     def write(self, data):
         self.out += data
 
-    async def drain(self):
-        pass
-
     def close(self):
         self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
 
     def get_extra_info(self, name, default=None):
         return ("127.0.0.1", 5555) if name == "peername" else default
@@ -463,11 +470,12 @@ REQUEST_LIKE = st.builds(
 def test_http_proxy_random_client_bytes(data):
     async def go():
         proxy = HttpProxy(Refusing(), "127.0.0.1", 0)
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
         writer = Writer()
-        await asyncio.wait_for(proxy._client(reader, writer), 5)
+        side = http_proxy._Side()
+        side.connection_made(writer)
+        side.data_received(data)
+        side.eof_received()
+        await asyncio.wait_for(proxy._client(side), 5)
         assert writer.closed and len(writer.out) < 4096
     with mock.patch.object(logging.getLogger("erebus"), "exception",
                            side_effect=AssertionError("internal error logged")):

@@ -13,6 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SANS_IO = ["erebus.wire", "erebus.crypto", "erebus.openvpn", "erebus.ipsec", "erebus.netstack",
+           "erebus.wireguard",
            "erebus.session", "erebus.tunnel", "erebus.families"]
 
 BLOCKER = """
@@ -57,7 +58,7 @@ def test_only_the_runtime_owns_sockets_and_loops():
 
 
 @pytest.mark.parametrize("package", ["erebus/wire", "erebus/crypto", "erebus/openvpn",
-                                     "erebus/ipsec", "erebus/netstack"])
+                                     "erebus/ipsec", "erebus/netstack", "erebus/wireguard"])
 def test_no_core_calls_os_urandom_or_a_clock_but_as_a_default(package):
     """Randomness and time are parameters: os.urandom / time.time appear only as
     keyword defaults (the outermost construction site), never called inside."""
