@@ -924,6 +924,9 @@ class TcpConnection:
                 if hole is None or hole[0] >= self.snd_max:
                     break
                 start, end = hole
+                if start > self.snd_una and self._sacked.sacked_above(end) < \
+                        self.reordering * mss:
+                    break       # RFC 6675 IsLost: not yet, fewer than DupThresh above it
                 out.append(self._data_segment(start, end, now, retransmit=True))
                 self._undo_retrans += 1
                 self._rexmit_from = end
