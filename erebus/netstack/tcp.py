@@ -75,7 +75,6 @@ MSL = 30.0                # TIME_WAIT lasts 2 * MSL
 DUPACK_THRESHOLD = 3
 REORDERING_MAX = 300      # cap of the learned reordering threshold (Linux's tcp_max_reordering)
 INITIAL_CWND_SEGMENTS = 10   # RFC 6928
-ABC_LIMIT = 2             # slow start grows by at most this many MSS per ACK (RFC 3465's L)
 OOW_ACK_INTERVAL = 0.5    # Linux's tcp_invalid_ratelimit (see TcpConnection._oow_ack)
 PMTU_RESENDS_MAX = 8      # "too big" messages that resend the flight (TcpConnection.path_mtu)
 # At most this many segments of new data leave in one output pass; the rest waits for the
@@ -159,7 +158,6 @@ class TcpConnection:
         self.cwnd = INITIAL_CWND_SEGMENTS * self.mss
         self.ssthresh = 1 << 30
         self._dupacks = 0
-        self._ca_acked = 0               # bytes acked towards the next +MSS (RFC 3465)
         # reordering: the dupack/SACK threshold (segments) grows to the reordering seen
         # when a fast retransmission proves spurious (Eifel by timestamps, RFC 3522/4015;
         # DSACK, RFC 3708), and the reduction of that episode is undone
@@ -679,20 +677,10 @@ class TcpConnection:
         if self._recover is not None and ack_off >= self._recover:
             self._recover = None
         self._dupacks = 0
-        # Appropriate Byte Counting (RFC 3465): growth follows the bytes an ACK covers,
-        # not the number of ACKs, so that stretch ACKs (a receiver behind GRO ACKs every
-        # ~20 segments) do not slow it down: slow start adds what was acked, at most
-        # ABC_LIMIT segments per ACK (RFC 3465's L); congestion avoidance one MSS per
-        # cwnd of bytes acked.
         if self.cwnd < self.ssthresh:
-            grow = min(acked, ABC_LIMIT * mss, self.ssthresh - self.cwnd)   # slow start
-            self.cwnd += grow
-            acked -= grow
-        if acked > 0 and self.cwnd >= self.ssthresh:
-            self._ca_acked += acked                             # congestion avoidance
-            if self._ca_acked >= self.cwnd:
-                self._ca_acked -= self.cwnd
-                self.cwnd += mss
+            self.cwnd += min(acked, mss)                        # slow start
+        else:
+            self.cwnd += max(1, mss * mss // self.cwnd)        # congestion avoidance
 
     def _on_dupack(self, now: float) -> None:
         self._dupacks += 1
