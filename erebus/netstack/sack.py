@@ -58,6 +58,11 @@ class SackScoreboard:
     def sacked_bytes(self) -> int:
         return sum(e - s for s, e in self._blocks)
 
+    def sacked_above(self, off: int) -> int:
+        """SACKed bytes above ``off`` (RFC 6675 IsLost: a hole is taken for lost once
+        enough of what was sent after it has arrived)."""
+        return sum(e - max(s, off) for s, e in self._blocks if e > off)
+
     def next_hole(self, frm: int, mss: int, snd_max: int) -> tuple[int, int] | None:
         """The first range at or after ``frm`` that was sent and not SACKed, at most
         ``mss`` long, below the highest SACKed byte (with nothing SACKed: the segment at

@@ -77,6 +77,14 @@ REORDERING_MAX = 300      # cap of the learned reordering threshold (Linux's tcp
 INITIAL_CWND_SEGMENTS = 10   # RFC 6928
 OOW_ACK_INTERVAL = 0.5    # Linux's tcp_invalid_ratelimit (see TcpConnection._oow_ack)
 PMTU_RESENDS_MAX = 8      # "too big" messages that resend the flight (TcpConnection.path_mtu)
+# At most this many segments of new data leave in one output pass; the rest waits for the
+# next ACK or the pacing deadline (the time those segments take at the pacing rate).  A
+# flight of hundreds of datagrams at once overflows the outer UDP socket's buffer (a full
+# buffer drops them: loss we caused ourselves) and the queues behind it.
+MAX_BURST_SEGMENTS = 32
+PACING_SS_RATIO = 2.0     # pacing rate = ratio * cwnd / srtt (Linux's tcp_pacing_ss_ratio)
+PACING_CA_RATIO = 1.2     # (tcp_pacing_ca_ratio)
+PACING_MIN_GAP = 0.0005   # a shorter pacing deadline is not worth a timer
 
 DEFAULT_RCV_BUF = 1 << 20
 DEFAULT_SND_BUF = 1 << 20
@@ -140,6 +148,7 @@ class TcpConnection:
         self._timed_at = 0.0
         self._persist_deadline: float | None = None
         self._persist_backoff = 0
+        self._pace_deadline: float | None = None   # a burst was cut: send more then
         self._time_wait_deadline: float | None = None
         self.keepalive = keepalive                  # idle seconds before probing; None: off
         self.keepalive_interval = 75.0
@@ -353,7 +362,8 @@ class TcpConnection:
 
     def timer(self) -> float | None:
         deadlines = [d for d in (self._rtx_deadline, self._persist_deadline,
-                                 self._time_wait_deadline, self._keepalive_deadline)
+                                 self._time_wait_deadline, self._keepalive_deadline,
+                                 self._pace_deadline)
                      if d is not None]
         return min(deadlines) if deadlines else None
 
@@ -365,6 +375,8 @@ class TcpConnection:
             self._time_wait_deadline = None
             self._enter_closed(None)
             return
+        if self._pace_deadline is not None and now >= self._pace_deadline:
+            self._pace_deadline = None             # output() sends the next burst
         if self._rtx_deadline is not None and now >= self._rtx_deadline:
             self._on_rto(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
@@ -618,6 +630,7 @@ class TcpConnection:
                 self._timed_off = None
             self._retries = 0
             self._persist_backoff = 0
+            self._pace_deadline = None          # ACK-clocked: the next burst may go
             if self._undo_ts is not None and self.ts_ok and seg.ts_ecr and \
                     seq_diff(seg.ts_ecr, self._undo_ts) < 0:
                 # Eifel: the ACK echoes the original's timestamp, not the resend's
@@ -776,7 +789,7 @@ class TcpConnection:
     def _enter_time_wait(self, now: float) -> None:
         self.state = State.TIME_WAIT
         self._rtx_deadline = None
-        self._persist_deadline = None
+        self._persist_deadline = self._pace_deadline = None
         self._keepalive_deadline = None
         self._time_wait_deadline = now + 2 * MSL
         self._sbuf = bytearray()
@@ -786,7 +799,7 @@ class TcpConnection:
         if failure is not None and self.failure is None:
             self.failure = failure
         self.state = State.CLOSED
-        self._rtx_deadline = self._persist_deadline = None
+        self._rtx_deadline = self._persist_deadline = self._pace_deadline = None
         self._time_wait_deadline = self._keepalive_deadline = None
         self._sbuf = bytearray()
         self._ooo.clear()
@@ -911,15 +924,25 @@ class TcpConnection:
                 if hole is None or hole[0] >= self.snd_max:
                     break
                 start, end = hole
+                if start > self.snd_una and self._sacked.sacked_above(end) < \
+                        self.reordering * mss:
+                    break       # RFC 6675 IsLost: not yet, fewer than DupThresh above it
                 out.append(self._data_segment(start, end, now, retransmit=True))
                 self._undo_retrans += 1
                 self._rexmit_from = end
                 budget -= 1
                 if not self._sacked:
                     break
-        # new data (or go-back-N resend after an RTO)
+        # new data (or go-back-N resend after an RTO), at most MAX_BURST_SEGMENTS a pass
         total = self.snd_una + len(self._sbuf)
-        while self.snd_nxt < total:
+        burst = 0
+        if self._pace_deadline is not None and now >= self._pace_deadline:
+            self._pace_deadline = None
+        # a cut burst waits for an ACK or its deadline
+        while self.snd_nxt < total and self._pace_deadline is None:
+            if burst >= MAX_BURST_SEGMENTS:
+                self._pace_deadline = now + self._pacing_gap(burst * mss)
+                break
             flight = self.snd_nxt - self.snd_una if self._rexmit_from is None else \
                 self._pipe()
             window = min(self.snd_wnd, self.cwnd)
@@ -944,6 +967,7 @@ class TcpConnection:
             start = self.snd_nxt
             out.append(self._data_segment(start, start + size, now,
                                           retransmit=start < self.snd_max))
+            burst += 1
             self.snd_nxt = start + size
             if self.snd_nxt > self.snd_max:
                 self.snd_max = self.snd_nxt
@@ -981,6 +1005,14 @@ class TcpConnection:
 
     _send_probe = False
     _keepalive_probe = False
+
+    def _pacing_gap(self, nbytes: int) -> float:
+        """How long ``nbytes`` take at the pacing rate (twice cwnd per RTT in slow start,
+        1.2 times in congestion avoidance, as Linux paces)."""
+        if self.srtt is None or self.srtt <= 0:
+            return PACING_MIN_GAP
+        ratio = PACING_SS_RATIO if self.cwnd < self.ssthresh else PACING_CA_RATIO
+        return max(PACING_MIN_GAP, nbytes * self.srtt / (ratio * max(self.cwnd, self.mss)))
 
     def _pipe(self) -> int:
         """Bytes believed in flight: sent, not acked, not SACKed (RFC 6675, simplified)."""

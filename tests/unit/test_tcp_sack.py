@@ -45,6 +45,9 @@ def test_holes_come_in_order_at_most_one_mss_long():
     assert b.next_hole(1000, 1000, 5000) == (1000, 1500)
     assert b.next_hole(1500, 1000, 5000) == (2000, 3000)
     assert b.next_hole(3200, 1000, 5000) is None          # nothing SACKed above: not a hole
+    # what RFC 6675's IsLost counts: the SACKed bytes above a hole's end
+    assert b.sacked_above(1000) == 1000 and b.sacked_above(1800) == 700
+    assert b.sacked_above(3500) == 0
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,6 +72,8 @@ def test_the_scoreboard_is_the_set_of_sacked_bytes_above_snd_una(acks, snd_max):
         assert all(e1 < s2 for (_, e1), (s2, _) in zip(ranges, ranges[1:]))   # disjoint
         assert {x for s, e in ranges for x in range(s, e)} == held
         assert b.sacked_bytes() == len(held)
+        at = una + advance
+        assert b.sacked_above(at) == len({x for x in held if x >= at})
         hole = b.next_hole(una, 50, snd_max)
         if not held:                               # no SACK: the segment at snd_una
             assert hole == ((una, min(una + 50, snd_max)) if una < snd_max else None)
