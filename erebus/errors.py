@@ -23,6 +23,22 @@ class ConfigError(ErebusError):
         super().__init__(where + message)
 
 
+class ConfigProblems(ConfigError):
+    """Every problem found in one profile (a list of ConfigError); reads as the first,
+    with how many more there are."""
+
+    def __init__(self, problems: list[ConfigError]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        self.path, self.line, self.option = first.path, first.line, first.option
+        text = str(first)
+        if len(self.problems) > 1:
+            more = len(self.problems) - 1
+            text += f" (and {more} more problem{'s' if more > 1 else ''}: 'erebus check' " \
+                    "lists them all)"
+        Exception.__init__(self, text)
+
+
 class SessionError(ErebusError):
     """A session that failed; ``stage`` (an :class:`erebus.session.Stage`) says what
     failed (unreachable, tls, certificate, auth, push-timeout, halted, ...);

@@ -728,14 +728,20 @@ class Lab:
         self._ip(self.ns_web, "-6", "route", "add", VPN_POOLS_NET6, "via", WEB_GATEWAY_ADDR6)
         _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]))
 
-    def _start_web(self) -> None:
+    def _write_web_root(self, title: str, size: int = BLOB_SIZE) -> Path:
+        """``<lab>/www`` for the web host: blob.bin (``size`` random bytes, its digest in
+        ``self.blob_sha256``) and an index.html titled ``title``."""
         www = self.dir / "www"
         www.mkdir(mode=0o755)
-        blob = os.urandom(BLOB_SIZE)
+        blob = os.urandom(size)
         (www / "blob.bin").write_bytes(blob)
         (www / "index.html").write_text(
-            "<!doctype html><title>erebus lab</title><p>erebus lab web host</p>\n")
+            f"<!doctype html><title>{title}</title><p>{title} web host</p>\n")
         self.blob_sha256 = hashlib.sha256(blob).hexdigest()
+        return www
+
+    def _start_web(self) -> None:
+        www = self._write_web_root("erebus lab")
         self._http = self.spawn_ns(
             self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80", "--bind", WEB_ADDR,
                           "--directory", str(www)],

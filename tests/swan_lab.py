@@ -53,7 +53,6 @@ keeps the lab directory (PKI, configs, charon logs).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import ipaddress
 import os
 import re
@@ -516,13 +515,7 @@ class SwanLab(Lab):
         _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]))
 
     def _start_web(self) -> None:
-        www = self.dir / "www"
-        www.mkdir(mode=0o755)
-        blob = os.urandom(BLOB_SIZE)
-        (www / "blob.bin").write_bytes(blob)
-        (www / "index.html").write_text(
-            "<!doctype html><title>erebus swan lab</title><p>erebus strongSwan lab web host</p>\n")
-        self.blob_sha256 = hashlib.sha256(blob).hexdigest()
+        www = self._write_web_root("erebus strongSwan lab", BLOB_SIZE)
         self._http = self.spawn_ns(
             self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80", "--bind", WEB_ADDR,
                           "--directory", str(www)],

@@ -44,7 +44,6 @@ Everything is torn down by :meth:`WgLab.close` (also at exit, on Ctrl-C and SIGT
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import pwd
 import shutil
@@ -267,13 +266,7 @@ class WgLab(Lab):
         _run(_ns_argv(self.ns_srv, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]))
 
     def _start_web(self) -> None:
-        www = self.dir / "www"
-        www.mkdir(mode=0o755)
-        blob = os.urandom(BLOB_SIZE)
-        (www / "blob.bin").write_bytes(blob)
-        (www / "index.html").write_text(
-            "<!doctype html><title>erebus wg lab</title><p>erebus WireGuard lab web host</p>\n")
-        self.blob_sha256 = hashlib.sha256(blob).hexdigest()
+        www = self._write_web_root("erebus WireGuard lab", BLOB_SIZE)
         for addr, needle, log in ((WEB_ADDR, f"{WEB_ADDR}:80 ", "http.log"),
                                   (WEB_ADDR6, f"[{WEB_ADDR6}]:80 ", "http6.log")):
             proc = self.spawn_ns(self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from ..errors import ConfigProblems
 from .mtu import MssFix
 
 __all__ = ["DEFAULT_DATA_CIPHERS", "KU_REQUIRED", "OuterProxy", "Remote", "Ignored",
@@ -169,16 +169,5 @@ class Profile:
         return tls_context(self)
 
 
-class ProfileError(ConfigError):
+class ProfileError(ConfigProblems):
     """Every problem found in a profile; reads as the first one."""
-
-    def __init__(self, problems: list[ConfigError]):
-        self.problems = list(problems)
-        first = self.problems[0]
-        self.path, self.line, self.option = first.path, first.line, first.option
-        text = str(first)
-        if len(self.problems) > 1:
-            more = len(self.problems) - 1
-            text += f" (and {more} more problem{'s' if more > 1 else ''}: 'erebus check' " \
-                    "lists them all)"
-        Exception.__init__(self, text)

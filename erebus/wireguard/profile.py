@@ -53,7 +53,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigProblems
 from ..files import read_limited
 from .keys import KEY_LEN, WgInterfaceConfig, WgPeerConfig
 
@@ -84,19 +84,8 @@ _DNS_ADDRESS = re.compile(r"[0-9.]+\Z|.*:")         # wg-quick: (^[0-9.]+$)|(^.*
 _SNIFF_BYTES = 64 * 1024
 
 
-class WgProfileError(ConfigError):
+class WgProfileError(ConfigProblems):
     """Every problem found in a WireGuard profile; reads as the first one."""
-
-    def __init__(self, problems: list[ConfigError]):
-        self.problems = list(problems)
-        first = self.problems[0]
-        self.path, self.line, self.option = first.path, first.line, first.option
-        text = str(first)
-        if len(self.problems) > 1:
-            more = len(self.problems) - 1
-            text += f" (and {more} more problem{'s' if more > 1 else ''}: 'erebus check' " \
-                    "lists them all)"
-        Exception.__init__(self, text)
 
 
 @dataclass(frozen=True, slots=True)
