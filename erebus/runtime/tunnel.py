@@ -44,6 +44,10 @@ __all__ = ["Driver", "Endpoint", "ShellTunnel", "host_port", "tcp_socket", "udp_
 CLOSE_WAIT = 3.0      # seconds close() waits for the peer to confirm (EXIT, DELETE)
 MAX_CHALLENGES = 8    # challenges answered in a row before connect() gives up
 _REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
+# a send that fails because our own address went away (the connected socket keeps the
+# source address it was given at connect time): a roaming driver gets a new socket
+_ADDRESS_GONE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EINVAL)
+REPICK_INTERVAL = 1.0   # seconds between two new sockets for a changed local address
 
 
 # an endpoint's family -> getaddrinfo's
@@ -94,7 +98,9 @@ class Driver(Protocol):
     before each new session outside the connect timeout (OpenVPN asks the user for a
     challenge's response there), and ``on_event(event, session, answered)`` for the
     family's own events (OpenVPN's CR_TEXT challenge: ``answered(session, error)``
-    when the answer was given to the session, or nobody could give it)."""
+    when the answer was given to the session, or nobody could give it), and ``roams =
+    True``: after a send failed because our own address went away, a new UDP socket
+    from whatever source the kernel picks now (WireGuard, whose peer follows)."""
 
     log: logging.Logger
     drop_kinds: dict                 # counter -> (level, what), see ratelimit.DropReporter
@@ -235,6 +241,7 @@ class ShellTunnel:
         self.sessions = 0               # attempts that got a core
         self.dropped_down = 0           # packets the stack sent while the tunnel was down
         self.link_errors = 0            # errors on the socket in this attempt
+        self._repicked = -1e9           # when the last new socket was opened (roaming)
         self.rekeys = 0                 # Rekeyed events (every kind)
         self.datagrams_in = self.datagrams_out = 0
         self._drops = DropReporter(self.log, driver.drop_kinds)
@@ -589,6 +596,13 @@ class ShellTunnel:
 
     def _on_link_error(self, exc: Exception) -> None:
         self.link_errors += 1
+        s = self.session
+        if getattr(exc, "errno", None) in _ADDRESS_GONE and getattr(self.driver, "roams",
+                                                                   False) \
+                and s is not None and s.answered:
+            self.log.debug("socket error: %s", exc)
+            self._repick_source()
+            return
         if getattr(exc, "errno", None) not in _REFUSED:
             self.log.debug("socket error: %s", exc)     # ENOBUFS ...: a lost datagram
             return
@@ -603,6 +617,33 @@ class ShellTunnel:
                 and not self._connected.done():
             self._end(SessionError(Stage.UNREACHABLE, f"{self._server_name}: {why} "
                                    f"(nothing answers on UDP {self._remote[1]})"))
+
+    def _repick_source(self) -> None:
+        """Our address changed under a roaming driver's session (WireGuard): a new UDP
+        socket to the same peer, from whatever source address the kernel now picks (and
+        a new port: the peer follows authenticated packets).  At most once every
+        REPICK_INTERVAL; while no route exists, the old socket stays."""
+        link, loop = self._link, self._loop
+        if not isinstance(link, BatchedUdpLink) or loop.time() - self._repicked < \
+                REPICK_INTERVAL:
+            return
+        self._repicked = loop.time()
+        endpoint = self._last_endpoint
+        if endpoint is not None and endpoint.local_port:
+            self.log.debug("our address may have changed; keeping the socket bound to "
+                           "port %d (ListenPort)", endpoint.local_port)
+            return
+        try:
+            sock = udp_socket(self._remote)
+        except OSError as exc:
+            self.log.debug("no new socket to %s yet: %s", host_port(*self._remote),
+                           exc.strerror or exc)
+            return
+        before = self._local
+        link.replace_socket(sock)
+        self._local = link.local
+        self.log.info("our address changed: sending to %s from %s now (was %s)",
+                      self._server_name, host_port(*self._local), host_port(*before))
 
     def _on_link_lost(self, exc: Exception | None) -> None:
         """The TCP stream to the server ended (or the link says what else did, as a

@@ -132,6 +132,30 @@ class BatchedUdpLink:
         self._flush_handle: asyncio.Handle | None = None
         loop.add_reader(sock.fileno(), self._readable)
 
+    def replace_socket(self, sock: socket.socket) -> None:
+        """Carry on over ``sock`` (connected to the same peer, perhaps from another
+        local address): what is queued is dropped (it failed on the old one), the old
+        socket closed, the options set again."""
+        self.loop.remove_reader(self.sock.fileno())
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._pending = []
+        self.sock.close()
+        self.sock = sock
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, self.BUFFER)
+            except OSError:
+                pass
+        if self.gro:
+            self.gro = self._enable_gro()
+            self._ancillary = socket.CMSG_SPACE(4) if self.gro else 0
+        if self.gso:
+            self._max_segment = path_mtu_payload(sock)
+        self.local = sock.getsockname()[:2]
+        self.loop.add_reader(sock.fileno(), self._readable)
+
     def _enable_gro(self) -> bool:
         try:
             self.sock.setsockopt(SOL_UDP, UDP_GRO, 1)

@@ -78,6 +78,7 @@ class WireGuardDriver:
     retry_attempts = None
     close_wait = CLOSE_WAIT           # unused: close() finishes the core at once
     resolve_retry = None
+    roams = True                      # our address changed: a new socket (the peer follows)
 
     def __init__(self, profile: WgProfile, rng=os.urandom, wall_clock=time.time,
                  keylog: KeyLog | None = None):

@@ -186,6 +186,36 @@ def test_erebus_run_gives_a_command_the_vpn(wg_lab: WgLab):
     assert re.search(rf"^{re.escape(web)}\s+STREAM {re.escape(name)}$", out, re.M), out
 
 
+
+def test_our_address_changes_mid_session_and_the_session_follows(wg_lab: WgLab):
+    """Roaming: the client's link address is replaced under a running ``up`` (a laptop
+    on another network).  erebus opens a new socket from the new address, the server
+    follows our authenticated packets (its endpoint for us moves), the listener and
+    the session stay, and the next fetch is intact."""
+    log = wg_lab.dir / "up-roam.log"
+    old_addr, new_addr = wg_lab.client_link_addr, "198.18.120.3"
+    proc = wg_lab.spawn_client([wg_lab.python, "-m", "erebus", "up", str(wg_lab.profile_path),
+                                "-v", "-L", f"18110:{wg_lab.web_addr}:80"], output=log)
+    ip = ["ip", "-n", wg_lab.ns_cli, "addr"]
+    try:
+        _wait_log(proc, log, "ready (")
+        url = "http://127.0.0.1:18110/blob.bin"
+        assert _sha_through(wg_lab, url) == wg_lab.blob_sha256
+        assert wg_lab.server_endpoint().startswith(f"{old_addr}:")
+        subprocess.run([*ip, "del", f"{old_addr}/24", "dev", "to-srv"], check=True)
+        subprocess.run([*ip, "add", f"{new_addr}/24", "dev", "to-srv"], check=True)
+        assert _sha_through(wg_lab, url, timeout=60) == wg_lab.blob_sha256
+        assert wg_lab.server_endpoint().startswith(f"{new_addr}:"), wg_lab.server_endpoint()
+        text = log.read_text()
+        assert f"our address changed: sending to {wg_lab.server_link_addr}:{wg_lab.port} " \
+               f"from {new_addr}:" in text, tail(log)
+        assert "reconnected" not in text and proc.poll() is None, tail(log)
+    finally:
+        stop_process(proc)
+        subprocess.run([*ip, "del", f"{new_addr}/24", "dev", "to-srv"], check=False)
+        subprocess.run([*ip, "add", f"{old_addr}/24", "dev", "to-srv"], check=False)
+
+
 REKEY_SESSION_LIMIT = 480.0          # seconds: two rekeys take about 240-250 s
 
 

@@ -341,3 +341,40 @@ def test_an_error_that_ends_the_session_while_flushing_stops_the_flush():
     link.send(b"x" * 10)                       # a run of its own: shorter, not GSO-able
     link.close()                               # flushes; the error closes it again
     assert calls == [b"delete"] and sock.closed and link.closed
+
+
+def test_replace_socket_carries_on_from_the_new_socket_and_closes_the_old():
+    """Roaming: the link moves to a new socket (another local port here, another local
+    address in the lab); datagrams flow both ways over it, the old one is closed."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+
+    def connected():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.connect(peer.getsockname())
+        return s
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        got = asyncio.Queue(maxsize=4)
+        first = connected()
+        link = BatchedUdpLink(first, loop, on_datagram=got.put_nowait, on_error=pytest.fail)
+        link.send(b"one")
+        link.flush()
+        data, was = await loop.sock_recvfrom(peer, 100)
+        assert data == b"one"
+        second = connected()
+        link.replace_socket(second)
+        assert first.fileno() == -1 and link.local == second.getsockname()[:2]
+        link.send(b"two")
+        link.flush()
+        data, now = await loop.sock_recvfrom(peer, 100)
+        assert data == b"two" and now != was
+        peer.sendto(b"back", now)
+        assert await asyncio.wait_for(got.get(), 5) == b"back"
+        link.close()
+
+    with peer:
+        asyncio.run(main())
