@@ -23,7 +23,10 @@ from .hostport import BadHostPort, hostport, ip_family, split_fields, tunnel_fam
 
 log = logging.getLogger("erebus.forward")
 
-CONNECT_TIMEOUT = 30.0
+# a connection through the VPN may take this long to open: past the SYN our TCP sends
+# 31 s in (the one that reaches a WireGuard peer that restarted, after the tunnel's 15 s
+# no-answer rule handshook again) and the one at 63 s; the kernel's own limit is 127 s
+CONNECT_TIMEOUT = 75.0
 
 
 @dataclass(frozen=True, slots=True)
