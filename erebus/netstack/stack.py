@@ -385,7 +385,7 @@ class NetStack:
         if header.dst != self.local_ip:
             c.not_for_us += 1
             return
-        if header.is_fragment:
+        if header.flags & 1 or header.frag_offset:        # header.is_fragment
             whole = self._reasm.add(header, payload, now)
             if whole is None:
                 return

@@ -40,9 +40,16 @@ from .reassembly import StreamReassembler
 from .sack import SackScoreboard
 
 MOD = 1 << 32
+_MASK = MOD - 1
+_HALF = 1 << 31
 
 
 class State(enum.Enum):
+    # Enum's __hash__ is a Python-level hash(self._name_), paid on every ``in CAN_RECEIVE``
+    # of every segment; members are singletons compared by identity, so the identity
+    # hash (in C) is as good (and a string's hash is per-process random anyway)
+    __hash__ = object.__hash__
+
     CLOSED = "CLOSED"
     LISTEN = "LISTEN"
     SYN_SENT = "SYN-SENT"
@@ -439,15 +446,19 @@ class TcpConnection:
         flags = seg.flags
         if st is State.TIME_WAIT and flags & RST:
             return None                     # RFC 1337: TIME-WAIT ignores RST
-        seq_off = self._seq_off(seg.seq)
-        seg_len = len(seg.payload) + (1 if flags & FIN else 0)
+        payload = seg.payload
+        rn = self._rx.rcv_nxt
+        seq_off = rn + (((seg.seq - self.irs - 1 - rn + _HALF) & _MASK) - _HALF)  # _seq_off
+        seg_len = len(payload) + (flags & FIN)
         # 1. sequence check (acceptability test)
-        wnd = max(self._rcv_adv - self._rx.rcv_nxt, 0)
+        wnd = max(self._rcv_adv - rn, 0)
         if flags & SYN and st is State.SYN_RECEIVED and seg.seq == self.irs:
             self._ack_pending = True        # our SYN-ACK was lost: it is resent by the timer
             return None
-        acceptable = self._acceptable(seq_off, seg_len, wnd)
-        if not acceptable:
+        # the common case first: the segment starts inside the window (acceptable
+        # whatever its length; _acceptable has the rest of RFC 9293's table)
+        if not 0 <= seq_off - rn - self.fin_received < wnd and \
+                not self._acceptable(seq_off, seg_len, wnd):
             if not flags & RST:
                 self._oow_ack(seg, now)
             self.dropped += 1
@@ -490,13 +501,15 @@ class TcpConnection:
                 return None
             st = self.state
         # 7. data
-        if seg.payload and st in CAN_RECEIVE:
-            self._receive_data(seq_off, seg.payload)
-        elif seg.payload:
-            self.dropped += 1
+        if payload:
+            if st is State.ESTABLISHED or st in CAN_RECEIVE:
+                self._ack_pending = True                                # _receive_data
+                self.bytes_in += self._rx.receive(seq_off, payload, self._rcv_adv)
+            else:
+                self.dropped += 1
         # 8. FIN
         if flags & FIN:
-            fin_off = seq_off + len(seg.payload)
+            fin_off = seq_off + len(payload)
             if self._fin_offset is None:
                 self._fin_offset = fin_off
         self._check_fin(now)
@@ -601,7 +614,8 @@ class TcpConnection:
     def _process_ack(self, seg: TcpSegment, seq_off: int, now: float) -> bool:
         """False if the segment is to be dropped (RFC 9293 3.10.7.4, fifth check: an
         ACK of something not yet sent is answered with an ACK, the segment dropped)."""
-        ack_off = self._ack_off(seg.ack)
+        una = self.snd_una
+        ack_off = una + (((seg.ack - self.iss - 1 - una + _HALF) & _MASK) - _HALF)  # _ack_off
         fin_extra = 1 if self._fin_used else 0
         top = self.snd_max + fin_extra
         if ack_off > top:

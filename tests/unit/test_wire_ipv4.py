@@ -231,6 +231,28 @@ def test_parse_mangled_headers_only_parse_error(first, total, rest):
     assert len(payload) == header.total_length - header.header_len
 
 
+@FAST
+@given(st.integers(5, 15), st.binary(min_size=60, max_size=60), st.integers(0, 0xFFFF),
+       st.booleans())
+def test_parse_checksum_verdict_is_rfc1071_over_the_header(ihl, raw, csum, fix):
+    # the parser sums the unpacked fields instead of the header bytes: the same verdict
+    # as internet_checksum over the header, for any header (options included)
+    hlen = ihl * 4
+    data = bytearray(bytes([0x40 | ihl]) + raw[1:])
+    data[2:4] = struct.pack("!H", hlen)            # total length: the header alone
+    data[10:12] = struct.pack("!H", csum)
+    if fix:
+        data[10:12] = b"\0\0"
+        data[10:12] = struct.pack("!H", internet_checksum(data[:hlen]))
+    good = internet_checksum(data[:hlen]) == 0
+    try:
+        parse_ipv4(bytes(data))
+    except ParseError as exc:
+        assert not good and "checksum" in str(exc)
+    else:
+        assert good
+
+
 # ---------------------------------------------------------------------------
 # build
 

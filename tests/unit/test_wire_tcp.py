@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, TCP, in4_chksum
 from scapy.packet import Raw
 
 from erebus.errors import ParseError
+from erebus.wire.checksum import internet_checksum, pseudo_header_sum
 from erebus.wire.ipv4 import PROTO_TCP, build_ipv4, ip_from_str
 from erebus.wire.tcp import (
     ACK,
@@ -350,6 +351,25 @@ def test_parse_truncations():
         else:
             seg = parse_tcp(full[:cut], SRC_INT, DST_INT, verify_checksum=False)
             assert seg.payload == b"abcdef"[:cut - hlen] and seg.mss == 1460
+
+
+@FAST
+@given(st.binary(min_size=20, max_size=120), addresses, addresses, st.booleans())
+def test_parse_checksum_verdict_is_rfc1071(data, src, dst, fix):
+    # the parser's inlined sum gives the verdict internet_checksum gives, odd lengths too
+    raw = bytearray(data)
+    raw[12] = 5 << 4                                   # a 20-byte header: no options
+    if fix:
+        raw[16:18] = b"\0\0"
+        raw[16:18] = struct.pack("!H", internet_checksum(
+            raw, pseudo_header_sum(src, dst, PROTO_TCP, len(raw))))
+    good = internet_checksum(raw, pseudo_header_sum(src, dst, PROTO_TCP, len(raw))) == 0
+    try:
+        parse_tcp(bytes(raw), src, dst)
+    except ParseError as exc:
+        assert not good and "checksum" in str(exc)
+    else:
+        assert good
 
 
 @FAST
