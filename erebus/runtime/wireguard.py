@@ -82,11 +82,6 @@ DROP_KINDS = {
 }
 
 
-def peer_label(public_key: bytes) -> str:
-    """How messages name a peer: by its public key, as ``wg show`` does."""
-    return "peer " + base64.b64encode(public_key).decode()
-
-
 # What the routing between several peers drops (counted by WireGuardTunnel itself).
 ROUTING_DROPS = {
     "policy_in": (logging.WARNING, "an inner packet whose source address belongs to "
