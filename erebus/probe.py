@@ -136,8 +136,17 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
                   "warnings": warnings}
         last = getattr(getattr(tunnel, "session", None), "last_handshake", None)
         if last is not None:
-            report["latest_handshake"] = time.strftime("%Y-%m-%d %H:%M:%S",
-                                                       time.localtime(last))
+            report["latest_handshake"] = _when(last)
+        peers = getattr(tunnel, "peer_report", None)
+        peers = peers() if peers is not None else []
+        if len(peers) > 1:                 # WireGuard with several peers: each one
+            report["peers"] = [{**p, "latest_handshake": _when(p["latest_handshake"])}
+                               for p in peers]
+            down = [p for p in peers if not p["up"]]
+            if down:
+                report.update(ok=False, stage="peer", error="; ".join(
+                    f"peer {p['peer']} ({p['server']}) is down: {p['error']}"
+                    for p in down))
         counters = tunnel.counters
         seen = counters.as_dict() if counters is not None else {}
         if "control_retransmits" in seen:
@@ -154,8 +163,12 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
                 why = ""
                 if getattr(tunnel.counters, "policy_out", 0):
                     why = f"; {ping_addr} is outside what the tunnel reaches (remote_ts)"
-                report.update(ok=False, stage="ping", error=f"no reply from {ping_addr} "
-                              f"through the tunnel ({PING_TRIES} echo requests{why})")
+                error = f"no reply from {ping_addr} through the tunnel ({PING_TRIES} " \
+                        f"echo requests{why})"
+                if report["ok"]:
+                    report.update(ok=False, stage="ping", error=error)
+                else:                            # a peer is down: said first
+                    report["error"] += f"; {error}"
         if tunnel.counters is not None:
             report["counters"] = tunnel.counters.as_dict()     # after the ping: its counts
         return report
@@ -167,15 +180,30 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
             pcap.close()
 
 
+def _when(seconds: float | None) -> str | None:
+    """A latest handshake as probe prints it (local time); None: never."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) \
+        if seconds is not None else None
+
+
+def _peer_lines(report: dict) -> list[str]:
+    """The peer and handshake lines: one peer (its key), or each of several."""
+    if report.get("peers"):
+        return [f"  peer        {p['peer']} at {p['server']}: " +
+                (f"handshake {p['latest_handshake']}" if p["up"] else
+                 f"down ({p['error']})") for p in report["peers"]]
+    return [*([f"  peer        {report['peer']}"] if report.get("peer") else []),
+            *([f"  handshake   {report['latest_handshake']}"]
+              if report.get("latest_handshake") else [])]
+
+
 def render(report: dict) -> str:
-    if not report["ok"] and report["stage"] != "ping":
+    if not report["ok"] and report["stage"] not in ("ping", "peer"):
         return f"FAILED ({report['stage']}): {report['error']}"
     lines = [f"connected to {report['server']} in {report['setup_ms']:.0f} ms",
              *([f"  address     {report['address']}"] if report.get("address")
                and report["address"] not in report["server"] else []),
-             *([f"  peer        {report['peer']}"] if report.get("peer") else []),
-             *([f"  handshake   {report['latest_handshake']}"]
-               if report.get("latest_handshake") else []),
+             *_peer_lines(report),
              f"  virtual IP  {report['virtual_ip']}",
              f"  netmask     {report['netmask']}",
              f"  gateway     {report['gateway'] or '-'}",

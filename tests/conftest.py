@@ -2,7 +2,8 @@
 
 ``lab`` is session-scoped: one set of namespaces, one PKI and one web host per run.
 ``ovpn_server(mode)`` starts (once per session) the stock OpenVPN server of a mode.
-``swan_lab``, ``esp_lab`` and ``wg_lab`` are the strongSwan, ESP and WireGuard labs, one per test module.
+``swan_lab``, ``esp_lab`` and ``wg_lab`` are the strongSwan, ESP and WireGuard labs, one per test module;
+``wg_lab2`` is the WireGuard lab with its second site (two peers for one client).
 When the lab cannot run here (not root, ``openvpn`` or ``ip`` missing, ...) the
 tests that use it are skipped, except under CI (``CI=true``), where that is a failure.
 When a test that used the lab fails, the tails of the server logs are added to its
@@ -59,6 +60,18 @@ def wg_lab():
     from tests.wg_lab import missing_prerequisites as wg_missing
     require(wg_missing(), "WireGuard lab")
     with WgLab() as the_lab:
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def wg_lab2():
+    """A WireGuard lab with its second site (``WgLab(second_site=True)``: a second
+    wireguard-go peer for the same client, ``profile2_path``) per module; skipped
+    (failed under CI) if the machine cannot host it."""
+    from tests.wg_lab import WgLab
+    from tests.wg_lab import missing_prerequisites as wg_missing
+    require(wg_missing(), "WireGuard lab")
+    with WgLab(second_site=True) as the_lab:
         yield the_lab
 
 

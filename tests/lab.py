@@ -570,6 +570,17 @@ def _install_sigterm_handler() -> None:
     _sigterm_installed = True
 
 
+def write_web_root(www: Path, title: str, size: int) -> str:
+    """A web root at ``www`` (created, world-readable): blob.bin (``size`` random bytes)
+    and an index.html titled ``title``; the blob's sha256 (hex)."""
+    www.mkdir(mode=0o755)
+    blob = os.urandom(size)
+    (www / "blob.bin").write_bytes(blob)
+    (www / "index.html").write_text(
+        f"<!doctype html><title>{title}</title><p>{title} web host</p>\n")
+    return hashlib.sha256(blob).hexdigest()
+
+
 class Lab:
     """The namespaces, PKI, web host and OpenVPN servers; a context manager.
 
@@ -732,12 +743,7 @@ class Lab:
         """``<lab>/www`` for the web host: blob.bin (``size`` random bytes, its digest in
         ``self.blob_sha256``) and an index.html titled ``title``."""
         www = self.dir / "www"
-        www.mkdir(mode=0o755)
-        blob = os.urandom(size)
-        (www / "blob.bin").write_bytes(blob)
-        (www / "index.html").write_text(
-            f"<!doctype html><title>{title}</title><p>{title} web host</p>\n")
-        self.blob_sha256 = hashlib.sha256(blob).hexdigest()
+        self.blob_sha256 = write_web_root(www, title, size)
         return www
 
     def _start_web(self) -> None:

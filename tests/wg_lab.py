@@ -14,10 +14,21 @@ Topology (IPv4 from 198.18.0.0/15, IPv6 from 2001:2::/48; indices 120-129)::
                                                                dnsmasq :53 (web.wg.test)
                                                                routes 198.18.122.0/24 and
                                                                2001:2:0:122::/64 back
+    198.18.124.2/24 [to-sv2] -- [to-cli] 198.18.124.1/24
+                                  ebs-wsv2-<id>  (only with second_site=True)
+                                  wireguard-go  wgt<id>  UDP 51820
+                                    198.18.123.1/24, 2001:2:0:123::1/64
+                                    http.server :80 on both (v4, v6)
+                                  routes 198.18.122.2/32 and 2001:2:0:122::2/128 into it
 
 The client's tunnel addresses are 198.18.122.2/32 and 2001:2:0:122::2/128; the server
 lets them (and nothing else) in from the client's key.  The client namespace has no
-route but its own link: only what the tunnel carries reaches the web host.
+route but its own links: only what the tunnel carries reaches the web host.
+
+The second site is a second WireGuard peer for one client profile, routed by
+AllowedIPs: its own keys, no preshared key (so the two peers differ), its own web
+server with a bigger blob on the device's own addresses (198.18.123.0/24 and
+2001:2:0:123::/64, what the profile sends to it), nothing forwarded.
 
 The kernel here has no wireguard module, so both ends are wireguard-go on a kernel
 TUN device.  wireguard-go's control sockets live in ``/var/run/wireguard/<ifname>.sock``,
@@ -35,14 +46,20 @@ Usage, from pytest (see ``tests/interop/test_wg_lab.py``) or standalone::
         client = lab.start_stock_client()      # wireguard-go in the client namespace
         lab.run_ns(lab.ns_cli, ["curl", "-s", lab.blob_url])
         lab.latest_handshake()                 # the server's view of the client's key
+    with WgLab(second_site=True) as lab:       # lab.profile2_path has both peers
+        lab.start_stock_client()               # with both peers
+        lab.run_ns(lab.ns_cli, ["curl", "-s", lab.site2_blob_url])
+        lab.latest_handshake(site=2)
 
-``python -m tests.wg_lab`` starts the lab and the stock client for a manual look.
+``python -m tests.wg_lab [--second-site]`` starts the lab and the stock client for a
+manual look.
 Everything is torn down by :meth:`WgLab.close` (also at exit, on Ctrl-C and SIGTERM);
 ``EREBUS_KEEP_LAB=1`` keeps the lab directory (keys, configs, logs).
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import pwd
@@ -66,6 +83,7 @@ from tests.lab import (
     _wait_until,
     stop_process,
     tail,
+    write_web_root,
 )
 
 SERVER_LINK_ADDR = "198.18.120.1"    # server end of the client <-> server link
@@ -88,6 +106,14 @@ WG_PORT = 51820
 DNS_NAMES = {"web.wg.test": WEB_ADDR}
 BLOB_SIZE = 1 << 20                  # size of www/blob.bin
 KEEPALIVE = 25                       # the client profile's PersistentKeepalive
+# the second site (WgLab(second_site=True)), a second peer of the same client
+SITE2_LINK_ADDR = "198.18.124.1"     # site end of the client <-> site 2 link
+CLIENT_SITE2_LINK_ADDR = "198.18.124.2"  # client end
+SITE2_NET = "198.18.123.0/24"        # the profile's AllowedIPs of site 2
+SITE2_ADDR = "198.18.123.1"          # site 2's wg device, where its web server listens
+SITE2_NET6 = "2001:2:0:123::/64"
+SITE2_ADDR6 = "2001:2:0:123::1"
+SITE2_BLOB_SIZE = 3 << 20            # site 2's blob.bin: not site 1's size or content
 
 WG_SOCKET_DIR = Path("/var/run/wireguard")
 
@@ -191,7 +217,12 @@ class WgLab(Lab):
     Attributes (after :meth:`start`): ``server_keys`` / ``client_keys``
     (:class:`KeyPair`), ``psk``, ``server`` (:class:`WgDevice`), ``profile_path`` (the
     client's wg-quick file), ``blob_sha256`` / ``blob_size`` / ``blob_url`` /
-    ``blob_url6`` / ``web_url``, the address constants as attributes.
+    ``blob_url6`` / ``web_url``, the address constants as attributes.  With
+    ``second_site=True`` also ``ns_sv2``, ``site2_keys``, ``site2`` (its
+    :class:`WgDevice`), ``profile2_path`` (the profile with both peers),
+    ``site2_blob_sha256`` / ``site2_blob_size`` / ``site2_blob_url`` /
+    ``site2_blob_url6`` / ``site2_web_url``; the accessors of the server's state take
+    ``site=2`` for site 2's.
     """
 
     server_link_addr = SERVER_LINK_ADDR
@@ -205,15 +236,27 @@ class WgLab(Lab):
     dns_addr = WEB_ADDR
     dns_names = DNS_NAMES
     port = WG_PORT
+    site2_link_addr = SITE2_LINK_ADDR
+    client_site2_link_addr = CLIENT_SITE2_LINK_ADDR
+    site2_addr = SITE2_ADDR
+    site2_addr6 = SITE2_ADDR6
+    site2_web_url = f"http://{SITE2_ADDR}/"
+    site2_web_url6 = f"http://[{SITE2_ADDR6}]/"
+    site2_blob_url = f"{site2_web_url}blob.bin"
+    site2_blob_url6 = f"{site2_web_url6}blob.bin"
+    site2_blob_size = SITE2_BLOB_SIZE
 
-    def __init__(self, *, keep: bool | None = None) -> None:
+    def __init__(self, *, keep: bool | None = None, second_site: bool = False) -> None:
         super().__init__(keep=keep)
+        self.second_site = second_site
         self.ns_srv = f"ebs-wsrv-{self.id}"
         self.ns_cli = f"ebs-wcli-{self.id}"
         self.ns_web = f"ebs-wweb-{self.id}"
+        self.ns_sv2 = f"ebs-wsv2-{self.id}"
         short = self.id.replace("-", "")[-11:]
         self.server_ifname = f"wgs{short}"      # at most 15 characters
         self.client_ifname = f"wgc{short}"
+        self.site2_ifname = f"wgt{short}"
         self.web_url = f"http://{WEB_ADDR}/"
         self.blob_url = f"{self.web_url}blob.bin"
         self.blob_url6 = f"{self.web_url6}blob.bin"
@@ -223,13 +266,18 @@ class WgLab(Lab):
         self.server: WgDevice | None = None
         self.client: WgDevice | None = None
         self.profile_path: Path | None = None
+        self.site2_keys: KeyPair | None = None
+        self.site2: WgDevice | None = None
+        self.profile2_path: Path | None = None
+        self.site2_blob_sha256 = ""
         self.startup_seconds = 0.0
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> "WgLab":
         """Create the directory, keys, namespaces, web host, the client profile and the
-        server. Cleans up if it fails."""
+        server (and the second site, its web server and the two-peer profile, if asked
+        for). Cleans up if it fails."""
         atexit.register(self.close)
         _install_sigterm_handler()
         try:
@@ -244,13 +292,19 @@ class WgLab(Lab):
             began = time.monotonic()
             self.start_server()
             self.startup_seconds = time.monotonic() - began
+            if self.second_site:
+                self.site2_keys = KeyPair.generate()
+                self._create_site2_network()
+                self.profile2_path = self.write_profile("client2.conf", second_peer=True)
+                self.start_site2()
+                self._start_site2_web()
         except BaseException:
             self.close()
             raise
         return self
 
     def close(self) -> None:
-        for device in (self.client, self.server):
+        for device in (self.client, self.server, self.site2):
             if device is not None:
                 device.stop()
         super().close()
@@ -267,24 +321,90 @@ class WgLab(Lab):
 
     def _start_web(self) -> None:
         www = self._write_web_root("erebus WireGuard lab", BLOB_SIZE)
-        for addr, needle, log in ((WEB_ADDR, f"{WEB_ADDR}:80 ", "http.log"),
-                                  (WEB_ADDR6, f"[{WEB_ADDR6}]:80 ", "http6.log")):
-            proc = self.spawn_ns(self.ns_web, [SYSTEM_PYTHON, "-m", "http.server", "80",
-                                               "--bind", addr, "--directory", str(www)],
-                                 output=self.dir / log)
-            self._wait_listening(proc, "http.server", "-Htln", needle, self.dir / log)
+        self._start_http(self.ns_web, www, ((WEB_ADDR, "http.log"),
+                                            (WEB_ADDR6, "http6.log")))
         self._dns = self._dnsmasq(self.ns_web, (WEB_ADDR,), "dnsmasq",
                                   [f"--address=/{name}/{addr}"
                                    for name, addr in DNS_NAMES.items()])
 
-    def _wait_listening(self, proc: NsProcess, what: str, ss_flags: str, needle: str,
-                        log: Path) -> None:
+    def _start_http(self, ns: str, www: Path, binds: tuple[tuple[str, str], ...]) -> None:
+        """One ``http.server`` :80 serving ``www`` per (address, log name) in ``binds``,
+        each listening before this returns."""
+        for addr, log in binds:
+            proc = self.spawn_ns(ns, [SYSTEM_PYTHON, "-m", "http.server", "80",
+                                      "--bind", addr, "--directory", str(www)],
+                                 output=self.dir / log)
+            needle = f"[{addr}]:80 " if ":" in addr else f"{addr}:80 "
+            self._wait_listening(ns, proc, "http.server", "-Htln", needle, self.dir / log)
+
+    def _wait_listening(self, ns: str, proc: NsProcess, what: str, ss_flags: str,
+                        needle: str, log: Path) -> None:
         def listening() -> bool:
             if proc.poll() is not None:
                 raise LabError(f"{what} exited:\n{tail(log)}")
-            return needle in _run(_ns_argv(self.ns_web, ["ss", ss_flags])).stdout
+            return needle in _run(_ns_argv(ns, ["ss", ss_flags])).stdout
         if not _wait_until(listening, timeout=10, interval=0.1):
             raise LabError(f"{what} not listening:\n{tail(log)}")
+
+    # ----------------------------------------------------------------- the second site
+
+    def _create_site2_network(self) -> None:
+        """The fourth namespace and its veth to the client (to-sv2 / to-cli); nothing
+        else joins it, so only the tunnel reaches SITE2_NET from the client."""
+        _run(["ip", "netns", "add", self.ns_sv2])
+        self._namespaces.append(self.ns_sv2)
+        self._ip(self.ns_sv2, "link", "set", "lo", "up")
+        self._ip(self.ns_sv2, "link", "add", "name", "to-cli", "type", "veth",
+                 "peer", "name", "to-sv2", "netns", self.ns_cli)
+        for ns, dev, addr in ((self.ns_sv2, "to-cli", SITE2_LINK_ADDR),
+                              (self.ns_cli, "to-sv2", CLIENT_SITE2_LINK_ADDR)):
+            self._ip(ns, "addr", "add", f"{addr}/{LINK_PREFIXLEN}", "dev", dev)
+            self._ip(ns, "link", "set", dev, "up")
+
+    def _start_site2_web(self) -> None:
+        """Site 2's web server on its wg device's addresses (so after :meth:`start_site2`
+        put them there); its listening sockets outlive a stop_site2 / start_site2."""
+        www = self.dir / "www2"
+        self.site2_blob_sha256 = write_web_root(www, "erebus WireGuard lab site 2",
+                                                SITE2_BLOB_SIZE)
+        self._start_http(self.ns_sv2, www, ((SITE2_ADDR, "http-site2.log"),
+                                            (SITE2_ADDR6, "http6-site2.log")))
+
+    def _site2_conf(self) -> str:
+        """``wg setconf`` format: site 2 and its one peer, the client's key without a
+        preshared key."""
+        return "\n".join([
+            "[Interface]", f"PrivateKey = {self.site2_keys.private}",
+            f"ListenPort = {WG_PORT}", "",
+            "[Peer]", f"PublicKey = {self.client_keys.public}",
+            f"AllowedIPs = {CLIENT_TUNNEL_ADDR}/32, {CLIENT_TUNNEL_ADDR6}/128"]) + "\n"
+
+    def start_site2(self) -> WgDevice:
+        """wireguard-go at site 2, with its keys (again, after :meth:`stop_site2`).
+
+        A restarted site knows no session and answers none of the client's packets on
+        the old one: a stock client handshakes again only when ~15 s of them went
+        unanswered (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT), so the first connection after a
+        restart may need TCP's SYN at 31 s."""
+        if self.site2 is not None and self.site2.running:
+            return self.site2
+        conf = self._write_private("site2.conf", self._site2_conf())
+        self.site2 = WgDevice(self, self.ns_sv2, self.site2_ifname,
+                              self.dir / "wireguard-go-site2.log")
+        self.site2.start(conf, [f"{SITE2_ADDR}/24", f"{SITE2_ADDR6}/{PREFIXLEN6}"],
+                         [f"{CLIENT_TUNNEL_ADDR}/32", f"{CLIENT_TUNNEL_ADDR6}/128"])
+        return self.site2
+
+    def stop_site2(self) -> None:
+        """Stop site 2's wireguard-go (its device and addresses go; the client's
+        packets to it are lost) until :meth:`start_site2`."""
+        if self.site2 is not None:
+            self.site2.stop()
+            self._wait_gone(self.ns_sv2, self.site2_ifname)
+
+    def site2_wg(self, *args: str) -> str:
+        """``wg ARGS`` in site 2's namespace."""
+        return self.site2.wg(*args)
 
     # ----------------------------------------------------------------- files
 
@@ -299,8 +419,9 @@ class WgLab(Lab):
         return path
 
     def profile_text(self, *, keys: KeyPair | None = None, endpoint: str | None = None,
-                     keepalive: int | None = KEEPALIVE) -> str:
-        """The client's wg-quick file, as a VPN provider hands it out."""
+                     keepalive: int | None = KEEPALIVE, second_peer: bool = False) -> str:
+        """The client's wg-quick file, as a VPN provider hands it out; ``endpoint``
+        replaces the server's; ``second_peer``: site 2 as a second [Peer]."""
         keys = keys or self.client_keys
         lines = ["# erebus WireGuard lab: the client's side (wg-quick format)",
                  "[Interface]",
@@ -316,6 +437,14 @@ class WgLab(Lab):
                  f"AllowedIPs = {WEB_NET6}, {TUNNEL_NET6}"]
         if keepalive:
             lines.append(f"PersistentKeepalive = {keepalive}")
+        if second_peer:
+            lines += ["",
+                      "[Peer]",
+                      f"PublicKey = {self.site2_keys.public}",
+                      f"Endpoint = {SITE2_LINK_ADDR}:{WG_PORT}",
+                      f"AllowedIPs = {SITE2_NET}, {SITE2_NET6}"]
+            if keepalive:
+                lines.append(f"PersistentKeepalive = {keepalive}")
         return "\n".join(lines) + "\n"
 
     def write_profile(self, name: str = "client.conf", **kwargs) -> Path:
@@ -370,48 +499,54 @@ class WgLab(Lab):
         """``wg ARGS`` in the server namespace."""
         return self.server.wg(*args)
 
-    def latest_handshake(self, public: str | None = None) -> int:
-        """The server's latest handshake with ``public`` (default: the client's key),
-        in seconds since the epoch; 0: never."""
-        public = public or self.client_keys.public
-        for line in self.server_wg("show", self.server_ifname,
-                                   "latest-handshakes").splitlines():
-            key, _, when = line.partition("\t")
-            if key == public:
-                return int(when)
-        raise LabError(f"the server has no peer {public}")
+    def _site(self, site: int) -> WgDevice:
+        """The server (site 1) or site 2's device."""
+        if site == 1:
+            return self.server
+        if site == 2 and self.second_site:
+            return self.site2
+        raise LabError(f"this lab has no site {site}")
 
-    def transfer(self, public: str | None = None) -> tuple[int, int]:
-        """(bytes received from, bytes sent to) ``public`` by the server."""
+    def _peer_field(self, site: int, field: str, public: str | None) -> list[str]:
+        """``wg show <dev> field`` at ``site``: the values on the line of ``public``
+        (default: the client's key)."""
         public = public or self.client_keys.public
-        for line in self.server_wg("show", self.server_ifname, "transfer").splitlines():
-            key, rx, tx = line.split("\t")
+        device = self._site(site)
+        for line in device.wg("show", device.ifname, field).splitlines():
+            key, *values = line.split("\t")
             if key == public:
-                return int(rx), int(tx)
-        raise LabError(f"the server has no peer {public}")
+                return values
+        raise LabError(f"site {site} has no peer {public}")
 
-    def server_endpoint(self, public: str | None = None) -> str | None:
-        """Where the server last heard ``public`` from (``None``: never)."""
-        public = public or self.client_keys.public
-        for line in self.server_wg("show", self.server_ifname, "endpoints").splitlines():
-            key, _, endpoint = line.partition("\t")
-            if key == public:
-                return None if endpoint == "(none)" else endpoint
-        raise LabError(f"the server has no peer {public}")
+    def latest_handshake(self, public: str | None = None, *, site: int = 1) -> int:
+        """The server's (``site=2``: site 2's) latest handshake with ``public``
+        (default: the client's key), in seconds since the epoch; 0: never."""
+        return int(self._peer_field(site, "latest-handshakes", public)[0])
+
+    def transfer(self, public: str | None = None, *, site: int = 1) -> tuple[int, int]:
+        """(bytes received from, bytes sent to) ``public`` by the server (or site 2)."""
+        rx, tx = self._peer_field(site, "transfer", public)
+        return int(rx), int(tx)
+
+    def server_endpoint(self, public: str | None = None, *, site: int = 1) -> str | None:
+        """Where the server (or site 2) last heard ``public`` from (``None``: never)."""
+        endpoint = self._peer_field(site, "endpoints", public)[0]
+        return None if endpoint == "(none)" else endpoint
 
     def wait_handshake(self, public: str | None = None, *, after: int = 0,
-                       timeout: float = 20) -> int:
-        """Wait until the server's latest handshake with ``public`` is later than
-        ``after``; its time."""
+                       timeout: float = 20, site: int = 1) -> int:
+        """Wait until the server's (or site 2's) latest handshake with ``public`` is
+        later than ``after``; its time."""
         seen = [0]
 
         def done() -> bool:
-            seen[0] = self.latest_handshake(public)
+            seen[0] = self.latest_handshake(public, site=site)
             return seen[0] > after
         if not _wait_until(done, timeout=timeout, interval=0.1):
-            raise LabError(f"no handshake after {after} within {timeout} s:\n"
-                           f"{self.server_wg('show', self.server_ifname)}\n"
-                           f"{tail(self.server.log)}")
+            device = self._site(site)
+            raise LabError(f"no handshake at site {site} after {after} within "
+                           f"{timeout} s:\n{device.wg('show', device.ifname)}\n"
+                           f"{tail(device.log)}")
         return seen[0]
 
     def remove_client_peer(self, public: str | None = None) -> None:
@@ -431,19 +566,27 @@ class WgLab(Lab):
 
     def start_stock_client(self) -> WgDevice:
         """wireguard-go in the client namespace (a kernel TUN), configured like the
-        profile: the stock peer that shows the server works."""
+        profile (with a second site: like profile2, both peers): the stock peer that
+        shows the server works."""
         if self.client is not None and self.client.running:
             return self.client
-        conf = self._write_private("client-wg.conf", "\n".join([
-            "[Interface]", f"PrivateKey = {self.client_keys.private}", "",
-            "[Peer]", f"PublicKey = {self.server_keys.public}",
-            f"PresharedKey = {self.psk}", f"Endpoint = {SERVER_LINK_ADDR}:{WG_PORT}",
-            f"AllowedIPs = {WEB_NET}, {TUNNEL_NET}, {WEB_NET6}, {TUNNEL_NET6}",
-            f"PersistentKeepalive = {KEEPALIVE}"]) + "\n")
+        lines = ["[Interface]", f"PrivateKey = {self.client_keys.private}", "",
+                 "[Peer]", f"PublicKey = {self.server_keys.public}",
+                 f"PresharedKey = {self.psk}", f"Endpoint = {SERVER_LINK_ADDR}:{WG_PORT}",
+                 f"AllowedIPs = {WEB_NET}, {TUNNEL_NET}, {WEB_NET6}, {TUNNEL_NET6}",
+                 f"PersistentKeepalive = {KEEPALIVE}"]
+        routes = [TUNNEL_NET, WEB_NET, TUNNEL_NET6, WEB_NET6]
+        if self.second_site:
+            lines += ["", "[Peer]", f"PublicKey = {self.site2_keys.public}",
+                      f"Endpoint = {SITE2_LINK_ADDR}:{WG_PORT}",
+                      f"AllowedIPs = {SITE2_NET}, {SITE2_NET6}",
+                      f"PersistentKeepalive = {KEEPALIVE}"]
+            routes += [SITE2_NET, SITE2_NET6]
+        conf = self._write_private("client-wg.conf", "\n".join(lines) + "\n")
         self.client = WgDevice(self, self.ns_cli, self.client_ifname,
                                self.dir / "wireguard-go-client.log")
         self.client.start(conf, [f"{CLIENT_TUNNEL_ADDR}/32", f"{CLIENT_TUNNEL_ADDR6}/128"],
-                          [TUNNEL_NET, WEB_NET, TUNNEL_NET6, WEB_NET6])
+                          routes)
         return self.client
 
     def stop_stock_client(self) -> None:
@@ -454,7 +597,8 @@ class WgLab(Lab):
 
     def logs_tail(self, lines: int = 40) -> str:
         out = []
-        for name in ("wireguard-go-server.log", "wireguard-go-client.log", "http.log"):
+        for name in ("wireguard-go-server.log", "wireguard-go-client.log", "http.log",
+                     "wireguard-go-site2.log", "http-site2.log"):
             path = self.dir / name if self.dir else None
             if path is not None and path.exists():
                 out.append(f"--- {name}\n{tail(path, lines)}")
@@ -462,12 +606,22 @@ class WgLab(Lab):
 
 
 def _main(argv: list[str]) -> int:
-    with WgLab(keep=True) as lab:
+    parser = argparse.ArgumentParser(prog="python -m tests.wg_lab",
+                                     description="Start the WireGuard lab and the stock "
+                                                 "client; Ctrl-C tears it down.")
+    parser.add_argument("--second-site", action="store_true",
+                        help="also site 2, a second peer of the client (profile2)")
+    args = parser.parse_args(argv)
+    with WgLab(keep=True, second_site=args.second_site) as lab:
         lab.start_stock_client()
         print(f"lab {lab.id}: profile {lab.profile_path}; server {lab.ns_srv} "
               f"{lab.server_ifname}; client {lab.ns_cli} {lab.client_ifname}")
         print(f"try: ip netns exec {lab.ns_cli} curl -s {lab.blob_url} | sha256sum "
               f"(expect {lab.blob_sha256})")
+        if lab.second_site:
+            print(f"site 2: profile {lab.profile2_path}; {lab.ns_sv2} {lab.site2_ifname}")
+            print(f"try: ip netns exec {lab.ns_cli} curl -s {lab.site2_blob_url} | "
+                  f"sha256sum (expect {lab.site2_blob_sha256})")
         print("Ctrl-C to tear down")
         try:
             while True:

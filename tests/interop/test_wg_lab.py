@@ -6,6 +6,10 @@ routing and the web host, so that a failure of erebus's WireGuard client against
 :class:`tests.wg_lab.WgLab` can be blamed on erebus and not on the lab.  It also holds
 the lab's helpers (restart, handshake and transfer counters, replacing the client's key)
 to what a later test will rely on, and checks the profile the lab writes for erebus.
+
+The second site (``wg_lab2``: a second wireguard-go peer of the same client, routed
+by AllowedIPs) is proved the same way with the stock client configured with both
+peers, so that erebus's several-peer tests stand on a lab known to work.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -35,11 +40,14 @@ def _curl(lab: WgLab, url: str, *, timeout: float = 30) -> subprocess.CompletedP
                       text=False, timeout=timeout + 30)
 
 
-def _fetch_blob(lab: WgLab, url: str) -> None:
-    got = _curl(lab, url)
+def _fetch_blob(lab: WgLab, url: str, *, site: int = 1, timeout: float = 30) -> None:
+    """``url`` byte-exact: the blob of ``site`` (1: the web host, 2: site 2)."""
+    size, sha256 = ((lab.blob_size, lab.blob_sha256) if site == 1
+                    else (lab.site2_blob_size, lab.site2_blob_sha256))
+    got = _curl(lab, url, timeout=timeout)
     assert got.returncode == 0, f"curl {url} failed: {got.stderr.decode()}\n{lab.logs_tail()}"
-    assert len(got.stdout) == lab.blob_size
-    assert hashlib.sha256(got.stdout).hexdigest() == lab.blob_sha256
+    assert len(got.stdout) == size
+    assert hashlib.sha256(got.stdout).hexdigest() == sha256
 
 
 def test_stock_client_downloads_the_blob_byte_exact(wg_lab: WgLab, stock_client) -> None:
@@ -118,6 +126,123 @@ def test_close_removes_namespaces_and_processes() -> None:
     pids = [lab.server.proc.pid, lab.client.proc.pid]
     lab.close()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(ns in listed for ns in namespaces)
+    assert not any(s.exists() for s in sockets)
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            "zombie" in open(f"/proc/{pid}/status").read().lower()
+    assert lab.dir is None or not lab.dir.exists()
+
+
+# ------------------------------------------------------------------ the second site
+
+
+@pytest.fixture
+def stock_client2(wg_lab2: WgLab):
+    """The stock client with both peers, stopped after the test; yields the second
+    (since the epoch) it was started in: every handshake it makes is at or after it."""
+    began = int(time.time())
+    wg_lab2.start_stock_client()
+    yield began
+    wg_lab2.stop_stock_client()
+
+
+def test_two_peers_stock_client_downloads_both_sites_byte_exact(wg_lab2: WgLab,
+                                                                stock_client2) -> None:
+    before = {site: wg_lab2.transfer(site=site) for site in (1, 2)}
+    for url in (wg_lab2.blob_url, wg_lab2.blob_url6):
+        _fetch_blob(wg_lab2, url)
+    for url in (wg_lab2.site2_blob_url, wg_lab2.site2_blob_url6):
+        _fetch_blob(wg_lab2, url, site=2)
+    for site, size in ((1, wg_lab2.blob_size), (2, wg_lab2.site2_blob_size)):
+        assert wg_lab2.latest_handshake(site=site) >= stock_client2, \
+            wg_lab2.server_wg("show")
+        rx, tx = wg_lab2.transfer(site=site)
+        assert tx - before[site][1] >= 2 * size       # its blob came through its tunnel
+        assert rx > before[site][0]
+
+
+def test_site2_knows_the_client_key_without_a_preshared_key(wg_lab2: WgLab,
+                                                           stock_client2) -> None:
+    client, dev = wg_lab2.client_keys.public, wg_lab2.site2_ifname
+    assert wg_lab2.site2_wg("show", dev, "public-key").strip() == wg_lab2.site2_keys.public
+    assert wg_lab2.site2_keys.public != wg_lab2.server_keys.public
+    assert wg_lab2.site2_wg("show", dev, "peers").split() == [client]
+    assert wg_lab2.site2_wg("show", dev, "preshared-keys").split() == [client, "(none)"]
+    _fetch_blob(wg_lab2, wg_lab2.site2_blob_url, site=2)
+    assert wg_lab2.server_endpoint(site=2).startswith(f"{wg_lab2.client_site2_link_addr}:")
+    assert wg_lab2.server_endpoint(site=1).startswith(f"{wg_lab2.client_link_addr}:")
+
+
+def test_client_namespace_has_no_way_to_site2_around_the_tunnel(wg_lab2: WgLab) -> None:
+    wg_lab2.stop_stock_client()
+    assert wg_lab2.ping(wg_lab2.ns_cli, wg_lab2.site2_link_addr) > 0   # the link is up
+    for url in (wg_lab2.site2_web_url, wg_lab2.site2_web_url6):
+        got = _curl(wg_lab2, url, timeout=3)
+        assert got.returncode != 0, f"{url} answered without the tunnel"
+
+
+def test_stop_site2_start_site2_keeps_the_keys(wg_lab2: WgLab, stock_client2) -> None:
+    _fetch_blob(wg_lab2, wg_lab2.site2_blob_url, site=2)
+    wg_lab2.stop_site2()
+    assert not wg_lab2.site2.socket_path.exists()
+    assert _curl(wg_lab2, wg_lab2.site2_web_url, timeout=3).returncode != 0
+    _fetch_blob(wg_lab2, wg_lab2.blob_url)            # site 1 goes on without site 2
+    wg_lab2.start_site2()
+    assert wg_lab2.latest_handshake(site=2) == 0      # a new process knows no session
+    dev = wg_lab2.site2_ifname
+    assert wg_lab2.site2_wg("show", dev, "public-key").strip() == wg_lab2.site2_keys.public
+    # the client's dead session times out (~15 s) before it handshakes again
+    _fetch_blob(wg_lab2, wg_lab2.site2_blob_url, site=2, timeout=75)
+    _fetch_blob(wg_lab2, wg_lab2.site2_blob_url6, site=2)
+    assert wg_lab2.latest_handshake(site=2) > 0
+
+
+def test_site2_down_when_the_client_starts_and_up_later(wg_lab2: WgLab) -> None:
+    wg_lab2.stop_stock_client()
+    wg_lab2.stop_site2()
+    try:
+        wg_lab2.start_stock_client()
+        _fetch_blob(wg_lab2, wg_lab2.blob_url)
+        assert wg_lab2.latest_handshake(site=1) > 0
+        assert _curl(wg_lab2, wg_lab2.site2_web_url, timeout=3).returncode != 0
+        wg_lab2.start_site2()
+        _fetch_blob(wg_lab2, wg_lab2.site2_blob_url, site=2, timeout=75)
+        assert wg_lab2.latest_handshake(site=2) > 0
+    finally:
+        wg_lab2.start_site2()
+        wg_lab2.stop_stock_client()
+
+
+def test_profile2_has_both_peers_and_checks(wg_lab2: WgLab) -> None:
+    from erebus.check import check_wireguard
+    st = os.stat(wg_lab2.profile2_path)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    code, report = check_wireguard(str(wg_lab2.profile2_path))
+    assert code == 0, report["problems"]
+    assert report["warnings"] == []                   # the AllowedIPs do not overlap
+    first, second = report["settings"]["peers"]
+    assert wg_lab2.server_keys.public in first and "preshared key" in first
+    assert f"endpoint {wg_lab2.server_link_addr}:{wg_lab2.port}" in first
+    assert wg_lab2.site2_keys.public in second and "preshared key" not in second
+    assert f"endpoint {wg_lab2.site2_link_addr}:{wg_lab2.port}" in second
+    assert "198.18.123.0/24" in second and "2001:2:0:123::/64" in second
+    code, report = check_wireguard(str(wg_lab2.profile_path))
+    assert code == 0, report["problems"]
+    assert len(report["settings"]["peers"]) == 1      # profile_path stays one peer
+
+
+def test_close_removes_the_second_site() -> None:
+    require(missing_prerequisites(), "WireGuard lab")
+    lab = WgLab(second_site=True).start()
+    lab.start_stock_client()
+    namespaces = (lab.ns_srv, lab.ns_cli, lab.ns_web, lab.ns_sv2)
+    sockets = (lab.server.socket_path, lab.client.socket_path, lab.site2.socket_path)
+    assert all(s.exists() for s in sockets)
+    pids = [proc.pid for proc in lab._procs]          # site 2's http.servers among them
+    lab.close()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                            text=True).stdout.split()
     assert not any(ns in listed for ns in namespaces)
     assert not any(s.exists() for s in sockets)
     for pid in pids:

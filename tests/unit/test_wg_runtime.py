@@ -36,7 +36,8 @@ class Responder(asyncio.DatagramProtocol):
     """Our own responder core on a loopback socket: answers handshakes, echoes every
     inner packet back with source and destination swapped."""
 
-    def __init__(self, server_key: bytes, client_public: bytes, *, silent: bool = False):
+    def __init__(self, server_key: bytes, client_public: bytes, *, silent: bool = False,
+                 spoof: str | None = None):
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.silent = silent
@@ -45,6 +46,8 @@ class Responder(asyncio.DatagramProtocol):
             WgPeerConfig(public_key=client_public,
                          allowed_ips=(ipaddress.ip_network(CLIENT_IP + "/32"),)),
             loop.time(), initiate=False)
+        self.spoof = ipaddress.ip_address(spoof).packed if spoof else None   # echo source
+        self.seen: list[str] = []          # the destination of every inner packet
         self.transport = None
         self.peer = None
 
@@ -57,7 +60,9 @@ class Responder(asyncio.DatagramProtocol):
         self.peer = addr
         now = self.loop.time()
         for packet in self.session.receive_datagram(data, now):
-            echo = packet[:12] + packet[16:20] + packet[12:16] + packet[20:]
+            self.seen.append(str(ipaddress.IPv4Address(packet[16:20])))
+            echo = packet[:12] + (self.spoof or packet[16:20]) + packet[12:16] + \
+                packet[20:]
             datagram = self.session.send_packet(echo, now)
             if datagram:
                 self.transport.sendto(datagram, addr)
@@ -73,9 +78,9 @@ def write_profile(tmp_path, client_key: bytes, server_public: bytes, port: int,
              f"Address = {CLIENT_IP}/32", "",
              "[Peer]", f"PublicKey = {b64(server_public)}",
              f"Endpoint = 127.0.0.1:{port}", "AllowedIPs = 198.18.121.0/24"]
-    if extra_peer:
+    if extra_peer:                         # no Endpoint: it would have to call us
         lines += ["", "[Peer]", f"PublicKey = {b64(public_of(os.urandom(32)))}",
-                  "Endpoint = 127.0.0.1:9", "AllowedIPs = 198.18.123.0/24"]
+                  "AllowedIPs = 198.18.123.0/24"]
     path = tmp_path / "client.conf"
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
@@ -119,13 +124,13 @@ def test_connects_and_carries_packets_both_ways_over_loopback(tmp_path):
     asyncio.run(main())
 
 
-def test_a_second_peer_is_listed_as_not_used_with_its_line(tmp_path):
+def test_a_peer_without_endpoint_is_listed_as_not_used_with_its_line(tmp_path):
     path = write_profile(tmp_path, os.urandom(32), public_of(os.urandom(32)), 9,
                          extra_peer=True)
     tunnel = open_tunnel(path)
-    assert f"{path}:10: [Peer]: not used: erebus talks to one peer per tunnel (the first " \
-           "with an Endpoint)" in tunnel.warnings
-    assert [e.port for e in tunnel.driver.endpoints()] == [9]
+    assert f"{path}:10: [Peer]: not used: it has no Endpoint, and erebus only connects " \
+           "out" in tunnel.warnings
+    assert [[e.port for e in p.driver.endpoints()] for p in tunnel.peers] == [[9]]
 
 
 def test_a_silent_peer_times_out_naming_its_key(tmp_path):
