@@ -117,6 +117,20 @@ def test_profile_for_erebus_is_private_and_checks(wg_lab: WgLab) -> None:
     assert wg_lab.client_keys.private not in cp.stdout + cp.stderr
 
 
+def _closes_everything(lab: WgLab, namespaces, sockets, pids) -> None:
+    """``lab.close()`` leaves none of its namespaces, control sockets, processes (but
+    zombies not yet reaped) or its directory."""
+    lab.close()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                            text=True).stdout.split()
+    assert not any(ns in listed for ns in namespaces)
+    assert not any(s.exists() for s in sockets)
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            "zombie" in open(f"/proc/{pid}/status").read().lower()
+    assert lab.dir is None or not lab.dir.exists()
+
+
 def test_close_removes_namespaces_and_processes() -> None:
     require(missing_prerequisites(), "WireGuard lab")
     lab = WgLab().start()
@@ -124,14 +138,7 @@ def test_close_removes_namespaces_and_processes() -> None:
     namespaces = (lab.ns_srv, lab.ns_cli, lab.ns_web)
     sockets = (lab.server.socket_path, lab.client.socket_path)
     pids = [lab.server.proc.pid, lab.client.proc.pid]
-    lab.close()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert not any(ns in listed for ns in namespaces)
-    assert not any(s.exists() for s in sockets)
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or \
-            "zombie" in open(f"/proc/{pid}/status").read().lower()
-    assert lab.dir is None or not lab.dir.exists()
+    _closes_everything(lab, namespaces, sockets, pids)
 
 
 # ------------------------------------------------------------------ the second site
@@ -240,12 +247,4 @@ def test_close_removes_the_second_site() -> None:
     sockets = (lab.server.socket_path, lab.client.socket_path, lab.site2.socket_path)
     assert all(s.exists() for s in sockets)
     pids = [proc.pid for proc in lab._procs]          # site 2's http.servers among them
-    lab.close()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True,
-                            text=True).stdout.split()
-    assert not any(ns in listed for ns in namespaces)
-    assert not any(s.exists() for s in sockets)
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or \
-            "zombie" in open(f"/proc/{pid}/status").read().lower()
-    assert lab.dir is None or not lab.dir.exists()
+    _closes_everything(lab, namespaces, sockets, pids)

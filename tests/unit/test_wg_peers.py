@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 
@@ -82,18 +83,30 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-def test_each_destination_goes_to_the_peer_whose_allowed_ips_hold_it(tmp_path):
-    client_key = os.urandom(32)
+@contextlib.asynccontextmanager
+async def two_peers(tmp_path, client_key: bytes, allowed_a: str, allowed_b: str, *,
+                    a: dict | None = None, b: dict | None = None):
+    """Responders A and B (``a`` / ``b``: Responder options), a tunnel to both, and the
+    queue of the inner packets out of it; all closed on the way out."""
+    pa = await Peer(public_of(client_key), **(a or {})).start()
+    pb = await Peer(public_of(client_key), **(b or {})).start()
+    tunnel = open_tunnel(write_profile(tmp_path, client_key, [(pa, allowed_a),
+                                                              (pb, allowed_b)]))
+    got = asyncio.Queue(maxsize=16)
+    tunnel.set_receiver(got.put_nowait)
+    try:
+        yield tunnel, pa, pb, got
+    finally:
+        await tunnel.close()
+        pa.transport.close()
+        pb.transport.close()
 
+
+def test_each_destination_goes_to_the_peer_whose_allowed_ips_hold_it(tmp_path):
     async def main():
-        a = await Peer(public_of(client_key)).start()
-        b = await Peer(public_of(client_key)).start()
         # A holds all of 198.18.0.0/15, B the more specific /24 inside it
-        tunnel = open_tunnel(write_profile(tmp_path, client_key, [
-            (a, "198.18.0.0/15"), (b, "198.18.123.0/24")]))
-        got = asyncio.Queue(maxsize=16)
-        tunnel.set_receiver(got.put_nowait)
-        try:
+        async with two_peers(tmp_path, os.urandom(32), "198.18.0.0/15",
+                             "198.18.123.0/24") as (tunnel, a, b, got):
             info = await tunnel.connect(timeout=10)
             assert info.routes == ["198.18.0.0/15", "198.18.123.0/24"]
             assert info.server == f"127.0.0.1:{a.port}, 127.0.0.1:{b.port}"
@@ -111,26 +124,15 @@ def test_each_destination_goes_to_the_peer_whose_allowed_ips_hold_it(tmp_path):
             report = {p["peer"]: p for p in tunnel.peer_report()}
             assert report[b64(a.public)]["up"] and report[b64(b.public)]["up"]
             assert report[b64(b.public)]["latest_handshake"] is not None
-        finally:
-            await tunnel.close()
-            a.transport.close()
-            b.transport.close()
 
     _run(main())
 
 
 def test_a_source_that_belongs_to_another_peer_is_refused_and_counted(tmp_path, caplog):
-    client_key = os.urandom(32)
-
     async def main():
         # A answers every packet as if it came from B's network
-        a = await Peer(public_of(client_key), spoof=SITE_B).start()
-        b = await Peer(public_of(client_key)).start()
-        tunnel = open_tunnel(write_profile(tmp_path, client_key, [
-            (a, "198.18.0.0/15"), (b, "198.18.123.0/24")]))
-        got = asyncio.Queue(maxsize=16)
-        tunnel.set_receiver(got.put_nowait)
-        try:
+        async with two_peers(tmp_path, os.urandom(32), "198.18.0.0/15", "198.18.123.0/24",
+                             a={"spoof": SITE_B}) as (tunnel, a, b, got):
             await tunnel.connect(timeout=10)
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_A, b"to A"))
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_B, b"to B"))
@@ -138,10 +140,6 @@ def test_a_source_that_belongs_to_another_peer_is_refused_and_counted(tmp_path, 
             assert back[20:] == b"to B"                  # B's own answer
             await _until(lambda: tunnel.drops()["policy_in"] == 1)
             assert got.empty()
-        finally:
-            await tunnel.close()
-            a.transport.close()
-            b.transport.close()
 
     with caplog.at_level(logging.WARNING, logger="erebus.wireguard"):
         _run(main())
@@ -150,45 +148,28 @@ def test_a_source_that_belongs_to_another_peer_is_refused_and_counted(tmp_path, 
 
 
 def test_a_prefix_of_two_peers_belongs_to_the_later_one(tmp_path):
-    client_key = os.urandom(32)
-
     async def main():
-        a = await Peer(public_of(client_key)).start()
-        b = await Peer(public_of(client_key)).start()
-        path = write_profile(tmp_path, client_key, [(a, "198.18.123.0/24, 198.18.121.0/24"),
-                                                    (b, "198.18.123.0/24")])
-        tunnel = open_tunnel(path)
-        assert f"{path}:13: AllowedIPs: 198.18.123.0/24 is also the [Peer] at line 5's: " \
-               "this later peer gets it (as in wg)" in tunnel.warnings
-        got = asyncio.Queue(maxsize=16)
-        tunnel.set_receiver(got.put_nowait)
-        try:
+        async with two_peers(tmp_path, os.urandom(32), "198.18.123.0/24, 198.18.121.0/24",
+                             "198.18.123.0/24") as (tunnel, a, b, got):
+            assert f"{tunnel.profile.path}:13: AllowedIPs: 198.18.123.0/24 is also the " \
+                   "[Peer] at line 5's: this later peer gets it (as in wg)" \
+                   in tunnel.warnings
             await tunnel.connect(timeout=10)
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_B, b"b"))
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_A, b"a"))
             for _ in range(2):
                 await asyncio.wait_for(got.get(), 5)
             assert b.responder.seen == [SITE_B] and a.responder.seen == [SITE_A]
-        finally:
-            await tunnel.close()
-            a.transport.close()
-            b.transport.close()
 
     _run(main())
 
 
 def test_a_peer_down_at_start_comes_up_in_the_background(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(wg_session, "REKEY_TIMEOUT", 0.2)   # handshake retries, faster
-    client_key = os.urandom(32)
 
     async def main():
-        a = await Peer(public_of(client_key)).start()
-        b = await Peer(public_of(client_key), silent=True).start()
-        tunnel = open_tunnel(write_profile(tmp_path, client_key, [
-            (a, "198.18.121.0/24"), (b, "198.18.123.0/24")]))
-        got = asyncio.Queue(maxsize=16)
-        tunnel.set_receiver(got.put_nowait)
-        try:
+        async with two_peers(tmp_path, os.urandom(32), "198.18.121.0/24", "198.18.123.0/24",
+                             b={"silent": True}) as (tunnel, a, b, got):
             info = await tunnel.connect(timeout=0.5)
             assert info.server == f"127.0.0.1:{a.port}"
             assert info.routes == ["198.18.121.0/24", "198.18.123.0/24"]
@@ -211,10 +192,6 @@ def test_a_peer_down_at_start_comes_up_in_the_background(tmp_path, monkeypatch, 
             closed = asyncio.ensure_future(tunnel.wait_closed())
             await asyncio.sleep(0)
             assert not closed.done()                    # the tunnel never went down
-        finally:
-            await tunnel.close()
-            a.transport.close()
-            b.transport.close()
         assert await closed == "closed"
 
     with caplog.at_level(logging.WARNING, logger="erebus.wireguard"):
@@ -225,15 +202,10 @@ def test_a_peer_down_at_start_comes_up_in_the_background(tmp_path, monkeypatch, 
 
 def test_the_tunnel_ends_only_when_no_peer_is_up(tmp_path, monkeypatch):
     monkeypatch.setattr(wg_session, "REKEY_TIMEOUT", 0.2)
-    client_key = os.urandom(32)
 
     async def main():
-        a = await Peer(public_of(client_key)).start()
-        b = await Peer(public_of(client_key)).start()
-        tunnel = open_tunnel(write_profile(tmp_path, client_key, [
-            (a, "198.18.121.0/24"), (b, "198.18.123.0/24")]))
-        tunnel.set_receiver(lambda packet: None)
-        try:
+        async with two_peers(tmp_path, os.urandom(32), "198.18.121.0/24",
+                             "198.18.123.0/24") as (tunnel, a, b, _got):
             await tunnel.connect(timeout=5)
             closed = asyncio.ensure_future(tunnel.wait_closed())
             # B's session ends while A is up: B alone is reconnected
@@ -255,29 +227,16 @@ def test_the_tunnel_ends_only_when_no_peer_is_up(tmp_path, monkeypatch):
             info = await tunnel.reconnect(timeout=5)
             assert tunnel.up and all(p.up for p in tunnel.peers)
             assert info.server == f"127.0.0.1:{a.port}, 127.0.0.1:{b.port}"
-        finally:
-            await tunnel.close()
-            a.transport.close()
-            b.transport.close()
 
     _run(main())
 
 
 def test_no_peer_up_raises_the_first_peers_failure(tmp_path, caplog):
-    client_key = os.urandom(32)
-
     async def main():
-        a = await Peer(public_of(client_key), silent=True).start()
-        b = await Peer(public_of(client_key), silent=True).start()
-        tunnel = open_tunnel(write_profile(tmp_path, client_key, [
-            (a, "198.18.121.0/24"), (b, "198.18.123.0/24")]))
-        try:
+        async with two_peers(tmp_path, os.urandom(32), "198.18.121.0/24", "198.18.123.0/24",
+                             a={"silent": True}, b={"silent": True}) as (tunnel, a, b, _):
             with pytest.raises(SessionError) as caught:
                 await tunnel.connect(timeout=0.5)
-        finally:
-            await tunnel.close()
-            a.transport.close()
-            b.transport.close()
         return a, b, caught.value
 
     with caplog.at_level(logging.WARNING, logger="erebus.wireguard"):
