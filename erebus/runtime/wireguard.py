@@ -264,6 +264,7 @@ class WireGuardTunnel:
         self._watchers: set[asyncio.Task] = set()
         self._done: asyncio.Future | None = None
         self._stop = asyncio.Event()
+        self._timeout: float | None = None     # connect()'s, per try (None: the peer's)
         if len(self.peers) == 1:
             self.send_packet = self.peers[0].send_packet      # no routing layer
 
@@ -364,6 +365,7 @@ class WireGuardTunnel:
         in the background).  Raises the first peer's failure when none came up."""
         await self._stop_watchers()
         self._stop.clear()
+        self._timeout = timeout                # the background reconnects' too
         if self._done is not None and self._done.done():
             self._done = None
         results = await asyncio.gather(*(sub.connect(timeout=timeout)
@@ -461,7 +463,7 @@ class WireGuardTunnel:
                             sub.name, down)
             said = False
             try:
-                await sub.reconnect(stop=self._stop)
+                await sub.reconnect(timeout=self._timeout, stop=self._stop)
             except SessionError as exc:
                 if exc.stage is Stage.STOPPED:
                     return
