@@ -137,8 +137,8 @@ async def probe(profile_path: str, *, ping: str | None = None, timeout: float = 
         last = getattr(getattr(tunnel, "session", None), "last_handshake", None)
         if last is not None:
             report["latest_handshake"] = _when(last)
-        peers = getattr(tunnel, "peer_report", None)
-        peers = peers() if peers is not None else []
+        peer_report = getattr(tunnel, "peer_report", None)
+        peers = peer_report() if peer_report is not None else []
         if len(peers) > 1:                 # WireGuard with several peers: each one
             report["peers"] = [{**p, "latest_handshake": _when(p["latest_handshake"])}
                                for p in peers]

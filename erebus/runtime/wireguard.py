@@ -109,17 +109,14 @@ class WireGuardDriver:
     resolve_retry = None
     roams = True                      # our address changed: a new socket (the peer follows)
 
-    def __init__(self, profile: WgProfile, peer: WgPeerConfig | None = None, *,
-                 listen_port: int | None = None, rng=os.urandom, wall_clock=time.time,
-                 keylog: KeyLog | None = None):
+    def __init__(self, profile: WgProfile, peer: WgPeerConfig, *, listen_port: int = 0,
+                 rng=os.urandom, wall_clock=time.time, keylog: KeyLog | None = None):
         self.profile = profile
         self.keylog = keylog
         self.rng = rng
         self.wall_clock = wall_clock
-        self.peer = peer if peer is not None else \
-            next(p for p in profile.peers if p.endpoint is not None)
-        self.listen_port = profile.interface.listen_port or 0 if listen_port is None \
-            else listen_port
+        self.peer = peer
+        self.listen_port = listen_port    # our UDP port (0: any)
 
     @property
     def name(self) -> str:
@@ -165,10 +162,8 @@ class _Routes:
     def __init__(self, entries):
         tables: dict[int, list] = {4: [], 6: []}
         for net, target in entries:
-            bits = net.max_prefixlen
-            mask = ((1 << net.prefixlen) - 1) << (bits - net.prefixlen)
-            tables[net.version].append((net.prefixlen, int(net.network_address), mask,
-                                        target))
+            tables[net.version].append((net.prefixlen, int(net.network_address),
+                                        int(net.netmask), target))
         self.v4 = [(n, m, t) for _, n, m, t in sorted(tables[4], key=lambda e: -e[0])]
         self.v6 = [(n, m, t) for _, n, m, t in sorted(tables[6], key=lambda e: -e[0])]
         self._cache: dict[bytes, object] = {}
@@ -210,17 +205,16 @@ class RoutingCounters(CountersDict):
     policy_out: int = 0
 
 
-def _owned(profile: WgProfile) -> list[tuple[int, WgPeerConfig]]:
-    """The peers with an Endpoint (and their [Peer] lines), each with the AllowedIPs it
-    owns: a prefix of two peers belongs to the later one, as in wg."""
+def _owned(profile: WgProfile) -> list[WgPeerConfig]:
+    """The peers with an Endpoint, each with the AllowedIPs it owns: a prefix of two
+    peers belongs to the later one, as in wg."""
     owner: dict = {}
     for i, peer in enumerate(profile.peers):
         for net in peer.allowed_ips:
             owner[net] = i
-    return [(line, dataclasses.replace(peer, allowed_ips=tuple(
-                n for n in peer.allowed_ips if owner[n] == i)))
-            for i, (line, peer) in enumerate(zip(profile.peer_lines, profile.peers))
-            if peer.endpoint is not None]
+    return [dataclasses.replace(peer, allowed_ips=tuple(
+                n for n in peer.allowed_ips if owner[n] == i))
+            for i, peer in enumerate(profile.peers) if peer.endpoint is not None]
 
 
 class WireGuardTunnel:
@@ -252,7 +246,7 @@ class WireGuardTunnel:
                                                   if i == 0 else 0, rng=rng,
                                                   keylog=self.keylog),
                                   pcap=pcap, connector=connector)
-                      for i, (_line, peer) in enumerate(used)]
+                      for i, peer in enumerate(used)]
         self.driver = self.peers[0].driver
         self.connect_timeout = CONNECT_TIMEOUT
         self.info: TunnelInfo | None = None

@@ -24,7 +24,8 @@ from erebus.wireguard import session as wg_session
 from erebus.wireguard.crypto import public_of
 
 from tests.unit.test_wg_runtime import CLIENT_IP, Responder
-from tests.unit.test_wg_session import ipv4
+from tests.unit.test_wg_session import ipv4, ipv6
+from tests.unit.waiting import until
 
 SITE_A = "198.18.121.7"
 SITE_B = "198.18.123.7"
@@ -66,17 +67,6 @@ def write_profile(tmp_path, client_key: bytes, peers: list[tuple[Peer, str]], *,
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return str(path)
-
-
-async def _until(condition, timeout: float = 10.0) -> None:
-    """Wait (bounded) until ``condition()`` holds: what the background reconnect of a
-    peer makes true, without an event of its own to wait on."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def _run(coro):
@@ -138,7 +128,7 @@ def test_a_source_that_belongs_to_another_peer_is_refused_and_counted(tmp_path, 
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_B, b"to B"))
             back = await asyncio.wait_for(got.get(), 5)
             assert back[20:] == b"to B"                  # B's own answer
-            await _until(lambda: tunnel.drops()["policy_in"] == 1)
+            await until(lambda: tunnel.drops()["policy_in"] == 1, 10, "the drop")
             assert got.empty()
 
     with caplog.at_level(logging.WARNING, logger="erebus.wireguard"):
@@ -185,7 +175,7 @@ def test_a_peer_down_at_start_comes_up_in_the_background(tmp_path, monkeypatch, 
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_A, b"a"))
             assert (await asyncio.wait_for(got.get(), 5))[20:] == b"a"
             b.responder.silent = False
-            await _until(lambda: tunnel.peers[1].up)
+            await until(lambda: tunnel.peers[1].up, 10, "B up")
             assert tunnel.info.server == f"127.0.0.1:{a.port}, 127.0.0.1:{b.port}"
             tunnel.send_packet(ipv4(CLIENT_IP, SITE_B, b"b"))
             assert (await asyncio.wait_for(got.get(), 5))[20:] == b"b"
@@ -211,13 +201,14 @@ def test_the_tunnel_ends_only_when_no_peer_is_up(tmp_path, monkeypatch):
             # B's session ends while A is up: B alone is reconnected
             sessions = tunnel.peers[1].sessions
             tunnel.peers[1]._end(SessionError(Stage.TIMEOUT, "B: stalled"))
-            await _until(lambda: tunnel.peers[1].up and
-                         tunnel.peers[1].sessions == sessions + 1)
+            await until(lambda: tunnel.peers[1].up and
+                        tunnel.peers[1].sessions == sessions + 1, 10, "B reconnected")
             assert not closed.done() and tunnel.peers[0].sessions == 1
             # B goes silent and ends again, then A ends: nothing is up, the tunnel ends
             b.responder.silent = True
             tunnel.peers[1]._end(SessionError(Stage.TIMEOUT, "B: stalled again"))
-            await _until(lambda: tunnel.peers[1].sessions == sessions + 2)  # retrying
+            await until(lambda: tunnel.peers[1].sessions == sessions + 2, 10,
+                        "B retrying")
             assert not tunnel.peers[1].up and not closed.done()
             tunnel.peers[0]._end(SessionError(Stage.TIMEOUT, "A: stalled"))
             with pytest.raises(SessionError, match="A: stalled"):
@@ -264,3 +255,23 @@ def test_one_peer_is_one_shell_tunnel_without_routing(tmp_path):
     tunnel = open_tunnel(write_profile(tmp_path, client_key, [(a, "198.18.121.0/24")]))
     assert len(tunnel.peers) == 1
     assert tunnel.send_packet == tunnel.peers[0].send_packet
+
+
+def test_the_route_cache_stays_bounded_and_right_past_its_size():
+    import ipaddress
+
+    from erebus.runtime.wireguard import ROUTE_CACHE, _Routes
+    routes = _Routes([(ipaddress.ip_network("198.18.0.0/15"), "A"),
+                      (ipaddress.ip_network("198.18.123.0/24"), "B"),
+                      (ipaddress.ip_network("2001:2::/48"), "C")])
+    # a sender of more distinct addresses than the cache holds, twice over
+    for n in range(2 * ROUTE_CACHE + 7):
+        dst = str(ipaddress.IPv4Address("198.18.0.0") + n)
+        want = "B" if dst.startswith("198.18.123.") else "A"
+        assert routes.destination(ipv4(CLIENT_IP, dst, b"")) == want, dst
+        assert len(routes._cache) <= ROUTE_CACHE
+    assert routes.destination(ipv4(CLIENT_IP, "198.51.100.1", b"")) is None
+    assert routes.source(ipv6("2001:2::1", "2001:2::2", b"")) == "C"
+    assert routes.destination(b"\x45\0\0") is None              # truncated: no address
+    assert routes.destination(b"\x60" + bytes(20)) is None      # truncated IPv6
+    assert routes.destination(b"\x10" + bytes(40)) is None      # not IP
