@@ -42,6 +42,9 @@ them are found in one pass (:func:`read_wg_profile`).
 Bounds: a profile is read with :func:`erebus.files.read_limited` (a regular file of at
 most ``MAX_FILE_SIZE``), which bounds every list it builds (addresses, peers, allowed
 IPs, warnings); duplicates are found through sets, so a hostile file costs linear time.
+Each peer with an Endpoint becomes its own session, UDP socket and task when the tunnel
+comes up, so a profile holds at most ``MAX_PEERS`` [Peer] sections; the next one is an
+error naming its line, and its keys are not read.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ from ..errors import ConfigError, ConfigProblems
 from ..files import read_limited
 from .keys import KEY_LEN, WgInterfaceConfig, WgPeerConfig
 
-__all__ = ["WgProfile", "WgReading", "WgProfileError", "read_wg_profile",
+MAX_PEERS = 256            # [Peer] sections of one profile (each may be a socket and a task)
+
+__all__ = ["MAX_PEERS", "WgProfile", "WgReading", "WgProfileError", "read_wg_profile",
            "parse_wg_profile", "load_wg_profile", "public_key_of", "key_to_base64",
            "is_wg_quick_text", "INTERFACE_KEYS", "PEER_KEYS", "IGNORED_KEYS"]
 
@@ -190,6 +195,7 @@ class _Reader:
         self.mtu_line = 0
         self.listen_port: int | None = None
         self.peers: list[dict] = []
+        self.peers_over = False                     # a [Peer] past MAX_PEERS was seen
         self.seen: dict[tuple, int] = {}            # (section id, key) -> first line
 
     # -- reporting -------------------------------------------------------------------
@@ -255,6 +261,13 @@ class _Reader:
         if name == "[interface]":
             self.section = "interface"
             self.interface_seen = True
+        elif name == "[peer]" and len(self.peers) >= MAX_PEERS:
+            self.section = "unknown"            # its keys are not taken
+            if not self.peers_over:             # said once, at the first one over
+                self.fail(number, "Peer", f"more than {MAX_PEERS} [Peer] sections: erebus "
+                          "runs a session and a socket for each, and takes at most "
+                          f"{MAX_PEERS} (split the profile)")
+                self.peers_over = True
         elif name == "[peer]":
             self.section = "peer"
             self.peers.append({"line": number, "public_key": None, "psk": None,

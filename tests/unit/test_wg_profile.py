@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from erebus.check import check_wireguard, render
 from erebus.errors import ConfigError
 from erebus.families import family_of
-from erebus.wireguard.profile import (WgProfileError, is_wg_quick_text, load_wg_profile,
+from erebus.wireguard.profile import (MAX_PEERS, WgProfileError, is_wg_quick_text, load_wg_profile,
                                       parse_wg_profile, public_key_of, read_wg_profile)
 
 
@@ -226,6 +226,26 @@ def test_keys_of_an_unknown_section_are_not_taken() -> None:
                               "[Peer])"]
     reading = parse_wg_profile(good() + "[Nope]\nAllowedIPs = ::/0\n", "wg0.conf")
     assert [e.line for e in reading.problems] == [9]
+
+
+def _peers(n: int) -> str:
+    """``n`` distinct [Peer] sections, each with an Endpoint and a /32 of its own."""
+    return "".join(f"[Peer]\nPublicKey = {base64.b64encode(i.to_bytes(32, 'big')).decode()}"
+                   f"\nEndpoint = 198.18.{i // 250}.{i % 250 + 1}:51820\n"
+                   f"AllowedIPs = 198.19.{i // 250}.{i % 250}/32\n" for i in range(1, n + 1))
+
+
+def test_peers_are_bounded_by_max_peers() -> None:
+    head = f"[Interface]\nPrivateKey = {PRIV}\nAddress = 198.18.122.2/32\n"
+    assert len(ok(head + _peers(MAX_PEERS)).peers) == MAX_PEERS
+    text = head + _peers(MAX_PEERS + 40)
+    first_over = 3 + 4 * MAX_PEERS + 1                 # the line of peer MAX_PEERS + 1
+    found = problems(text)
+    assert found == [f"wg0.conf:{first_over}: Peer: more than {MAX_PEERS} [Peer] sections: "
+                     f"erebus runs a session and a socket for each, and takes at most "
+                     f"{MAX_PEERS} (split the profile)"]
+    # the keys of the sections over the bound are not read (a bad one says nothing)
+    assert problems(text + "[Peer]\nPublicKey = nope\n") == found
 
 
 def test_all_problems_in_one_pass_sorted_by_line() -> None:
