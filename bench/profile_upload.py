@@ -1,11 +1,13 @@
-"""Where an upload's time goes: erebus -L under cProfile, with its TCP sender's counters.
+"""Where an upload's (or a download's) time goes: erebus -L under cProfile, with its TCP
+sender's counters.
 
     .venv/bin/python bench/profile_upload.py [--size-mb 50] [--runs 3] [--mode gcm]
-        [--socks] [--top 30] [--out DIR]
+        [--socks] [--download] [--top 30] [--out DIR]
 
 Builds the lab of bench/run.py (as root), starts `erebus up` through bench/upload_probe.py
 and sends --runs uploads of --size-mb through -L (or SOCKS5) to the sink, each checked by
-byte count and sha256.  Prints MiB/s per run, every bulk connection's counters (segments,
+byte count and sha256 (--download: --runs curls of the web host's file through -L or
+SOCKS5, each checked by sha256).  Prints MiB/s per run, every bulk connection's counters (segments,
 retransmissions, RTOs, fast recoveries, what limited the sender's output passes, the
 largest burst and cwnd) and the cProfile functions with the most own time.
 """
@@ -36,6 +38,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--mode", default="gcm")
     p.add_argument("--socks", action="store_true", help="through SOCKS5 instead of -L")
+    p.add_argument("--download", action="store_true",
+                   help="downloads (curl of the web host's file) instead of uploads")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--out", default=None, help="keep erebus.prof and tcp.json here")
     args = p.parse_args()
@@ -47,16 +51,23 @@ def main() -> int:
         ports = bench_run.PORTS
         up = lab.spawn_client([lab.python, PROBE, str(b.out), "up", str(server.profile),
                                "-L", f"{ports['sink']}:{b.web}:{bench_run.SINK_PORT}",
+                               "-L", f"{ports['fwd']}:{b.web}:80",
                                "--socks", str(ports["socks"])], output=log)
         wait_for_log(log, "ready (", timeout=30, process=up, what="erebus up")
         speeds = []
+        what = "download" if args.download else "upload"
         for _ in range(args.runs):
-            if args.socks:
+            if args.download and args.socks:
+                secs = b.fetch("--socks5-hostname", f"127.0.0.1:{ports['socks']}",
+                               f"http://{b.web}/bench.bin")
+            elif args.download:
+                secs = b.fetch(f"http://127.0.0.1:{ports['fwd']}/bench.bin")
+            elif args.socks:
                 secs = b.upload(b.web, bench_run.SINK_PORT, f"127.0.0.1:{ports['socks']}")
             else:
                 secs = b.upload("127.0.0.1", ports["sink"])
             speeds.append(b.size / secs / 2**20)
-            print(f"upload {speeds[-1]:.1f} MiB/s", flush=True)
+            print(f"{what} {speeds[-1]:.1f} MiB/s", flush=True)
         time.sleep(0.5)                 # the last connection's TIME_WAIT records it
         b.stop_erebus(up)
         for _ in range(50):

@@ -84,11 +84,11 @@ class FakeSocket:
 
     def recvmsg_into(self, buffers, ancbufsize):
         assert ancbufsize >= socket.CMSG_SPACE(4)
-        data, size = self._next()
+        data, size, *flags = self._next()         # (data, size[, recvmsg flags])
         buffers[0][:len(data)] = data
         anc = [] if size is None else \
             [(udp.SOL_UDP, udp.UDP_GRO, size.to_bytes(4, sys.byteorder))]
-        return len(data), anc, 0, ("198.18.0.1", 1194)
+        return len(data), anc, flags[0] if flags else 0, ("198.18.0.1", 1194)
 
     def recv_into(self, buffer):
         data, _ = self._next()
@@ -146,6 +146,15 @@ def test_a_read_without_the_cmsg_is_one_datagram():
     sock.reads = [(blob(2500, 5), None), (b"", None)]
     loop.readers[7]()
     assert got == [blob(2500, 5), b""]
+
+
+def test_a_truncated_read_is_dropped_and_counted_and_the_next_one_taken():
+    sock = FakeSocket()
+    link, loop, got = make_link(sock)
+    sock.reads = [(blob(1000, 1), None, socket.MSG_TRUNC), (blob(1000, 2), None, 0)]
+    loop.readers[7]()
+    assert got == [blob(1000, 2)] and link.dropped_truncated == 1
+    assert udp.MSG_TRUNC == socket.MSG_TRUNC and type(udp.MSG_TRUNC) is int
 
 
 def test_refused_gro_reads_one_datagram_per_recv_into():
