@@ -374,6 +374,12 @@ class ClientSession:
         """Process one datagram from the server; returns inbound IP packets, if any."""
         if self.finished:
             return []
+        dk = self.data_key
+        if dk is not None and type(data) is bytes and data.startswith(dk.header) \
+                and self.state is State.ESTABLISHED:
+            # the data channel's fast path: the current key's own header (opcode, key id,
+            # peer id), so no DataPacket is built; anything else takes the long way
+            return self._take_data(dk, memoryview(data)[len(dk.header):], None, now)
         wrapper = self._wrapper
         if wrapper is not None and data and (data[0] >> 3) in w.CONTROL_OPCODES:
             try:
@@ -628,8 +634,13 @@ class ClientSession:
             else:
                 self.counters.dropped_session += 1
                 return []
+        return self._take_data(dk, packet.body, packet.header, now)
+
+    def _take_data(self, dk, body: memoryview, header: bytes | None,
+                   now: float) -> list[bytes]:
+        """A data packet of key ``dk`` (header stripped): its inner packet, if any."""
         try:
-            payload = dk.decrypt(packet.body, packet.header)
+            payload = dk.decrypt(body, header)
         except DataError as exc:
             if "replay" in str(exc):
                 self.counters.dropped_replay += 1

@@ -334,6 +334,28 @@ def test_session_establishes_and_carries_data(pki):
     assert client.counters.dropped_replay == 1
 
 
+def test_data_fast_path_and_the_long_way_agree(pki):
+    """The current key's own header takes the fast path (bytes); a memoryview, another
+    peer id or a tampered packet go the long way or are dropped, counted the same."""
+    ca, cert, key = pki["lab-ca"]
+    client = ClientSession(settings(ca), 0.0)
+    server = FakeServer(cert, key)
+    run(client, server)
+    c = client.counters
+    one, two = (server.data_key.encrypt(b"packet %d" % i) for i in (1, 2))
+    assert one[:4] == client.data_key.header
+    assert client.receive_datagram(one, 1.0) == [b"packet 1"]                # fast
+    assert client.receive_datagram(memoryview(two), 1.0) == [b"packet 2"]    # long way
+    assert client.receive_datagram(two, 1.0) == [] and c.dropped_replay == 1
+    assert client.receive_datagram(memoryview(one), 1.0) == [] and c.dropped_replay == 2
+    three = server.data_key.encrypt(b"packet 3")
+    tampered = three[:-1] + bytes((three[-1] ^ 1,))
+    assert client.receive_datagram(tampered, 1.0) == [] and c.dropped_data_auth == 1
+    other_peer = three[:3] + bytes((three[3] ^ 1,)) + three[4:]      # authenticated AAD
+    assert client.receive_datagram(other_peer, 1.0) == [] and c.dropped_data_auth == 2
+    assert client.receive_datagram(three, 1.0) == [b"packet 3"]
+
+
 def test_handshake_completes_with_20_percent_loss(pki):
     ca, cert, key = pki["lab-ca"]
     dropped = retransmits = 0
