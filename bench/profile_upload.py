@@ -2,12 +2,13 @@
 sender's counters.
 
     .venv/bin/python bench/profile_upload.py [--size-mb 50] [--runs 3] [--mode gcm]
-        [--socks] [--download] [--top 30] [--out DIR]
+        [--socks] [--download] [--parallel N] [--top 30] [--out DIR]
 
 Builds the lab of bench/run.py (as root), starts `erebus up` through bench/upload_probe.py
 and sends --runs uploads of --size-mb through -L (or SOCKS5) to the sink, each checked by
 byte count and sha256 (--download: --runs curls of the web host's file through -L or
-SOCKS5, each checked by sha256).  Prints MiB/s per run, every bulk connection's counters (segments,
+SOCKS5, each checked by sha256; --parallel N: --runs rounds of N curls at once of a 4 MiB
+file through -L).  Prints MiB/s per run, every bulk connection's counters (segments,
 retransmissions, RTOs, fast recoveries, what limited the sender's output passes, the
 largest burst and cwnd) and the cProfile functions with the most own time.
 """
@@ -40,11 +41,14 @@ def main() -> int:
     p.add_argument("--socks", action="store_true", help="through SOCKS5 instead of -L")
     p.add_argument("--download", action="store_true",
                    help="downloads (curl of the web host's file) instead of uploads")
+    p.add_argument("--parallel", type=int, default=0,
+                   help="rounds of this many parallel 4 MiB downloads through -L")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--out", default=None, help="keep erebus.prof and tcp.json here")
     args = p.parse_args()
     with Lab() as lab:
-        b = bench_run.Bench(lab, SimpleNamespace(size_mb=args.size_mb, parallel_mb=1,
+        b = bench_run.Bench(lab, SimpleNamespace(size_mb=args.size_mb, parallel_mb=4,
+                                                 parallel=args.parallel,
                                                  runs=args.runs, quick=False))
         server = lab.start_server(args.mode)
         log = b.out / "erebus-probe.log"
@@ -56,7 +60,11 @@ def main() -> int:
         wait_for_log(log, "ready (", timeout=30, process=up, what="erebus up")
         speeds = []
         what = "download" if args.download else "upload"
-        for _ in range(args.runs):
+        if args.parallel:                # --runs rounds inside Bench.parallel
+            r = b.parallel(f"http://127.0.0.1:{ports['fwd']}/small.bin")
+            speeds = [r["min"], r["mib_per_s"], r["max"]]
+            print(f"{args.parallel} parallel downloads: {r}", flush=True)
+        for _ in range(0 if args.parallel else args.runs):
             if args.download and args.socks:
                 secs = b.fetch("--socks5-hostname", f"127.0.0.1:{ports['socks']}",
                                f"http://{b.web}/bench.bin")
