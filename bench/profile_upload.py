@@ -59,23 +59,25 @@ def main() -> int:
                                "--socks", str(ports["socks"])], output=log)
         wait_for_log(log, "ready (", timeout=30, process=up, what="erebus up")
         speeds = []
-        what = "download" if args.download else "upload"
         if args.parallel:                # --runs rounds inside Bench.parallel
             r = b.parallel(f"http://127.0.0.1:{ports['fwd']}/small.bin")
             speeds = [r["min"], r["mib_per_s"], r["max"]]
             print(f"{args.parallel} parallel downloads: {r}", flush=True)
-        for _ in range(0 if args.parallel else args.runs):
-            if args.download and args.socks:
-                secs = b.fetch("--socks5-hostname", f"127.0.0.1:{ports['socks']}",
-                               f"http://{b.web}/bench.bin")
-            elif args.download:
-                secs = b.fetch(f"http://127.0.0.1:{ports['fwd']}/bench.bin")
-            elif args.socks:
-                secs = b.upload(b.web, bench_run.SINK_PORT, f"127.0.0.1:{ports['socks']}")
-            else:
-                secs = b.upload("127.0.0.1", ports["sink"])
-            speeds.append(b.size / secs / 2**20)
-            print(f"{what} {speeds[-1]:.1f} MiB/s", flush=True)
+        else:
+            for _ in range(args.runs):
+                if args.download and args.socks:
+                    secs = b.fetch("--socks5-hostname", f"127.0.0.1:{ports['socks']}",
+                                   f"http://{b.web}/bench.bin")
+                elif args.download:
+                    secs = b.fetch(f"http://127.0.0.1:{ports['fwd']}/bench.bin")
+                elif args.socks:
+                    secs = b.upload(b.web, bench_run.SINK_PORT,
+                                    f"127.0.0.1:{ports['socks']}")
+                else:
+                    secs = b.upload("127.0.0.1", ports["sink"])
+                speeds.append(b.size / secs / 2**20)
+                print(f"{'download' if args.download else 'upload'} {speeds[-1]:.1f} MiB/s",
+                      flush=True)
         time.sleep(0.5)                 # the last connection's TIME_WAIT records it
         b.stop_erebus(up)
         for _ in range(50):

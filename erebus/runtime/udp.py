@@ -42,7 +42,7 @@ RECV_BUFFER = 1 << 16        # one GRO train (<= 64 KiB) or one datagram
 _REFUSES_GSO = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 _SEGMENT_CMSG = struct.Struct("=H")
 MSG_TRUNC = int(socket.MSG_TRUNC)     # a plain int: `flags & socket.MSG_TRUNC` is an
-                                      # IntFlag operation in Python (~1 us per datagram)
+                                      # IntFlag operation in Python (392 ns a datagram)
 
 
 def gro_segments(nbytes: int, size: int | None) -> Iterator[tuple[int, int]]:
