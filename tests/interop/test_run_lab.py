@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.interop.util import Up, _big_file, _free_port, outdir
-from tests.lab import WEB_ADDR, _wait_until, send_signal, stop_process, tail
+from tests.lab import SYSTEM_PYTHON, WEB_ADDR, _wait_until, send_signal, stop_process, tail
 
 pytestmark = pytest.mark.interop
 
@@ -126,12 +126,15 @@ def test_100mib_byte_exact_through_curl_inside(lab, gcm):
 
 def test_signal_reaches_the_command_and_nothing_outlives_it(lab, gcm):
     """SIGTERM to erebus goes to the command (exit 128 + 15); a background child the
-    command left behind ends with the namespace."""
+    command left behind ends with the namespace.  The command is found by ``marker`` in
+    its arguments (Debian's dash has no ``exec -a``: a command that failed at once
+    raced the signal)."""
     out = outdir(lab)
     marker = f"erebus-run-orphan-{_free_port()}"
     log = out / "run-signal.log"
     proc = lab.spawn_client([lab.python, "-m", "erebus", "run", str(gcm.profile), "-v", "--",
-                             "sh", "-c", f"sleep 300 & exec -a {marker} sleep 301"],
+                             "sh", "-c", f"sleep 300 & exec {SYSTEM_PYTHON} -c "
+                             f"'import time; time.sleep(301)' {marker}"],
                             output=log)
     try:
         def started() -> bool:
